@@ -1,0 +1,184 @@
+"""What every detector sees: per-step facts computed once, and the run's shared context."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from sentrail.model.finding import Category, Finding, Severity
+from sentrail.model.trace import RunHeader, Step
+from sentrail.policy.bundle import RiskClass
+from sentrail.policy.compiled import Policy, Profile
+from sentrail.policy.match import GlobSet
+from sentrail.policy.risk import tool_words
+
+FAILED_STATUSES = frozenset(
+    {"error", "failed", "failure", "denied", "forbidden", "unauthorized", "timeout", "rejected"}
+)
+DENIED_STATUSES = frozenset({"denied", "forbidden", "unauthorized", "rejected", "blocked"})
+
+
+def parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+
+
+class StepFacts:
+    """One step with the facts detectors share, derived once."""
+
+    __slots__ = (
+        "_time",
+        "denied",
+        "environment",
+        "failed",
+        "has_approval",
+        "index",
+        "params",
+        "permissions",
+        "registered",
+        "risk",
+        "status",
+        "step",
+        "tool",
+    )
+
+    def __init__(self, step: Step, policy: Policy, run_environment: str | None) -> None:
+        self.step = step
+        self.index = step.step_index
+        call = step.tool_call
+        self.tool: str | None = call.tool if call is not None else None
+        self.params: dict[str, Any] = call.parameters if call is not None else {}
+        if self.tool is not None:
+            self.risk, self.registered = policy.registry.classify(self.tool)
+        else:
+            self.risk, self.registered = None, False
+        res = step.result
+        status = res.status if res is not None else None
+        self.status = status.lower() if isinstance(status, str) else ""
+        self.failed = self.status in FAILED_STATUSES
+        self.denied = self.status in DENIED_STATUSES
+        self.environment = step.environment or run_environment
+        self.permissions = step.permissions_used
+        self.has_approval = bool(step.approval_id)
+        self._time: dt.datetime | None | bool = False
+
+    @property
+    def is_write(self) -> bool:
+        return self.risk is not None and self.risk is not RiskClass.READ_ONLY
+
+    @property
+    def time(self) -> dt.datetime | None:
+        if self._time is False:
+            self._time = parse_time(self.step.timestamp)
+        return self._time  # type: ignore[return-value]
+
+    @property
+    def verb(self) -> str:
+        words = tool_words(self.tool or "")
+        return words[-1] if words else ""
+
+
+Emit = Callable[[Finding, "StepFacts | None"], None]
+
+
+class RunContext:
+    """Per-run state shared by the detectors of one run."""
+
+    def __init__(
+        self,
+        header: RunHeader,
+        policy: Policy,
+        emit: Emit,
+        baseline: Any = None,
+    ) -> None:
+        self.header = header
+        self.policy = policy
+        self.profile: Profile = policy.profile_for(header.agent_id)
+        self.baseline = baseline
+        self.history: list[StepFacts] = []
+        self.findings: list[Finding] = []
+        self.injections: list[tuple[int, str]] = []  # (step index, excerpt)
+        self.calls = self.writes = self.failures = self.denied_count = 0
+        self._emit = emit
+        self.boundary_from_summary = False
+        self.boundary = self.profile.boundary
+        self.set_summary_boundary()
+
+    def set_summary_boundary(self) -> None:
+        """Without a policy boundary, the grant minus what the trace says was escalated."""
+        if self.profile.boundary is not None and self.profile.matched:
+            return
+        summary = self.header.permissions_summary
+        if summary is None:
+            return
+        escalated = set(summary.escalated)
+        self.boundary = GlobSet(p for p in summary.granted if p not in escalated)
+        self.boundary_from_summary = True
+
+    @property
+    def denied_permissions(self) -> frozenset[str]:
+        s = self.header.permissions_summary
+        return frozenset(s.denied) if s is not None else frozenset()
+
+    def emit(
+        self,
+        rule: str,
+        category: Category,
+        severity: Severity,
+        facts: StepFacts | None,
+        message: str,
+        evidence: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        key: str = "",
+    ) -> Finding:
+        step_index = facts.index if facts is not None else None
+        raw = f"{self.header.run_id}\x00{rule}\x00{step_index}\x00{key}".encode()
+        finding = Finding(
+            id="F-" + hashlib.sha256(raw).hexdigest()[:16],
+            rule=rule,
+            category=category,
+            severity=severity,
+            step_index=step_index,
+            message=message,
+            evidence=evidence or {},
+            tags=tags or list(TAGS.get(category, ())),
+        )
+        self._emit(finding, facts)
+        return finding
+
+
+class Detector:
+    """Base class. One instance per run; ``on_step`` sees steps in arrival order."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def on_step(self, facts: StepFacts) -> None:  # pragma: no cover - default
+        return None
+
+    def finish(self) -> None:
+        return None
+
+
+# OWASP Top 10 for Agentic Applications (ASI) and MITRE ATLAS technique ids per category.
+TAGS: dict[Category, tuple[str, ...]] = {
+    Category.PERMISSION_ESCALATION: ("OWASP-ASI03", "AML.T0053"),
+    Category.UNUSUAL_SEQUENCE: ("OWASP-ASI10",),
+    Category.EXCESSIVE_RETRIES: ("OWASP-ASI08",),
+    Category.DATA_EXFILTRATION: ("OWASP-ASI02", "AML.T0025", "AML.T0057"),
+    Category.POLICY_VIOLATION: ("OWASP-ASI02",),
+    Category.UNTRUSTED_INSTRUCTION: ("OWASP-ASI01", "AML.T0051.001"),
+    Category.TAINTED_ACTION: ("OWASP-ASI01", "OWASP-ASI02", "AML.T0051.001"),
+    Category.MISSING_TELEMETRY: ("OWASP-ASI09",),
+    Category.BEHAVIOURAL_CORRELATION: ("OWASP-ASI10",),
+    Category.ATTESTATION: ("OWASP-ASI04",),
+}

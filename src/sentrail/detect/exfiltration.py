@@ -1,0 +1,9 @@
+"""Placeholder: being written (replaced before this lands)."""
+
+from __future__ import annotations
+
+from sentrail.detect.base import Detector
+
+
+class DataExfiltration(Detector):
+    name = "exfiltration"

@@ -1,0 +1,110 @@
+"""policy_violation: the approved tool list, approved environments and CEL behavioural rules.
+
+A call is judged whether or not it succeeded: attempting a prohibited action is the finding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sentrail.detect.base import Detector, StepFacts
+from sentrail.model.finding import Category, Severity
+from sentrail.policy.rules import StepVariables
+
+
+class PolicyRules(Detector):
+    name = "policy_violation"
+
+    def on_step(self, facts: StepFacts) -> None:
+        tool = facts.tool
+        if tool is None:
+            return
+        ctx = self.ctx
+        profile = ctx.profile
+        approved = profile.approved_tools
+        if approved is not None and tool not in approved:
+            ctx.emit(
+                "policy.unapproved_tool",
+                Category.POLICY_VIOLATION,
+                Severity.WARNING,
+                facts,
+                f"Tool {tool} is not on the approved tool list of {profile.name}",
+                {"tool": tool, "profile": profile.profile.id, "status": facts.status},
+            )
+        envs = profile.environments
+        if envs is not None and facts.environment and facts.environment not in envs:
+            ctx.emit(
+                "policy.environment",
+                Category.POLICY_VIOLATION,
+                Severity.WARNING,
+                facts,
+                f"{tool} ran in environment {facts.environment}, outside {', '.join(sorted(envs))}",
+                {"tool": tool, "environment": facts.environment},
+            )
+        rules = [r for r in ctx.policy.rules if r.applies(tool, ctx.header.agent_id)]
+        if not rules:
+            return
+        variables = StepVariables(self._builders(facts))
+        for compiled in rules:
+            if compiled.matches(variables):
+                rule = compiled.rule
+                ctx.emit(
+                    f"policy.rule.{rule.id}",
+                    Category.POLICY_VIOLATION,
+                    compiled.severity,
+                    facts,
+                    f"Policy rule {rule.id} — {rule.description or rule.condition} ({tool})",
+                    {
+                        "rule_id": rule.id,
+                        "condition": rule.condition,
+                        "tool": tool,
+                        "status": facts.status,
+                    },
+                    tags=list(rule.tags) or None,
+                )
+
+    def _builders(self, facts: StepFacts) -> dict[str, Any]:
+        ctx = self.ctx
+        step = facts.step
+        risk = facts.risk
+        tool = facts.tool or ""
+        approved = ctx.profile.approved_tools
+        h = ctx.header
+        return {
+            "tool": lambda: {
+                "name": tool,
+                "risk": risk.value if risk else "",
+                "verb": facts.verb,
+                "approved": approved is None or tool in approved,
+                "registered": facts.registered,
+            },
+            "params": lambda: facts.params,
+            "step": lambda: {
+                "index": facts.index,
+                "action": step.action or "",
+                "environment": facts.environment or "",
+                "resource": step.resource or "",
+                "permissions": list(facts.permissions),
+                "status": facts.status,
+                "approval_id": step.approval_id or "",
+                "has_approval": facts.has_approval,
+                "confidence": 1.0 if step.confidence is None else float(step.confidence),
+                "has_reasoning": bool(step.reasoning and step.reasoning.strip()),
+            },
+            "run": lambda: {
+                "run_id": h.run_id,
+                "agent_id": h.agent_id,
+                "agent_type": h.agent_type or "",
+                "tenant_id": h.tenant_id or "",
+                "trigger": h.trigger or "",
+                "environment": h.environment or "",
+                "runtime_mode": h.runtime_mode or "",
+            },
+            "history": lambda: {
+                "calls": ctx.calls,
+                "writes": ctx.writes,
+                "failures": ctx.failures,
+                "denied": ctx.denied_count,
+                "injection_seen": bool(ctx.injections),
+            },
+        }

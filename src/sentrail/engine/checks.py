@@ -1,0 +1,53 @@
+"""The behavioural-policy lines of a report: one [PASS]/[WARN]/[FAIL] per check."""
+
+from __future__ import annotations
+
+from sentrail.model.finding import Category, Finding, PolicyCheck, Severity
+from sentrail.policy.compiled import Policy, Profile
+
+
+def _status(findings: list[Finding]) -> str:
+    if not findings:
+        return "PASS"
+    return "FAIL" if any(f.severity is Severity.CRITICAL for f in findings) else "WARN"
+
+
+def policy_checks(policy: Policy, profile: Profile, findings: list[Finding]) -> list[PolicyCheck]:
+    checks: list[PolicyCheck] = []
+    by_rule: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_rule.setdefault(f.rule, []).append(f)
+
+    rule_hits = [f for f in findings if f.rule.startswith("policy.rule.")]
+    if not rule_hits:
+        checks.append(PolicyCheck("PASS", "No prohibited actions detected"))
+    for compiled in policy.rules:
+        hits = by_rule.get(f"policy.rule.{compiled.rule.id}", [])
+        if hits:
+            steps = ", ".join(str(f.step_index) for f in hits)
+            label = compiled.rule.description or compiled.rule.id
+            checks.append(PolicyCheck(_status(hits), f"{compiled.rule.id}: {label} (step {steps})"))
+
+    unapproved = by_rule.get("policy.unapproved_tool", [])
+    if profile.approved_tools is None:
+        checks.append(PolicyCheck("PASS", "No approved-tool list for this agent (not checked)"))
+    elif unapproved:
+        tools = sorted({str(f.evidence.get("tool")) for f in unapproved})
+        checks.append(PolicyCheck("WARN", f"Tools outside the approved list: {', '.join(tools)}"))
+    else:
+        checks.append(PolicyCheck("PASS", "All tool calls within approved tool list"))
+
+    env_hits = by_rule.get("policy.environment", [])
+    if env_hits:
+        envs = sorted({str(f.evidence.get("environment")) for f in env_hits})
+        checks.append(PolicyCheck("WARN", f"Actions in unapproved environments: {', '.join(envs)}"))
+
+    escalations = [f for f in findings if f.category is Category.PERMISSION_ESCALATION]
+    unapproved_esc = [f for f in escalations if f.severity is not Severity.INFO]
+    if unapproved_esc:
+        checks.append(
+            PolicyCheck(_status(unapproved_esc), "Escalated permissions require manual approval audit")
+        )
+    elif escalations:
+        checks.append(PolicyCheck("PASS", "Escalated permissions carry approval ids"))
+    return checks

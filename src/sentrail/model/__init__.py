@@ -1,0 +1,1 @@
+"""Plain data: traces, events, findings, verdicts, baselines. No I/O, no logic beyond parsing."""

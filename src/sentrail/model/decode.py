@@ -1,0 +1,147 @@
+"""Bytes to model objects, with located errors and guards against hostile input.
+
+Guards: a size limit, UTF-8 only (UTF-8/16/32 byte-order marks are understood), a nesting
+limit, and duplicate object keys (a classic way to show one value to one parser and another
+to the next) are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+from sentrail.errors import InputError
+from sentrail.model.events import Event
+from sentrail.model.trace import Run
+
+T = TypeVar("T")
+
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 64
+
+_RUN_DECODER = msgspec.json.Decoder(Run)
+_EVENT_DECODER = msgspec.json.Decoder(Event)
+_AT_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_BYTE_POS = re.compile(r"\(byte (\d+)\)")
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def normalise_encoding(data: bytes) -> bytes:
+    """Return UTF-8 bytes: strip a UTF-8 BOM, transcode UTF-16/32 that carries a BOM."""
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            body = data[len(bom) :]
+            if name == "utf-8":
+                return body
+            try:
+                return body.decode(name).encode("utf-8")
+            except UnicodeError as exc:
+                raise InputError(f"not valid {name.upper()}: {exc.reason}") from None
+    return data
+
+
+def _line_col(data: bytes, pos: int) -> str:
+    line = data.count(b"\n", 0, pos) + 1
+    col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+    return f"line {line} column {col}"
+
+
+def _located(exc: Exception, data: bytes) -> InputError:
+    text = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        m = _AT_PATH.match(text)
+        msg, path = (m.group("msg"), m.group("path") or "") if m else (text, "")
+        msg = msg[0].lower() + msg[1:] if msg else msg
+        return InputError(msg.replace("`", ""), path.lstrip(".") or "$")
+    if "truncated" in text:
+        return InputError("truncated JSON: the data ends before the document does")
+    if "utf-8" in text.lower() or "codec" in text:
+        return InputError("not valid UTF-8 text")
+    m2 = _BYTE_POS.search(text)
+    where = _line_col(data, int(m2.group(1))) if m2 else ""
+    msg = text.replace("JSON is malformed: ", "malformed JSON: ")
+    msg = _BYTE_POS.sub("", msg).strip()
+    return InputError(msg if not where else f"{msg} at {where}")
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InputError(f"duplicate key {key!r} in one object (ambiguous input)")
+            seen.add(key)
+    return obj
+
+
+def check_structure(data: bytes) -> None:
+    """Refuse duplicate keys and nesting deeper than ``MAX_DEPTH``.
+
+    Nesting is measured from the bracket structure outside strings, so the check cannot
+    itself be driven into deep recursion.
+    """
+    depth = _max_depth(data)
+    if depth > MAX_DEPTH:
+        raise InputError(f"nesting deeper than {MAX_DEPTH} levels ({depth}) is refused")
+    try:
+        json.loads(data, object_pairs_hook=_refuse_duplicates)
+    except (ValueError, RecursionError):
+        # Syntax errors are reported, with a better location, by the msgspec pass.
+        return
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def _max_depth(data: bytes) -> int:
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return 0
+    skeleton = _STRINGS.sub(b"", data)
+    depth = best = 0
+    for ch in skeleton.translate(None, b" \t\r\n,:0123456789.-+eEtruefalsn"):
+        if ch in (0x5B, 0x7B):
+            depth += 1
+            best = max(best, depth)
+        elif ch in (0x5D, 0x7D):
+            depth -= 1
+    return best
+
+
+def _decode(data: bytes, decoder: msgspec.json.Decoder[T], *, checked: bool) -> T:
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise InputError(
+            f"document is {len(data)} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes"
+        )
+    data = normalise_encoding(data)
+    if not checked:
+        check_structure(data)
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        raise _located(exc, data) from None
+    except RecursionError:
+        raise InputError(f"nesting deeper than {MAX_DEPTH} levels is refused") from None
+
+
+def decode_run(data: bytes, *, checked: bool = False) -> Run:
+    """Decode one trace document. ``checked=True`` skips the structure check."""
+    run = _decode(data, _RUN_DECODER, checked=checked)
+    if not run.run_id:
+        raise InputError("must be a non-empty string", "run_id")
+    return run
+
+
+def decode_event(data: bytes) -> Event:
+    """Decode one NDJSON event line."""
+    return _decode(data, _EVENT_DECODER, checked=False)

@@ -1,0 +1,111 @@
+"""The run trace: the input contract described in docs/trace-format.md.
+
+Unknown fields are accepted (never an error); the exact input bytes are kept alongside the
+decoded run by the loader, so nothing a producer sent is lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class ToolCall(msgspec.Struct, omit_defaults=True):
+    tool: str
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ToolResult(msgspec.Struct, omit_defaults=True):
+    status: str | None = None
+    data: Any = None
+    error: Any = None
+
+
+class Alternative(msgspec.Struct, omit_defaults=True):
+    action: str | None = None
+    tool: str | None = None
+    rejected_reason: str | None = None
+
+
+class Step(msgspec.Struct, omit_defaults=True):
+    step_index: int
+    action: str | None = None
+    reasoning: str | None = None
+    tool_call: ToolCall | None = None
+    result: ToolResult | None = None
+    permissions_used: list[str] = msgspec.field(default_factory=list)
+    timestamp: str | None = None
+    duration_ms: float | None = None
+    alternatives: list[Alternative] | None = None
+    resource: str | None = None
+    environment: str | None = None
+    approval_id: str | None = None
+    confidence: float | None = None
+
+
+class PermissionsSummary(msgspec.Struct, omit_defaults=True):
+    granted: list[str] = msgspec.field(default_factory=list)
+    denied: list[str] = msgspec.field(default_factory=list)
+    escalated: list[str] = msgspec.field(default_factory=list)
+
+
+class Attestation(msgspec.Struct, omit_defaults=True):
+    image_digest: str | None = None
+    model_id: str | None = None
+    policy_bundle_version: str | None = None
+    tool_registry_version: str | None = None
+
+
+class RunHeader(msgspec.Struct, omit_defaults=True):
+    """Everything about a run except its steps: what a live stream knows when a run starts."""
+
+    run_id: str
+    agent_id: str
+    trigger: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    status: str | None = None
+    policy_version: str | None = None
+    permissions_summary: PermissionsSummary | None = None
+    tenant_id: str | None = None
+    agent_type: str | None = None
+    runtime_mode: str | None = None
+    environment: str | None = None
+    attestation: Attestation | None = None
+
+
+class Run(msgspec.Struct, omit_defaults=True):
+    """A whole run trace document."""
+
+    run_id: str
+    agent_id: str
+    trigger: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    status: str | None = None
+    policy_version: str | None = None
+    steps: list[Step] = msgspec.field(default_factory=list)
+    permissions_summary: PermissionsSummary | None = None
+    tenant_id: str | None = None
+    agent_type: str | None = None
+    runtime_mode: str | None = None
+    environment: str | None = None
+    attestation: Attestation | None = None
+
+    def header(self) -> RunHeader:
+        return RunHeader(
+            run_id=self.run_id,
+            agent_id=self.agent_id,
+            trigger=self.trigger,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+            status=self.status,
+            policy_version=self.policy_version,
+            permissions_summary=self.permissions_summary,
+            tenant_id=self.tenant_id,
+            agent_type=self.agent_type,
+            runtime_mode=self.runtime_mode,
+            environment=self.environment,
+            attestation=self.attestation,
+        )

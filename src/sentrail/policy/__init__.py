@@ -1,0 +1,1 @@
+"""The policy bundle: agent profiles, tool registry, behavioural rules, exceptions."""

@@ -1,0 +1,104 @@
+"""Policy bundle schema (see docs/policy.md). Plain msgspec structs, validated on load."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import msgspec
+
+
+class RiskClass(enum.StrEnum):
+    READ_ONLY = "read_only"
+    LOW_RISK_WRITE = "low_risk_write"
+    SENSITIVE_WRITE = "sensitive_write"
+    DESTRUCTIVE = "destructive"
+    PRIVILEGED_ADMIN = "privileged_admin"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def is_write(self) -> bool:
+        return self is not RiskClass.READ_ONLY
+
+
+_RANK = {
+    RiskClass.READ_ONLY: 0,
+    RiskClass.LOW_RISK_WRITE: 1,
+    RiskClass.SENSITIVE_WRITE: 2,
+    RiskClass.DESTRUCTIVE: 3,
+    RiskClass.PRIVILEGED_ADMIN: 4,
+}
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Policy files are written by people: a misspelt key is an error, not ignored."""
+
+
+class EtlAllowance(Strict):
+    destination: str
+    reason: str = ""
+
+
+class ExfiltrationLimits(Strict):
+    large_read_bytes: int = 20_000
+    sensitive_permissions: list[str] = msgspec.field(
+        default_factory=lambda: ["secrets:*", "*:secret*", "credentials:*", "pii:*", "*:pii*"]
+    )
+
+
+class AgentProfile(Strict):
+    id: str
+    name: str = ""
+    permission_boundary: list[str] | None = None
+    approved_tools: list[str] | None = None
+    trusted_networks: list[str] = msgspec.field(default_factory=list)
+    trusted_domains: list[str] = msgspec.field(default_factory=list)
+    environments: list[str] | None = None
+    retry_threshold: int = 3
+    exfiltration: ExfiltrationLimits = msgspec.field(default_factory=ExfiltrationLimits)
+    etl_allowances: list[EtlAllowance] = msgspec.field(default_factory=list)
+
+
+class ToolEntry(Strict):
+    name: str
+    risk: RiskClass
+    description: str = ""
+
+
+class RuleExamples(Strict):
+    must_fire: list[str] = msgspec.field(default_factory=list)
+    must_not_fire: list[str] = msgspec.field(default_factory=list)
+
+
+class Rule(Strict):
+    id: str
+    condition: str
+    description: str = ""
+    severity: str = "warning"
+    tools: list[str] | None = None
+    agents: list[str] | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+    examples: RuleExamples | None = None
+
+
+class PolicyException(Strict):
+    rule: str
+    owner: str
+    reason: str
+    expires: dt.date
+    agent: str = "*"
+    tool: str = "*"
+
+
+class PolicyBundle(Strict):
+    version: int = 1
+    name: str = "default"
+    description: str = ""
+    agents: list[AgentProfile] = msgspec.field(default_factory=list)
+    tools: list[ToolEntry] = msgspec.field(default_factory=list)
+    rules: list[Rule] = msgspec.field(default_factory=list)
+    exceptions: list[PolicyException] = msgspec.field(default_factory=list)
+    default_profile: AgentProfile | None = None

@@ -1,0 +1,96 @@
+"""The policy as the engine uses it: profiles resolved per agent, matchers compiled once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from fnmatch import fnmatchcase
+
+from sentrail.policy.bundle import AgentProfile, PolicyBundle, PolicyException, Rule
+from sentrail.policy.load import LoadedBundle
+from sentrail.policy.match import GlobSet, TrustedDestinations
+from sentrail.policy.risk import ToolRegistry
+from sentrail.policy.rules import CompiledRule
+
+BUILTIN_RULES = (
+    Rule(
+        id="builtin.no-unapproved-prod-destruction",
+        description="No destructive action in production without an approval",
+        severity="critical",
+        condition='tool.risk == "destructive" && step.environment == "prod" && !step.has_approval',
+        tags=["OWASP-ASI02", "AML.T0048"],
+    ),
+)
+
+
+class Profile:
+    """One agent's resolved profile."""
+
+    __slots__ = (
+        "approved_tools",
+        "boundary",
+        "environments",
+        "etl_destinations",
+        "matched",
+        "profile",
+        "sensitive_permissions",
+        "trusted",
+    )
+
+    def __init__(self, profile: AgentProfile, matched: bool) -> None:
+        self.profile = profile
+        self.matched = matched
+        pb = profile.permission_boundary
+        self.boundary = GlobSet(pb) if pb is not None else None
+        at = profile.approved_tools
+        self.approved_tools = GlobSet(at) if at is not None else None
+        self.environments = frozenset(profile.environments) if profile.environments else None
+        self.trusted = TrustedDestinations(profile.trusted_networks, profile.trusted_domains)
+        self.sensitive_permissions = GlobSet(profile.exfiltration.sensitive_permissions)
+        self.etl_destinations = GlobSet(a.destination for a in profile.etl_allowances)
+
+    @property
+    def name(self) -> str:
+        return self.profile.name or self.profile.id
+
+
+class Policy:
+    """A loaded bundle (or the built-in defaults when ``loaded`` is None)."""
+
+    def __init__(self, loaded: LoadedBundle | None = None) -> None:
+        bundle = loaded.bundle if loaded is not None else PolicyBundle(name="built-in defaults")
+        self.bundle = bundle
+        self.sha256 = loaded.sha256 if loaded is not None else None
+        self.path = loaded.path if loaded is not None else None
+        self.name = bundle.name
+        self.registry = ToolRegistry(bundle.tools)
+        rules = bundle.rules if loaded is not None else list(BUILTIN_RULES)
+        self.rules = [CompiledRule(r) for r in rules]
+        self.exceptions = list(bundle.exceptions)
+        self._profiles = [(GlobSet([p.id]), p) for p in bundle.agents]
+        self._default = Profile(bundle.default_profile or AgentProfile(id="*"), matched=False)
+        self._cache: dict[str, Profile] = {}
+
+    def profile_for(self, agent_id: str) -> Profile:
+        hit = self._cache.get(agent_id)
+        if hit is None:
+            hit = self._default
+            for globs, prof in self._profiles:
+                if agent_id in globs:
+                    hit = Profile(prof, matched=True)
+                    break
+            if len(self._cache) < 10_000:
+                self._cache[agent_id] = hit
+        return hit
+
+    def exception_for(
+        self, rule: str, category: str, agent_id: str, tool: str, on: dt.date | None
+    ) -> PolicyException | None:
+        """The exception that suppresses this finding, if one applies on date ``on``."""
+        for exc in self.exceptions:
+            if on is not None and on > exc.expires:
+                continue
+            if not (fnmatchcase(rule, exc.rule) or exc.rule == category):
+                continue
+            if fnmatchcase(agent_id, exc.agent) and fnmatchcase(tool, exc.tool):
+                return exc
+        return None
