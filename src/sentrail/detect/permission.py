@@ -56,21 +56,20 @@ class PermissionEscalation(Detector):
                 continue
             risk = permission_risk(perm)
             if facts.has_approval and not was_denied:
-                severity, why = Severity.INFO, f"approved ({facts.step.approval_id})"
+                severity, why = Severity.INFO, f" (approved: {facts.step.approval_id})"
             elif was_denied:
-                severity, why = Severity.CRITICAL, "listed as denied"
+                severity, why = Severity.CRITICAL, " (listed as denied)"
             elif risk in _HIGH:
-                severity, why = Severity.CRITICAL, f"{risk.value.replace('_', ' ')} permission"
+                severity, why = Severity.CRITICAL, f" ({risk.value.replace('_', ' ')} permission)"
             else:
-                severity, why = Severity.WARNING, "not in baseline grant"
+                severity, why = Severity.WARNING, ""
             source = "trace grant" if ctx.boundary_from_summary else "policy boundary"
             ctx.emit(
                 "permission_escalation.outside_boundary",
                 Category.PERMISSION_ESCALATION,
                 severity,
                 facts,
-                f"Permission escalation — {perm} {why}"
-                + ("" if why == "not in baseline grant" else " (not in baseline grant)"),
+                f"Permission escalation — {perm} not in baseline grant{why}",
                 {
                     "permission": perm,
                     "tool": facts.tool,

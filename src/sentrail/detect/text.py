@@ -104,8 +104,10 @@ def destinations(text: str) -> list[Destination]:
             found.append(Destination("ip", ip, ip))
     for m in _HOSTPORT.finditer(text):
         host = m.group(1).lower()
-        if host not in hosts and host not in seen and not any(
-            d.kind == "email" and d.host == host for d in found
+        if (
+            host not in hosts
+            and host not in seen
+            and not any(d.kind == "email" and d.host == host for d in found)
         ):
             seen.add(host)
             found.append(Destination("host", host, host))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
+from functools import lru_cache
 
 from sentrail.policy.bundle import RiskClass, ToolEntry
 
@@ -59,9 +60,10 @@ _VERB_CLASS: dict[str, RiskClass] = {
 }
 
 
-def tool_words(name: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def tool_words(name: str) -> tuple[str, ...]:
     """Split ``BankManagerTransferFunds`` / ``db.delete_table`` into lower-case words."""
-    return [w.lower() for w in _WORDS.findall(name)]
+    return tuple(w.lower() for w in _WORDS.findall(name))
 
 
 def infer_risk(name: str) -> RiskClass:

@@ -1,0 +1,99 @@
+"""`make bench`: throughput against a raw-parse baseline measured in the same run, and the
+peak memory of a 50,000-trace batch. Prints one JSON object. No figure here is asserted
+by a test; machines are shared and noisy."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from corpus import ensure_corpus  # noqa: E402
+
+from sentrail.engine.engine import Engine  # noqa: E402
+from sentrail.model.decode import decode_run  # noqa: E402
+from sentrail.model.trace import Run  # noqa: E402
+from sentrail.policy.compiled import Policy  # noqa: E402
+from sentrail.policy.load import load_policy  # noqa: E402
+from sentrail.runtime.batch import EngineConfig, run_batch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "benchmarks" / ".corpus"
+POLICY = ROOT / "examples" / "policy.yaml"
+N_THROUGHPUT = int(os.environ.get("BENCH_TRACES", "10000"))
+N_MEMORY = int(os.environ.get("BENCH_MEMORY_TRACES", "50000"))
+
+
+def best_of(fn: object, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    paths = ensure_corpus(CORPUS, max(N_THROUGHPUT, N_MEMORY))
+    sample = paths[:N_THROUGHPUT]
+    blobs = [p.read_bytes() for p in sample]
+    steps = sum(len(decode_run(b).steps) for b in blobs)
+    decoder = msgspec.json.Decoder(Run)
+    policy = Policy(load_policy(POLICY)) if POLICY.exists() else Policy()
+
+    def raw() -> None:
+        for b in blobs:
+            decoder.decode(b)
+
+    def analyze() -> None:
+        engine = Engine(policy)
+        for b in blobs:
+            engine.analyze(decode_run(b))
+
+    raw_s = best_of(raw)
+    analyze_s = best_of(analyze, repeat=2)
+    config = EngineConfig(policy_path=str(POLICY) if POLICY.exists() else None)
+    t0 = time.perf_counter()
+    n = sum(1 for _ in run_batch([str(p) for p in sample], config, jobs=2))
+    batch_s = time.perf_counter() - t0
+    assert n == len(sample)
+
+    mem_dir = paths[:N_MEMORY]
+    cmd = [
+        str(Path(sys.executable).parent / "sentrail"), "trace", "analyze", str(CORPUS),
+        "--batch", "--output", os.devnull, "--fail-on", "never",
+    ]
+    if POLICY.exists():
+        cmd += ["--policy", str(POLICY)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    mem_s = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    figures = {
+        "traces": len(sample),
+        "steps": steps,
+        "raw_parse_steps_per_s": round(steps / raw_s),
+        "analyze_steps_per_s": round(steps / analyze_s),
+        "ratio": round((steps / analyze_s) / (steps / raw_s), 4),
+        "batch_jobs2_steps_per_s": round(steps / batch_s),
+        "memory_batch_traces": len(mem_dir),
+        "memory_batch_exit_code": proc.returncode,
+        "memory_batch_seconds": round(mem_s, 1),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "targets": {"analyze_steps_per_s": 100_000, "ratio": 0.1, "peak_rss_mb": 300},
+    }
+    print(json.dumps(figures, indent=2))
+    if proc.returncode not in (0, 1):
+        print(proc.stderr[-2000:], file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

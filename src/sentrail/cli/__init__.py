@@ -1,0 +1,1 @@
+"""The ``sentrail`` command line."""

@@ -1,0 +1,32 @@
+"""Entry point: ``sentrail <group> <command>``."""
+
+from __future__ import annotations
+
+import typer
+
+from sentrail import __version__
+from sentrail.cli import baseline, policy, trace
+
+app = typer.Typer(
+    name="sentrail",
+    help="Watch, judge and govern what autonomous AI agents do.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(trace.app, name="trace")
+app.add_typer(policy.app, name="policy")
+app.add_typer(baseline.app, name="baseline")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit"),
+) -> None:
+    if version:
+        typer.echo(f"sentrail {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    app()

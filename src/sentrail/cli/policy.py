@@ -1,0 +1,75 @@
+"""``sentrail policy validate`` and ``sentrail policy test``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sentrail.cli.common import EXIT_FINDINGS, colour_for, fail
+from sentrail.engine.engine import Engine
+from sentrail.errors import SentrailError
+from sentrail.model.decode import decode_run
+from sentrail.policy.compiled import Policy
+from sentrail.policy.load import LoadedBundle, load_policy
+from sentrail.report.escape import safe_text
+from sentrail.runtime.sources import read_document
+
+app = typer.Typer(help="Validate and test policy bundles.", no_args_is_help=True)
+
+
+def _load(file: Path) -> LoadedBundle:
+    try:
+        return load_policy(file)
+    except SentrailError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def validate(file: Annotated[Path, typer.Argument(help="Policy bundle YAML")]) -> None:
+    """Check a policy bundle; errors name the line and the YAML path."""
+    loaded = _load(file)
+    b = loaded.bundle
+    typer.echo(
+        f"OK: {safe_text(file)} — policy {safe_text(b.name)!s}: {len(b.agents)} agent profiles, "
+        f"{len(b.tools)} registered tools, {len(b.rules)} rules, {len(b.exceptions)} exceptions"
+    )
+    typer.echo(f"sha256 {loaded.sha256}")
+
+
+@app.command("test")
+def test_(file: Annotated[Path, typer.Argument(help="Policy bundle YAML")]) -> None:
+    """Run each rule's examples: traces that must fire the rule and traces that must not."""
+    loaded = _load(file)
+    engine = Engine(Policy(loaded))
+    base = file.parent
+    colour = colour_for(typer.get_text_stream("stdout"))
+    failed = passed = 0
+    untested: list[str] = []
+    for rule in loaded.bundle.rules:
+        ex = rule.examples
+        if ex is None or not (ex.must_fire or ex.must_not_fire):
+            untested.append(rule.id)
+            continue
+        for rel, should in [(p, True) for p in ex.must_fire] + [(p, False) for p in ex.must_not_fire]:
+            path = base / rel
+            try:
+                result = engine.analyze(decode_run(read_document(str(path))))
+            except SentrailError as exc:
+                typer.echo(f"  [FAIL] {rule.id}: {safe_text(rel)}: cannot analyse: {exc.message}")
+                failed += 1
+                continue
+            fired = any(f.rule == f"policy.rule.{rule.id}" for f in result.findings)
+            ok = fired == should
+            label = "PASS" if ok else "FAIL"
+            badge = f"\x1b[{'32' if ok else '31;1'}m[{label}]\x1b[0m" if colour else f"[{label}]"
+            verb = "fires" if fired else "does not fire"
+            typer.echo(f"  {badge} {rule.id}: {safe_text(rel)} {verb}")
+            passed += ok
+            failed += not ok
+    for rule_id in untested:
+        typer.echo(f"  [NOTE] {rule_id}: no examples")
+    typer.echo(f"{passed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(EXIT_FINDINGS)

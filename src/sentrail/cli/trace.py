@@ -1,0 +1,163 @@
+"""``sentrail trace analyze``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, colour_for, fail
+from sentrail.errors import SentrailError
+from sentrail.model.finding import RunResult, Severity
+from sentrail.report.escape import safe_text
+from sentrail.report.json_report import JsonReportWriter
+from sentrail.report.text import render_run
+from sentrail.runtime.batch import EngineConfig, Outcome, run_batch
+from sentrail.runtime.sources import STDIN, iter_trace_paths
+
+app = typer.Typer(help="Analyse run traces.", no_args_is_help=True)
+
+
+class Format(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+class FailOn(enum.StrEnum):
+    info = "info"
+    warning = "warning"
+    critical = "critical"
+    never = "never"
+
+
+def _progress(total: int) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from rich.console import Console
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+@app.command()
+def analyze(
+    path: Annotated[str, typer.Argument(help="Trace file, directory, NDJSON stream, or - for stdin")],
+    batch: Annotated[bool, typer.Option("--batch", help="Analyse every trace under PATH")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the JSON report here")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output on stdout")] = Format.text,
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Policy bundle YAML")] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", "-b", help="Baselines from `baseline learn`")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes")] = 1,
+    fail_on: Annotated[
+        FailOn, typer.Option("--fail-on", help="Exit 1 when a finding is at or above this")
+    ] = FailOn.critical,
+) -> None:
+    """Judge one trace or thousands. Exit 0 ok, 1 findings at or above --fail-on, 2 input error."""
+    config = EngineConfig(
+        policy_path=str(policy) if policy else None,
+        baseline_path=str(baseline) if baseline else None,
+        today=dt.date.today(),
+    )
+    try:
+        engine = config.build()  # validates policy and baselines before any work
+        paths = list(iter_trace_paths(path))
+    except SentrailError as exc:
+        fail(str(exc))
+    is_dir = path != STDIN and os.path.isdir(path)
+    batch = batch or is_dir or len(paths) != 1
+    policy_info = {"path": engine.policy.path, "sha256": engine.policy.sha256}
+    threshold = None if fail_on is FailOn.never else Severity(fail_on.value)
+
+    with JsonReportWriter(policy_info) as report:
+        tripped = False
+        results_for_text: list[tuple[str, RunResult]] = []
+        outcomes = run_batch(paths, config, jobs=jobs)
+        if batch and fmt is Format.text:
+            typer.echo(f"Analysing {len(paths)} trace file{'s' * (len(paths) != 1)}...")
+        progress = _progress(len(paths)) if batch and _interactive() else None
+        task = progress.add_task("analysing", total=len(paths)) if progress else None
+        if progress:
+            progress.start()
+        try:
+            seen_paths: set[str] = set()
+            for outcome in outcomes:
+                if progress is not None and outcome.path not in seen_paths:
+                    seen_paths.add(outcome.path)
+                    progress.advance(task)
+                tripped |= _record(report, outcome, threshold)
+                if not batch and outcome.result is not None:
+                    results_for_text.append((outcome.path, outcome.result))
+        finally:
+            if progress:
+                progress.stop()
+        if output is not None:
+            try:
+                report.write_file(str(output))
+            except OSError as exc:
+                fail(f"cannot write report {output}: {exc.strerror}")
+        if fmt is Format.json:
+            report.write_to(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        elif batch:
+            _print_batch_summary(report, output)
+        else:
+            colour = colour_for(sys.stdout)
+            for _, result in results_for_text:
+                typer.echo(
+                    render_run(
+                        result,
+                        colour=colour,
+                        policy_path=engine.policy.path,
+                        policy_sha256=engine.policy.sha256,
+                    ),
+                    nl=False,
+                )
+        for err in report.errors:
+            typer.echo(f"invalid: {safe_text(err.path)}: {safe_text(err.error)}", err=True)
+        if output is not None and fmt is Format.text and not batch:
+            typer.echo(f"Report written to: {safe_text(output)}")
+        if tripped:
+            raise typer.Exit(EXIT_FINDINGS)
+        if report.summary.invalid:
+            raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_OK)
+
+
+def _interactive() -> bool:
+    from sentrail.cli.common import stderr_interactive
+
+    return stderr_interactive()
+
+
+def _record(report: JsonReportWriter, outcome: Outcome, threshold: Severity | None) -> bool:
+    if outcome.result is None:
+        report.add_error(outcome.path, outcome.error or "unknown error")
+        return False
+    report.add(outcome.path, outcome.result)
+    worst = outcome.result.worst
+    return threshold is not None and worst is not None and worst.rank >= threshold.rank
+
+
+def _print_batch_summary(report: JsonReportWriter, output: Path | None) -> None:
+    s = report.summary
+    typer.echo(f"Critical anomalies: {s.critical}")
+    typer.echo(f"Warnings: {s.warnings}")
+    typer.echo(f"Clean runs: {s.clean}")
+    typer.echo(f"Invalid files: {s.invalid}")
+    if output is not None:
+        typer.echo(f"Report written to: {safe_text(output)}")

@@ -1,0 +1,135 @@
+"""Candidate values in text (for taint tracking) and secret-looking values (for exfiltration).
+
+A *candidate* is a value an agent could carry from one tool's output into another tool's
+parameters: an e-mail address, URL, host, IP, account number or IBAN, phone number, file
+path, identifier, quoted string, hashtag/handle or money amount. Each has a normalised key
+(lower case; account and phone numbers reduced to their digits) so that ``123-1234-1234`` in
+a message matches ``12312341234`` in a call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from sentrail.detect.text import destinations
+
+MAX_CANDIDATES = 400  # per text
+
+# Kinds that say where something goes: tainted on their own, without an injection.
+DESTINATION_KINDS = frozenset({"email", "url", "host", "ip", "account", "phone", "path"})
+
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
+_DIGITS = re.compile(r"(?<![\w.])\+?\d(?:[ -]?\d){5,}(?![\w])")
+_PATH = re.compile(r"(?<![\w:/.])(?:~/?|/|[A-Za-z]:\\)[\w.~*-]+(?:[/\\][\w.~*-]+)*[/\\]?")
+_IDENT = re.compile(r"(?<![\w@./-])(?=[\w-]*\d)[A-Za-z0-9][\w-]{3,63}(?![\w@])")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{1,2}:\d{2}$|^\d+\.\d+$")
+_QUOTED = re.compile(r"(?<!\w)'([^'\n]{3,80})'(?!\w)|\"([^\"\n]{3,80})\"|`([^`\n]{3,80})`")
+_HANDLE = re.compile(r"(?<![\w#@])[#@][A-Za-z]\w{2,40}\b")
+_AMOUNT = re.compile(
+    r"[$€£]\s?(\d[\d,]*(?:\.\d+)?)|\b(\d[\d,]*(?:\.\d+)?)\s?(?:usd|eur|gbp|dollars|btc|eth)\b",
+    re.I,
+)
+_NON_DIGIT = re.compile(r"\D")
+_SPACE = re.compile(r"\s+")
+
+
+class Candidate(NamedTuple):
+    kind: str
+    key: str
+    raw: str
+
+
+def norm(text: str) -> str:
+    return _SPACE.sub(" ", text.strip().strip(".,;:!?'\"`()[]{}<>").lower())
+
+
+def norm_number(text: str) -> str:
+    text = text.replace(",", "")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def candidates(text: str) -> Iterator[Candidate]:
+    """Candidate values in ``text`` (bounded by the caller), at most ``MAX_CANDIDATES``."""
+    n = 0
+    for d in destinations(text):
+        if d.kind == "url":
+            yield Candidate("url", d.value.lower().rstrip("/"), d.value)
+            if d.host:
+                yield Candidate("host", d.host, d.host)
+        else:
+            yield Candidate(d.kind, d.value.lower(), d.value)
+        n += 1
+    for m in _IBAN.finditer(text):
+        yield Candidate("account", m.group(0).replace(" ", "").lower(), m.group(0))
+    for m in _DIGITS.finditer(text):
+        raw = m.group(0)
+        if _DATE.match(raw) or (raw.isdigit() and len(raw) < 8):
+            continue  # a date, or a plain number too short to be an account
+        yield Candidate("phone" if raw.startswith("+") else "account", _NON_DIGIT.sub("", raw), raw)
+        n += 1
+    for rx, kind in ((_PATH, "path"), (_IDENT, "ident"), (_HANDLE, "handle")):
+        for m in rx.finditer(text):
+            raw = m.group(0)
+            if kind == "path" and len(raw) < 3:
+                continue
+            if kind == "ident" and _DATE.match(raw):
+                continue
+            key = raw.lower().rstrip("*").rstrip("/\\") if kind == "path" else raw.lower()
+            yield Candidate(kind, key or raw, raw)
+            n += 1
+            if n >= MAX_CANDIDATES:
+                return
+    for m in _QUOTED.finditer(text):
+        raw = m.group(1) or m.group(2) or m.group(3) or ""
+        key = norm(raw)
+        if len(key) >= 3:
+            yield Candidate("quoted", key, raw)
+            n += 1
+    for m in _AMOUNT.finditer(text):
+        raw = m.group(1) or m.group(2) or ""
+        yield Candidate("amount", norm_number(raw), m.group(0))
+        n += 1
+        if n >= MAX_CANDIDATES:
+            return
+
+
+def value_keys(value: str) -> Iterator[Candidate]:
+    """Keys under which a parameter value can match: itself whole, then the values in it."""
+    if len(value) <= 120:
+        key = norm(value)
+        if len(key) >= 3:
+            yield Candidate("whole", key, value)
+        digits = _NON_DIGIT.sub("", value)
+        if len(digits) >= 6 and len(digits) >= len(key) - 6:
+            yield Candidate("whole", digits, value)
+        if key.replace(".", "", 1).isdigit():
+            yield Candidate("whole", norm_number(key), value)
+    yield from candidates(value)
+
+
+# Secret-looking values: provider key formats, private keys, credentials in key=value form,
+# card and social-security numbers.
+SECRET = re.compile(
+    r"\bAKIA[0-9A-Z]{16}\b|\b(?:sk|pk|rk)[-_](?:live|test|proj)?[-_]?[A-Za-z0-9]{20,}|"
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}|\bxox[abpr]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{35}\b|"
+    r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP )?PRIVATE KEY|"
+    r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.|"
+    r"[\"']?\b(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|client[_-]?secret|"
+    r"private[_-]?key|cvv)[\"']?\s*[:=]\s*[\"']?[^\s\"',}]{3,}|"
+    r"\b(?:\d{4}[ -]){3}\d{4}\b|\b\d{3}-\d{2}-\d{4}\b",
+    re.I,
+)
+
+
+def secrets_in(text: str, limit: int = 8) -> list[str]:
+    """Secret-looking values in ``text`` (each cut to 60 characters)."""
+    out: list[str] = []
+    for m in SECRET.finditer(text):
+        out.append(m.group(0)[:60])
+        if len(out) >= limit:
+            break
+    return out

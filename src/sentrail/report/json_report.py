@@ -1,0 +1,124 @@
+"""The JSON report (docs/report.md), written incrementally so memory stays flat."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from types import TracebackType
+from typing import IO, Any
+
+import msgspec
+
+from sentrail.model.finding import Finding, RiskContribution, RunResult, Severity
+
+REPORT_FORMAT = "sentrail.report/1"
+
+
+class Summary(msgspec.Struct):
+    runs: int = 0
+    critical: int = 0
+    warnings: int = 0
+    clean: int = 0
+    invalid: int = 0
+    steps: int = 0
+
+    def count(self, result: RunResult) -> None:
+        self.runs += 1
+        self.steps += result.steps
+        worst = result.worst
+        if worst is Severity.CRITICAL:
+            self.critical += 1
+        elif worst is Severity.WARNING:
+            self.warnings += 1
+        else:
+            self.clean += 1
+
+
+class RunEntry(msgspec.Struct):
+    path: str
+    run_id: str
+    agent_id: str
+    verdict: str
+    risk_score: int
+    findings: list[Finding]
+    steps: int
+    status: str | None
+    risk_contributions: list[RiskContribution]
+    suppressed: list[Finding]
+
+
+class ErrorEntry(msgspec.Struct):
+    path: str
+    error: str
+
+
+def run_entry(path: str, r: RunResult) -> RunEntry:
+    return RunEntry(
+        path=path,
+        run_id=r.run_id,
+        agent_id=r.agent_id,
+        verdict=r.verdict.value,
+        risk_score=r.risk_score,
+        findings=r.findings,
+        steps=r.steps,
+        status=r.status,
+        risk_contributions=r.risk_contributions,
+        suppressed=r.suppressed,
+    )
+
+
+class JsonReportWriter:
+    """Runs are spooled to a temporary file as they come; ``close`` writes the report with
+    the summary first. The output file appears whole or not at all (atomic rename)."""
+
+    def __init__(self, policy: dict[str, Any]) -> None:
+        self.summary = Summary()
+        self.policy = policy
+        self.errors: list[ErrorEntry] = []
+        self._spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self._first = True
+        self._enc = msgspec.json.Encoder()
+
+    def add(self, path: str, result: RunResult) -> None:
+        self.summary.count(result)
+        if not self._first:
+            self._spool.write(b",\n")
+        self._first = False
+        self._spool.write(self._enc.encode(run_entry(path, result)))
+
+    def add_error(self, path: str, error: str) -> None:
+        self.summary.invalid += 1
+        self.errors.append(ErrorEntry(path, error))
+
+    def write_to(self, out: IO[bytes]) -> None:
+        enc = self._enc.encode
+        out.write(b'{"format":' + enc(REPORT_FORMAT))
+        out.write(b',\n"summary":' + enc(self.summary))
+        out.write(b',\n"policy":' + enc(self.policy))
+        out.write(b',\n"runs":[\n')
+        self._spool.seek(0)
+        while chunk := self._spool.read(1 << 20):
+            out.write(chunk)
+        out.write(b'\n],\n"errors":' + enc(self.errors) + b"}\n")
+
+    def write_file(self, path: str) -> None:
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sentrail-report-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                self.write_to(out)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def close(self) -> None:
+        self._spool.close()
+
+    def __enter__(self) -> JsonReportWriter:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sentrail.engine.engine import Engine
+from sentrail.model.baseline import Baselines
+from sentrail.model.decode import decode_run
+from sentrail.model.finding import RunResult
+from sentrail.policy.compiled import Policy
+from sentrail.policy.load import parse_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SHARED = ROOT.parent / "shared"
+
+
+def analyze_doc(
+    doc: dict[str, Any] | bytes,
+    policy_yaml: str | None = None,
+    baselines: Baselines | None = None,
+) -> RunResult:
+    """Analyse one trace document (a dict or raw bytes) with an optional inline policy."""
+    data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    policy = Policy(parse_policy(policy_yaml.encode())) if policy_yaml is not None else Policy()
+    return Engine(policy, baselines).analyze(decode_run(data))
+
+
+@pytest.fixture
+def analyze() -> Any:
+    return analyze_doc

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import codecs
+import gzip
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentrail.errors import InputError
+from sentrail.model.decode import MAX_DEPTH, decode_event, decode_run
+from sentrail.model.events import RunStarted, StepEvent
+from sentrail.runtime.sources import read_document
+from tests.strategies import json_values, traces
+
+GOOD = {"run_id": "r1", "agent_id": "a", "steps": [{"step_index": 0, "tool_call": None}]}
+
+
+def enc(doc: Any) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def error_of(data: bytes) -> str:
+    with pytest.raises(InputError) as exc:
+        decode_run(data)
+    return str(exc.value)
+
+
+def test_wrong_type_names_json_path() -> None:
+    doc = {"run_id": "r", "agent_id": "a", "steps": [{"step_index": 0}] * 3
+           + [{"step_index": 3, "tool_call": {"tool": 7}}]}
+    assert error_of(enc(doc)) == "steps[3].tool_call.tool: expected str, got int"
+
+
+def test_missing_required_field() -> None:
+    assert "run_id" in error_of(b'{"agent_id": "a"}')
+
+
+def test_unknown_fields_are_accepted() -> None:
+    run = decode_run(enc({**GOOD, "vendor_extension": {"x": [1, 2]}, "inputs": []}))
+    assert run.run_id == "r1"
+
+
+def test_truncated_and_malformed() -> None:
+    data = enc(GOOD)
+    assert "truncated" in error_of(data[:-5])
+    assert "line 1 column" in error_of(b'{"run_id": "r", "agent_id": x}')
+
+
+def test_duplicate_keys_refused() -> None:
+    assert "duplicate key 'tool'" in error_of(
+        b'{"run_id":"r","agent_id":"a","steps":[{"step_index":0,'
+        b'"tool_call":{"tool":"metrics.query","tool":"db.drop_table"}}]}'
+    )
+
+
+def test_deep_nesting_refused_without_recursion() -> None:
+    deep = b'{"run_id":"r","agent_id":"a","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert f"deeper than {MAX_DEPTH}" in error_of(deep)
+
+
+def test_encodings() -> None:
+    text = json.dumps(GOOD)
+    for codec, bom in (("utf-16-le", codecs.BOM_UTF16_LE), ("utf-32-be", codecs.BOM_UTF32_BE)):
+        assert decode_run(bom + text.encode(codec)).run_id == "r1"
+    assert decode_run(codecs.BOM_UTF8 + text.encode()).run_id == "r1"
+    assert "not valid UTF-8" in error_of(b'{"run_id":"r","agent_id":"\xff\xfe"}')
+
+
+def test_huge_string_is_decoded_and_bounded_in_memory() -> None:
+    doc = {**GOOD, "steps": [{"step_index": 0, "tool_call": {"tool": "web.fetch", "parameters": {}},
+                              "result": {"status": "success", "data": "A" * 50_000_000}}]}
+    run = decode_run(enc(doc))
+    assert run.steps[0].result is not None
+
+
+def test_events() -> None:
+    assert isinstance(decode_event(b'{"type":"run_started","run_id":"r","agent_id":"a"}'),
+                      RunStarted)
+    ev = decode_event(b'{"type":"step","run_id":"r","step":{"step_index":2}}')
+    assert isinstance(ev, StepEvent) and ev.step.step_index == 2
+    with pytest.raises(InputError):
+        decode_event(b'{"type":"bogus","run_id":"r"}')
+
+
+def test_gzip_and_size_limit(tmp_path: Any) -> None:
+    p = tmp_path / "t.json.gz"
+    p.write_bytes(gzip.compress(enc(GOOD)))
+    assert decode_run(read_document(str(p))).run_id == "r1"
+    bomb = tmp_path / "bomb.json.gz"
+    bomb.write_bytes(gzip.compress(b" " * 5000))
+    with pytest.raises(InputError, match="limit"):
+        read_document(str(bomb), limit=1000)
+    bad = tmp_path / "bad.json.gz"
+    bad.write_bytes(b"not gzip at all")
+    with pytest.raises(InputError, match="gzip"):
+        read_document(str(bad))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash(data: bytes) -> None:
+    try:
+        decode_run(data)
+    except InputError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_arbitrary_json_never_crashes(value: Any) -> None:
+    try:
+        decode_run(enc(value))
+    except InputError:
+        pass
+
+
+@settings(max_examples=50, deadline=None)
+@given(traces(), st.data())
+def test_every_truncation_is_a_clean_error(doc: dict[str, Any], data: st.DataObject) -> None:
+    raw = enc(doc)
+    cut = data.draw(st.integers(0, len(raw) - 1))
+    with pytest.raises(InputError):
+        decode_run(raw[:cut])

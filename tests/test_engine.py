@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+
+from sentrail.engine.engine import Engine
+from sentrail.engine.scoring import risk_of, verdict_of
+from sentrail.model.decode import decode_event, decode_run
+from sentrail.model.events import events_of
+from sentrail.model.finding import Category, Finding, Severity, Verdict
+from sentrail.policy.compiled import Policy
+from sentrail.policy.load import load_policy
+from sentrail.runtime.batch import replay_stream
+from tests.conftest import EXAMPLES
+from tests.strategies import traces
+
+EXAMPLE_TRACES = sorted((EXAMPLES / "traces").glob("*.json"))
+
+
+def policy() -> Policy:
+    return Policy(load_policy(EXAMPLES / "policy.yaml"))
+
+
+def ndjson(run_bytes: bytes) -> bytes:
+    run = decode_run(run_bytes)
+    return b"\n".join(msgspec.json.encode(e) for e in events_of(run)) + b"\n"
+
+
+def assert_same(a: Any, b: Any) -> None:
+    assert msgspec.to_builtins(a) == msgspec.to_builtins(b)
+
+
+@settings(max_examples=150, deadline=None)
+@given(traces())
+def test_analyze_equals_fold_of_streamed_events(doc: dict[str, Any]) -> None:
+    """DESIGN.md: analyze(trace) == fold(watch(events_of(trace))), through real NDJSON."""
+    raw = json.dumps(doc).encode()
+    engine = Engine(policy())
+    whole = engine.analyze(decode_run(raw))
+    streamed = [o.result for o in replay_stream(engine, ndjson(raw), "<stream>")]
+    assert len(streamed) == 1
+    assert_same(whole, streamed[0])
+
+
+@pytest.mark.parametrize("path", [p for p in EXAMPLE_TRACES if p.name != "truncated.json"],
+                         ids=lambda p: p.name)
+def test_examples_analyze_equals_fold(path: Path) -> None:
+    raw = path.read_bytes()
+    engine = Engine(policy())
+    assert_same(engine.analyze(decode_run(raw)), engine.replay(events_of(decode_run(raw)))[0])
+
+
+def test_summary_arriving_only_at_completion_still_judges_escalation() -> None:
+    doc = {
+        "run_id": "r", "agent_id": "x",
+        "steps": [{"step_index": 0, "tool_call": {"tool": "service.restart", "parameters": {}},
+                   "permissions_used": ["ssh:exec:write"]}],
+    }
+    lines = [
+        b'{"type":"run_started","run_id":"r","agent_id":"x"}',
+        b'{"type":"step","run_id":"r","step":' + json.dumps(doc["steps"][0]).encode() + b"}",
+        b'{"type":"run_completed","run_id":"r","status":"completed","permissions_summary":'
+        b'{"granted":["metrics:read","ssh:exec:write"],"escalated":["ssh:exec:write"]}}',
+    ]
+    events = [decode_event(line) for line in lines]
+    (result,) = Engine().replay(events)
+    esc = [f for f in result.findings if f.category is Category.PERMISSION_ESCALATION]
+    assert [f.evidence["permission"] for f in esc] == ["ssh:exec:write"]
+
+
+def test_stream_errors_are_located_and_the_rest_goes_on() -> None:
+    data = (
+        b'{"type":"run_started","run_id":"r","agent_id":"x"}\n'
+        b'{"type":"step","run_id":"r","step":{"step_index":"zero"}}\n'
+        b'{"type":"step","run_id":"r","step":{"step_index":1}}\n'
+        b'{"type":"run_completed","run_id":"r"}\n'
+    )
+    outcomes = list(replay_stream(Engine(), data, "s.ndjson"))
+    assert outcomes[0].error == "s.ndjson:line 2: step.step_index: expected int, got str"
+    assert outcomes[1].result is not None and outcomes[1].result.steps == 1
+
+
+def _f(sev: Severity, cat: Category = Category.POLICY_VIOLATION, n: int = 0) -> Finding:
+    return Finding(id=f"F{n}", rule="r", category=cat, severity=sev, step_index=n, message="m")
+
+
+def test_verdict_and_risk() -> None:
+    assert verdict_of([]) is Verdict.ALLOWED
+    assert verdict_of([_f(Severity.INFO)]) is Verdict.ALLOWED
+    assert verdict_of([_f(Severity.WARNING)]) is Verdict.SUSPICIOUS
+    assert verdict_of([_f(Severity.INFO), _f(Severity.CRITICAL)]) is Verdict.UNAUTHORIZED
+    score, parts = risk_of([_f(Severity.WARNING, n=i) for i in range(20)])
+    assert score < 100 and parts[0].points == score  # repetition adds, with diminishing weight
+    assert risk_of([_f(Severity.CRITICAL, c) for c in Category])[0] == 100
+    assert risk_of([])[0] == 0
+
+
+def test_exception_suppresses_until_expiry() -> None:
+    from sentrail.policy.load import parse_policy
+
+    yaml_text = b"""
+rules:
+  - id: no-prod-delete
+    severity: critical
+    condition: 'tool.risk == "destructive" && step.environment == "prod"'
+exceptions:
+  - rule: policy.rule.no-prod-delete
+    agent: "dba-*"
+    owner: alice@corp.example.com
+    reason: migration window CHG-2291
+    expires: 2026-06-30
+"""
+    engine = Engine(Policy(parse_policy(yaml_text)))
+    base = {"agent_id": "dba-migrator", "steps": [{"step_index": 0, "environment": "prod",
+            "tool_call": {"tool": "db.drop_table", "parameters": {"table": "old"}}}]}
+    before = engine.analyze(decode_run(json.dumps(
+        {**base, "run_id": "a", "started_at": "2026-06-01T00:00:00Z"}).encode()))
+    after = engine.analyze(decode_run(json.dumps(
+        {**base, "run_id": "b", "started_at": "2026-07-01T00:00:00Z"}).encode()))
+    assert not before.findings and before.suppressed
+    assert before.suppressed[0].evidence["suppressed_by"]["owner"] == "alice@corp.example.com"
+    assert before.verdict is Verdict.ALLOWED
+    assert after.verdict is Verdict.UNAUTHORIZED and not after.suppressed
+
+
+def test_finding_ids_are_deterministic() -> None:
+    raw = (EXAMPLES / "traces" / "triage-restart.json").read_bytes()
+    a = Engine(policy()).analyze(decode_run(raw))
+    b = Engine(policy()).analyze(decode_run(raw))
+    assert [f.id for f in a.findings] == [f.id for f in b.findings]
+    assert len({f.id for f in a.findings}) == len(a.findings)
