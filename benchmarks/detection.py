@@ -83,11 +83,11 @@ def evaluate(folder: Path) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     if not DATASETS.is_dir():
-        print(f"datasets folder not found: {DATASETS} (expected ../shared/datasets)", file=sys.stderr)
+        print(
+            f"datasets folder not found: {DATASETS} (expected ../shared/datasets)", file=sys.stderr
+        )
         return 2
-    names = argv or sorted(
-        p.name for p in DATASETS.iterdir() if (p / "labels.jsonl").is_file()
-    )
+    names = argv or sorted(p.name for p in DATASETS.iterdir() if (p / "labels.jsonl").is_file())
     out: dict[str, Any] = {}
     for name in names:
         folder = DATASETS / name

@@ -67,8 +67,15 @@ def main() -> None:
 
     mem_dir = paths[:N_MEMORY]
     cmd = [
-        str(Path(sys.executable).parent / "sentrail"), "trace", "analyze", str(CORPUS),
-        "--batch", "--output", os.devnull, "--fail-on", "never",
+        str(Path(sys.executable).parent / "sentrail"),
+        "trace",
+        "analyze",
+        str(CORPUS),
+        "--batch",
+        "--output",
+        os.devnull,
+        "--fail-on",
+        "never",
     ]
     if POLICY.exists():
         cmd += ["--policy", str(POLICY)]

@@ -116,8 +116,10 @@ exceptions:
     expires: 2026-06-30
 """
     engine = Engine(Policy(parse_policy(yaml_text)))
-    base = {"agent_id": "dba-migrator", "steps": [{"step_index": 0, "environment": "prod",
-            "tool_call": {"tool": "db.drop_table", "parameters": {"table": "old"}}}]}
+    base = {"agent_id": "dba-migrator", "steps": [{
+        "step_index": 0, "environment": "prod", "reasoning": "Dropping the retired table.",
+        "tool_call": {"tool": "db.drop_table", "parameters": {"table": "old"}},
+        "result": {"status": "success", "data": None}}]}
     before = engine.analyze(decode_run(json.dumps(
         {**base, "run_id": "a", "started_at": "2026-06-01T00:00:00Z"}).encode()))
     after = engine.analyze(decode_run(json.dumps(

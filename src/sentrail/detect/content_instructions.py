@@ -188,6 +188,8 @@ def _excerpt(text: str, start: int) -> str:
     cut = max(head.rfind(". "), head.rfind("\n"), head.rfind("! "))
     if cut >= 0:
         lo += cut + 2
+    elif lo > 0:
+        lo += head.find(" ") + 1  # start on a word
     return " ".join(text[lo : lo + EXCERPT].split())[:EXCERPT]
 
 

@@ -1,9 +1,234 @@
-"""Placeholder: being written (replaced before this lands)."""
+"""data_exfiltration: sensitive or large reads followed by a transfer to an untrusted place.
+
+A *read* is remembered when it is large (``text_size`` of its result at least the profile's
+``large_read_bytes``), uses a permission in ``sensitive_permissions``, is a tool whose name
+suggests secrets, credentials, customer data or PII, or returns secret-looking values. A
+*transfer* is a write whose verb sends data out (send, post, upload, e-mail, webhook...) or a
+command that does (curl, scp, nc...), with at least one destination in its parameters that
+is neither trusted by the profile nor an ETL allowance. An *encoding* step (base64, gzip,
+hex, encrypt tools or commands) between them marks a staged exfiltration.
+
+Severity: critical for a sensitive read (or secrets in the outgoing parameters) sent out, and
+for any staged read → encode → send; a warning for a large read sent out. Without a
+preceding read or sensitive content nothing fires, so with no policy (no trusted domains)
+ordinary e-mail is not exfiltration.
+"""
 
 from __future__ import annotations
 
-from sentrail.detect.base import Detector
+import re
+from typing import Any
+
+from sentrail.detect.base import Detector, RunContext, StepFacts
+from sentrail.detect.content_values import secrets_in
+from sentrail.detect.text import Destination, bounded, destinations, iter_strings, text_size
+from sentrail.model.finding import Category, Severity
+from sentrail.policy.risk import tool_words
+
+MAX_READS = 64
+MAX_PARAM_TEXT = 64 * 1024
+
+_SENSITIVE_WORDS = frozenset(
+    "secret secrets credential credentials password passwords passwd token tokens vault "
+    "key keys apikey private ssn pii customer customers patient patients medical health "
+    "genetic prescriptions prescription payment payments card cards bank account accounts "
+    "salary payroll confidential personal contacts identity passport tax taxes "
+    "addresses ssh kms location holdings records diagnosis biometric".split()
+)
+_TRANSFER_WORDS = frozenset(
+    "send post upload email mail webhook paste publish share forward tweet sms message "
+    "transmit export sync put curl wget ftp scp".split()
+)
+_ENCODE_WORDS = frozenset(
+    "base64 b64 encode encrypt gzip compress zip tar hex obfuscate archive pack".split()
+)
+_SEND_CMD = re.compile(
+    r"\b(?:curl|wget|nc|ncat|netcat|scp|rsync|sftp|ftp|socat|telnet)\b|"
+    r"/dev/tcp/|Invoke-WebRequest|\baws\s+s3\s+cp\b|\bgsutil\s+cp\b",
+    re.I,
+)
+_ENCODE_CMD = re.compile(
+    r"\b(?:base64|gzip|xxd|hexdump|openssl\s+enc|tar\s+-?c\w*z|zip\s|bzip2|uuencode)\b", re.I
+)
+
+
+class _Read:
+    __slots__ = ("index", "reasons", "secrets", "sensitive", "tool")
+
+    def __init__(self, facts: StepFacts, reasons: list[str], sensitive: bool, secrets: list[str]):
+        self.index = facts.index
+        self.tool = facts.tool
+        self.reasons = reasons
+        self.sensitive = sensitive
+        self.secrets = secrets
 
 
 class DataExfiltration(Detector):
     name = "exfiltration"
+
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__(ctx)
+        self._reads: list[_Read] = []
+        self._encoded_at: int | None = None
+
+    def on_step(self, facts: StepFacts) -> None:
+        if facts.tool is None:
+            return
+        words = set(tool_words(facts.tool))
+        command = _command_text(facts.params)
+        if facts.is_write:
+            if self._reads and (words & _ENCODE_WORDS or _ENCODE_CMD.search(command)):
+                self._encoded_at = facts.index
+            if words & _TRANSFER_WORDS or _SEND_CMD.search(command):
+                self._judge_transfer(facts)
+        if not facts.failed:
+            self._remember_read(facts, words)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _remember_read(self, facts: StepFacts, words: set[str]) -> None:
+        res = facts.step.result
+        data = res.data if res is not None else None
+        if data is None or len(self._reads) >= MAX_READS:
+            return
+        profile = self.ctx.profile
+        reasons: list[str] = []
+        sensitive = False
+        perms = [p for p in facts.permissions if p in profile.sensitive_permissions]
+        if perms:
+            reasons.append(f"sensitive permission {perms[0]}")
+            sensitive = True
+        named = sorted(words & _SENSITIVE_WORDS)
+        if named and not facts.is_write:
+            reasons.append(f"tool name suggests sensitive data ({', '.join(named[:3])})")
+            sensitive = True
+        size = text_size(data)
+        if size >= profile.profile.exfiltration.large_read_bytes:
+            reasons.append(f"large read ({size} bytes)")
+        secrets = _secrets(data)
+        if secrets:
+            reasons.append("secret-looking values in the result")
+            sensitive = True
+        if reasons:
+            self._reads.append(_Read(facts, reasons, sensitive, secrets))
+
+    # -- transfers --------------------------------------------------------------------------
+
+    def _judge_transfer(self, facts: StepFacts) -> None:
+        ctx = self.ctx
+        text = _params_text(facts.params)
+        outside = self._untrusted(destinations(text))
+        if not outside:
+            return
+        outgoing = secrets_in(text)
+        reads = [r for r in self._reads if r.index < facts.index]
+        if not reads and not outgoing:
+            return
+        staged = self._encoded_at is not None and bool(reads)
+        sensitive = bool(outgoing) or any(r.sensitive for r in reads)
+        leaked = [s for r in reads for s in r.secrets if s and s in text]
+        critical = sensitive or staged or bool(leaked)
+        if staged:
+            how = "staged read → encode → send"
+        elif outgoing or leaked:
+            how = "secret-looking values sent"
+        elif sensitive:
+            how = "sensitive data sent"
+        else:
+            how = "large read sent"
+        source = next((r for r in reversed(reads) if r.sensitive), reads[-1] if reads else None)
+        dest = outside[0]
+        ctx.emit(
+            "data_exfiltration.untrusted_transfer",
+            Category.DATA_EXFILTRATION,
+            Severity.CRITICAL if critical else Severity.WARNING,
+            facts,
+            f"Possible exfiltration ({how}): {facts.tool} to {dest.value}"
+            + (f" after step {source.index} ({source.reasons[0]})" if source else ""),
+            {
+                "tool": facts.tool,
+                "destination": dest.value,
+                "destination_host": dest.host,
+                "destinations": [d.value for d in outside[:5]],
+                "pattern": how,
+                "source_step": source.index if source else None,
+                "source_tool": source.tool if source else None,
+                "source_reasons": source.reasons if source else [],
+                "encoded_at_step": self._encoded_at,
+                "secrets_in_parameters": len(outgoing) + len(leaked),
+            },
+            key=dest.value,
+        )
+
+    def _untrusted(self, found: list[Destination]) -> list[Destination]:
+        profile = self.ctx.profile
+        out: list[Destination] = []
+        for d in found:
+            if d.host and profile.trusted.host_trusted(d.host):
+                continue
+            if profile.etl_destinations and (
+                d.value in profile.etl_destinations
+                or d.value.rstrip("/") + "/" in profile.etl_destinations
+            ):
+                continue
+            out.append(d)
+        return out
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    parts: list[str] = []
+    total = 0
+    for _, s in iter_strings(params):
+        s = bounded(s)
+        parts.append(s)
+        total += len(s)
+        if total >= MAX_PARAM_TEXT:
+            break
+    return "\n".join(parts)
+
+
+def _command_text(params: dict[str, Any]) -> str:
+    for key in ("command", "cmd", "script", "shell", "code"):
+        value = params.get(key)
+        if isinstance(value, str):
+            return bounded(value)
+    return ""
+
+
+def _secrets(data: Any) -> list[str]:
+    out: list[str] = []
+    if isinstance(data, str):
+        return secrets_in(bounded(data))
+    for _, s in iter_strings(data):
+        if len(s) >= 6:
+            out.extend(secrets_in(bounded(s), 8 - len(out)))
+        if len(out) >= 8:
+            break
+    if isinstance(data, dict):
+        out.extend(_secret_keys(data))
+    return out[:8]
+
+
+def _secret_keys(data: dict[str, Any]) -> list[str]:
+    """``{"password": "..."}``: a secret held under a telling key, one level deep or in rows."""
+    rows: list[Any] = [data]
+    for v in data.values():
+        if isinstance(v, list):
+            rows.extend(v[:50])
+    out: list[str] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        for k, v in row.items():
+            if isinstance(k, str) and isinstance(v, str) and v and _SECRET_KEY.search(k):
+                out.append(v[:60])
+                if len(out) >= 4:
+                    return out
+    return out
+
+
+_SECRET_KEY = re.compile(
+    r"^(?:password|passwd|pwd|secret|api_?key|token|access_?token|private_?key|cvv|ssn|"
+    r"card_?number|client_?secret)$",
+    re.I,
+)

@@ -1,9 +1,235 @@
-"""Placeholder: being written (replaced before this lands)."""
+"""tainted_action: a value from an untrusted tool result flows into a later sensitive action.
+
+Values are indexed lazily: results are only read when a write step arrives, from a cursor
+into ``ctx.history``, so read-only runs cost nothing here. A value is *known* (not tainted)
+when the run's trigger mentions it, when it is a trusted destination of the agent's profile,
+or when an earlier tool call carried it before any result did (it came from the user or the
+agent's own plan). Destinations (addresses, URLs, accounts, paths...) are tainted on their
+own (warning); any value from a step that carried an injection makes the action critical,
+and so does a write whose verb and object repeat an injected instruction
+("Please unlock my front door" → ``SmartLockUnlockDoor``).
+"""
 
 from __future__ import annotations
 
-from sentrail.detect.base import Detector
+import re
+from typing import Any
+
+from sentrail.detect.base import Detector, RunContext, StepFacts
+from sentrail.detect.content_values import (
+    DESTINATION_KINDS,
+    Candidate,
+    candidates,
+    norm,
+    value_keys,
+)
+from sentrail.detect.text import bounded, iter_strings
+from sentrail.model.finding import Category, Severity
+from sentrail.policy.bundle import RiskClass
+from sentrail.policy.risk import tool_words
+
+MAX_INDEX = 20_000
+MAX_STRINGS = 2_000  # per result or call
+MAX_FINDINGS_PER_STEP = 5
+# Parameters holding free text: a summary quoting its sources is not a tainted action.
+FREE_TEXT = frozenset(
+    "body content message text subject description summary note notes comment title "
+    "caption reason html markdown prompt query".split()
+)
+_HOSTED = frozenset({"email", "url", "host", "ip"})
+_WORD = re.compile(r"[a-z]{3,}|\d{2,}")
+_STOP = frozenset(
+    "the and for with from this that these those into onto your you our please can could "
+    "would will all any his her their its has have had was were are then also just now "
+    "using use via about after before when what which who whom there here new".split()
+)
+
+
+def _stems(words: list[str]) -> set[str]:
+    return {w[:5] for w in words if w not in _STOP}
+
+
+class _Source:
+    __slots__ = ("kind", "path", "raw", "step")
+
+    def __init__(self, step: int, path: str, kind: str, raw: str) -> None:
+        self.step = step
+        self.path = path
+        self.kind = kind
+        self.raw = raw
 
 
 class TaintedAction(Detector):
     name = "taint"
+
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__(ctx)
+        self._index: dict[str, _Source] = {}
+        self._known: set[str] = set()
+        self._trigger = ""
+        self._trigger_stems: set[str] = set()
+        self._cursor = 0
+        self._started = False
+
+    # -- indexing ---------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._started = True
+        trigger = bounded(self.ctx.header.trigger or "")
+        self._trigger = " " + norm(trigger) + " "
+        self._known.update(c.key for c in candidates(trigger))
+        self._trigger_stems = _stems(_WORD.findall(trigger.lower()))
+
+    def _is_known(self, c: Candidate) -> bool:
+        key = c.key
+        if key in self._known:
+            return True
+        if len(key) >= 5 and key in self._trigger:
+            return True
+        if f" {key} " in self._trigger:
+            return True
+        if c.kind in _HOSTED:
+            host = key.rsplit("@", 1)[-1] if c.kind == "email" else key
+            if c.kind == "url":
+                host = key.split("/")[2] if key.count("/") >= 2 else key
+            return self.ctx.profile.trusted.host_trusted(host.split(":")[0])
+        return False
+
+    def _catch_up(self) -> None:
+        history = self.ctx.history
+        while self._cursor < len(history):
+            facts = history[self._cursor]
+            self._cursor += 1
+            for _, value in _strings(facts.params):
+                for c in value_keys(value):
+                    if c.key not in self._index and len(self._known) < MAX_INDEX:
+                        self._known.add(c.key)
+            res = facts.step.result
+            if res is None or res.data is None or len(self._index) >= MAX_INDEX:
+                continue
+            for path, value in _strings(res.data):
+                for c in candidates(value):
+                    if c.key in self._index or self._is_known(c):
+                        continue
+                    self._index[c.key] = _Source(facts.index, _where(path), c.kind, c.raw)
+                    if len(self._index) >= MAX_INDEX:
+                        return
+
+    # -- judging ----------------------------------------------------------------------------
+
+    def on_step(self, facts: StepFacts) -> None:
+        risk = facts.risk
+        if risk is None or not facts.is_write:
+            return
+        if not self._started:
+            self._start()
+        self._catch_up()
+        sensitive = risk.rank >= RiskClass.SENSITIVE_WRITE.rank
+        injected = {i for i, _ in self.ctx.injections}
+        hits: list[tuple[bool, str, str, _Source]] = []
+        for path, value in _strings(facts.params) if self._index else ():
+            if _last_key(path) in FREE_TEXT:
+                continue
+            for c in value_keys(value):
+                src = self._index.get(c.key)
+                if src is None:
+                    continue
+                critical = src.step in injected
+                if not critical and (src.kind not in DESTINATION_KINDS or not sensitive):
+                    if not (src.kind in DESTINATION_KINDS and c.kind in DESTINATION_KINDS):
+                        continue
+                hits.append((critical, path, value, src))
+                break
+        hits.sort(key=lambda h: not h[0])
+        for critical, path, value, src in hits[:MAX_FINDINGS_PER_STEP]:
+            self._emit(facts, critical, path, value, src)
+        if self.ctx.injections and not (hits and hits[0][0]):
+            self._instructed(facts)
+
+    def _emit(self, facts: StepFacts, critical: bool, param: str, value: str, src: _Source) -> None:
+        why = " injected" if critical else ""
+        self.ctx.emit(
+            "tainted_action.untrusted_value",
+            Category.TAINTED_ACTION,
+            Severity.CRITICAL if critical else Severity.WARNING,
+            facts,
+            f"{facts.tool} parameter {param} = {value[:60]!r} comes from the{why} result of "
+            f"step {src.step} ({src.path}), not from the user's request",
+            {
+                "parameter": param,
+                "value": value[:200],
+                "matched": src.raw[:200],
+                "kind": src.kind,
+                "source_step": src.step,
+                "source_path": src.path,
+                "injection": critical,
+                "tool": facts.tool,
+            },
+            key=param,
+        )
+
+    def _instructed(self, facts: StepFacts) -> None:
+        """A write whose verb and object repeat an injected instruction (no value needed)."""
+        words = list(tool_words(facts.tool or ""))
+        for path, value in _strings(facts.params):
+            words.extend(tool_words(_last_key(path)))
+            if len(value) <= 60:
+                words.extend(_WORD.findall(value.lower()))
+        step_stems = _stems(words) - self._trigger_stems
+        tool_verb = facts.verb[:5]
+        for index, excerpt in reversed(self.ctx.injections):
+            if index >= facts.index:
+                continue
+            common = step_stems & _stems(_WORD.findall(excerpt.lower()))
+            verbs = {s for s in common if s in _VERB_STEMS or s == tool_verb}
+            if verbs and len(common) >= 2:
+                self.ctx.emit(
+                    "tainted_action.instructed",
+                    Category.TAINTED_ACTION,
+                    Severity.CRITICAL,
+                    facts,
+                    f"{facts.tool} carries out the instruction injected at step {index}: "
+                    f"{excerpt[:80]!r}",
+                    {
+                        "source_step": index,
+                        "excerpt": excerpt,
+                        "shared_words": sorted(common),
+                        "tool": facts.tool,
+                        "injection": True,
+                    },
+                )
+                return
+
+
+def _strings(value: Any) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for path, text in iter_strings(value):
+        out.append((path, bounded(text)))
+        if len(out) >= MAX_STRINGS:
+            break
+    return out
+
+
+def _last_key(path: str) -> str:
+    tail = path.rsplit(".", 1)[-1]
+    return tail.split("[", 1)[0].lower()
+
+
+def _where(path: str) -> str:
+    if not path:
+        return "result.data"
+    return f"result.data{path}" if path.startswith("[") else f"result.data.{path}"
+
+
+_VERB_STEMS = frozenset(
+    w[:5]
+    for w in (
+        "send transfer wire pay withdraw deposit delete remove erase wipe destroy drop purge "
+        "grant revoke share forward email post publish upload update change modify reset "
+        "disable enable unlock lock move copy rename leave invite schedule cancel sell buy "
+        "redirect dispatch give approve execute install uninstall deploy push merge fill "
+        "submit sign export reveal whitelist blacklist block unblock create add set start "
+        "stop restart kill terminate initiate transmit issue activate deactivate open close "
+        "order place book turn switch play"
+    ).split()
+)

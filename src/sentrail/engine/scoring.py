@@ -19,15 +19,16 @@ def verdict_of(findings: list[Finding]) -> Verdict:
 
 
 def risk_of(findings: list[Finding]) -> tuple[int, list[RiskContribution]]:
-    """Per category, the worst finding counts in full and each further one a third as much
-    (repetition adds evidence, but ten retries are not ten times the risk); capped at 100."""
+    """Per category, the worst finding counts in full and each further one a third as much,
+    up to twice the worst (repetition adds evidence, but ten retries are not ten times the
+    risk, and no number of warnings adds up to a critical); the total is capped at 100."""
     by_cat: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
         by_cat[f.category.value].append(f)
     contributions: list[RiskContribution] = []
     for cat, group in by_cat.items():
         pts = sorted((POINTS[f.severity] for f in group), reverse=True)
-        total = pts[0] + sum(p // 3 for p in pts[1:])
+        total = min(2 * pts[0], pts[0] + sum(p // 3 for p in pts[1:]))
         counts = defaultdict(int)
         for f in group:
             counts[f.severity.label] += 1
