@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The example set holds one deliberately truncated file: the batch reports it and exits 2.
 demo: $(STAMP)
 	$(BIN)/sentrail trace analyze examples/traces --batch --policy examples/policy.yaml \
-	    --output demo-report.json --fail-on never
+	    --output demo-report.json --fail-on never || [ $$? -eq 2 ]
 	@echo
 	$(BIN)/sentrail trace analyze examples/traces/triage-restart.json --policy examples/policy.yaml \
 	    --fail-on never

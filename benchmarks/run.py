@@ -15,14 +15,13 @@ from pathlib import Path
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from corpus import ensure_corpus  # noqa: E402
-
-from sentrail.engine.engine import Engine  # noqa: E402
-from sentrail.model.decode import decode_run  # noqa: E402
-from sentrail.model.trace import Run  # noqa: E402
-from sentrail.policy.compiled import Policy  # noqa: E402
-from sentrail.policy.load import load_policy  # noqa: E402
-from sentrail.runtime.batch import EngineConfig, run_batch  # noqa: E402
+from corpus import ensure_corpus
+from sentrail.engine.engine import Engine
+from sentrail.model.decode import decode_run
+from sentrail.model.trace import Run
+from sentrail.policy.compiled import Policy
+from sentrail.policy.load import load_policy
+from sentrail.runtime.batch import EngineConfig, run_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "benchmarks" / ".corpus"

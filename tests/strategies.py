@@ -7,17 +7,27 @@ from typing import Any
 from hypothesis import strategies as st
 
 TOOLS = [
-    "metrics.query", "logs.search", "service.restart", "db.delete_table", "email.send",
-    "http.post", "web.fetch", "iam.attach_role_policy", "auth.login", "bank.transfer",
-    "GmailReadEmail", "ticket.create",
+    "metrics.query",
+    "logs.search",
+    "service.restart",
+    "db.delete_table",
+    "email.send",
+    "http.post",
+    "web.fetch",
+    "iam.attach_role_policy",
+    "auth.login",
+    "bank.transfer",
+    "GmailReadEmail",
+    "ticket.create",
 ]
 PERMS = ["metrics:read", "logs:read", "service:restart", "ssh:exec:write", "iam:admin", "db:drop"]
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=40)
 json_values = st.recursive(
     json_scalars | st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 param_values = st.one_of(
@@ -41,8 +51,11 @@ def steps(draw: Any, index: int, second: int) -> dict[str, Any]:
     if has_call and draw(st.integers(0, 9)) > 0:
         step["tool_call"] = {
             "tool": draw(st.sampled_from(TOOLS)),
-            "parameters": draw(st.dictionaries(st.sampled_from(["to", "q", "password", "host"]),
-                                               param_values, max_size=3)),
+            "parameters": draw(
+                st.dictionaries(
+                    st.sampled_from(["to", "q", "password", "host"]), param_values, max_size=3
+                )
+            ),
         }
         step["result"] = draw(
             st.none()

@@ -49,21 +49,40 @@ def test_single_trace_text_report_matches_design_shape() -> None:
 
 
 def test_fail_on_controls_exit_code() -> None:
-    assert run("trace", "analyze", TRIAGE, "--policy", POLICY, "--fail-on", "warning").exit_code == 1
-    assert run("trace", "analyze", TRIAGE, "--policy", POLICY, "--fail-on", "critical").exit_code == 0
+    assert (
+        run("trace", "analyze", TRIAGE, "--policy", POLICY, "--fail-on", "warning").exit_code == 1
+    )
+    assert (
+        run("trace", "analyze", TRIAGE, "--policy", POLICY, "--fail-on", "critical").exit_code == 0
+    )
     bad = run("trace", "analyze", TRIAGE, "--fail-on", "bogus")
     assert bad.exit_code == 2
 
 
 def test_batch_summary_report_and_invalid_files(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    r = run("trace", "analyze", str(EXAMPLES / "traces"), "--batch", "--policy", POLICY,
-            "--output", str(out), "--fail-on", "never")
+    r = run(
+        "trace",
+        "analyze",
+        str(EXAMPLES / "traces"),
+        "--batch",
+        "--policy",
+        POLICY,
+        "--output",
+        str(out),
+        "--fail-on",
+        "never",
+    )
     assert r.exit_code == 2, r.output  # an invalid file is an input error
     n = len(list((EXAMPLES / "traces").glob("*.json")))
     assert f"Analysing {n} trace files..." in r.output
-    for label in ("Critical anomalies:", "Warnings:", "Clean runs:", "Invalid files: 1",
-                  f"Report written to: {out}"):
+    for label in (
+        "Critical anomalies:",
+        "Warnings:",
+        "Clean runs:",
+        "Invalid files: 1",
+        f"Report written to: {out}",
+    ):
         assert label in r.output
     report = json.loads(out.read_bytes())
     s = report["summary"]
@@ -74,16 +93,35 @@ def test_batch_summary_report_and_invalid_files(tmp_path: Path) -> None:
     run0 = report["runs"][0]
     assert {"path", "run_id", "agent_id", "verdict", "risk_score", "findings"} <= set(run0)
     for f in (f for r_ in report["runs"] for f in r_["findings"]):
-        assert {"id", "rule", "category", "severity", "step_index", "message", "evidence",
-                "tags"} <= set(f)
+        assert {
+            "id",
+            "rule",
+            "category",
+            "severity",
+            "step_index",
+            "message",
+            "evidence",
+            "tags",
+        } <= set(f)
         assert f["severity"] in ("info", "warning", "critical")
 
 
 def test_jobs_gives_the_same_report(tmp_path: Path) -> None:
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     for out, jobs in ((a, "1"), (b, "2")):
-        run("trace", "analyze", str(EXAMPLES / "traces"), "--policy", POLICY, "-o", str(out),
-            "--jobs", jobs, "--fail-on", "never")
+        run(
+            "trace",
+            "analyze",
+            str(EXAMPLES / "traces"),
+            "--policy",
+            POLICY,
+            "-o",
+            str(out),
+            "--jobs",
+            jobs,
+            "--fail-on",
+            "never",
+        )
     assert json.loads(a.read_bytes()) == json.loads(b.read_bytes())
 
 
@@ -95,8 +133,9 @@ def test_json_format_on_stdout() -> None:
 
 def test_invalid_single_file_is_exit_2_with_location(tmp_path: Path) -> None:
     p = tmp_path / "a.json"
-    p.write_text('{"run_id": "r", "agent_id": "a", "steps": [{"step_index": 0, '
-                 '"tool_call": {"tool": 5}}]}')
+    p.write_text(
+        '{"run_id": "r", "agent_id": "a", "steps": [{"step_index": 0, "tool_call": {"tool": 5}}]}'
+    )
     r = run("trace", "analyze", str(p))
     assert r.exit_code == 2
     assert f"{p}: steps[0].tool_call.tool: expected str, got int" in r.output
@@ -127,8 +166,9 @@ def test_stdin_document_and_ndjson_stream() -> None:
     r = subprocess.run([SENTRAIL, "trace", "analyze", "-"], input=raw, capture_output=True)
     assert r.returncode == 0 and b"Run Trace Analysis: run-a4f8c312-9e7b" in r.stdout
     stream = b"\n".join(msgspec.json.encode(e) for e in events_of(decode_run(raw)))
-    r2 = subprocess.run([SENTRAIL, "trace", "analyze", "-", "--format", "json"], input=stream,
-                        capture_output=True)
+    r2 = subprocess.run(
+        [SENTRAIL, "trace", "analyze", "-", "--format", "json"], input=stream, capture_output=True
+    )
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["runs"][0]["run_id"] == "run-a4f8c312-9e7b"
 

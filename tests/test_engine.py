@@ -47,8 +47,9 @@ def test_analyze_equals_fold_of_streamed_events(doc: dict[str, Any]) -> None:
     assert_same(whole, streamed[0])
 
 
-@pytest.mark.parametrize("path", [p for p in EXAMPLE_TRACES if p.name != "truncated.json"],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in EXAMPLE_TRACES if p.name != "truncated.json"], ids=lambda p: p.name
+)
 def test_examples_analyze_equals_fold(path: Path) -> None:
     raw = path.read_bytes()
     engine = Engine(policy())
@@ -57,9 +58,15 @@ def test_examples_analyze_equals_fold(path: Path) -> None:
 
 def test_summary_arriving_only_at_completion_still_judges_escalation() -> None:
     doc = {
-        "run_id": "r", "agent_id": "x",
-        "steps": [{"step_index": 0, "tool_call": {"tool": "service.restart", "parameters": {}},
-                   "permissions_used": ["ssh:exec:write"]}],
+        "run_id": "r",
+        "agent_id": "x",
+        "steps": [
+            {
+                "step_index": 0,
+                "tool_call": {"tool": "service.restart", "parameters": {}},
+                "permissions_used": ["ssh:exec:write"],
+            }
+        ],
     }
     lines = [
         b'{"type":"run_started","run_id":"r","agent_id":"x"}',
@@ -116,14 +123,28 @@ exceptions:
     expires: 2026-06-30
 """
     engine = Engine(Policy(parse_policy(yaml_text)))
-    base = {"agent_id": "dba-migrator", "steps": [{
-        "step_index": 0, "environment": "prod", "reasoning": "Dropping the retired table.",
-        "tool_call": {"tool": "db.drop_table", "parameters": {"table": "old"}},
-        "result": {"status": "success", "data": None}}]}
-    before = engine.analyze(decode_run(json.dumps(
-        {**base, "run_id": "a", "started_at": "2026-06-01T00:00:00Z"}).encode()))
-    after = engine.analyze(decode_run(json.dumps(
-        {**base, "run_id": "b", "started_at": "2026-07-01T00:00:00Z"}).encode()))
+    base = {
+        "agent_id": "dba-migrator",
+        "steps": [
+            {
+                "step_index": 0,
+                "environment": "prod",
+                "reasoning": "Dropping the retired table.",
+                "tool_call": {"tool": "db.drop_table", "parameters": {"table": "old"}},
+                "result": {"status": "success", "data": None},
+            }
+        ],
+    }
+    before = engine.analyze(
+        decode_run(
+            json.dumps({**base, "run_id": "a", "started_at": "2026-06-01T00:00:00Z"}).encode()
+        )
+    )
+    after = engine.analyze(
+        decode_run(
+            json.dumps({**base, "run_id": "b", "started_at": "2026-07-01T00:00:00Z"}).encode()
+        )
+    )
     assert not before.findings and before.suppressed
     assert before.suppressed[0].evidence["suppressed_by"]["owner"] == "alice@corp.example.com"
     assert before.verdict is Verdict.ALLOWED

@@ -39,7 +39,9 @@ def test_golden(path: Path) -> None:
     policy = Policy(load_policy(GOLDEN / doc["expect_policy"])) if "expect_policy" in doc else None
     baselines = None
     if "expect_baseline" in doc:
-        baselines = msgspec.json.decode((GOLDEN / doc["expect_baseline"]).read_bytes(), type=Baselines)
+        baselines = msgspec.json.decode(
+            (GOLDEN / doc["expect_baseline"]).read_bytes(), type=Baselines
+        )
     result = Engine(policy, baselines).analyze(decode_run(raw))
     hits = [
         f

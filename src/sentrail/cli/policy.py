@@ -52,7 +52,9 @@ def test_(file: Annotated[Path, typer.Argument(help="Policy bundle YAML")]) -> N
         if ex is None or not (ex.must_fire or ex.must_not_fire):
             untested.append(rule.id)
             continue
-        for rel, should in [(p, True) for p in ex.must_fire] + [(p, False) for p in ex.must_not_fire]:
+        for rel, should in [(p, True) for p in ex.must_fire] + [
+            (p, False) for p in ex.must_not_fire
+        ]:
             path = base / rel
             try:
                 result = engine.analyze(decode_run(read_document(str(path))))

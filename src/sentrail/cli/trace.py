@@ -36,9 +36,8 @@ class FailOn(enum.StrEnum):
 
 
 def _progress(total: int) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     return Progress(
         "[progress.description]{task.description}",
@@ -52,13 +51,17 @@ def _progress(total: int) -> Any:
 
 @app.command()
 def analyze(
-    path: Annotated[str, typer.Argument(help="Trace file, directory, NDJSON stream, or - for stdin")],
+    path: Annotated[
+        str, typer.Argument(help="Trace file, directory, NDJSON stream, or - for stdin")
+    ],
     batch: Annotated[bool, typer.Option("--batch", help="Analyse every trace under PATH")] = False,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the JSON report here")
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output on stdout")] = Format.text,
-    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Policy bundle YAML")] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", "-p", help="Policy bundle YAML")
+    ] = None,
     baseline: Annotated[
         Path | None, typer.Option("--baseline", "-b", help="Baselines from `baseline learn`")
     ] = None,

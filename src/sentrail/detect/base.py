@@ -12,7 +12,7 @@ from sentrail.model.trace import RunHeader, Step
 from sentrail.policy.bundle import RiskClass
 from sentrail.policy.compiled import Policy, Profile
 from sentrail.policy.match import GlobSet
-from sentrail.policy.risk import tool_words
+from sentrail.policy.risk import tool_verb
 
 FAILED_STATUSES = frozenset(
     {"error", "failed", "failure", "denied", "forbidden", "unauthorized", "timeout", "rejected"}
@@ -55,10 +55,10 @@ class StepFacts:
         call = step.tool_call
         self.tool: str | None = call.tool if call is not None else None
         self.params: dict[str, Any] = call.parameters if call is not None else {}
+        self.risk: RiskClass | None = None
+        self.registered = False
         if self.tool is not None:
             self.risk, self.registered = policy.registry.classify(self.tool)
-        else:
-            self.risk, self.registered = None, False
         res = step.result
         status = res.status if res is not None else None
         self.status = status.lower() if isinstance(status, str) else ""
@@ -67,7 +67,7 @@ class StepFacts:
         self.environment = step.environment or run_environment
         self.permissions = step.permissions_used
         self.has_approval = bool(step.approval_id)
-        self._time: dt.datetime | None | bool = False
+        self._time: dt.datetime | bool | None = False
 
     @property
     def is_write(self) -> bool:
@@ -81,8 +81,7 @@ class StepFacts:
 
     @property
     def verb(self) -> str:
-        words = tool_words(self.tool or "")
-        return words[-1] if words else ""
+        return tool_verb(self.tool or "")
 
 
 Emit = Callable[[Finding, "StepFacts | None"], None]
@@ -113,7 +112,7 @@ class RunContext:
 
     def set_summary_boundary(self) -> None:
         """Without a policy boundary, the grant minus what the trace says was escalated."""
-        if self.profile.boundary is not None and self.profile.matched:
+        if self.profile.boundary is not None:  # the policy's boundary is authoritative
             return
         summary = self.header.permissions_summary
         if summary is None:

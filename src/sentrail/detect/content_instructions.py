@@ -147,9 +147,11 @@ _BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{32,}={0,2}")
 
 # One cheap search first: no cue at all means no anchor can match.
 _CUE = re.compile(
-    rf"\b(?:{_ACTION_VERBS}|please|kindly|you|system|assistant|instructions?|ai|llm|"
-    r"inst|adhere|disregard|forget)\b|<\||<!--|##|[\u200b-\u200f\u202a-\u202e\u2060-\u2069"
-    r"\ufeff]|[A-Za-z0-9+/]{32}",
+    r"\b(?:please|kindly|pls|you|your|my|me|i|ignore|disregard|forget|override|instructions?|"
+    r"system|assistant|developer|ai|llm|gpt|agent|inst|adhere|important|urgent)\b|"
+    rf"^\W*(?:{_STRONG_VERBS})\b|[.!?:;]\s+(?:{_STRONG_VERBS})\b|"
+    r"(?:\band|\bthen|,)\s+(?:then\s+)?(?:send|e-?mail|forward|share|post|upload|transfer|wire)\b|"
+    r"<\||<!--|<<|##|!!!|[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]|[A-Za-z0-9+/]{32}",
     re.I,
 )
 

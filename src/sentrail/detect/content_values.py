@@ -35,6 +35,11 @@ _NON_DIGIT = re.compile(r"\D")
 _SPACE = re.compile(r"\s+")
 
 
+def words_of(text: str) -> frozenset[str]:
+    """A word list written as one string."""
+    return frozenset(text.split())
+
+
 class Candidate(NamedTuple):
     kind: str
     key: str

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
-from sentrail.detect.content_values import secrets_in
+from sentrail.detect.content_values import secrets_in, words_of
 from sentrail.detect.text import Destination, bounded, destinations, iter_strings, text_size
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.risk import tool_words
@@ -28,19 +28,19 @@ from sentrail.policy.risk import tool_words
 MAX_READS = 64
 MAX_PARAM_TEXT = 64 * 1024
 
-_SENSITIVE_WORDS = frozenset(
+_SENSITIVE_WORDS = words_of(
     "secret secrets credential credentials password passwords passwd token tokens vault "
     "key keys apikey private ssn pii customer customers patient patients medical health "
     "genetic prescriptions prescription payment payments card cards bank account accounts "
     "salary payroll confidential personal contacts identity passport tax taxes "
-    "addresses ssh kms location holdings records diagnosis biometric".split()
+    "addresses ssh kms location holdings records diagnosis biometric"
 )
-_TRANSFER_WORDS = frozenset(
+_TRANSFER_WORDS = words_of(
     "send post upload email mail webhook paste publish share forward tweet sms message "
-    "transmit export sync put curl wget ftp scp".split()
+    "transmit export sync put curl wget ftp scp"
 )
-_ENCODE_WORDS = frozenset(
-    "base64 b64 encode encrypt gzip compress zip tar hex obfuscate archive pack".split()
+_ENCODE_WORDS = words_of(
+    "base64 b64 encode encrypt gzip compress zip tar hex obfuscate archive pack"
 )
 _SEND_CMD = re.compile(
     r"\b(?:curl|wget|nc|ncat|netcat|scp|rsync|sftp|ftp|socat|telnet)\b|"

@@ -22,6 +22,7 @@ from sentrail.detect.content_values import (
     candidates,
     norm,
     value_keys,
+    words_of,
 )
 from sentrail.detect.text import bounded, iter_strings
 from sentrail.model.finding import Category, Severity
@@ -32,16 +33,16 @@ MAX_INDEX = 20_000
 MAX_STRINGS = 2_000  # per result or call
 MAX_FINDINGS_PER_STEP = 5
 # Parameters holding free text: a summary quoting its sources is not a tainted action.
-FREE_TEXT = frozenset(
+FREE_TEXT = words_of(
     "body content message text subject description summary note notes comment title "
-    "caption reason html markdown prompt query".split()
+    "caption reason html markdown prompt query"
 )
 _HOSTED = frozenset({"email", "url", "host", "ip"})
 _WORD = re.compile(r"[a-z]{3,}|\d{2,}")
-_STOP = frozenset(
+_STOP = words_of(
     "the and for with from this that these those into onto your you our please can could "
     "would will all any his her their its has have had was were are then also just now "
-    "using use via about after before when what which who whom there here new".split()
+    "using use via about after before when what which who whom there here new"
 )
 
 
@@ -135,9 +136,11 @@ class TaintedAction(Detector):
                 if src is None:
                     continue
                 critical = src.step in injected
-                if not critical and (src.kind not in DESTINATION_KINDS or not sensitive):
-                    if not (src.kind in DESTINATION_KINDS and c.kind in DESTINATION_KINDS):
-                        continue
+                destination = src.kind in DESTINATION_KINDS
+                if not critical and not (
+                    destination and (sensitive or c.kind in DESTINATION_KINDS)
+                ):
+                    continue
                 hits.append((critical, path, value, src))
                 break
         hits.sort(key=lambda h: not h[0])
@@ -223,7 +226,7 @@ def _where(path: str) -> str:
 
 _VERB_STEMS = frozenset(
     w[:5]
-    for w in (
+    for w in words_of(
         "send transfer wire pay withdraw deposit delete remove erase wipe destroy drop purge "
         "grant revoke share forward email post publish upload update change modify reset "
         "disable enable unlock lock move copy rename leave invite schedule cancel sell buy "
@@ -231,5 +234,5 @@ _VERB_STEMS = frozenset(
         "submit sign export reveal whitelist blacklist block unblock create add set start "
         "stop restart kill terminate initiate transmit issue activate deactivate open close "
         "order place book turn switch play"
-    ).split()
+    )
 )

@@ -46,7 +46,9 @@ def policy_checks(policy: Policy, profile: Profile, findings: list[Finding]) -> 
     unapproved_esc = [f for f in escalations if f.severity is not Severity.INFO]
     if unapproved_esc:
         checks.append(
-            PolicyCheck(_status(unapproved_esc), "Escalated permissions require manual approval audit")
+            PolicyCheck(
+                _status(unapproved_esc), "Escalated permissions require manual approval audit"
+            )
         )
     elif escalations:
         checks.append(PolicyCheck("PASS", "Escalated permissions carry approval ids"))

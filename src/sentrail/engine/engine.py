@@ -96,7 +96,12 @@ class RunSession:
         ctx = self.ctx
         findings = sorted(
             ctx.findings,
-            key=lambda f: (-1 if f.step_index is None else f.step_index, -f.severity.rank, f.rule, f.id),
+            key=lambda f: (
+                -1 if f.step_index is None else f.step_index,
+                -f.severity.rank,
+                f.rule,
+                f.id,
+            ),
         )
         score, contributions = risk_of(findings)
         used = sorted({p for f in ctx.history for p in f.permissions})

@@ -29,7 +29,7 @@ def risk_of(findings: list[Finding]) -> tuple[int, list[RiskContribution]]:
     for cat, group in by_cat.items():
         pts = sorted((POINTS[f.severity] for f in group), reverse=True)
         total = min(2 * pts[0], pts[0] + sum(p // 3 for p in pts[1:]))
-        counts = defaultdict(int)
+        counts: dict[str, int] = defaultdict(int)
         for f in group:
             counts[f.severity.label] += 1
         detail = ", ".join(f"{n} {sev}" for sev, n in sorted(counts.items()))

@@ -45,8 +45,8 @@ def normalise_encoding(data: bytes) -> bytes:
                 return body
             try:
                 return body.decode(name).encode("utf-8")
-            except UnicodeError as exc:
-                raise InputError(f"not valid {name.upper()}: {exc.reason}") from None
+            except UnicodeError:
+                raise InputError(f"not valid {name.upper()} text") from None
     return data
 
 
@@ -120,9 +120,7 @@ def _max_depth(data: bytes) -> int:
 
 def _decode(data: bytes, decoder: msgspec.json.Decoder[T], *, checked: bool) -> T:
     if len(data) > MAX_DOCUMENT_BYTES:
-        raise InputError(
-            f"document is {len(data)} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes"
-        )
+        raise InputError(f"document is {len(data)} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes")
     data = normalise_encoding(data)
     if not checked:
         check_structure(data)
@@ -144,4 +142,5 @@ def decode_run(data: bytes, *, checked: bool = False) -> Run:
 
 def decode_event(data: bytes) -> Event:
     """Decode one NDJSON event line."""
-    return _decode(data, _EVENT_DECODER, checked=False)
+    event: Event = _decode(data, _EVENT_DECODER, checked=False)
+    return event

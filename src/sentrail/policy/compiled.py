@@ -89,7 +89,13 @@ class Policy:
         for exc in self.exceptions:
             if on is not None and on > exc.expires:
                 continue
-            if not (fnmatchcase(rule, exc.rule) or exc.rule == category):
+            # A rule id may be given bare ("no-prod-delete") or as the finding's rule
+            # ("policy.rule.no-prod-delete", "excessive_retries.*"), or be a category.
+            if not (
+                fnmatchcase(rule, exc.rule)
+                or fnmatchcase(rule, f"policy.rule.{exc.rule}")
+                or exc.rule == category
+            ):
                 continue
             if fnmatchcase(agent_id, exc.agent) and fnmatchcase(tool, exc.tool):
                 return exc

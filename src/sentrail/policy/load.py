@@ -19,10 +19,7 @@ from sentrail.policy.rules import compile_condition
 MAX_POLICY_BYTES = 4 * 1024 * 1024
 _PATH_PART = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]")
 
-try:  # the C loader is much faster where PyYAML was built with libyaml
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[attr-defined,unused-ignore]
-except AttributeError:  # pragma: no cover - depends on the wheel
-    _Loader = yaml.SafeLoader
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # C loader where built
 
 
 class LoadedBundle(msgspec.Struct):
@@ -132,7 +129,9 @@ def _check_semantics(bundle: PolicyBundle, root: yaml.Node, where: str) -> None:
             try:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
-                raise fail(f"not a CIDR network: {net!r}", f"{base}.trusted_networks[{j}]") from None
+                raise fail(
+                    f"not a CIDR network: {net!r}", f"{base}.trusted_networks[{j}]"
+                ) from None
 
 
 def load_policy(path: str | Path) -> LoadedBundle:

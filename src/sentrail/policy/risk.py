@@ -16,40 +16,165 @@ _VERBS: tuple[tuple[RiskClass, frozenset[str]], ...] = (
     (
         RiskClass.PRIVILEGED_ADMIN,
         frozenset(
-            "sudo admin grant revoke impersonate assume escalate elevate chmod chown "
-            "setpolicy attach detach rotate".split()
+            [
+                "sudo",
+                "admin",
+                "grant",
+                "revoke",
+                "impersonate",
+                "assume",
+                "escalate",
+                "elevate",
+                "chmod",
+                "chown",
+                "setpolicy",
+                "attach",
+                "detach",
+                "rotate",
+            ]
         ),
     ),
     (
         RiskClass.DESTRUCTIVE,
         frozenset(
-            "delete drop remove rm destroy purge wipe truncate erase terminate kill "
-            "shred uninstall revert reset disable cancel".split()
+            [
+                "delete",
+                "drop",
+                "remove",
+                "rm",
+                "destroy",
+                "purge",
+                "wipe",
+                "truncate",
+                "erase",
+                "terminate",
+                "kill",
+                "shred",
+                "uninstall",
+                "revert",
+                "reset",
+                "disable",
+                "cancel",
+            ]
         ),
     ),
     (
         RiskClass.SENSITIVE_WRITE,
         frozenset(
-            "send transfer pay withdraw deposit exec execute run shell eval deploy push "
-            "publish share upload email mail post tweet sms message invoke restart "
-            "stop start update modify set change write patch put move rename approve "
-            "unlock lock buy sell order place book install manage commit merge "
-            "forward invite submit sign".split()
+            [
+                "send",
+                "transfer",
+                "pay",
+                "withdraw",
+                "deposit",
+                "exec",
+                "execute",
+                "run",
+                "shell",
+                "eval",
+                "deploy",
+                "push",
+                "publish",
+                "share",
+                "upload",
+                "email",
+                "mail",
+                "post",
+                "tweet",
+                "sms",
+                "message",
+                "invoke",
+                "restart",
+                "stop",
+                "start",
+                "update",
+                "modify",
+                "set",
+                "change",
+                "write",
+                "patch",
+                "put",
+                "move",
+                "rename",
+                "approve",
+                "unlock",
+                "lock",
+                "buy",
+                "sell",
+                "order",
+                "place",
+                "book",
+                "install",
+                "manage",
+                "commit",
+                "merge",
+                "forward",
+                "invite",
+                "submit",
+                "sign",
+            ]
         ),
     ),
     (
         RiskClass.LOW_RISK_WRITE,
         frozenset(
-            "create add insert append save store schedule tag label comment note "
-            "draft reply ack acknowledge annotate generate".split()
+            [
+                "create",
+                "add",
+                "insert",
+                "append",
+                "save",
+                "store",
+                "schedule",
+                "tag",
+                "label",
+                "comment",
+                "note",
+                "draft",
+                "reply",
+                "ack",
+                "acknowledge",
+                "annotate",
+                "generate",
+            ]
         ),
     ),
     (
         RiskClass.READ_ONLY,
         frozenset(
-            "get read list query search find fetch view describe show lookup check "
-            "browse count inspect scan retrieve download analyze analyse summarize "
-            "summarise status health watch monitor open load ping validate verify".split()
+            [
+                "get",
+                "read",
+                "list",
+                "query",
+                "search",
+                "find",
+                "fetch",
+                "view",
+                "describe",
+                "show",
+                "lookup",
+                "check",
+                "browse",
+                "count",
+                "inspect",
+                "scan",
+                "retrieve",
+                "download",
+                "analyze",
+                "analyse",
+                "summarize",
+                "summarise",
+                "status",
+                "health",
+                "watch",
+                "monitor",
+                "open",
+                "load",
+                "ping",
+                "validate",
+                "verify",
+            ]
         ),
     ),
 )
@@ -64,6 +189,12 @@ _VERB_CLASS: dict[str, RiskClass] = {
 def tool_words(name: str) -> tuple[str, ...]:
     """Split ``BankManagerTransferFunds`` / ``db.delete_table`` into lower-case words."""
     return tuple(w.lower() for w in _WORDS.findall(name))
+
+
+@lru_cache(maxsize=8192)
+def tool_verb(name: str) -> str:
+    """The first known verb word of a tool name (``db.delete_table`` -> ``delete``), or ""."""
+    return next((w for w in tool_words(name) if w in _VERB_CLASS), "")
 
 
 def infer_risk(name: str) -> RiskClass:

@@ -117,7 +117,7 @@ _decode_outcomes = msgspec.msgpack.Decoder(list[Outcome]).decode
 
 
 def _init_worker(config: EngineConfig) -> None:
-    global _worker_engine  # noqa: PLW0603 - one engine per worker process
+    global _worker_engine
     _worker_engine = config.build()
 
 

@@ -12,7 +12,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from sentrail.errors import InputError, SentrailError, UsageError
 from sentrail.model.decode import MAX_DOCUMENT_BYTES, decode_event
@@ -45,7 +45,7 @@ def iter_trace_paths(root: str) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
-def _read_bounded(fh: BinaryIO, limit: int, what: str) -> bytes:
+def _read_bounded(fh: IO[bytes] | gzip.GzipFile, limit: int, what: str) -> bytes:
     data = fh.read(limit + 1)
     if len(data) > limit:
         raise InputError(f"{what} is larger than the {limit}-byte limit")
@@ -91,5 +91,7 @@ def iter_events(data: bytes, where: str) -> Iterator[Event | InputError]:
         try:
             yield decode_event(line)
         except SentrailError as exc:
-            yield InputError(exc.message, f"{where}:line {lineno}" + (
-                f": {exc.location}" if exc.location else ""))
+            yield InputError(
+                exc.message,
+                f"{where}:line {lineno}" + (f": {exc.location}" if exc.location else ""),
+            )
