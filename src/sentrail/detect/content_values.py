@@ -57,8 +57,14 @@ def norm_number(text: str) -> str:
     return text
 
 
+# Every candidate holds a digit, one of these characters, or a dotted name.
+_MAYBE = re.compile(r"[\d@/\\'\"`#$€£~]|\.[A-Za-z]{2}")
+
+
 def candidates(text: str) -> Iterator[Candidate]:
     """Candidate values in ``text`` (bounded by the caller), at most ``MAX_CANDIDATES``."""
+    if len(text) < 3 or _MAYBE.search(text) is None:
+        return
     n = 0
     for d in destinations(text):
         if d.kind == "url":

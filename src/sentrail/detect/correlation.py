@@ -29,14 +29,16 @@ DENIAL_WINDOW_S = 60.0
 DENIAL_WINDOW_STEPS = 5
 ESCALATION_AFTER = 3
 LOW_CONFIDENCE = 0.5
+# Parameters naming the thing acted on (not its container: "database", "project", "account"
+# are shared by unrelated calls).
 TARGET_KEYS = frozenset(
     {
         *("resource", "target", "host", "hostname", "server", "instance", "instance_id"),
-        *("table", "database", "db", "schema", "collection", "index", "path", "file"),
-        *("filename", "filepath", "file_path", "dir", "directory", "bucket", "key", "url"),
-        *("repo", "repository", "branch", "account", "account_id", "user", "username"),
-        *("role", "role_name", "group", "namespace", "cluster", "service", "queue", "topic"),
-        *("arn", "resource_id", "vm", "volume", "secret", "secret_name", "project"),
+        *("table", "collection", "index", "path", "file", "filename", "filepath"),
+        *("file_path", "dir", "directory", "bucket", "key", "url", "repo", "repository"),
+        *("branch", "user", "username", "user_name", "role", "role_name", "group"),
+        *("group_id", "service", "queue", "topic", "arn", "resource_id", "vm", "volume"),
+        *("secret", "secret_name"),
     }
 )
 _MAX_TARGET_LEN = 1024
@@ -67,7 +69,8 @@ class BehaviouralCorrelation(Detector):
         self._denials: list[tuple[int, StepFacts]] = []  # (ordinal, facts), recent only
         self._current: StepFacts | None = None
         self._denial_reported = False
-        self._denied_targets: dict[str, tuple[StepFacts, str]] = {}  # value -> (denied, key)
+        # target value -> (denied step, its arrival ordinal, parameter name)
+        self._denied_targets: dict[str, tuple[StepFacts, int, str]] = {}
         self._findings_seen = 0
         self._previous: StepFacts | None = None
         self._escalations_done: set[int] = set()  # ordinals of denials already joined
@@ -120,8 +123,9 @@ class BehaviouralCorrelation(Detector):
         facts: StepFacts,
         message: str,
         evidence: dict[str, Any],
-        key: str = "",
+        key: str | None = None,
     ) -> None:
+        key = f"#{self._ordinal}" if key is None else key  # unique if a step_index repeats
         self.ctx.emit(
             f"behavioural_correlation.{rule}", _CAT, severity, facts, message, evidence, key=key
         )
@@ -151,7 +155,7 @@ class BehaviouralCorrelation(Detector):
             )
         if len(self._denied_targets) < _MAX_TARGETS:
             for key, value in targets_of(facts):
-                self._denied_targets.setdefault(value, (facts, key))
+                self._denied_targets.setdefault(value, (facts, ordinal, key))
 
     @staticmethod
     def _close(first: StepFacts, last: StepFacts) -> bool:
@@ -165,7 +169,7 @@ class BehaviouralCorrelation(Detector):
             hit = self._denied_targets.get(value)
             if hit is None:
                 continue
-            denied, denied_key = hit
+            denied, denied_ordinal, denied_key = hit
             if denied.tool == facts.tool:
                 continue
             self._emit(
@@ -182,7 +186,7 @@ class BehaviouralCorrelation(Detector):
                     "denied_parameter": denied_key,
                     "parameter": key,
                 },
-                key=str(denied.index),
+                key=f"denial#{denied_ordinal}",
             )
             return
 
@@ -213,7 +217,7 @@ class BehaviouralCorrelation(Detector):
             if o <= len(history) and history[o - 1].denied:
                 denied = history[o - 1]
                 break
-        if denied is None or facts is None or o in self._escalations_done:
+        if denied is None or facts is None or facts.denied or o in self._escalations_done:
             return
         self._escalations_done.add(o)  # one finding per denial
         perm = finding.evidence.get("permission")
@@ -230,4 +234,5 @@ class BehaviouralCorrelation(Detector):
                 "permission": perm,
                 "escalation_finding": finding.id,
             },
+            key=f"denial#{o}",
         )

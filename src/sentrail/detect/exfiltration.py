@@ -21,7 +21,7 @@ from typing import Any
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.detect.content_values import secrets_in, words_of
-from sentrail.detect.text import Destination, bounded, destinations, iter_strings, text_size
+from sentrail.detect.text import Destination, bounded, destinations, iter_strings
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.risk import tool_words
 
@@ -69,22 +69,29 @@ class DataExfiltration(Detector):
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)
         self._reads: list[_Read] = []
-        self._encoded_at: int | None = None
+        self._encodings: list[int] = []
+        self._cursor = 0  # reads are judged lazily, when a transfer arrives
 
     def on_step(self, facts: StepFacts) -> None:
-        if facts.tool is None:
+        if facts.tool is None or not facts.is_write:
             return
         words = set(tool_words(facts.tool))
         command = _command_text(facts.params)
-        if facts.is_write:
-            if self._reads and (words & _ENCODE_WORDS or _ENCODE_CMD.search(command)):
-                self._encoded_at = facts.index
-            if words & _TRANSFER_WORDS or _SEND_CMD.search(command):
-                self._judge_transfer(facts)
-        if not facts.failed:
-            self._remember_read(facts, words)
+        if words & _ENCODE_WORDS or _ENCODE_CMD.search(command):
+            self._encodings.append(facts.index)
+        if words & _TRANSFER_WORDS or _SEND_CMD.search(command):
+            self._catch_up()
+            self._judge_transfer(facts)
 
     # -- reads ------------------------------------------------------------------------------
+
+    def _catch_up(self) -> None:
+        history = self.ctx.history
+        while self._cursor < len(history):
+            facts = history[self._cursor]
+            self._cursor += 1
+            if facts.tool is not None and not facts.failed:
+                self._remember_read(facts, set(tool_words(facts.tool)))
 
     def _remember_read(self, facts: StepFacts, words: set[str]) -> None:
         res = facts.step.result
@@ -102,10 +109,9 @@ class DataExfiltration(Detector):
         if named and not facts.is_write:
             reasons.append(f"tool name suggests sensitive data ({', '.join(named[:3])})")
             sensitive = True
-        size = text_size(data)
+        size, secrets = _size_and_secrets(data)
         if size >= profile.profile.exfiltration.large_read_bytes:
             reasons.append(f"large read ({size} bytes)")
-        secrets = _secrets(data)
         if secrets:
             reasons.append("secret-looking values in the result")
             sensitive = True
@@ -124,7 +130,9 @@ class DataExfiltration(Detector):
         reads = [r for r in self._reads if r.index < facts.index]
         if not reads and not outgoing:
             return
-        staged = self._encoded_at is not None and bool(reads)
+        first = min((r.index for r in reads), default=facts.index)
+        encoded = [i for i in self._encodings if first < i < facts.index]
+        staged = bool(encoded)
         sensitive = bool(outgoing) or any(r.sensitive for r in reads)
         leaked = [s for r in reads for s in r.secrets if s and s in text]
         critical = sensitive or staged or bool(leaked)
@@ -154,7 +162,7 @@ class DataExfiltration(Detector):
                 "source_step": source.index if source else None,
                 "source_tool": source.tool if source else None,
                 "source_reasons": source.reasons if source else [],
-                "encoded_at_step": self._encoded_at,
+                "encoded_at_step": encoded[-1] if encoded else None,
                 "secrets_in_parameters": len(outgoing) + len(leaked),
             },
             key=dest.value,
@@ -195,18 +203,19 @@ def _command_text(params: dict[str, Any]) -> str:
     return ""
 
 
-def _secrets(data: Any) -> list[str]:
-    out: list[str] = []
+def _size_and_secrets(data: Any) -> tuple[int, list[str]]:
+    """``text_size(data)`` and the secret-looking values in it, in one walk."""
     if isinstance(data, str):
-        return secrets_in(bounded(data))
+        return len(data), secrets_in(bounded(data))
+    out: list[str] = []
+    size = 0
     for _, s in iter_strings(data):
-        if len(s) >= 6:
+        size += len(s) + 3
+        if len(s) >= 10 and len(out) < 8:
             out.extend(secrets_in(bounded(s), 8 - len(out)))
-        if len(out) >= 8:
-            break
     if isinstance(data, dict):
         out.extend(_secret_keys(data))
-    return out[:8]
+    return size, out[:8]
 
 
 def _secret_keys(data: dict[str, Any]) -> list[str]:

@@ -1,16 +1,17 @@
 """excessive_retries: bursts of repeated calls to the same tool.
 
 A call joins the burst of the previous call to the same tool when that call is recent (at
-most ``RECENT_CALLS - 1`` other tool calls in between) and the repeat looks like a retry:
+most ``RECENT_CALLS - 1`` other tool calls in between and, when both carry timestamps, at
+most ``RECENT_SECONDS`` earlier) and the repeat looks like a retry:
 the parameters are identical, the previous call failed, or a credential-like parameter
 changed. Successful calls with changing parameters (reading several files, running several
 read-only commands) are ordinary work and never form a burst.
 
 A burst is reported once: when it reaches the profile's ``retry_threshold`` (warning;
 critical for mutating parameters on a credential/auth-like tool or field, or when the calls
-keep failing — brute force), or, below the threshold, as info when the burst ends (a later
-call moves it out of the window, or the run ends). A reported burst that later turns
-critical is reported once more, at the step where it did.
+keep failing while more than the target changes — brute force), or, below the threshold,
+as info when the burst ends (a later call moves it out of the window, or the run ends). A
+reported burst that later turns critical is reported once more, at the step where it did.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
+from sentrail.detect.correlation import TARGET_KEYS
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.risk import tool_words
 
 RECENT_CALLS = 4  # the previous call to the tool must be one of the last 4 calls
+RECENT_SECONDS = 120.0  # and, when both carry timestamps, at most this much earlier
 CREDENTIAL_WORDS = frozenset(
     {
         *("password", "passwd", "passphrase", "pass", "pwd", "passcode", "pin"),
@@ -32,6 +35,8 @@ CREDENTIAL_WORDS = frozenset(
 _AUTH_TOOL_WORDS = CREDENTIAL_WORDS | {"authenticate", "sign", "session", "sudo"}
 _WORD_CACHE: dict[str, bool] = {}
 _MAX_KEYS_LISTED = 20
+_PRUNE_AT = 2 * RECENT_CALLS  # stale bursts are closed lazily, when this many are kept
+_MISSING = object()
 
 
 def is_credential_key(name: str) -> bool:
@@ -51,7 +56,17 @@ def _changed_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 class _Burst:
-    __slots__ = ("calls", "changed", "failures", "first", "last", "reported", "steps", "tool")
+    __slots__ = (
+        "calls",
+        "changed",
+        "failures",
+        "first",
+        "first_ordinal",
+        "last",
+        "reported",
+        "steps",
+        "tool",
+    )
 
     def __init__(self, facts: StepFacts, ordinal: int) -> None:
         self.tool = facts.tool or ""
@@ -59,6 +74,7 @@ class _Burst:
         self.last = facts
         self.steps = [facts.index]
         self.calls = ordinal  # ordinal of the last call
+        self.first_ordinal = ordinal
         self.failures = int(facts.failed)
         self.changed: dict[str, None] = {}
         self.reported: Severity | None = None
@@ -85,21 +101,30 @@ class ExcessiveRetries(Detector):
         self._ordinal += 1
         ordinal = self._ordinal
         live = self._live
-        if len(live) > 1 or (live and tool not in live):
-            for name in [n for n, b in live.items() if ordinal - b.calls > RECENT_CALLS]:
-                self._close(live.pop(name))
         burst = live.get(tool)
+        if burst is not None and ordinal - burst.calls > RECENT_CALLS:
+            self._close(burst)
+            burst = None
         if burst is None:
+            if len(live) >= _PRUNE_AT:
+                self._prune(ordinal)
             live[tool] = _Burst(facts, ordinal)
             return
         prev = burst.last
+        before, after = prev.params, facts.params
         changed: list[str] = []
-        if prev.params != facts.params:
-            changed = _changed_keys(prev.params, facts.params)
-            if not (prev.failed or any(is_credential_key(k) for k in changed)):
-                self._close(burst)
-                live[tool] = _Burst(facts, ordinal)
+        if before != after:
+            if prev.failed or any(
+                is_credential_key(k) and before.get(k, _MISSING) != v for k, v in after.items()
+            ):
+                changed = _changed_keys(before, after)
+            else:  # ordinary successful work with new parameters
+                self._restart(burst, facts, ordinal)
                 return
+        t0, t1 = prev.time, facts.time
+        if t0 is not None and t1 is not None and (t1 - t0).total_seconds() > RECENT_SECONDS:
+            self._restart(burst, facts, ordinal)
+            return
         burst.last = facts
         burst.calls = ordinal
         burst.steps.append(facts.index)
@@ -113,6 +138,16 @@ class ExcessiveRetries(Detector):
         if burst.reported is None or severity.rank > burst.reported.rank:
             burst.reported = severity
             self._report(burst, severity)
+
+    def _restart(self, burst: _Burst, facts: StepFacts, ordinal: int) -> None:
+        self._close(burst)
+        self._live[burst.tool] = _Burst(facts, ordinal)
+
+    def _prune(self, ordinal: int) -> None:
+        """Close the bursts that are no longer recent (their info finding is due)."""
+        live = self._live
+        for name in [n for n, b in live.items() if ordinal - b.calls > RECENT_CALLS]:
+            self._close(live.pop(name))
 
     def finish(self) -> None:
         for burst in self._live.values():
@@ -130,7 +165,13 @@ class ExcessiveRetries(Detector):
             return Severity.WARNING
         count = len(burst.steps)
         credential = self._is_auth_tool(burst.tool) or any(map(is_credential_key, burst.changed))
-        failing = burst.failures >= 2 and burst.failures >= count - 1
+        # Failing calls whose only change is the target (the same operation tried on several
+        # resources) are probing the boundary, not guessing: warning.
+        failing = (
+            burst.failures >= 2
+            and burst.failures >= count - 1
+            and any(k.lower() not in TARGET_KEYS for k in burst.changed)
+        )
         return Severity.CRITICAL if credential or failing else Severity.WARNING
 
     def _close(self, burst: _Burst) -> None:
@@ -169,5 +210,5 @@ class ExcessiveRetries(Detector):
                 "steps": list(burst.steps),
                 "threshold": self._threshold,
             },
-            key=f"{burst.tool}\x00{burst.first.index}\x00{severity.value}",
+            key=f"{burst.tool}\x00#{burst.first_ordinal}\x00{severity.value}",
         )

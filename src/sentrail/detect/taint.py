@@ -30,6 +30,8 @@ from sentrail.policy.bundle import RiskClass
 from sentrail.policy.risk import tool_words
 
 MAX_INDEX = 20_000
+MAX_CACHE = 4_096  # short strings whose candidates are remembered, per run
+CACHE_LEN = 256
 MAX_STRINGS = 2_000  # per result or call
 MAX_FINDINGS_PER_STEP = 5
 # Parameters holding free text: a summary quoting its sources is not a tainted action.
@@ -71,6 +73,20 @@ class TaintedAction(Detector):
         self._trigger_stems: set[str] = set()
         self._cursor = 0
         self._started = False
+        self._cache: dict[tuple[bool, str], tuple[Candidate, ...]] = {}
+
+    def _candidates(self, text: str, whole: bool = False) -> tuple[Candidate, ...]:
+        """``candidates(text)`` (or ``value_keys`` when ``whole``), remembered for short
+        strings: hosts and ids repeat a lot."""
+        find = value_keys if whole else candidates
+        if len(text) > CACHE_LEN:
+            return tuple(find(text))
+        hit = self._cache.get((whole, text))
+        if hit is None:
+            hit = tuple(find(text))
+            if len(self._cache) < MAX_CACHE:
+                self._cache[whole, text] = hit
+        return hit
 
     # -- indexing ---------------------------------------------------------------------------
 
@@ -102,14 +118,14 @@ class TaintedAction(Detector):
             facts = history[self._cursor]
             self._cursor += 1
             for _, value in _strings(facts.params):
-                for c in value_keys(value):
+                for c in self._candidates(value, whole=True):
                     if c.key not in self._index and len(self._known) < MAX_INDEX:
                         self._known.add(c.key)
             res = facts.step.result
             if res is None or res.data is None or len(self._index) >= MAX_INDEX:
                 continue
             for path, value in _strings(res.data):
-                for c in candidates(value):
+                for c in self._candidates(value):
                     if c.key in self._index or self._is_known(c):
                         continue
                     self._index[c.key] = _Source(facts.index, _where(path), c.kind, c.raw)
@@ -131,7 +147,7 @@ class TaintedAction(Detector):
         for path, value in _strings(facts.params) if self._index else ():
             if _last_key(path) in FREE_TEXT:
                 continue
-            for c in value_keys(value):
+            for c in self._candidates(value, whole=True):
                 src = self._index.get(c.key)
                 if src is None:
                     continue

@@ -7,9 +7,10 @@ timestamp in a run whose other steps have one; a sensitive action (a write of ri
 
 At the end of the run, because a live stream may deliver ``completed_at``, ``status`` and
 ``permissions_summary`` only with ``run_completed``: permissions used but absent from the
-summary's grant (warning), escalated grants never used (info), a "completed" run with no
-steps (warning) and steps timestamped after ``completed_at`` (warning). Without a
-permissions summary, nothing is said about permissions.
+summary (not granted, escalated or denied there; warning), escalated grants never used
+(info), a "completed" run with no steps (warning) and steps timestamped after
+``completed_at`` (warning). Without a permissions summary, nothing is said about
+permissions.
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ class MissingTelemetry(Detector):
         facts: StepFacts | None,
         message: str,
         evidence: dict[str, Any],
-        key: str = "",
+        key: str | None = None,
     ) -> None:
+        # The arrival ordinal keeps ids unique when a producer repeats a step_index.
+        key = f"#{self._arrived}" if key is None else key
         self.ctx.emit(
             f"missing_telemetry.{rule}", _CAT, severity, facts, message, evidence, key=key
         )
@@ -79,7 +82,6 @@ class MissingTelemetry(Detector):
                 facts,
                 f"Telemetry inconsistent — step_index {index} appears more than once",
                 {"step_index": index, "previous_step_index": last},
-                key=str(self._arrived),
             )
         elif last is None:
             if index > 1:
@@ -99,7 +101,6 @@ class MissingTelemetry(Detector):
                 facts,
                 f"Telemetry gap — step_index jumps from {last} to {index} ({span} missing)",
                 {"from": last, "to": index, "missing": missing},
-                key=str(last),
             )
         elif index < last:
             self._emit(
@@ -108,7 +109,6 @@ class MissingTelemetry(Detector):
                 facts,
                 f"Telemetry out of order — step {index} arrived after step {last}",
                 {"step_index": index, "previous_step_index": last},
-                key=str(self._arrived),
             )
         if len(seen) < 1_000_000:
             seen.add(index)

@@ -27,6 +27,7 @@ class RunSession:
         self.engine = engine
         self.header = header
         self.suppressed: list[Finding] = []
+        self._ids: set[str] = set()
         self._new: list[Finding] = []
         self.ctx = RunContext(
             header,
@@ -54,6 +55,12 @@ class RunSession:
             }
             self.suppressed.append(finding)
             return
+        if finding.id in self._ids:  # a trace that repeats a step_index repeats ids
+            n = 2
+            while f"{finding.id}-{n}" in self._ids:
+                n += 1
+            finding.id = f"{finding.id}-{n}"
+        self._ids.add(finding.id)
         self.ctx.findings.append(finding)
         self._new.append(finding)
 
