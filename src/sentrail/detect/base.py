@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from sentrail.detect.text import json_text
 from sentrail.model.finding import Category, Finding, Severity
 from sentrail.model.trace import RunHeader, Step
 from sentrail.policy.bundle import RiskClass
@@ -34,6 +35,7 @@ class StepFacts:
     """One step with the facts detectors share, derived once."""
 
     __slots__ = (
+        "_result_text",
         "_time",
         "denied",
         "environment",
@@ -68,6 +70,7 @@ class StepFacts:
         self.permissions = step.permissions_used
         self.has_approval = bool(step.approval_id)
         self._time: dt.datetime | bool | None = False
+        self._result_text: str | None = None
 
     @property
     def is_write(self) -> bool:
@@ -78,6 +81,18 @@ class StepFacts:
         if self._time is False:
             self._time = parse_time(self.step.timestamp)
         return self._time  # type: ignore[return-value]
+
+    @property
+    def result_text(self) -> str:
+        """The result (data and error) as one text, computed once and shared: for cheap
+        prefilters and substring checks before any per-string work. Bounded."""
+        if self._result_text is None:
+            res = self.step.result
+            if res is None or (res.data is None and res.error is None):
+                self._result_text = ""
+            else:
+                self._result_text = json_text([res.data, res.error])
+        return self._result_text
 
     @property
     def verb(self) -> str:

@@ -145,15 +145,75 @@ _HIDDEN_STYLE = re.compile(
 )
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{32,}={0,2}")
 
-# One cheap search first: no cue at all means no anchor can match.
-_CUE = re.compile(
-    r"\b(?:please|kindly|pls|you|your|my|me|i|ignore|disregard|forget|override|instructions?|"
-    r"system|assistant|developer|ai|llm|gpt|agent|inst|adhere|important|urgent)\b|"
-    rf"^\W*(?:{_STRONG_VERBS})\b|[.!?:;]\s+(?:{_STRONG_VERBS})\b|"
-    r"(?:\band|\bthen|,)\s+(?:then\s+)?(?:send|e-?mail|forward|share|post|upload|transfer|wire)\b|"
-    r"<\||<!--|<<|##|!!!|[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]|[A-Za-z0-9+/]{32}",
-    re.I,
-)
+# One cheap test first: no cue at all means no anchor can match. A cue is any word an anchor
+# starts with (a set lookup over the text's words: Python's re is slow on long
+# alternations), or a marker character sequence. It is a superset of what the anchors need,
+# so it only decides how much work a string costs, never what is found.
+_CUE_WORDS = frozenset(
+    [
+        "please",
+        "kindly",
+        "pls",
+        "you",
+        "your",
+        "my",
+        "me",
+        "i",
+        "we",
+        "ignore",
+        "disregard",
+        "forget",
+        "override",
+        "bypass",
+        "skip",
+        "instruction",
+        "instructions",
+        "system",
+        "assistant",
+        "developer",
+        "ai",
+        "llm",
+        "gpt",
+        "agent",
+        "inst",
+        "adhere",
+        "follow",
+        "obey",
+        "comply",
+        "important",
+        "urgent",
+        "new",
+        "do",
+        "without",
+        "then",
+        "and",
+        "first",
+        "now",
+        "also",
+        "next",
+        "finally",
+        "make",
+        "be",
+        "mail",
+        "email",
+        "authorize",
+        "authorise",
+    ]
+) | frozenset(v for v in _STRONG_VERBS.split("|") if v.isalpha())
+_WORD_RUN = re.compile(r"[a-z]+")
+_B64_RUN = re.compile(r"[A-Za-z0-9+/]+")
+_MARKERS = ("<|", "<!--", "<<", "##", "!!!", "[inst", "[INST")
+
+
+def has_cue(text: str) -> bool:
+    """Could any anchor match in ``text``? (False means certainly not.)"""
+    if any(m in text for m in _MARKERS):
+        return True
+    if not text.isascii() and _INVISIBLE.search(text):
+        return True
+    if not _CUE_WORDS.isdisjoint(_WORD_RUN.findall(text.lower())):
+        return True
+    return max(map(len, _B64_RUN.findall(text)), default=0) >= 32
 
 
 class Instruction:
@@ -229,7 +289,7 @@ def _decoded_blobs(text: str) -> list[str]:
 
 def score_text(text: str) -> Instruction | None:
     """The instruction found in ``text`` (already bounded), or None below the threshold."""
-    if len(text) < MIN_LEN or _CUE.search(text) is None:
+    if len(text) < MIN_LEN or not has_cue(text):
         return None
     concealment = ""
     if _INVISIBLE.search(text):

@@ -8,8 +8,11 @@ command that does (curl, scp, nc...), with at least one destination in its param
 is neither trusted by the profile nor an ETL allowance. An *encoding* step (base64, gzip,
 hex, encrypt tools or commands) between them marks a staged exfiltration.
 
-Severity: critical for a sensitive read (or secrets in the outgoing parameters) sent out, and
-for any staged read → encode → send; a warning for a large read sent out. Without a
+Severity: critical when the evidence is strong — a read under a policy-declared sensitive
+permission, secrets in the outgoing parameters, a staged read → encode → send, or values of
+a sensitive read found in the outgoing parameters (the data itself flows out). A read that
+is only *named* like sensitive data (``customer.lookup``) or only large, followed by a send,
+is a warning: replying to the customer you just looked up is ordinary work. Without a
 preceding read or sensitive content nothing fires, so with no policy (no trusted domains)
 ordinary e-mail is not exfiltration.
 """
@@ -20,8 +23,15 @@ import re
 from typing import Any
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
-from sentrail.detect.content_values import secrets_in, words_of
-from sentrail.detect.text import Destination, bounded, destinations, iter_strings
+from sentrail.detect.content_values import maybe_secret, secrets_in, words_of
+from sentrail.detect.text import (
+    SCAN_HEAD,
+    Destination,
+    bounded,
+    destinations,
+    iter_strings,
+    text_size,
+)
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.risk import tool_words
 
@@ -53,14 +63,24 @@ _ENCODE_CMD = re.compile(
 
 
 class _Read:
-    __slots__ = ("index", "reasons", "secrets", "sensitive", "tool")
+    __slots__ = ("index", "reasons", "samples", "secrets", "sensitive", "strong", "tool")
 
-    def __init__(self, facts: StepFacts, reasons: list[str], sensitive: bool, secrets: list[str]):
+    def __init__(
+        self,
+        facts: StepFacts,
+        reasons: list[str],
+        sensitive: bool,
+        strong: bool,
+        secrets: list[str],
+        samples: list[str],
+    ) -> None:
         self.index = facts.index
         self.tool = facts.tool
         self.reasons = reasons
         self.sensitive = sensitive
+        self.strong = strong  # a declared sensitive permission or secret-looking values
         self.secrets = secrets
+        self.samples = samples  # distinctive values of the result, to see them flow out
 
 
 class DataExfiltration(Detector):
@@ -100,23 +120,30 @@ class DataExfiltration(Detector):
             return
         profile = self.ctx.profile
         reasons: list[str] = []
-        sensitive = False
+        sensitive = strong = False
         perms = [p for p in facts.permissions if p in profile.sensitive_permissions]
         if perms:
             reasons.append(f"sensitive permission {perms[0]}")
-            sensitive = True
+            sensitive = strong = True
         named = sorted(words & _SENSITIVE_WORDS)
         if named and not facts.is_write:
             reasons.append(f"tool name suggests sensitive data ({', '.join(named[:3])})")
             sensitive = True
-        size, secrets = _size_and_secrets(data)
+        blob = facts.result_text
+        if not maybe_secret(blob) and not _SECRET_KEY_IN_TEXT.search(blob):
+            # no secret anywhere: skip the walk; the JSON text's length is the size
+            size = len(blob) if len(blob) < SCAN_HEAD else text_size(data)
+            secrets: list[str] = []
+        else:
+            size, secrets = _size_and_secrets(data)
         if size >= profile.profile.exfiltration.large_read_bytes:
             reasons.append(f"large read ({size} bytes)")
         if secrets:
             reasons.append("secret-looking values in the result")
-            sensitive = True
+            sensitive = strong = True
         if reasons:
-            self._reads.append(_Read(facts, reasons, sensitive, secrets))
+            samples = _samples(data) if sensitive else []
+            self._reads.append(_Read(facts, reasons, sensitive, strong, secrets, samples))
 
     # -- transfers --------------------------------------------------------------------------
 
@@ -135,13 +162,24 @@ class DataExfiltration(Detector):
         staged = bool(encoded)
         sensitive = bool(outgoing) or any(r.sensitive for r in reads)
         leaked = [s for r in reads for s in r.secrets if s and s in text]
-        critical = sensitive or staged or bool(leaked)
+        addresses = [d.value for d in outside]
+        flowed = [
+            s
+            for r in reads
+            if r.sensitive
+            for s in r.samples
+            if s in text and not any(s in a or a in s for a in addresses)
+        ]
+        strong = any(r.strong for r in reads)
+        critical = staged or bool(outgoing) or bool(leaked) or bool(flowed) or strong
         if staged:
             how = "staged read → encode → send"
         elif outgoing or leaked:
             how = "secret-looking values sent"
-        elif sensitive:
+        elif flowed:
             how = "sensitive data sent"
+        elif sensitive:
+            how = "send after a sensitive read"
         else:
             how = "large read sent"
         source = next((r for r in reversed(reads) if r.sensitive), reads[-1] if reads else None)
@@ -164,6 +202,7 @@ class DataExfiltration(Detector):
                 "source_reasons": source.reasons if source else [],
                 "encoded_at_step": encoded[-1] if encoded else None,
                 "secrets_in_parameters": len(outgoing) + len(leaked),
+                "values_sent": [v[:80] for v in flowed[:3]],
             },
             key=dest.value,
         )
@@ -218,6 +257,26 @@ def _size_and_secrets(data: Any) -> tuple[int, list[str]]:
     return size, out[:8]
 
 
+MAX_SAMPLES = 24
+
+
+def _samples(data: Any) -> list[str]:
+    """Distinctive values of a result (not short words, not booleans): if one of them appears
+    in an outgoing transfer, the data itself is leaving."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for _, s in iter_strings(data):
+        s = s.strip()
+        if 6 <= len(s) <= 200 and s not in seen and not s.isalpha():
+            seen.add(s)
+            out.append(s)
+        elif len(s) > 200:
+            out.append(s[:64])
+        if len(out) >= MAX_SAMPLES:
+            break
+    return out
+
+
 def _secret_keys(data: dict[str, Any]) -> list[str]:
     """``{"password": "..."}``: a secret held under a telling key, one level deep or in rows."""
     rows: list[Any] = [data]
@@ -236,6 +295,11 @@ def _secret_keys(data: dict[str, Any]) -> list[str]:
     return out
 
 
+_SECRET_KEY_IN_TEXT = re.compile(
+    r'"(?:password|passwd|pwd|secret|api_?key|token|access_?token|private_?key|cvv|ssn|'
+    r'card_?number|client_?secret)"\s*:',
+    re.I,
+)
 _SECRET_KEY = re.compile(
     r"^(?:password|passwd|pwd|secret|api_?key|token|access_?token|private_?key|cvv|ssn|"
     r"card_?number|client_?secret)$",

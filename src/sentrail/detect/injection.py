@@ -13,16 +13,22 @@ from __future__ import annotations
 from typing import Any
 
 from sentrail.detect.base import Detector, StepFacts
-from sentrail.detect.content_instructions import MIN_LEN, Instruction, score_text
+from sentrail.detect.content_instructions import MIN_LEN, Instruction, has_cue, score_text
 from sentrail.detect.text import SCAN_HEAD, SCAN_TAIL, bounded, iter_strings
 from sentrail.model.finding import Category, Severity
 
 MAX_STRINGS = 2_000  # strings scored per result
 
 
-def scan_result(data: Any, root: str = "result.data") -> tuple[Instruction, str, int] | None:
-    """The best instruction in a result value: (instruction, json path, scanned strings)."""
+def scan_result(
+    data: Any, root: str = "result.data", blob: str | None = None
+) -> tuple[Instruction, str, int] | None:
+    """The best instruction in a result value: (instruction, json path, scanned strings).
+
+    ``blob`` (the result's JSON text) lets a benign result be dismissed with one search."""
     if data is None or isinstance(data, bool | int | float):
+        return None
+    if blob is not None and len(blob) < SCAN_HEAD and not has_cue(blob):
         return None
     if isinstance(data, str):
         if len(data) < MIN_LEN:
@@ -51,9 +57,10 @@ class UntrustedInstruction(Detector):
         res = facts.step.result
         if res is None:
             return
-        hit = scan_result(res.data)
+        blob = facts.result_text
+        hit = scan_result(res.data, blob=blob)
         if hit is None and res.error is not None:
-            hit = scan_result(res.error, "result.error")
+            hit = scan_result(res.error, "result.error", blob=blob)
         if hit is None:
             return
         found, path, _ = hit

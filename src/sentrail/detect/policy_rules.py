@@ -84,7 +84,7 @@ class PolicyRules(Detector):
                 "action": step.action or "",
                 "environment": facts.environment or "",
                 "resource": step.resource or "",
-                "permissions": list(facts.permissions),
+                "permissions": tuple(facts.permissions),
                 "status": facts.status,
                 "approval_id": step.approval_id or "",
                 "has_approval": facts.has_approval,

@@ -24,12 +24,13 @@ from sentrail.detect.content_values import (
     value_keys,
     words_of,
 )
-from sentrail.detect.text import bounded, iter_strings
+from sentrail.detect.text import bounded, iter_strings, json_text
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.bundle import RiskClass
 from sentrail.policy.risk import tool_words
 
-MAX_INDEX = 20_000
+MAX_INDEX = 20_000  # candidate values per result
+MAX_CORPUS = 4 * 1024 * 1024  # searchable text kept per run
 MAX_CACHE = 4_096  # short strings whose candidates are remembered, per run
 CACHE_LEN = 256
 MAX_STRINGS = 2_000  # per result or call
@@ -63,17 +64,25 @@ class _Source:
 
 
 class TaintedAction(Detector):
-    name = "taint"
+    name = "tainted_action"
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)
-        self._index: dict[str, _Source] = {}
         self._known: set[str] = set()
         self._trigger = ""
         self._trigger_stems: set[str] = set()
         self._cursor = 0
         self._started = False
         self._cache: dict[tuple[bool, str], tuple[Candidate, ...]] = {}
+        # Per earlier step: (step, facts, searchable text of its parameters and result).
+        self._steps: list[tuple[int, StepFacts, str]] = []
+        self._corpus_parts: list[str] = []
+        self._corpus = ""
+        self._corpus_size = 0
+        self._sources: dict[str, tuple[_Source | None, int]] = {}
+        self._step_index: dict[int, dict[str, _Source]] = {}
+        self._param_first: dict[str, int] = {}  # value key -> first step whose call had it
+        self._params_done = 0
 
     def _candidates(self, text: str, whole: bool = False) -> tuple[Candidate, ...]:
         """``candidates(text)`` (or ``value_keys`` when ``whole``), remembered for short
@@ -88,7 +97,7 @@ class TaintedAction(Detector):
                 self._cache[whole, text] = hit
         return hit
 
-    # -- indexing ---------------------------------------------------------------------------
+    # -- what earlier steps said ------------------------------------------------------------
 
     def _start(self) -> None:
         self._started = True
@@ -113,24 +122,73 @@ class TaintedAction(Detector):
         return False
 
     def _catch_up(self) -> None:
+        """Make earlier steps searchable: one normalised text per step, no extraction yet."""
         history = self.ctx.history
         while self._cursor < len(history):
             facts = history[self._cursor]
             self._cursor += 1
+            if self._corpus_size >= MAX_CORPUS:
+                continue
+            text = searchable(facts.result_text)
+            if facts.params:
+                text = searchable(json_text(facts.params)) + "\n" + text
+            self._steps.append((facts.index, facts, text))
+            self._corpus_parts.append(text)
+            self._corpus_size += len(text)
+        if len(self._corpus_parts) > 1 or not self._corpus:
+            self._corpus = "\n".join([self._corpus, *self._corpus_parts])
+            self._corpus_parts = []
+
+    def _source(self, key: str) -> _Source | None:
+        """The earlier result where ``key`` first appeared, unless a call or the trigger
+        carried it first. The corpus search is only a prefilter: the answer comes from
+        the same candidate extraction as always, run on the steps that contain the key."""
+        cached = self._sources.get(key)
+        if cached is not None and (cached[0] is not None or cached[1] == len(self._steps)):
+            return cached[0]  # a source never changes; "none yet" holds until new steps
+        found: _Source | None = None
+        for n, (_, facts, text) in enumerate(self._steps):
+            self._register_params(n)
+            if key not in text:
+                continue
+            if key in self._param_first:
+                break  # a call carried it before any result did
+            index = self._result_index(facts)
+            if key in index:
+                found = index[key]
+                break
+        self._sources[key] = (found, len(self._steps))
+        return found
+
+    def _register_params(self, upto: int) -> None:
+        """Record the values of the calls of steps ``0..upto`` (in order, once each)."""
+        while self._params_done <= upto:
+            index, facts, _ = self._steps[self._params_done]
+            self._params_done += 1
             for _, value in _strings(facts.params):
                 for c in self._candidates(value, whole=True):
-                    if c.key not in self._index and len(self._known) < MAX_INDEX:
-                        self._known.add(c.key)
-            res = facts.step.result
-            if res is None or res.data is None or len(self._index) >= MAX_INDEX:
-                continue
+                    self._param_first.setdefault(c.key, index)
+
+    def _result_index(self, facts: StepFacts) -> dict[str, _Source]:
+        """Candidates of one result that nothing earlier explains (the steps up to this
+        one have had their calls registered)."""
+        index = self._step_index.get(facts.index)
+        if index is not None:
+            return index
+        index = {}
+        res = facts.step.result
+        if res is not None and res.data is not None:
             for path, value in _strings(res.data):
                 for c in self._candidates(value):
-                    if c.key in self._index or self._is_known(c):
+                    if c.key in index or self._is_known(c):
                         continue
-                    self._index[c.key] = _Source(facts.index, _where(path), c.kind, c.raw)
-                    if len(self._index) >= MAX_INDEX:
-                        return
+                    if self._param_first.get(c.key, facts.index + 1) <= facts.index:
+                        continue
+                    index[c.key] = _Source(facts.index, _where(path), c.kind, c.raw)
+                if len(index) >= MAX_INDEX:
+                    break
+        self._step_index[facts.index] = index
+        return index
 
     # -- judging ----------------------------------------------------------------------------
 
@@ -144,11 +202,14 @@ class TaintedAction(Detector):
         sensitive = risk.rank >= RiskClass.SENSITIVE_WRITE.rank
         injected = {i for i, _ in self.ctx.injections}
         hits: list[tuple[bool, str, str, _Source]] = []
-        for path, value in _strings(facts.params) if self._index else ():
+        corpus = self._corpus
+        for path, value in _strings(facts.params) if corpus else ():
             if _last_key(path) in FREE_TEXT:
                 continue
             for c in self._candidates(value, whole=True):
-                src = self._index.get(c.key)
+                if c.key not in corpus:
+                    continue
+                src = self._source(c.key)
                 if src is None:
                     continue
                 critical = src.step in injected
@@ -218,6 +279,18 @@ class TaintedAction(Detector):
                     },
                 )
                 return
+
+
+_NUMBER_GLUE = re.compile(r"(?<=\d)[ ,-](?=\d)")
+_SPACES = re.compile(r"\s+")
+
+
+def searchable(text: str) -> str:
+    """Text in which every key ``value_keys``/``candidates`` can produce from it is a
+    substring: lower case with runs of spaces folded, then again with digit groups joined
+    (``DE44 5001`` -> ``de445001``, ``1,000.50`` -> ``1000.50``)."""
+    low = _SPACES.sub(" ", text.lower())
+    return low + "\n" + _NUMBER_GLUE.sub("", low)
 
 
 def _strings(value: Any) -> list[tuple[str, str]]:

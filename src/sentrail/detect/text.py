@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
+
 # Hostile inputs can hold 50 MB strings: content checks read at most this much of one
 # value (the head and the tail, where payloads hide), and say so in their evidence.
 SCAN_HEAD = 256 * 1024
@@ -18,6 +20,25 @@ def bounded(text: str) -> str:
     if len(text) <= SCAN_HEAD + SCAN_TAIL:
         return text
     return text[:SCAN_HEAD] + "\n" + text[-SCAN_TAIL:]
+
+
+_JSON_ENCODE = msgspec.json.Encoder().encode
+
+
+def json_text(value: Any) -> str:
+    """``value`` as one JSON text with the common escapes undone (a ``\\n`` escape is a
+    newline again), so that words and values inside strings can be searched in one pass.
+    Bounded like any other scanned text."""
+    text = _JSON_ENCODE(value).decode("utf-8", "replace")
+    if "\\" in text:
+        text = (
+            text.replace("\\n", "\n")
+            .replace("\\t", "\t")
+            .replace("\\r", "\r")
+            .replace('\\"', '"')
+            .replace("\\\\", "\\")
+        )
+    return bounded(text)
 
 
 def iter_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:

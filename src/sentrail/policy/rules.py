@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import cel
@@ -55,19 +57,40 @@ def field_uses(source: str, variables: tuple[str, ...]) -> dict[str, tuple[str, 
     return uses
 
 
+Signature = tuple[tuple[str, tuple[str, ...] | None], ...]
+# Variables sentrail builds itself, with one type per field and hashable values (tuples, not
+# lists); ``params`` is the agent's data and is keyed with type tags.
+TYPED_VARIABLES = frozenset({"tool", "step", "run", "history"})
+
+
+@lru_cache(maxsize=1024)
+def _getter(fields: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    return itemgetter(*fields)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _key_part(value: Any) -> Any:
+    """A hashable, type-exact stand-in for a value (``1``, ``1.0`` and ``true`` differ)."""
+    if isinstance(value, _SCALARS) or value is _MISSING:
+        return (value.__class__, value)
+    return (bytes, _encode(value))
+
+
 class StepVariables:
     """The CEL variables of one step, each built only when a rule asks for it.
 
-    ``view(name, fields)`` is the variable cut down to the fields a rule reads, with its
-    canonical encoding (the memo key); both are cached for the step.
+    ``key(signature)`` is the memo key for the fields a rule reads (``step.environment``
+    rather than the whole step), cached per step so rules that read the same fields share it.
     """
 
-    __slots__ = ("_builders", "_values", "_views")
+    __slots__ = ("_builders", "_keys", "_values")
 
     def __init__(self, builders: dict[str, Callable[[], Any]]) -> None:
         self._builders = builders
         self._values: dict[str, Any] = {}
-        self._views: dict[tuple[str, tuple[str, ...] | None], tuple[Any, bytes]] = {}
+        self._keys: dict[Signature, tuple[Any, ...]] = {}
 
     def value(self, name: str) -> Any:
         try:
@@ -76,23 +99,48 @@ class StepVariables:
             v = self._values[name] = self._builders[name]()
             return v
 
-    def view(self, name: str, fields: tuple[str, ...] | None) -> tuple[Any, bytes]:
-        key = (name, fields)
-        hit = self._views.get(key)
+    def key(self, signature: Signature) -> tuple[Any, ...]:
+        hit = self._keys.get(signature)
         if hit is None:
+            parts: list[Any] = []
+            for name, fields in signature:
+                full = self.value(name)
+                if fields is None or not isinstance(full, dict):
+                    parts.append(_key_part(full))
+                elif name in TYPED_VARIABLES and fields:
+                    try:  # fixed types and hashable values: the values are the key
+                        parts.append(_getter(fields)(full))
+                    except KeyError:  # a field the variable does not have
+                        parts.extend(_key_part(full.get(f, _MISSING)) for f in fields)
+                else:
+                    parts.extend(_key_part(full.get(f, _MISSING)) for f in fields)
+            hit = self._keys[signature] = tuple(parts)
+        return hit
+
+    def context(self, signature: Signature) -> dict[str, Any]:
+        """The variables cut down to the fields read (absent fields stay absent: ``has()``)."""
+        out: dict[str, Any] = {}
+        for name, fields in signature:
             full = self.value(name)
             if fields is not None and isinstance(full, dict):
                 full = {f: full[f] for f in fields if f in full}
-            hit = self._views[key] = (full, _encode(full))
-        return hit
+            out[name] = full
+        return out
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
 
 
 class CompiledRule:
     __slots__ = (
-        "_fields",
         "_memo",
         "_program",
-        "_variables",
+        "_signature",
         "agents",
         "errors",
         "rule",
@@ -104,11 +152,12 @@ class CompiledRule:
         self.rule = rule
         self.severity = Severity.parse(rule.severity)
         self._program = compile_condition(rule.condition)
-        self._variables = tuple(sorted(self._program.variables()))
-        self._fields = field_uses(rule.condition, self._variables)
+        variables = tuple(sorted(self._program.variables()))
+        fields = field_uses(rule.condition, variables)
+        self._signature: Signature = tuple((v, fields[v]) for v in variables)
         self.tools = GlobSet(rule.tools) if rule.tools else None
         self.agents = GlobSet(rule.agents) if rule.agents else None
-        self._memo: dict[tuple[bytes, ...], bool] = {}
+        self._memo: dict[tuple[Any, ...], bool] = {}
         self.errors = 0
 
     def applies(self, tool: str, agent_id: str) -> bool:
@@ -119,14 +168,12 @@ class CompiledRule:
     def matches(self, variables: StepVariables) -> bool:
         """True when the condition holds. An evaluation error (a missing key, a type
         mismatch) counts as "does not hold" and is counted in ``errors``."""
-        views = [variables.view(v, self._fields[v]) for v in self._variables]
-        key = tuple(encoded for _, encoded in views)
+        key = variables.key(self._signature)
         hit = self._memo.get(key)
         if hit is not None:
             return hit
         try:
-            context = {v: value for v, (value, _) in zip(self._variables, views, strict=True)}
-            result = self._program.execute(context)
+            result = self._program.execute(variables.context(self._signature))
         except (RuntimeError, ValueError, TypeError):
             self.errors += 1
             result = False

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentrail.errors import PolicyError
+from sentrail.policy.bundle import RiskClass, Rule
+from sentrail.policy.compiled import Policy
+from sentrail.policy.load import load_policy, parse_policy
+from sentrail.policy.match import TrustedDestinations
+from sentrail.policy.risk import ToolRegistry, infer_risk, tool_verb
+from sentrail.policy.rules import CompiledRule, StepVariables, field_uses
+from tests.conftest import EXAMPLES
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(text.encode(), "p.yaml")
+    return str(exc.value)
+
+
+def test_example_policy_loads_and_hash_is_of_exact_bytes() -> None:
+    loaded = load_policy(EXAMPLES / "policy.yaml")
+    assert loaded.bundle.rules and loaded.bundle.agents
+    import hashlib
+
+    assert loaded.sha256 == hashlib.sha256((EXAMPLES / "policy.yaml").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "agents:\n  - id: a\n    retry_threshold: lots\n",
+            "p.yaml:line 3: agents[0].retry_threshold: expected int, got str",
+        ),
+        ("name: a\nname: b\n", "p.yaml:line 2: duplicate key 'name'"),
+        (
+            "rules:\n  - id: r\n    condition: 'tool.risk =='\n",
+            "p.yaml:line 3: rules[0].condition: CEL condition does not compile",
+        ),
+        ("rules:\n  - id: r\n    condition: 'user.name == \"x\"'\n", "unknown variable(s) user"),
+        (
+            "rules:\n  - {id: r, condition: 'true'}\n  - {id: r, condition: 'false'}\n",
+            "duplicate rule id 'r'",
+        ),
+        ("rules:\n  - {id: r, condition: 'true', severity: high}\n", "unknown severity 'high'"),
+        ("agents:\n  - {id: a, trusted_networks: [10.0.0.0/8, nope]}\n", "not a CIDR network"),
+        ("agents:\n  - {id: a, permision_boundary: []}\n", "unknown field permision_boundary"),
+        ("exceptions:\n  - {rule: r, owner: o, reason: x, expires: someday}\n", "expires"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
+def test_located_errors(text: str, expected: str) -> None:
+    assert expected in error_of(text)
+
+
+def test_empty_policy_is_valid() -> None:
+    assert parse_policy(b"").bundle.rules == []
+
+
+def test_risk_inference() -> None:
+    cases = {
+        "metrics.query": RiskClass.READ_ONLY,
+        "GmailReadEmail": RiskClass.READ_ONLY,
+        "db.delete_table": RiskClass.DESTRUCTIVE,
+        "SmartLockGrantGuestAccess": RiskClass.PRIVILEGED_ADMIN,
+        "iam.attach_role_policy": RiskClass.PRIVILEGED_ADMIN,
+        "email.send": RiskClass.SENSITIVE_WRITE,
+        "ticket.create": RiskClass.LOW_RISK_WRITE,
+        "frobnicate": RiskClass.SENSITIVE_WRITE,  # unknown: never read-only
+    }
+    for tool, risk in cases.items():
+        assert infer_risk(tool) is risk, tool
+    assert tool_verb("db.delete_table") == "delete"
+    from sentrail.policy.bundle import ToolEntry
+
+    reg = ToolRegistry([ToolEntry(name="db.delete_*", risk=RiskClass.LOW_RISK_WRITE)])
+    assert reg.classify("db.delete_row") == (RiskClass.LOW_RISK_WRITE, True)
+    assert reg.classify("db.query") == (RiskClass.READ_ONLY, False)
+
+
+def test_trusted_destinations() -> None:
+    t = TrustedDestinations(["10.0.0.0/8"], ["corp.example.com", "*.corp.example.com"])
+    assert t.host_trusted("10.1.2.3") and t.host_trusted("corp.example.com")
+    assert t.host_trusted("api.corp.example.com") and t.host_trusted("127.0.0.1")
+    assert not t.host_trusted("corp.example.com.evil.io") and not t.host_trusted("8.8.8.8")
+    assert not t.host_trusted("evilcorp.example.com")
+
+
+def test_field_uses() -> None:
+    assert field_uses('step.environment == "prod" && tool.risk == "x"', ("step", "tool")) == {
+        "step": ("environment",),
+        "tool": ("risk",),
+    }
+    assert field_uses('params["to"] == "x"', ("params",)) == {"params": None}
+
+
+def test_profiles_match_by_glob_first_wins() -> None:
+    p = Policy(parse_policy(b"agents:\n  - {id: 'prod-*', name: P}\n  - {id: 'prod-x', name: X}\n"))
+    assert p.profile_for("prod-x").name == "P" and p.profile_for("prod-x").matched
+    assert not p.profile_for("dev").matched
+
+
+CONDITIONS = [
+    'tool.risk == "destructive" && step.environment == "prod" && !step.has_approval',
+    "has(params.amount) && double(params.amount) > 100.0",
+    '"iam:admin" in step.permissions || step.confidence < 0.5',
+    'has(params.to) && string(params.to).endsWith("@evil.io")',
+    'params == {"a": 1}',
+]
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 300),
+    st.floats(-1, 500),
+    st.sampled_from(["x@evil.io", "a@corp.io", "1", ""]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(CONDITIONS),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["read_only", "destructive"]),
+            st.sampled_from(["prod", "staging", ""]),
+            st.booleans(),
+            st.lists(st.sampled_from(["iam:admin", "x:y"]), max_size=2),
+            st.floats(0, 1),
+            st.dictionaries(st.sampled_from(["amount", "to", "a"]), values, max_size=3),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_memoised_rules_agree_with_direct_evaluation(cond: str, steps: list[Any]) -> None:
+    rule = CompiledRule(Rule(id="r", condition=cond))
+    program = cel.compile(cond)
+    for risk, env, approved, perms, conf, params in steps * 2:  # repeats hit the memo
+        full = {
+            "tool": {"name": "t", "risk": risk, "verb": "", "approved": True, "registered": False},
+            "step": {
+                "environment": env,
+                "has_approval": approved,
+                "permissions": tuple(perms),
+                "confidence": conf,
+            },
+            "params": params,
+            "run": {},
+            "history": {},
+        }
+        variables = StepVariables({k: (lambda v=v: v) for k, v in full.items()})
+        try:
+            expected = program.execute({k: full[k] for k in program.variables()}) is True
+        except (RuntimeError, ValueError, TypeError):
+            expected = False
+        assert rule.matches(variables) == expected, (cond, full)
+
+
+def test_policy_examples_paths_exist() -> None:
+    loaded = load_policy(EXAMPLES / "policy.yaml")
+    for rule in loaded.bundle.rules:
+        assert rule.examples is not None, rule.id
+        for rel in [*rule.examples.must_fire, *rule.examples.must_not_fire]:
+            assert (Path(EXAMPLES) / rel).exists(), rel
