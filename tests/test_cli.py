@@ -202,8 +202,13 @@ def test_baseline_learn_then_use(tmp_path: Path) -> None:
     r = run("baseline", "learn", str(EXAMPLES / "traces"), "--output", str(out))
     assert r.exit_code == 0, r.output
     assert "Learned baselines for" in r.output and "1 invalid" in r.output
+    assert json.loads(out.read_bytes())["format"] == "sentrail.baselines/1"
     r2 = run("trace", "analyze", TRIAGE, "--baseline", str(out), "--fail-on", "never")
     assert r2.exit_code == 0, r2.output
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something-else/9", "agents": {}}')
+    r3 = run("trace", "analyze", TRIAGE, "--baseline", str(bad))
+    assert r3.exit_code == 2 and "baselines format" in r3.output
 
 
 def test_version() -> None:

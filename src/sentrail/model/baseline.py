@@ -17,7 +17,9 @@ class AgentBaseline(msgspec.Struct, omit_defaults=True):
     permissions: dict[str, int] = msgspec.field(default_factory=dict)
 
 
-class Baselines(msgspec.Struct, omit_defaults=True):
+class Baselines(msgspec.Struct):
+    """Written whole (the ``format`` marker included) by ``sentrail baseline learn``."""
+
     format: str = BASELINE_FORMAT
     ngram: int = 2
     agents: dict[str, AgentBaseline] = msgspec.field(default_factory=dict)

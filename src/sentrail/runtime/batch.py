@@ -15,7 +15,7 @@ import msgspec
 
 from sentrail.engine.engine import Engine, RunSession
 from sentrail.errors import InputError, SentrailError
-from sentrail.model.baseline import Baselines
+from sentrail.model.baseline import BASELINE_FORMAT, Baselines
 from sentrail.model.decode import decode_run
 from sentrail.model.events import RunCompleted, RunStarted
 from sentrail.model.finding import RunResult
@@ -55,9 +55,12 @@ def load_baselines(path: str) -> Baselines:
     except OSError as exc:
         raise InputError(f"cannot read baselines: {exc.strerror}", path) from None
     try:
-        return msgspec.json.decode(data, type=Baselines)
+        baselines = msgspec.json.decode(data, type=Baselines)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InputError(f"not a sentrail baselines file: {exc}", path) from None
+    if baselines.format != BASELINE_FORMAT:
+        raise InputError(f"baselines format {baselines.format!r} is not {BASELINE_FORMAT!r}", path)
+    return baselines
 
 
 def analyze_bytes(engine: Engine, path: str, data: bytes) -> list[Outcome]:
