@@ -200,20 +200,34 @@ _CUE_WORDS = frozenset(
         "authorise",
     ]
 ) | frozenset(v for v in _STRONG_VERBS.split("|") if v.isalpha())
-_WORD_RUN = re.compile(r"[a-z]+")
-_B64_RUN = re.compile(r"[A-Za-z0-9+/]+")
-_MARKERS = ("<|", "<!--", "<<", "##", "!!!", "[inst", "[INST")
+_CUE_BYTES = frozenset(w.encode() for w in _CUE_WORDS)
+# Byte tables: letters lower-cased and everything else a space (words); base64 alphabet to
+# "a" and everything else a space (a run of 32 is then one substring test).
+_WORD_TABLE = bytes(c | 0x20 if chr(c).isascii() and chr(c).isalpha() else 32 for c in range(256))
+_B64_TABLE = bytes(
+    97 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/") else 32 for c in range(256)
+)
+_B64_RUN = b"a" * 32
 
 
 def has_cue(text: str) -> bool:
-    """Could any anchor match in ``text``? (False means certainly not.)"""
-    if any(m in text for m in _MARKERS):
+    """Could any anchor match in ``text``? (False means certainly not.) Byte-level table
+    lookups and substring tests: no regular expression unless non-ASCII text is present."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if (
+        b"<|" in raw
+        or b"<!--" in raw
+        or b"<<" in raw
+        or b"##" in raw
+        or b"!!!" in raw
+        or (b"[" in raw and b"[inst" in raw.lower())
+    ):
         return True
-    if not text.isascii() and _INVISIBLE.search(text):
+    if not raw.isascii() and _INVISIBLE.search(text):
         return True
-    if not _CUE_WORDS.isdisjoint(_WORD_RUN.findall(text.lower())):
+    if not _CUE_BYTES.isdisjoint(raw.translate(_WORD_TABLE).split()):
         return True
-    return max(map(len, _B64_RUN.findall(text)), default=0) >= 32
+    return _B64_RUN in raw.translate(_B64_TABLE)
 
 
 class Instruction:

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sentrail.detect.base import Detector, StepFacts
+from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.model.finding import Category, Severity
-from sentrail.policy.rules import StepVariables
+from sentrail.policy.rules import CompiledRule, StepVariables
 
 
 class PolicyRules(Detector):
     name = "policy_violation"
+
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__(ctx)
+        self._rules: dict[str, list[CompiledRule]] = {}
 
     def on_step(self, facts: StepFacts) -> None:
         tool = facts.tool
@@ -41,7 +45,10 @@ class PolicyRules(Detector):
                 f"{tool} ran in environment {facts.environment}, outside {', '.join(sorted(envs))}",
                 {"tool": tool, "environment": facts.environment},
             )
-        rules = [r for r in ctx.policy.rules if r.applies(tool, ctx.header.agent_id)]
+        rules = self._rules.get(tool)
+        if rules is None:  # the agent is fixed for the run: filter once per tool
+            rules = [r for r in ctx.policy.rules if r.applies(tool, ctx.header.agent_id)]
+            self._rules[tool] = rules
         if not rules:
             return
         variables = StepVariables(self._builders(facts))

@@ -13,6 +13,7 @@ and so does a write whose verb and object repeat an injected instruction
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
@@ -31,7 +32,8 @@ from sentrail.policy.risk import tool_words
 
 MAX_INDEX = 20_000  # candidate values per result
 MAX_CORPUS = 4 * 1024 * 1024  # searchable text kept per run
-MAX_CACHE = 4_096  # short strings whose candidates are remembered, per run
+CHUNK = 64 * 1024
+MAX_CACHE = 16_384  # short strings whose candidates are remembered (process-wide LRU)
 CACHE_LEN = 256
 MAX_STRINGS = 2_000  # per result or call
 MAX_FINDINGS_PER_STEP = 5
@@ -73,11 +75,9 @@ class TaintedAction(Detector):
         self._trigger_stems: set[str] = set()
         self._cursor = 0
         self._started = False
-        self._cache: dict[tuple[bool, str], tuple[Candidate, ...]] = {}
         # Per earlier step: (step, facts, searchable text of its parameters and result).
         self._steps: list[tuple[int, StepFacts, str]] = []
-        self._corpus_parts: list[str] = []
-        self._corpus = ""
+        self._chunks: list[str] = []  # the steps' texts, joined into chunks of < CHUNK
         self._corpus_size = 0
         self._sources: dict[str, tuple[_Source | None, int]] = {}
         self._step_index: dict[int, dict[str, _Source]] = {}
@@ -85,17 +85,11 @@ class TaintedAction(Detector):
         self._params_done = 0
 
     def _candidates(self, text: str, whole: bool = False) -> tuple[Candidate, ...]:
-        """``candidates(text)`` (or ``value_keys`` when ``whole``), remembered for short
-        strings: hosts and ids repeat a lot."""
-        find = value_keys if whole else candidates
+        """``candidates(text)`` (or ``value_keys`` when ``whole``); short strings go through a
+        process-wide memo of that pure function (hosts and ids repeat across runs)."""
         if len(text) > CACHE_LEN:
-            return tuple(find(text))
-        hit = self._cache.get((whole, text))
-        if hit is None:
-            hit = tuple(find(text))
-            if len(self._cache) < MAX_CACHE:
-                self._cache[whole, text] = hit
-        return hit
+            return tuple(value_keys(text) if whole else candidates(text))
+        return _memo_candidates(text, whole)
 
     # -- what earlier steps said ------------------------------------------------------------
 
@@ -133,11 +127,15 @@ class TaintedAction(Detector):
             if facts.params:
                 text = searchable(json_text(facts.params)) + "\n" + text
             self._steps.append((facts.index, facts, text))
-            self._corpus_parts.append(text)
             self._corpus_size += len(text)
-        if len(self._corpus_parts) > 1 or not self._corpus:
-            self._corpus = "\n".join([self._corpus, *self._corpus_parts])
-            self._corpus_parts = []
+            chunks = self._chunks
+            if chunks and len(chunks[-1]) + len(text) < CHUNK:
+                chunks[-1] = chunks[-1] + "\n" + text  # bounded copy: chunks stay small
+            else:
+                chunks.append(text)
+
+    def _in_corpus(self, key: str) -> bool:
+        return any(key in chunk for chunk in self._chunks)
 
     def _source(self, key: str) -> _Source | None:
         """The earlier result where ``key`` first appeared, unless a call or the trigger
@@ -202,12 +200,11 @@ class TaintedAction(Detector):
         sensitive = risk.rank >= RiskClass.SENSITIVE_WRITE.rank
         injected = {i for i, _ in self.ctx.injections}
         hits: list[tuple[bool, str, str, _Source]] = []
-        corpus = self._corpus
-        for path, value in _strings(facts.params) if corpus else ():
+        for path, value in _strings(facts.params) if self._chunks else ():
             if _last_key(path) in FREE_TEXT:
                 continue
             for c in self._candidates(value, whole=True):
-                if c.key not in corpus:
+                if not self._in_corpus(c.key):
                     continue
                 src = self._source(c.key)
                 if src is None:
@@ -282,15 +279,29 @@ class TaintedAction(Detector):
 
 
 _NUMBER_GLUE = re.compile(r"(?<=\d)[ ,-](?=\d)")
-_SPACES = re.compile(r"\s+")
 
 
 def searchable(text: str) -> str:
     """Text in which every key ``value_keys``/``candidates`` can produce from it is a
     substring: lower case with runs of spaces folded, then again with digit groups joined
-    (``DE44 5001`` -> ``de445001``, ``1,000.50`` -> ``1000.50``)."""
-    low = _SPACES.sub(" ", text.lower())
+    (``DE44 5001`` -> ``de445001``, ``1,000.50`` -> ``1000.50``) when there are any."""
+    low = " ".join(text.lower().split())
+    if "0-0" not in _glue_shape(low):
+        return low
     return low + "\n" + _NUMBER_GLUE.sub("", low)
+
+
+def _glue_shape(text: str) -> str:
+    """Digits as 0 and separators as -: ``"0-0" in shape`` says a digit group may be split."""
+    return text.encode("ascii", "replace").translate(_GLUE_BYTES).decode("ascii")
+
+
+_GLUE_BYTES = bytes(48 if 48 <= c <= 57 else 45 if c in (32, 44, 45) else 120 for c in range(256))
+
+
+@lru_cache(maxsize=MAX_CACHE)
+def _memo_candidates(text: str, whole: bool) -> tuple[Candidate, ...]:
+    return tuple(value_keys(text) if whole else candidates(text))
 
 
 def _strings(value: Any) -> list[tuple[str, str]]:
