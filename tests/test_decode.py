@@ -64,7 +64,7 @@ def test_deep_nesting_refused_without_recursion() -> None:
     deep = b'{"run_id":"r","agent_id":"a","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     assert "nesting too deep" in error_of(deep)
     nested = "[" * 500 + "]" * 500
-    ok = '{"run_id":"r","agent_id":"a","x":%s}' % nested
+    ok = '{"run_id":"r","agent_id":"a","x":' + nested + "}"
     assert decode_run(ok.encode()).run_id == "r"  # deep but within the limit is fine
 
 

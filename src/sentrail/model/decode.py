@@ -1,8 +1,8 @@
 """Bytes to model objects, with located errors and guards against hostile input.
 
 Guards: a size limit, UTF-8 only (UTF-8/16/32 byte-order marks are understood), a nesting
-limit (the parsers' own, near 1,000 levels), and duplicate object keys (a classic way to show one value to one parser and another
-to the next) are refused with a clear error.
+limit (the parsers' own, near 1,000 levels), and duplicate object keys (a classic way to
+show one value to one parser and another to the next) are refused with a clear error.
 """
 
 from __future__ import annotations
