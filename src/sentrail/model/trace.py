@@ -75,37 +75,10 @@ class RunHeader(msgspec.Struct, omit_defaults=True):
     attestation: Attestation | None = None
 
 
-class Run(msgspec.Struct, omit_defaults=True):
-    """A whole run trace document."""
+class Run(RunHeader, omit_defaults=True):
+    """A whole run trace document: the header fields plus the steps."""
 
-    run_id: str
-    agent_id: str
-    trigger: str | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
-    status: str | None = None
-    policy_version: str | None = None
     steps: list[Step] = msgspec.field(default_factory=list)
-    permissions_summary: PermissionsSummary | None = None
-    tenant_id: str | None = None
-    agent_type: str | None = None
-    runtime_mode: str | None = None
-    environment: str | None = None
-    attestation: Attestation | None = None
 
     def header(self) -> RunHeader:
-        return RunHeader(
-            run_id=self.run_id,
-            agent_id=self.agent_id,
-            trigger=self.trigger,
-            started_at=self.started_at,
-            completed_at=self.completed_at,
-            status=self.status,
-            policy_version=self.policy_version,
-            permissions_summary=self.permissions_summary,
-            tenant_id=self.tenant_id,
-            agent_type=self.agent_type,
-            runtime_mode=self.runtime_mode,
-            environment=self.environment,
-            attestation=self.attestation,
-        )
+        return RunHeader(**{f: getattr(self, f) for f in RunHeader.__struct_fields__})
