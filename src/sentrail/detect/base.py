@@ -123,23 +123,21 @@ class RunContext:
         self._emit = emit
         self.boundary_from_summary = False
         self.boundary = self.profile.boundary
-        self.set_summary_boundary()
+        self.denied_permissions: frozenset[str] = frozenset()
+        self.update_header(header)
 
-    def set_summary_boundary(self) -> None:
-        """Without a policy boundary, the grant minus what the trace says was escalated."""
-        if self.profile.boundary is not None:  # the policy's boundary is authoritative
-            return
-        summary = self.header.permissions_summary
+    def update_header(self, header: RunHeader) -> None:
+        """Take a newer header (``run_completed`` may bring the permissions summary)."""
+        self.header = header
+        summary = header.permissions_summary
         if summary is None:
             return
-        escalated = set(summary.escalated)
-        self.boundary = GlobSet(p for p in summary.granted if p not in escalated)
-        self.boundary_from_summary = True
-
-    @property
-    def denied_permissions(self) -> frozenset[str]:
-        s = self.header.permissions_summary
-        return frozenset(s.denied) if s is not None else frozenset()
+        self.denied_permissions = frozenset(summary.denied)
+        if self.profile.boundary is None and not self.boundary_from_summary:
+            # Without a policy boundary: the grant minus what the trace says was escalated.
+            escalated = set(summary.escalated)
+            self.boundary = GlobSet(p for p in summary.granted if p not in escalated)
+            self.boundary_from_summary = True
 
     def emit(
         self,

@@ -90,9 +90,7 @@ class RunSession:
             status=event.status or h.status,
             permissions_summary=event.permissions_summary or h.permissions_summary,
         )
-        self.ctx.header = self.header
-        if self.ctx.boundary is None:
-            self.ctx.set_summary_boundary()
+        self.ctx.update_header(self.header)
 
     def finish(self) -> RunResult:
         """Close the run: end-of-run checks, then the verdict."""
