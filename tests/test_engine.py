@@ -157,3 +157,41 @@ def test_finding_ids_are_deterministic() -> None:
     b = Engine(policy()).analyze(decode_run(raw))
     assert [f.id for f in a.findings] == [f.id for f in b.findings]
     assert len({f.id for f in a.findings}) == len(a.findings)
+
+
+def test_a_rule_erroring_on_missing_fields_never_aborts_analysis() -> None:
+    from sentrail.policy.load import parse_policy
+
+    policy = Policy(
+        parse_policy(b"""
+rules:
+  - id: external-mail
+    severity: critical
+    condition: '!params.to.endsWith("@corp.example.com") && tool.risk != "read_only"'
+""")
+    )
+    doc = {
+        "run_id": "r",
+        "agent_id": "a",
+        "steps": [
+            {
+                "step_index": 0,
+                "reasoning": "x",
+                "tool_call": {
+                    "tool": "email.send",
+                    "parameters": {"subject": "no recipient field"},
+                },
+                "result": {"status": "success"},
+            },
+            {
+                "step_index": 1,
+                "reasoning": "x",
+                "tool_call": {"tool": "email.send", "parameters": {"to": "x@evil.io"}},
+                "result": {"status": "success"},
+            },
+        ],
+    }
+    result = Engine(policy).analyze(decode_run(json.dumps(doc).encode()))
+    hits = [f.step_index for f in result.findings if f.rule == "policy.rule.external-mail"]
+    assert hits == [1]
+    assert policy.rules[0].errors >= 1  # the error is counted, not raised

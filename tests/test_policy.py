@@ -109,6 +109,8 @@ def test_profiles_match_by_glob_first_wins() -> None:
 
 CONDITIONS = [
     'tool.risk == "destructive" && step.environment == "prod" && !step.has_approval',
+    'tool.risk != "read_only" && step.confidence < 0.6 && tool.name.startsWith("t")',
+    'params.to.endsWith("@evil.io") && tool.risk == "destructive"',
     "has(params.amount) && double(params.amount) > 100.0",
     '"iam:admin" in step.permissions || step.confidence < 0.5',
     'has(params.to) && string(params.to).endsWith("@evil.io")',
@@ -158,9 +160,11 @@ def test_memoised_rules_agree_with_direct_evaluation(cond: str, steps: list[Any]
         variables = StepVariables({k: (lambda v=v: v) for k, v in full.items()})
         try:
             expected = program.execute({k: full[k] for k in program.variables()}) is True
-        except (RuntimeError, ValueError, TypeError):
+        except Exception:
             expected = False
         assert rule.matches(variables) == expected, (cond, full)
+        if rule.static is not None and not rule.static.matches(variables, errors_hold=True):
+            assert not expected, ("static prefilter excluded a matching rule", cond, full)
 
 
 def test_policy_examples_paths_exist() -> None:

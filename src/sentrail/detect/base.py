@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from sentrail.detect.text import json_text
+from sentrail.model.baseline import AgentBaseline
 from sentrail.model.finding import Category, Finding, Severity
 from sentrail.model.trace import RunHeader, Step
 from sentrail.policy.bundle import RiskClass
@@ -110,7 +111,7 @@ class RunContext:
         header: RunHeader,
         policy: Policy,
         emit: Emit,
-        baseline: Any = None,
+        baseline: AgentBaseline | None = None,
     ) -> None:
         self.header = header
         self.policy = policy

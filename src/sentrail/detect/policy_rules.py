@@ -45,13 +45,18 @@ class PolicyRules(Detector):
                 f"{tool} ran in environment {facts.environment}, outside {', '.join(sorted(envs))}",
                 {"tool": tool, "environment": facts.environment},
             )
+        variables = StepVariables(self._builders(facts))
         rules = self._rules.get(tool)
         if rules is None:  # the agent is fixed for the run: filter once per tool
-            rules = [r for r in ctx.policy.rules if r.applies(tool, ctx.header.agent_id)]
+            rules = [
+                r
+                for r in ctx.policy.rules
+                if r.applies(tool, ctx.header.agent_id)
+                and (r.static is None or r.static.matches(variables, errors_hold=True))
+            ]
             self._rules[tool] = rules
         if not rules:
             return
-        variables = StepVariables(self._builders(facts))
         for compiled in rules:
             if compiled.matches(variables):
                 rule = compiled.rule

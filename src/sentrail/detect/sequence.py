@@ -24,10 +24,7 @@ class UnusualSequence(Detector):
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)
-        baseline = ctx.baseline
-        self._baseline: AgentBaseline | None = (
-            baseline if isinstance(baseline, AgentBaseline) else None
-        )
+        self._baseline: AgentBaseline | None = ctx.baseline
         self._recent: list[str] = [START]
         self._reported: set[str] = set()
         self._thin = self._baseline is not None and self._baseline.runs < MIN_RUNS

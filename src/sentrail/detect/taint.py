@@ -25,7 +25,7 @@ from sentrail.detect.content_values import (
     value_keys,
     words_of,
 )
-from sentrail.detect.text import bounded, iter_strings, json_text
+from sentrail.detect.text import bounded, iter_strings
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.bundle import RiskClass
 from sentrail.policy.risk import tool_words
@@ -123,9 +123,8 @@ class TaintedAction(Detector):
             self._cursor += 1
             if self._corpus_size >= MAX_CORPUS:
                 continue
+            # Results only: a value a call carried is "known", found via _register_params.
             text = searchable(facts.result_text)
-            if facts.params:
-                text = searchable(json_text(facts.params)) + "\n" + text
             self._steps.append((facts.index, facts, text))
             self._corpus_size += len(text)
             chunks = self._chunks

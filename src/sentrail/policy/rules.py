@@ -43,6 +43,48 @@ def compile_condition(source: str) -> Any:
     return program
 
 
+STATIC_VARIABLES = frozenset({"tool", "run"})  # fixed for one tool within one run
+
+
+def top_level_conjuncts(source: str) -> list[str] | None:
+    """``a && (b || c) && d`` -> ``["a", "(b || c)", "d"]``; None when the expression is not a
+    plain conjunction at the top level (a top-level ``||`` or ``?:``, or text this simple
+    scanner does not follow, such as triple-quoted strings)."""
+    if '"""' in source or "'''" in source:
+        return None
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    quote = ""
+    while i < len(source):
+        ch = source[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and source.startswith("&&", i):
+            parts.append(source[start:i].strip())
+            start = i + 2
+            i += 2
+            continue
+        elif depth == 0 and (source.startswith("||", i) or ch == "?"):
+            return None
+        i += 1
+    if quote or depth != 0:
+        return None
+    parts.append(source[start:].strip())
+    return parts if all(parts) else None
+
+
 def field_uses(source: str, variables: tuple[str, ...]) -> dict[str, tuple[str, ...] | None]:
     """For each variable, the fields the expression reads (``step.environment``), or None
     when the variable is also used whole (then the whole value matters)."""
@@ -145,16 +187,18 @@ class CompiledRule:
         "errors",
         "rule",
         "severity",
+        "static",
         "tools",
     )
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self, rule: Rule, *, prefilter: bool = True) -> None:
         self.rule = rule
         self.severity = Severity.parse(rule.severity)
         self._program = compile_condition(rule.condition)
         variables = tuple(sorted(self._program.variables()))
         fields = field_uses(rule.condition, variables)
         self._signature: Signature = tuple((v, fields[v]) for v in variables)
+        self.static = _static_rule(rule) if prefilter else None
         self.tools = GlobSet(rule.tools) if rule.tools else None
         self.agents = GlobSet(rule.agents) if rule.agents else None
         self._memo: dict[tuple[Any, ...], bool] = {}
@@ -165,20 +209,36 @@ class CompiledRule:
             return False
         return self.agents is None or agent_id in self.agents
 
-    def matches(self, variables: StepVariables) -> bool:
+    def matches(self, variables: StepVariables, *, errors_hold: bool = False) -> bool:
         """True when the condition holds. An evaluation error (a missing key, a type
-        mismatch) counts as "does not hold" and is counted in ``errors``."""
+        mismatch) counts as "does not hold" (as "may hold" with ``errors_hold``, for
+        prefilters) and is counted in ``errors``."""
         key = variables.key(self._signature)
         hit = self._memo.get(key)
         if hit is not None:
             return hit
         try:
             result = self._program.execute(variables.context(self._signature))
-        except (RuntimeError, ValueError, TypeError):
+        except Exception:  # any failure of a user's expression over hostile data
             self.errors += 1
-            result = False
+            result = errors_hold
         hit = result is True
         if len(self._memo) >= _MEMO_LIMIT:
             self._memo.clear()
         self._memo[key] = hit
         return hit
+
+
+def _static_rule(rule: Rule) -> CompiledRule | None:
+    """The conjuncts of ``rule`` that read only ``tool`` and ``run``, as a rule of their own:
+    when they are false for a tool, the whole rule is false for every call of that tool in
+    the run (``false && x`` is false in CEL even when ``x`` is an error), so the rule can be
+    skipped without building its key."""
+    parts = top_level_conjuncts(rule.condition)
+    if parts is None or len(parts) < 2:
+        return None
+    static = [p for p in parts if set(compile_condition(p).variables()) <= STATIC_VARIABLES]
+    if not static:
+        return None
+    condition = " && ".join(f"({p})" for p in static)
+    return CompiledRule(Rule(id=f"{rule.id}#static", condition=condition), prefilter=False)
