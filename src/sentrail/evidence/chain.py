@@ -1,0 +1,101 @@
+"""The leaf data each event commits to, and the per-run hash chain.
+
+Leaf data (the input of the RFC 9162 leaf hash) is a length-prefixed, versioned
+encoding that never depends on a JSON serialiser::
+
+    b"sentrail.evidence.leaf.v1\\x00"
+    str(tenant) str(run_id) str(event_id) str(kind)    # each: u32 BE length || UTF-8
+    u64 BE seq                                          # position in the tenant log
+    payload_sha256                                      # 32 bytes: SHA-256 of the exact bytes
+    prev_chain_hash                                     # 32 bytes: the run's previous link
+
+Because the leaf commits to the payload's *digest*, a payload can later be crypto-erased
+(redaction) and every proof and chain link still verifies on the digest.
+
+The per-run chain links entries in order::
+
+    entry_digest(e)   = SHA-256(leaf data of e)
+    chain_hash(p, d)  = SHA-256(b"sentrail.evidence.chain.v1\\x00" || p || d)
+    chain[0]          = chain_hash(GENESIS, entry_digest(e0)),  GENESIS = 32 zero bytes
+    chain[i]          = chain_hash(chain[i-1], entry_digest(ei))
+
+The two domain prefixes differ from each other and from the Merkle 0x00/0x01 prefixes,
+so no chain link can be confused with a leaf or a node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sentrail.evidence.errors import EvidenceError
+
+GENESIS = bytes(32)
+LEAF_DOMAIN = b"sentrail.evidence.leaf.v1\x00"
+CHAIN_DOMAIN = b"sentrail.evidence.chain.v1\x00"
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+def chain_hash(prev: bytes, entry_digest: bytes) -> bytes:
+    """The chain link after ``prev`` for an entry with ``entry_digest`` (both 32 bytes)."""
+    if len(prev) != 32 or len(entry_digest) != 32:
+        raise EvidenceError("chain hashes and entry digests have 32 bytes")
+    return hashlib.sha256(CHAIN_DOMAIN + prev + entry_digest).digest()
+
+
+def verify_chain(links: Sequence[tuple[bytes, bytes]], start: bytes = GENESIS) -> int | None:
+    """The index of the first bad ``(entry_digest, recorded_chain_hash)`` link, or None."""
+    prev = start
+    for i, (digest, recorded) in enumerate(links):
+        if len(digest) != 32 or chain_hash(prev, digest) != recorded:
+            return i
+        prev = recorded
+    return None
+
+
+def _str(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    return _U32.pack(len(raw)) + raw
+
+
+@dataclass(frozen=True, slots=True)
+class EventLeaf:
+    """What one event in the tenant log commits to."""
+
+    tenant: str
+    seq: int
+    run_id: str
+    event_id: str
+    kind: str
+    payload_sha256: bytes
+    prev_hash: bytes
+
+    def leaf_data(self) -> bytes:
+        """The canonical leaf data (see the module docstring)."""
+        if not 0 <= self.seq < 1 << 64:
+            raise EvidenceError(f"sequence number {self.seq} is out of range")
+        if len(self.payload_sha256) != 32 or len(self.prev_hash) != 32:
+            raise EvidenceError("payload digest and previous chain hash have 32 bytes")
+        return b"".join(
+            (
+                LEAF_DOMAIN,
+                _str(self.tenant),
+                _str(self.run_id),
+                _str(self.event_id),
+                _str(self.kind),
+                _U64.pack(self.seq),
+                self.payload_sha256,
+                self.prev_hash,
+            )
+        )
+
+    def entry_digest(self) -> bytes:
+        """SHA-256 of the leaf data: what the run's chain links."""
+        return hashlib.sha256(self.leaf_data()).digest()
+
+    def chain_hash(self) -> bytes:
+        """This entry's chain link (after ``prev_hash``)."""
+        return chain_hash(self.prev_hash, self.entry_digest())

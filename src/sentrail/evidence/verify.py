@@ -1,0 +1,315 @@
+"""Offline verification of an evidence bundle (see :mod:`sentrail.evidence.bundle`).
+
+The zip is hostile input. In order, the verifier checks:
+
+1. the container: only the known member names (no paths, no duplicates, no links, no
+   encryption), declared and actual sizes under the limits, CRCs;
+2. the manifest: a DSSE signature by a trusted key over an in-toto Statement v1;
+3. that the manifest lists exactly the zip's members, each with its SHA-256;
+4. the checkpoint: signed by a trusted key named after its origin, and matching proofs.json;
+5. every event: seq order, payload digest, chain link (genesis first), leaf inclusion in
+   the export tree, and the totals and head chain hash signed in the manifest;
+6. the consistency proof from the export tree to the checkpoint.
+
+The first failure raises :class:`EvidenceError` naming the file and the event.
+Trust: with ``trusted_key`` only that key (or keys) is accepted; without, the bundle's own
+``keys.pub`` is used and the report says the key was not pinned.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import stat
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+from sentrail.evidence.bundle import (
+    CHECKPOINT,
+    FINDINGS,
+    INDEX,
+    KEYS,
+    MANIFEST,
+    MEMBERS,
+    PAYLOADS,
+    PREDICATE_TYPE,
+    PROOFS,
+    BundlePredicate,
+    IndexFile,
+    ProofsFile,
+)
+from sentrail.evidence.chain import CHAIN_DOMAIN, GENESIS, EventLeaf
+from sentrail.evidence.checkpoint import verify_checkpoint
+from sentrail.evidence.dsse import parse_statement, verify_envelope
+from sentrail.evidence.errors import EvidenceError
+from sentrail.evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
+from sentrail.evidence.note import Verifier
+
+_T = TypeVar("_T")
+MAX_MEMBER_BYTES = 1 << 31
+MAX_TOTAL_BYTES = 1 << 32
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    """What a bundle that verified proves."""
+
+    tenant: str
+    run_id: str
+    events: int
+    redacted_seqs: tuple[int, ...]
+    first_seq: int
+    last_seq: int
+    head_chain_hash: str
+    tree_size: int
+    checkpoint_origin: str
+    checkpoint_size: int
+    checkpoint_root: str
+    trusted_keys: tuple[str, ...]
+    key_pinned: bool
+
+
+def _unsafe(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ".." in parts or ":" in name or "" in parts
+
+
+def read_members(
+    path: Path, max_member: int = MAX_MEMBER_BYTES, max_total: int = MAX_TOTAL_BYTES
+) -> dict[str, bytes]:
+    """The members of the bundle zip at ``path``, treating it as hostile."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise EvidenceError(f"not a readable zip: {e}", str(path)) from None
+    out: dict[str, bytes] = {}
+    total = 0
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > 2 * len(MEMBERS):
+            raise EvidenceError(f"{len(infos)} members; a bundle has {len(MEMBERS)}", str(path))
+        for info in infos:
+            name = info.filename
+            where = f"{path}: {name!r}"
+            if _unsafe(name):
+                raise EvidenceError("unsafe member path (absolute or '..')", where)
+            if name not in MEMBERS:
+                raise EvidenceError("unexpected member (not part of a bundle)", where)
+            if name in out:
+                raise EvidenceError("duplicate member", where)
+            if stat.S_ISLNK(info.external_attr >> 16) or info.is_dir():
+                raise EvidenceError("member is a link or a directory", where)
+            if info.flag_bits & 0x1:
+                raise EvidenceError("member is encrypted", where)
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise EvidenceError("unsupported compression method", where)
+            if info.file_size > max_member or total + info.file_size > max_total:
+                raise EvidenceError(f"member is larger than the limit ({max_member})", where)
+            try:
+                with zf.open(info) as f:
+                    data = f.read(max_member + 1)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+                raise EvidenceError(f"corrupt member: {e}", where) from None
+            if len(data) > max_member or len(data) != info.file_size:
+                raise EvidenceError("member size differs from its header or is too large", where)
+            total += len(data)
+            out[name] = data
+    return out
+
+
+def _decode(data: bytes, typ: type[_T], where: str) -> _T:
+    try:
+        return msgspec.json.decode(data, type=typ)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise EvidenceError(f"malformed: {e}", where) from None
+
+
+def _hex32(text: str, where: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32 or raw.hex() != text:
+        raise EvidenceError("not a 32-byte lowercase hex hash", where)
+    return raw
+
+
+def _trusted(files: dict[str, bytes], trusted_key: str | Sequence[str] | None) -> list[Verifier]:
+    if trusted_key is not None:
+        keys = [trusted_key] if isinstance(trusted_key, str) else list(trusted_key)
+        return [Verifier.parse(k) for k in keys]
+    if KEYS not in files:
+        raise EvidenceError("no keys.pub in the bundle and no trusted key given", KEYS)
+    try:
+        lines = files[KEYS].decode().splitlines()
+    except UnicodeDecodeError:
+        raise EvidenceError("not UTF-8", KEYS) from None
+    try:
+        return [Verifier.parse(line) for line in lines if line.strip()]
+    except EvidenceError as e:
+        raise e.at(KEYS) from None
+
+
+def _check_manifest(files: dict[str, bytes], trusted: list[Verifier]) -> BundlePredicate:
+    if MANIFEST not in files:
+        raise EvidenceError("the bundle has no signed manifest", MANIFEST)
+    try:
+        payload = verify_envelope(files[MANIFEST], trusted)
+        statement = parse_statement(payload)
+    except EvidenceError as e:
+        raise e.at(MANIFEST) from None
+    if statement.predicate_type != PREDICATE_TYPE:
+        raise EvidenceError(f"predicateType is not {PREDICATE_TYPE}", MANIFEST)
+    listed: dict[str, str] = {}
+    for s in statement.subject:
+        if s.name in listed:
+            raise EvidenceError("the manifest lists a file twice", f"{MANIFEST}: {s.name}")
+        listed[s.name] = s.digest.get("sha256", "")
+    present = set(files) - {MANIFEST}
+    unlisted, missing = sorted(present - set(listed)), sorted(set(listed) - present)
+    if unlisted:
+        raise EvidenceError("file in the zip is not listed in the signed manifest", unlisted[0])
+    if missing:
+        raise EvidenceError(
+            "file listed in the signed manifest is missing from the zip", missing[0]
+        )
+    for name in sorted(listed):
+        if hashlib.sha256(files[name]).hexdigest() != listed[name]:
+            raise EvidenceError("SHA-256 does not match the signed manifest", name)
+    try:
+        return msgspec.convert(statement.predicate, BundlePredicate)
+    except msgspec.ValidationError as e:
+        raise EvidenceError(f"malformed predicate: {e}", MANIFEST) from None
+
+
+def verify_bundle(
+    path: Path | str,
+    trusted_key: str | Sequence[str] | None = None,
+    *,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+) -> BundleReport:
+    """Verify the bundle at ``path`` with nothing else; raise on the first problem."""
+    files = read_members(Path(path), max_member_bytes, max_total_bytes)
+    trusted = _trusted(files, trusted_key)
+    pred = _check_manifest(files, trusted)  # from here on every file is as signed
+
+    cp = verify_checkpoint(files[CHECKPOINT], trusted)
+    proofs = _decode(files[PROOFS], ProofsFile, PROOFS)
+    index = _decode(files[INDEX], IndexFile, INDEX)
+    _decode(files[FINDINGS], msgspec.Raw, FINDINGS)
+    if (cp.origin, cp.size) != (proofs.origin, proofs.checkpoint_size):
+        raise EvidenceError(
+            f"checkpoint {cp.origin} size {cp.size} does not match proofs.json "
+            f"({proofs.origin} size {proofs.checkpoint_size})",
+            CHECKPOINT,
+        )
+    if (pred.checkpoint_origin, pred.checkpoint_size, pred.tree_size) != (
+        cp.origin,
+        cp.size,
+        proofs.tree_size,
+    ):
+        raise EvidenceError("the manifest's tree sizes or origin differ from the proofs", PROOFS)
+    try:
+        blob = base64.b64decode(proofs.nodes, validate=True)
+        root = base64.b64decode(proofs.root_hash, validate=True)
+    except binascii.Error:
+        raise EvidenceError("nodes or root_hash is not base64", PROOFS) from None
+    if len(blob) % 32:
+        raise EvidenceError("the node table is not a list of 32-byte hashes", PROOFS)
+    nodes = [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+    def resolve(ids: list[int], where: str) -> list[bytes]:
+        try:
+            if ids and min(ids) < 0:
+                raise IndexError
+            return [nodes[i] for i in ids]
+        except IndexError:
+            raise EvidenceError("proof refers to a node not in the node table", where) from None
+
+    events = index.events
+    if (index.tenant, index.run_id) != (pred.tenant, pred.run_id):
+        raise EvidenceError("tenant or run id differs from the signed manifest", INDEX)
+    if len(events) != pred.events:
+        raise EvidenceError(
+            f"{len(events)} events, but the signed manifest says {pred.events}", INDEX
+        )
+    if len(proofs.inclusion) != len(events):
+        raise EvidenceError("one inclusion proof per event is needed", PROOFS)
+
+    payloads = files[PAYLOADS]
+    sha256 = hashlib.sha256
+    prev, last_seq, offset, size = GENESIS, -1, 0, proofs.tree_size
+    redacted: list[int] = []
+    tenant, run_id = index.tenant, index.run_id
+    for i, e in enumerate(events):
+        where = f"{INDEX}: event {i} (seq {e.seq})"
+        if e.seq <= last_seq:
+            raise EvidenceError("events are out of order (swapped or duplicated)", where)
+        digest = _hex32(e.payload_sha256, where)
+        if e.redacted:
+            if e.length:
+                raise EvidenceError("a redacted event has payload bytes", where)
+            redacted.append(e.seq)
+        else:
+            if e.offset != offset or e.length < 0 or offset + e.length > len(payloads):
+                raise EvidenceError("payload offset/length is not the next slice", where)
+            if sha256(payloads[offset : offset + e.length]).digest() != digest:
+                raise EvidenceError("payload bytes do not match their SHA-256", where)
+            offset += e.length
+        prev_hash = _hex32(e.prev_hash, where)
+        if prev_hash != prev:
+            reason = (
+                "the first event does not start at genesis"
+                if i == 0
+                else (
+                    "chain broken: prev_hash is not the previous event's chain hash "
+                    "(event removed, inserted or reordered)"
+                )
+            )
+            raise EvidenceError(reason, where)
+        leaf = EventLeaf(tenant, e.seq, run_id, e.event_id, e.kind, digest, prev_hash)
+        data = leaf.leaf_data()
+        chained = sha256(CHAIN_DOMAIN + prev + sha256(data).digest())
+        if chained.digest() != _hex32(e.chain_hash, where):
+            raise EvidenceError("chain hash does not match the entry", where)
+        proof = resolve(proofs.inclusion[i], where)
+        if not verify_inclusion(leaf_hash(data), e.seq, size, proof, root):
+            raise EvidenceError(f"inclusion proof does not verify at tree size {size}", where)
+        prev, last_seq = chained.digest(), e.seq
+    if offset != len(payloads):
+        raise EvidenceError("payload bytes not claimed by any event", PAYLOADS)
+    if (events[0].seq if events else -1, last_seq, prev.hex()) != (
+        pred.first_seq,
+        pred.last_seq,
+        pred.head_chain_hash,
+    ):
+        raise EvidenceError("first/last seq or head chain hash differ from the manifest", INDEX)
+    consistency = resolve(proofs.consistency, PROOFS)
+    if not verify_consistency(size, cp.size, root, cp.root_hash, consistency):
+        raise EvidenceError(
+            f"consistency proof from tree size {size} to the checkpoint's {cp.size} fails",
+            PROOFS,
+        )
+    return BundleReport(
+        tenant=tenant,
+        run_id=run_id,
+        events=len(events),
+        redacted_seqs=tuple(redacted),
+        first_seq=pred.first_seq,
+        last_seq=pred.last_seq,
+        head_chain_hash=pred.head_chain_hash,
+        tree_size=size,
+        checkpoint_origin=cp.origin,
+        checkpoint_size=cp.size,
+        checkpoint_root=cp.root_hash.hex(),
+        trusted_keys=tuple(v.key_ref for v in trusted),
+        key_pinned=trusted_key is not None,
+    )
