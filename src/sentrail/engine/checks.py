@@ -7,9 +7,11 @@ from sentrail.policy.compiled import Policy, Profile
 
 
 def _status(findings: list[Finding]) -> str:
+    """PASS when nothing fired, else by the worst finding: FAIL, WARN or INFO."""
     if not findings:
         return "PASS"
-    return "FAIL" if any(f.severity is Severity.CRITICAL for f in findings) else "WARN"
+    worst = max(f.severity.rank for f in findings)
+    return {3: "FAIL", 2: "WARN"}.get(worst, "INFO")
 
 
 def policy_checks(policy: Policy, profile: Profile, findings: list[Finding]) -> list[PolicyCheck]:
