@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sentrail import __version__
-from sentrail.cli import baseline, policy, trace
+from sentrail.cli import baseline, policy, store, trace
 
 app = typer.Typer(
     name="sentrail",
@@ -17,6 +17,10 @@ app = typer.Typer(
 app.add_typer(trace.app, name="trace")
 app.add_typer(policy.app, name="policy")
 app.add_typer(baseline.app, name="baseline")
+app.add_typer(store.db_app, name="db")
+app.add_typer(store.log_app, name="log")
+app.add_typer(store.evidence_app, name="evidence")
+app.command("ingest")(store.ingest)
 
 
 @app.callback(invoke_without_command=True)

@@ -1,0 +1,286 @@
+"""``sentrail db upgrade``, ``ingest``, ``log verify``, ``evidence export|verify``.
+
+Ingested events are stored in their canonical form: the msgspec JSON encoding of the
+typed event (``RunStarted`` / ``StepEvent`` / ``RunCompleted`` of
+:mod:`sentrail.model.events`, with its ``"type"`` tag), kinds ``run_started``, ``step``
+and ``run_completed``. An event without an ``event_id`` gets
+``<run_id>/<kind>/<first 32 hex of the SHA-256 of its canonical bytes>``, so ingesting
+the same traces twice stores nothing new.
+
+Default database: ``sqlite:///$SENTRAIL_HOME/sentrail.db``; keys: ``$SENTRAIL_HOME/keys``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import typer
+
+from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail
+from sentrail.engine.engine import Engine
+from sentrail.errors import InputError, SentrailError
+from sentrail.evidence.bundle import EventRecord, build_bundle
+from sentrail.evidence.keys import KeyStore, default_home, default_key_dir
+from sentrail.evidence.merkle import MerkleTree
+from sentrail.evidence.note import Signer
+from sentrail.evidence.verify import verify_bundle
+from sentrail.model.decode import decode_run
+from sentrail.model.events import Event, RunCompleted, RunStarted, events_of
+from sentrail.model.finding import RunResult
+from sentrail.report.escape import safe_text
+from sentrail.runtime.batch import EngineConfig, replay_stream
+from sentrail.runtime.sources import (
+    is_event_stream_name,
+    iter_events,
+    iter_trace_paths,
+    looks_like_event_stream,
+    read_document,
+)
+from sentrail.store import NewEvent, open_store
+from sentrail.store.core import LogStore
+from sentrail.store.log_verify import verify_log
+
+db_app = typer.Typer(help="The evidence database.", no_args_is_help=True)
+log_app = typer.Typer(help="The tamper-evident event log.", no_args_is_help=True)
+evidence_app = typer.Typer(help="Offline-verifiable evidence bundles.", no_args_is_help=True)
+
+Database = Annotated[
+    str | None,
+    typer.Option(
+        "--database", help="sqlite:///PATH or postgresql://HOST/DB (default under SENTRAIL_HOME)"
+    ),
+]
+
+
+def _url(database: str | None) -> str:
+    return database or f"sqlite:///{default_home().absolute() / 'sentrail.db'}"
+
+
+def _keys() -> KeyStore:
+    return KeyStore(default_key_dir(default_home()))
+
+
+def _open(database: str | None, signer: Signer | None = None) -> LogStore:
+    try:
+        store = open_store(_url(database), signer)
+        store.migrate()
+    except SentrailError as exc:
+        fail(str(exc))
+    return store
+
+
+@db_app.command("upgrade")
+def upgrade(database: Database = None) -> None:
+    """Create or upgrade the schema (idempotent)."""
+    store = _open(database)
+    try:
+        typer.echo(f"Schema version: {store.migrate()}")
+    finally:
+        store.close()
+
+
+_KINDS = {RunStarted: "run_started", RunCompleted: "run_completed"}
+
+
+def _new_event(tenant: str, event: Event) -> NewEvent:
+    payload = msgspec.json.encode(event)
+    kind = _KINDS.get(type(event), "step")
+    eid = event.event_id or f"{event.run_id}/{kind}/{hashlib.sha256(payload).hexdigest()[:32]}"
+    return NewEvent(tenant, event.run_id, eid, kind, payload)
+
+
+def _decode(path: str, data: bytes, errors: list[str]) -> Iterator[Event]:
+    if is_event_stream_name(path) or looks_like_event_stream(data):
+        for item in iter_events(data, path):
+            if isinstance(item, InputError):
+                errors.append(str(item))
+            else:
+                yield item
+        return
+    try:
+        yield from events_of(decode_run(data))
+    except SentrailError as exc:
+        errors.append(f"{path}: {exc}")
+
+
+def ingest(
+    path: Annotated[str, typer.Argument(help="Trace file, directory or NDJSON stream")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant id")] = "default",
+    database: Database = None,
+) -> None:
+    """Store every run under PATH as events, analyse it, and store the result."""
+    try:
+        signer = _keys().ensure()
+        engine = EngineConfig().build()
+        paths = list(iter_trace_paths(path))
+    except SentrailError as exc:
+        fail(str(exc))
+    store = _open(database, signer)
+    errors: list[str] = []
+    stored = duplicates = runs = 0
+    try:
+        for p in paths:
+            try:
+                data = read_document(p)
+            except SentrailError as exc:
+                errors.append(f"{p}: {exc.message}")
+                continue
+            events = [_new_event(tenant, e) for e in _decode(p, data, errors)]
+            if not events:
+                continue
+            acks = store.append(events)
+            stored += sum(not a.duplicate for a in acks)
+            duplicates += sum(a.duplicate for a in acks)
+            for result in _analyse(engine, p, data):
+                store.put_result(tenant, result.run_id, msgspec.json.encode(result))
+                runs += 1
+        if stored:
+            store.checkpoint(tenant)
+    except SentrailError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    for err in errors:
+        typer.echo(f"invalid: {safe_text(err)}", err=True)
+    typer.echo(
+        f"Ingested {len(paths)} file(s): {runs} run(s), {stored} new event(s), "
+        f"{duplicates} duplicate(s), {len(errors)} invalid"
+    )
+    raise typer.Exit(EXIT_USAGE if errors else EXIT_OK)
+
+
+def _analyse(engine: Engine, path: str, data: bytes) -> list[RunResult]:
+    if is_event_stream_name(path) or looks_like_event_stream(data):
+        return [o.result for o in replay_stream(engine, data, path) if o.result is not None]
+    try:
+        return [engine.analyze(decode_run(data))]
+    except SentrailError:
+        return []
+
+
+@log_app.command("verify")
+def log_verify(
+    database: Database = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant")] = None,
+) -> None:
+    """Recompute every chain, the Merkle tree and every checkpoint. Exit 1 on tampering."""
+    store = _open(database)
+    try:
+        verifiers = _keys().verifiers()
+        tenants = [tenant] if tenant else store.tenants()
+        for t in tenants:
+            report = verify_log(store, t, verifiers)
+            if report.problem is not None:
+                typer.echo(f"FAIL: {safe_text(str(report.problem))}")
+                raise typer.Exit(EXIT_FINDINGS)
+            typer.echo(
+                f"ok: tenant {safe_text(t)}: {report.size} events, "
+                f"{report.checkpoints} checkpoint(s)"
+            )
+    except SentrailError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+
+
+@evidence_app.command("export")
+def export(
+    run_id: Annotated[str, typer.Option("--run", help="Run id")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle zip to write")],
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant id")] = "default",
+    database: Database = None,
+) -> None:
+    """Write the evidence bundle of one run (the tenant log is verified first)."""
+    keys = _keys()
+    try:
+        signer = keys.ensure()
+    except SentrailError as exc:
+        fail(str(exc))
+    store = _open(database, signer)
+    try:
+        report = verify_log(store, tenant, keys.verifiers())
+        if report.problem is not None:
+            typer.echo(f"FAIL: the log does not verify: {safe_text(str(report.problem))}")
+            raise typer.Exit(EXIT_FINDINGS)
+        events = store.run_events(tenant, run_id)
+        if not events:
+            fail(f"no events of run {run_id!r} for tenant {tenant!r}")
+        checkpoint = store.checkpoint(tenant)
+        assert checkpoint is not None
+        tree = MerkleTree(store.leaf_hashes(tenant))
+        records = [
+            EventRecord(
+                e.seq,
+                e.run_id,
+                e.event_id,
+                e.kind,
+                e.payload,
+                e.payload_sha256,
+                e.prev_hash,
+                e.chain_hash,
+            )
+            for e in events
+        ]
+        findings = store.get_result(tenant, run_id) or b"[]"
+        build_bundle(
+            output,
+            tenant=tenant,
+            run_id=run_id,
+            events=records,
+            tree=tree,
+            checkpoint_note=checkpoint.note,
+            signer=signer,
+            findings=findings,
+        )
+    except SentrailError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
+    finally:
+        store.close()
+    typer.echo(f"Wrote {len(records)} event(s) of run {safe_text(run_id)} to {safe_text(output)}")
+    typer.echo(f"Signer: {signer.verifier_key()}")
+
+
+@evidence_app.command("verify")
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="Bundle zip")],
+    key: Annotated[
+        str | None, typer.Option("--key", help="Trusted verifier key (or a file of them)")
+    ] = None,
+) -> None:
+    """Verify a bundle offline. Exit 0 valid, 1 invalid, 2 usage error."""
+    trusted: list[str] | None = None
+    if key is not None:
+        kp = Path(key)
+        trusted = (
+            [ln.strip() for ln in kp.read_text().splitlines() if ln.strip()]
+            if kp.is_file()
+            else [key]
+        )
+    else:
+        typer.echo(
+            "WARNING: no --key given: the signer is NOT pinned. The bundle was checked "
+            "against the keys it carries itself, which proves it is intact but not who "
+            "signed it. Pass --key VERIFIER_KEY to pin the signer.",
+            err=True,
+        )
+    try:
+        report = verify_bundle(bundle, trusted)
+    except SentrailError as exc:
+        typer.echo(f"FAIL: {safe_text(str(exc))}")
+        raise typer.Exit(EXIT_FINDINGS) from None
+    except OSError as exc:
+        fail(f"cannot read {bundle}: {exc.strerror}")
+    typer.echo(
+        f"OK: run {safe_text(report.run_id)} of tenant {safe_text(report.tenant)}: "
+        f"{report.events} event(s) (seq {report.first_seq}..{report.last_seq}), "
+        f"{len(report.redacted_seqs)} redacted, checkpoint {safe_text(report.checkpoint_origin)} "
+        f"size {report.checkpoint_size}"
+    )
+    if not report.key_pinned:
+        typer.echo("WARNING: signer not pinned", err=True)

@@ -1,0 +1,16 @@
+"""The durable, append-only evidence store (SQLite, PostgreSQL, in-memory).
+
+- :mod:`.base` — the ``Store`` Protocol and its records.
+- :mod:`.core` — the append logic every backend shares (seq, chain, leaf, checkpoints).
+- :mod:`.sql` — the SQL both database backends share.
+- :mod:`.sqlite`, :mod:`.postgres`, :mod:`.memory` — the backends.
+- :mod:`.log_verify` — recompute chains, the tree and checkpoints over a whole store.
+- :mod:`.factory` — ``open_store(url)``.
+"""
+
+from __future__ import annotations
+
+from sentrail.store.base import Appended, NewEvent, Store, StoredEvent, StoreError
+from sentrail.store.factory import open_store
+
+__all__ = ["Appended", "NewEvent", "Store", "StoreError", "StoredEvent", "open_store"]

@@ -1,0 +1,273 @@
+"""The append logic every backend shares; backends only move rows.
+
+For each tenant in a batch, inside one transaction that holds the tenant's write lock:
+
+1. events already stored (same ``event_id``) and repeats inside the batch are answered
+   with the original seq and ``duplicate=True``; nothing is stored for them;
+2. new events get consecutive seqs from the tenant's log size, ``prev_hash`` = the run's
+   last ``chain_hash`` (GENESIS for a run's first event), the leaf hash of
+   :meth:`EventLeaf.leaf_data` and the chain link;
+3. when at least ``checkpoint_every`` events were appended since the last checkpoint, a
+   new checkpoint (origin = the signer's key name, size, Merkle root) is signed and stored
+   in the same transaction. ``checkpoint(tenant)`` signs one on request (e.g. every
+   second, driven by the caller's clock: there is no timer in here).
+
+The transaction commits before ``append`` returns: an acknowledged event is durable.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from sentrail.evidence.chain import GENESIS, EventLeaf, chain_hash
+from sentrail.evidence.checkpoint import Checkpoint as TreeHead
+from sentrail.evidence.checkpoint import sign_checkpoint
+from sentrail.evidence.merkle import MerkleTree, leaf_hash
+from sentrail.evidence.note import Signer
+from sentrail.store.base import Appended, Checkpoint, NewEvent, StoredEvent, StoreError
+
+CHECKPOINT_EVERY = 1000
+MAX_ID_CHARS = 1024
+
+
+class Tx(Protocol):
+    """Row access inside one transaction (or one read snapshot)."""
+
+    def lock_tenant(self, tenant: str) -> None: ...
+
+    def log_size(self, tenant: str) -> int: ...
+
+    def find_events(self, tenant: str, event_ids: Sequence[str]) -> dict[str, int]: ...
+
+    def run_heads(self, tenant: str, run_ids: Sequence[str]) -> dict[str, bytes]: ...
+
+    def insert_events(self, rows: Sequence[StoredEvent]) -> None: ...
+
+    def leaf_hashes(self, tenant: str, start: int) -> list[bytes]: ...
+
+    def insert_checkpoint(self, tenant: str, size: int, note: str) -> None: ...
+
+    def checkpoints(self, tenant: str, latest_only: bool) -> list[Checkpoint]: ...
+
+    def events(self, tenant: str, start: int, end: int | None, limit: int) -> list[StoredEvent]: ...
+
+    def run_events(self, tenant: str, run_id: str) -> list[StoredEvent]: ...
+
+    def tenants(self) -> list[str]: ...
+
+    def put_result(self, tenant: str, run_id: str, result: bytes) -> None: ...
+
+    def get_result(self, tenant: str, run_id: str) -> bytes | None: ...
+
+
+def check_event(e: NewEvent) -> None:
+    for name in ("tenant_id", "run_id", "event_id", "kind"):
+        value = getattr(e, name)
+        if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+            raise StoreError(f"{name} must be a non-empty string of at most {MAX_ID_CHARS}")
+    if not isinstance(e.payload, bytes):
+        raise StoreError("the payload must be bytes", f"event {e.event_id}")
+
+
+class LogStore(abc.ABC):
+    """The shared implementation of :class:`sentrail.store.base.Store`."""
+
+    def __init__(
+        self,
+        signer: Signer | None = None,
+        *,
+        checkpoint_every: int = CHECKPOINT_EVERY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if checkpoint_every < 1:
+            raise StoreError("checkpoint_every must be at least 1")
+        self.signer = signer
+        self.checkpoint_every = checkpoint_every
+        self.clock = clock
+        self._trees: dict[str, MerkleTree] = {}
+        self._tree_lock = threading.Lock()
+
+    # -- what a backend provides ----------------------------------------------------------
+    @abc.abstractmethod
+    def _write(self) -> AbstractContextManager[Tx]:
+        """A write transaction: commit (durably) on exit, roll back on an exception."""
+
+    @abc.abstractmethod
+    def _read(self) -> AbstractContextManager[Tx]:
+        """A consistent read."""
+
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Apply pending schema migrations; return the schema version."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # -- the Merkle tree cache --------------------------------------------------------------
+    def _tree(self, tx: Tx, tenant: str, size: int) -> MerkleTree:
+        """The tenant's tree at ``size`` leaves (the committed log; caller holds the lock)."""
+        tree = self._trees.get(tenant)
+        if tree is None or len(tree) > size:
+            tree = MerkleTree()
+        if len(tree) < size:
+            for h in tx.leaf_hashes(tenant, len(tree)):
+                tree.append(h)
+        if len(tree) != size:
+            raise StoreError(f"the log has {len(tree)} leaf hashes, not {size}", tenant)
+        self._trees[tenant] = tree
+        return tree
+
+    def _sign(self, tx: Tx, tenant: str, tree: MerkleTree) -> Checkpoint | None:
+        if self.signer is None:
+            return None
+        size = len(tree)
+        latest = tx.checkpoints(tenant, latest_only=True)
+        if latest and latest[0].size >= size:
+            return latest[0]
+        head = TreeHead(self.signer.name, size, tree.root())
+        note = sign_checkpoint(head, self.signer)
+        tx.insert_checkpoint(tenant, size, note)
+        return Checkpoint(tenant, size, note)
+
+    # -- writes -----------------------------------------------------------------------------
+    def append(self, events: Sequence[NewEvent]) -> list[Appended]:
+        """Append ``events`` in one durable transaction; acknowledgements in input order."""
+        for e in events:
+            check_event(e)
+        by_tenant: dict[str, list[int]] = {}
+        for i, e in enumerate(events):
+            by_tenant.setdefault(e.tenant_id, []).append(i)
+        acks: list[Appended | None] = [None] * len(events)
+        with self._tree_lock:
+            try:
+                with self._write() as tx:
+                    for tenant in sorted(by_tenant):
+                        idx = by_tenant[tenant]
+                        done = self._append_tenant(tx, tenant, [events[i] for i in idx])
+                        for i, ack in zip(idx, done, strict=True):
+                            acks[i] = ack
+            except BaseException:
+                for tenant in by_tenant:  # the cache may hold uncommitted leaves
+                    self._trees.pop(tenant, None)
+                raise
+        return [a for a in acks if a is not None]
+
+    def _append_tenant(self, tx: Tx, tenant: str, batch: list[NewEvent]) -> list[Appended]:
+        tx.lock_tenant(tenant)
+        size = tx.log_size(tenant)
+        tree = self._tree(tx, tenant, size)
+        stored = tx.find_events(tenant, list(dict.fromkeys(e.event_id for e in batch)))
+        heads = tx.run_heads(tenant, list(dict.fromkeys(e.run_id for e in batch)))
+        now = self.clock()
+        acks: list[Appended] = []
+        rows: list[StoredEvent] = []
+        seq = size
+        for e in batch:
+            old = stored.get(e.event_id)
+            if old is not None:
+                acks.append(Appended(old, e.event_id, duplicate=True))
+                continue
+            digest = hashlib.sha256(e.payload).digest()
+            prev = heads.get(e.run_id, GENESIS)
+            leaf = EventLeaf(tenant, seq, e.run_id, e.event_id, e.kind, digest, prev)
+            data = leaf.leaf_data()
+            link = chain_hash(prev, hashlib.sha256(data).digest())
+            lh = leaf_hash(data)
+            rows.append(
+                StoredEvent(
+                    seq,
+                    tenant,
+                    e.run_id,
+                    e.event_id,
+                    e.kind,
+                    e.payload,
+                    digest,
+                    prev,
+                    link,
+                    lh,
+                    now,
+                )
+            )
+            tree.append(lh)
+            heads[e.run_id] = link
+            stored[e.event_id] = seq
+            acks.append(Appended(seq, e.event_id))
+            seq += 1
+        if rows:
+            tx.insert_events(rows)
+            latest = tx.checkpoints(tenant, latest_only=True)
+            since = seq - (latest[0].size if latest else 0)
+            if since >= self.checkpoint_every:
+                self._sign(tx, tenant, tree)
+        return acks
+
+    def checkpoint(self, tenant: str) -> Checkpoint | None:
+        """Sign and store a checkpoint of the whole log now (the latest, if it is current)."""
+        if self.signer is None:
+            raise StoreError("this store has no signing key")
+        with self._tree_lock:
+            try:
+                with self._write() as tx:
+                    tx.lock_tenant(tenant)
+                    tree = self._tree(tx, tenant, tx.log_size(tenant))
+                    return self._sign(tx, tenant, tree)
+            except BaseException:
+                self._trees.pop(tenant, None)
+                raise
+
+    def put_checkpoint(self, tenant: str, size: int, note: str) -> None:
+        with self._write() as tx:
+            tx.insert_checkpoint(tenant, size, note)
+
+    def put_result(self, tenant: str, run_id: str, result_json: bytes) -> None:
+        with self._write() as tx:
+            tx.put_result(tenant, run_id, bytes(result_json))
+
+    # -- reads ------------------------------------------------------------------------------
+    def events(self, tenant: str, start: int = 0, end: int | None = None) -> Iterator[StoredEvent]:
+        """Stored events of ``tenant`` with ``start <= seq < end``, in seq order."""
+        page = 5000
+        while True:
+            with self._read() as tx:
+                rows = tx.events(tenant, start, end, page)
+            yield from rows
+            if len(rows) < page:
+                return
+            start = rows[-1].seq + 1
+
+    def run_events(self, tenant: str, run_id: str) -> list[StoredEvent]:
+        with self._read() as tx:
+            return tx.run_events(tenant, run_id)
+
+    def leaf_hashes(self, tenant: str) -> list[bytes]:
+        with self._read() as tx:
+            return tx.leaf_hashes(tenant, 0)
+
+    def tenants(self) -> list[str]:
+        with self._read() as tx:
+            return tx.tenants()
+
+    def latest_checkpoint(self, tenant: str) -> Checkpoint | None:
+        with self._read() as tx:
+            rows = tx.checkpoints(tenant, latest_only=True)
+        return rows[0] if rows else None
+
+    def checkpoints(self, tenant: str) -> list[Checkpoint]:
+        with self._read() as tx:
+            return tx.checkpoints(tenant, latest_only=False)
+
+    def get_result(self, tenant: str, run_id: str) -> bytes | None:
+        with self._read() as tx:
+            return tx.get_result(tenant, run_id)
+
+    def __enter__(self) -> LogStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,217 @@
+"""SQL shared by the SQLite and PostgreSQL backends: schema migrations and row access.
+
+Statements are written with ``?`` placeholders; a backend with another paramstyle passes
+``placeholder="%s"``. Rows read back are treated as hostile: every column is type-checked
+and a malformed row raises :class:`StoreError` naming its seq.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sentrail.store.base import Checkpoint, StoredEvent, StoreError
+
+# Each migration: (version, statements); {blob} and {int} are the dialect's type names.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE events (
+                tenant_id TEXT NOT NULL, seq {int} NOT NULL, run_id TEXT NOT NULL,
+                event_id TEXT NOT NULL, kind TEXT NOT NULL, payload {blob},
+                payload_sha256 {blob} NOT NULL, prev_hash {blob} NOT NULL,
+                chain_hash {blob} NOT NULL, leaf_hash {blob} NOT NULL,
+                received_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (tenant_id, seq), UNIQUE (tenant_id, event_id))""",
+            "CREATE INDEX events_by_run ON events (tenant_id, run_id, seq)",
+            """CREATE TABLE checkpoints (
+                tenant_id TEXT NOT NULL, size {int} NOT NULL, note TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, size))""",
+            """CREATE TABLE results (
+                tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, result {blob} NOT NULL,
+                PRIMARY KEY (tenant_id, run_id))""",
+        ],
+    ),
+]
+LATEST_VERSION = MIGRATIONS[-1][0]
+_COLUMNS = (
+    "seq, tenant_id, run_id, event_id, kind, payload, payload_sha256, prev_hash, "
+    "chain_hash, leaf_hash, received_at"
+)
+
+
+def _bytes(value: object, seq: object, column: str, size: int | None = 32) -> bytes:
+    if isinstance(value, memoryview | bytearray):
+        value = bytes(value)
+    if not isinstance(value, bytes) or (size is not None and len(value) != size):
+        raise StoreError(f"malformed {column}", f"stored event seq {seq}")
+    return value
+
+
+def _text(value: object, seq: object, column: str) -> str:
+    if not isinstance(value, str):
+        raise StoreError(f"malformed {column}", f"stored event seq {seq}")
+    return value
+
+
+def row_to_event(row: Sequence[Any]) -> StoredEvent:
+    """A stored event from a row in ``_COLUMNS`` order, every column checked."""
+    seq, tenant, run_id, event_id, kind, payload, digest, prev, link, leaf, at = row
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise StoreError("malformed seq", f"stored event seq {seq!r}")
+    if not isinstance(at, int | float):
+        raise StoreError("malformed received_at", f"stored event seq {seq}")
+    return StoredEvent(
+        seq=seq,
+        tenant_id=_text(tenant, seq, "tenant_id"),
+        run_id=_text(run_id, seq, "run_id"),
+        event_id=_text(event_id, seq, "event_id"),
+        kind=_text(kind, seq, "kind"),
+        payload=None if payload is None else _bytes(payload, seq, "payload", None),
+        payload_sha256=_bytes(digest, seq, "payload_sha256"),
+        prev_hash=_bytes(prev, seq, "prev_hash"),
+        chain_hash=_bytes(link, seq, "chain_hash"),
+        leaf_hash=_bytes(leaf, seq, "leaf_hash"),
+        received_at=float(at),
+    )
+
+
+class SqlTx:
+    """Row access over a DB-API cursor, inside the backend's transaction."""
+
+    def __init__(self, cursor: Any, placeholder: str = "?") -> None:
+        self.cur = cursor
+        self.ph = placeholder
+
+    def q(self, sql: str) -> str:
+        return sql if self.ph == "?" else sql.replace("?", self.ph)
+
+    def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        self.cur.execute(self.q(sql), params)
+        return list(self.cur.fetchall())
+
+    def lock_tenant(self, tenant: str) -> None:
+        """SQLite: the write transaction already holds the database lock."""
+
+    def log_size(self, tenant: str) -> int:
+        rows = self.all("SELECT MAX(seq) FROM events WHERE tenant_id = ?", (tenant,))
+        top = rows[0][0] if rows else None
+        return 0 if top is None else int(top) + 1
+
+    def find_events(self, tenant: str, event_ids: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        sql = "SELECT seq FROM events WHERE tenant_id = ? AND event_id = ?"
+        for event_id in event_ids:
+            rows = self.all(sql, (tenant, event_id))
+            if rows:
+                out[event_id] = int(rows[0][0])
+        return out
+
+    def run_heads(self, tenant: str, run_ids: Sequence[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        sql = (
+            "SELECT seq, chain_hash FROM events WHERE tenant_id = ? AND run_id = ? "
+            "ORDER BY seq DESC LIMIT 1"
+        )
+        for run_id in run_ids:
+            rows = self.all(sql, (tenant, run_id))
+            if rows:
+                out[run_id] = _bytes(rows[0][1], rows[0][0], "chain_hash")
+        return out
+
+    def insert_events(self, rows: Sequence[StoredEvent]) -> None:
+        sql = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 (constant columns)
+        self.cur.executemany(
+            self.q(sql),
+            [
+                (
+                    r.seq,
+                    r.tenant_id,
+                    r.run_id,
+                    r.event_id,
+                    r.kind,
+                    r.payload,
+                    r.payload_sha256,
+                    r.prev_hash,
+                    r.chain_hash,
+                    r.leaf_hash,
+                    r.received_at,
+                )
+                for r in rows
+            ],
+        )
+
+    def leaf_hashes(self, tenant: str, start: int) -> list[bytes]:
+        rows = self.all(
+            "SELECT seq, leaf_hash FROM events WHERE tenant_id = ? AND seq >= ? ORDER BY seq",
+            (tenant, start),
+        )
+        return [_bytes(h, seq, "leaf_hash") for seq, h in rows]
+
+    def insert_checkpoint(self, tenant: str, size: int, note: str) -> None:
+        self.all(
+            "INSERT INTO checkpoints (tenant_id, size, note) VALUES (?, ?, ?) "
+            "ON CONFLICT (tenant_id, size) DO NOTHING RETURNING size",
+            (tenant, size, note),
+        )
+
+    def checkpoints(self, tenant: str, latest_only: bool) -> list[Checkpoint]:
+        sql = "SELECT size, note FROM checkpoints WHERE tenant_id = ? ORDER BY size"
+        if latest_only:
+            sql += " DESC LIMIT 1"
+        out = []
+        for size, note in self.all(sql, (tenant,)):
+            if not isinstance(size, int) or not isinstance(note, str):
+                raise StoreError("malformed checkpoint row", f"tenant {tenant}")
+            out.append(Checkpoint(tenant, size, note))
+        return out
+
+    def events(self, tenant: str, start: int, end: int | None, limit: int) -> list[StoredEvent]:
+        sql = f"SELECT {_COLUMNS} FROM events WHERE tenant_id = ? AND seq >= ?"  # noqa: S608
+        params: list[object] = [tenant, start]
+        if end is not None:
+            sql += " AND seq < ?"
+            params.append(end)
+        params.append(limit)
+        return [row_to_event(r) for r in self.all(sql + " ORDER BY seq LIMIT ?", params)]
+
+    def run_events(self, tenant: str, run_id: str) -> list[StoredEvent]:
+        sql = f"SELECT {_COLUMNS} FROM events WHERE tenant_id = ? AND run_id = ? ORDER BY seq"  # noqa: S608
+        return [row_to_event(r) for r in self.all(sql, (tenant, run_id))]
+
+    def tenants(self) -> list[str]:
+        rows = self.all(
+            "SELECT tenant_id FROM events UNION SELECT tenant_id FROM checkpoints ORDER BY 1"
+        )
+        return [str(r[0]) for r in rows]
+
+    def put_result(self, tenant: str, run_id: str, result: bytes) -> None:
+        self.all(
+            "INSERT INTO results (tenant_id, run_id, result) VALUES (?, ?, ?) "
+            "ON CONFLICT (tenant_id, run_id) DO UPDATE SET result = excluded.result "
+            "RETURNING run_id",
+            (tenant, run_id, result),
+        )
+
+    def get_result(self, tenant: str, run_id: str) -> bytes | None:
+        rows = self.all(
+            "SELECT result FROM results WHERE tenant_id = ? AND run_id = ?", (tenant, run_id)
+        )
+        return _bytes(rows[0][0], run_id, "result", None) if rows else None
+
+
+def apply_migrations(tx: SqlTx, blob: str, integer: str) -> int:
+    """Run every migration newer than the stored version (in the caller's transaction)."""
+    tx.cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    rows = tx.all("SELECT MAX(version) FROM schema_version")
+    version = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+    if version > LATEST_VERSION:
+        raise StoreError(f"schema version {version} is newer than this sentrail ({LATEST_VERSION})")
+    for number, statements in MIGRATIONS:
+        if number > version:
+            for stmt in statements:
+                tx.cur.execute(stmt.format(blob=blob, int=integer))
+            tx.all("INSERT INTO schema_version (version) VALUES (?) RETURNING version", (number,))
+            version = number
+    return version

@@ -1,0 +1,73 @@
+"""The embedded backend: one SQLite file, WAL journal, ``synchronous=FULL``.
+
+A write is one ``BEGIN IMMEDIATE`` transaction (the database write lock is the tenant
+lock); with WAL and ``synchronous=FULL`` the commit is on disk when ``append`` returns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+from sentrail.evidence.note import Signer
+from sentrail.store.base import StoreError
+from sentrail.store.core import CHECKPOINT_EVERY, LogStore, Tx
+from sentrail.store.sql import SqlTx, apply_migrations
+
+
+class SqliteStore(LogStore):
+    def __init__(
+        self,
+        path: str | Path,
+        signer: Signer | None = None,
+        *,
+        checkpoint_every: int = CHECKPOINT_EVERY,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        kw = {} if clock is None else {"clock": clock}
+        super().__init__(signer, checkpoint_every=checkpoint_every, **kw)
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the SQLite store: {exc}", str(path)) from None
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def _tx(self, begin: str) -> Iterator[SqlTx]:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute(begin)
+                yield SqlTx(cur)
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"SQLite: {exc}", str(self.path)) from exc
+                raise
+            finally:
+                cur.close()
+
+    def _write(self) -> AbstractContextManager[Tx]:
+        return self._tx("BEGIN IMMEDIATE")
+
+    def _read(self) -> AbstractContextManager[Tx]:
+        return self._tx("BEGIN")
+
+    def migrate(self) -> int:
+        with self._tx("BEGIN IMMEDIATE") as tx:
+            return apply_migrations(tx, "BLOB", "INTEGER")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

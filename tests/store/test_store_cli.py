@@ -1,0 +1,89 @@
+"""The store commands end to end, in a temporary SENTRAIL_HOME."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from sentrail.cli.app import app
+from sentrail.evidence.keys import KeyStore
+from tests.conftest import EXAMPLES
+
+runner = CliRunner()
+TRIAGE = str(EXAMPLES / "traces" / "triage-restart.json")
+RUN = "run-a4f8c312-9e7b"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SENTRAIL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def run(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def test_upgrade_ingest_verify_export_round_trip(home: Path, tmp_path: Path) -> None:
+    r = run("db", "upgrade")
+    assert r.exit_code == 0, r.output
+    assert "Schema version: 1" in r.output
+    assert (home / "sentrail.db").exists()
+
+    r = run("ingest", TRIAGE, "--tenant", "acme")
+    assert r.exit_code == 0, r.output
+    assert "1 run(s), 14 new event(s), 0 duplicate(s)" in r.output
+    r = run("ingest", TRIAGE, "--tenant", "acme")  # idempotent
+    assert "0 new event(s), 14 duplicate(s)" in r.output
+
+    r = run("log", "verify")
+    assert r.exit_code == 0, r.output
+    assert "ok: tenant acme: 14 events" in r.output
+
+    bundle = tmp_path / "bundle.zip"
+    r = run("evidence", "export", "--tenant", "acme", "--run", RUN, "--output", str(bundle))
+    assert r.exit_code == 0, r.output
+    key = KeyStore(home / "keys").active().verifier_key()
+
+    r = run("evidence", "verify", str(bundle), "--key", key)
+    assert r.exit_code == 0, r.output
+    assert f"OK: run {RUN} of tenant acme: 14 event(s)" in r.output
+    assert "NOT pinned" not in r.output
+
+    r = run("evidence", "verify", str(bundle))
+    assert r.exit_code == 0, r.output
+    assert "the signer is NOT pinned" in r.output
+
+    data = bytearray(bundle.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    bad = bytes(data)
+    (tmp_path / "bad.zip").write_bytes(bad)
+    r = run("evidence", "verify", str(tmp_path / "bad.zip"), "--key", key)
+    assert r.exit_code == 1 and "FAIL" in r.output
+
+
+def test_log_verify_names_tampering_and_export_refuses(home: Path, tmp_path: Path) -> None:
+    assert run("ingest", str(EXAMPLES / "traces"), "--tenant", "t").exit_code in (0, 2)
+    conn = sqlite3.connect(home / "sentrail.db", isolation_level=None)
+    conn.execute("UPDATE events SET payload = CAST('{}' AS BLOB) WHERE seq = 3")
+    conn.close()
+    r = run("log", "verify", "--tenant", "t")
+    assert r.exit_code == 1
+    assert "seq 3: payload does not match its stored digest" in r.output
+    r = run("evidence", "export", "--tenant", "t", "--run", RUN, "-o", str(tmp_path / "b.zip"))
+    assert r.exit_code == 1 and "does not verify" in r.output
+
+
+def test_bad_database_url_is_a_usage_error(home: Path) -> None:
+    r = run("db", "upgrade", "--database", "mysql://x")
+    assert r.exit_code == 2
+    assert "unknown database URL" in r.output
+
+
+def test_export_of_an_unknown_run_is_a_usage_error(home: Path, tmp_path: Path) -> None:
+    r = run("evidence", "export", "--run", "nope", "-o", str(tmp_path / "b.zip"))
+    assert r.exit_code == 2 and "no events of run" in r.output
