@@ -213,3 +213,12 @@ def test_baseline_learn_then_use(tmp_path: Path) -> None:
 
 def test_version() -> None:
     assert run("--version").output.startswith("sentrail ")
+
+
+def test_output_to_a_device_writes_into_it_and_never_replaces_it() -> None:
+    import os
+    import stat
+
+    r = run("trace", "analyze", TRIAGE, "--output", os.devnull, "--fail-on", "never")
+    assert r.exit_code == 0, r.output
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)  # still the device, not a file

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from types import TracebackType
 from typing import IO, Any
@@ -102,6 +103,17 @@ class JsonReportWriter:
         out.write(b'\n],\n"errors":' + enc(self.errors) + b"}\n")
 
     def write_file(self, path: str) -> None:
+        """Write the report to ``path``: atomically (temporary file, then rename) for a
+        regular file; straight into anything else (``/dev/null``, a FIFO, a terminal),
+        which a rename would replace instead of writing to."""
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+        if not stat.S_ISREG(mode):
+            with open(path, "wb") as out:
+                self.write_to(out)
+            return
         directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".sentrail-report-")
         try:
