@@ -108,9 +108,8 @@ def test_migrate_is_idempotent(backend: Backend) -> None:
     assert store.migrate() == store.migrate() >= 1
 
 
-def test_store_survives_reopen(backend: Backend) -> None:
-    if backend.name == "memory":
-        pytest.skip("the in-memory store is not durable by design")
+def test_store_survives_reopen(durable_backend: Backend) -> None:
+    backend = durable_backend
     store = backend.open(checkpoint_every=5)
     fill(store, 12)
     store.close()
