@@ -83,13 +83,13 @@ class LogStore(abc.ABC):
         signer: Signer | None = None,
         *,
         checkpoint_every: int = CHECKPOINT_EVERY,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if checkpoint_every < 1:
             raise StoreError("checkpoint_every must be at least 1")
         self.signer = signer
         self.checkpoint_every = checkpoint_every
-        self.clock = clock
+        self.clock = clock or time.time
         self._trees: dict[str, MerkleTree] = {}
         self._tree_lock = threading.Lock()
 

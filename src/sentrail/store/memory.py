@@ -88,8 +88,7 @@ class MemoryStore(LogStore):
         checkpoint_every: int = CHECKPOINT_EVERY,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        kw = {} if clock is None else {"clock": clock}
-        super().__init__(signer, checkpoint_every=checkpoint_every, **kw)
+        super().__init__(signer, checkpoint_every=checkpoint_every, clock=clock)
         self.rows: dict[str, dict[int, StoredEvent]] = {}
         self.checkpoint_rows: dict[str, dict[int, Checkpoint]] = {}
         self.results: dict[tuple[str, str], bytes] = {}

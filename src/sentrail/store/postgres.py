@@ -59,8 +59,7 @@ class PostgresStore(LogStore):
         clock: Callable[[], float] | None = None,
         max_size: int = 4,
     ) -> None:
-        kw = {} if clock is None else {"clock": clock}
-        super().__init__(signer, checkpoint_every=checkpoint_every, **kw)
+        super().__init__(signer, checkpoint_every=checkpoint_every, clock=clock)
         kwargs: dict[str, object] = {}
         if schema is not None:
             if not _SCHEMA.fullmatch(schema):

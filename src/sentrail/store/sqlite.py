@@ -27,8 +27,7 @@ class SqliteStore(LogStore):
         checkpoint_every: int = CHECKPOINT_EVERY,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        kw = {} if clock is None else {"clock": clock}
-        super().__init__(signer, checkpoint_every=checkpoint_every, **kw)
+        super().__init__(signer, checkpoint_every=checkpoint_every, clock=clock)
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
