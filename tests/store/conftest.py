@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sentrail.evidence.note import Signer
 from sentrail.store.core import LogStore
-from sentrail.store.memory import MemoryStore
 from sentrail.store.sqlite import SqliteStore
 
 PG_URL = os.environ.get("SENTRAIL_TEST_PG", "postgresql://127.0.0.1:5432/test")
@@ -50,30 +49,15 @@ class SqlTamper:
         self.b.sql(sql, params)
 
     def edit_digest(self, tenant: str, seq: int) -> None:
-        if isinstance(self.store, MemoryStore):
-            from msgspec.structs import replace
-
-            row = self.store.rows[tenant][seq]
-            self.store.rows[tenant][seq] = replace(row, payload_sha256=bytes(32), payload=None)
-            return
         self.run(
             "UPDATE events SET payload_sha256 = ?, payload = NULL WHERE tenant_id = ? AND seq = ?",
             (bytes(32), tenant, seq),
         )
 
     def delete(self, tenant: str, seq: int) -> None:
-        if isinstance(self.store, MemoryStore):
-            del self.store.rows[tenant][seq]
-            return
         self.run("DELETE FROM events WHERE tenant_id = ? AND seq = ?", (tenant, seq))
 
     def swap(self, tenant: str, a: int, b: int) -> None:
-        if isinstance(self.store, MemoryStore):
-            from msgspec.structs import replace
-
-            rows = self.store.rows[tenant]
-            rows[a], rows[b] = replace(rows[b], seq=a), replace(rows[a], seq=b)
-            return
         for old, new in ((a, -1), (b, a), (-1, b)):
             self.run(
                 "UPDATE events SET seq = ? WHERE tenant_id = ? AND seq = ?", (new, tenant, old)
@@ -81,14 +65,6 @@ class SqlTamper:
 
     def insert(self, tenant: str, at: int) -> None:
         """Shift seqs >= ``at`` up by one and put a copy of row ``at - 1`` at ``at``."""
-        if isinstance(self.store, MemoryStore):
-            from msgspec.structs import replace
-
-            rows = self.store.rows[tenant]
-            for seq in sorted((s for s in rows if s >= at), reverse=True):
-                rows[seq + 1] = replace(rows.pop(seq), seq=seq + 1)
-            rows[at] = replace(rows[at - 1], seq=at, event_id="forged")
-            return
         self.run(
             "UPDATE events SET seq = seq + 1000000 WHERE tenant_id = ? AND seq >= ?", (tenant, at)
         )
@@ -102,10 +78,6 @@ class SqlTamper:
             "FROM events WHERE tenant_id = ? AND seq = ?",
             (at, tenant, at - 1),
         )
-
-
-def _memory() -> Iterator[Backend]:
-    yield Backend("memory", lambda **kw: _migrated(MemoryStore(SIGNER, **kw)), None)
 
 
 def _migrated(store: LogStore) -> LogStore:
@@ -155,19 +127,12 @@ def _postgres() -> Iterator[Backend]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """The backends that keep data across a reopen (memory does not, by design)."""
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Both real backends: every contract test runs on each."""
     if request.param == "sqlite":
         yield from _sqlite(tmp_path)
     else:
         yield from _postgres()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "memory":
-        yield from _memory()
-    elif request.param == "sqlite":
-        yield from _sqlite(tmp_path)
-    else:
-        yield from _postgres()
+durable_backend = backend

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from sentrail.cli.app import app
 from sentrail.evidence.keys import KeyStore
+from sentrail.store.sql import LATEST_VERSION
 from tests.conftest import EXAMPLES
 
 runner = CliRunner()
@@ -31,7 +32,7 @@ def run(*args: str) -> Any:
 def test_upgrade_ingest_verify_export_round_trip(home: Path, tmp_path: Path) -> None:
     r = run("db", "upgrade")
     assert r.exit_code == 0, r.output
-    assert "Schema version: 1" in r.output
+    assert f"Schema version: {LATEST_VERSION}" in r.output
     assert (home / "sentrail.db").exists()
 
     r = run("ingest", TRIAGE, "--tenant", "acme")

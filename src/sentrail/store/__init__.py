@@ -1,9 +1,9 @@
-"""The durable, append-only evidence store (SQLite, PostgreSQL, in-memory).
+"""The durable, append-only evidence store (SQLite, PostgreSQL).
 
 - :mod:`.base` — the ``Store`` Protocol and its records.
 - :mod:`.core` — the append logic every backend shares (seq, chain, leaf, checkpoints).
 - :mod:`.sql` — the SQL both database backends share.
-- :mod:`.sqlite`, :mod:`.postgres`, :mod:`.memory` — the backends.
+- :mod:`.sqlite`, :mod:`.postgres` — the backends (``memory://`` is in-memory SQLite).
 - :mod:`.log_verify` — recompute chains, the tree and checkpoints over a whole store.
 - :mod:`.factory` — ``open_store(url)``.
 """

@@ -1,5 +1,5 @@
 """``open_store(url)``: ``sqlite:///relative/path``, ``sqlite:////absolute/path``,
-``postgresql://host:port/db`` (psycopg conninfo URL), ``memory://``."""
+``postgresql://host:port/db`` (psycopg conninfo URL), ``memory://`` (a private in-memory SQLite database)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def open_store(
 
         return PostgresStore(url, signer, schema=schema, checkpoint_every=checkpoint_every)
     if url == "memory://":
-        from sentrail.store.memory import MemoryStore
+        from sentrail.store.sqlite import SqliteStore
 
-        return MemoryStore(signer, checkpoint_every=checkpoint_every)
+        return SqliteStore(":memory:", signer, checkpoint_every=checkpoint_every)
     raise StoreError(
         "unknown database URL (use sqlite:///PATH, postgresql://HOST/DB or memory://)",
         url.split("@")[-1],

@@ -33,6 +33,82 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 PRIMARY KEY (tenant_id, run_id))""",
         ],
     ),
+    (
+        2,
+        [
+            # Payload sealing (redaction by key erasure): a sealed payload is
+            # nonce || AES-256-GCM ciphertext under its run's data key; `view` is the
+            # redacted copy kept after the key is erased (its digest is in the log).
+            "ALTER TABLE events ADD COLUMN sealed {int} NOT NULL DEFAULT 0",
+            "ALTER TABLE events ADD COLUMN view {blob}",
+            """CREATE TABLE run_keys (
+                tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, dek {blob},
+                created_at DOUBLE PRECISION NOT NULL, erased_at DOUBLE PRECISION,
+                erased_by TEXT, PRIMARY KEY (tenant_id, run_id))""",
+            """CREATE TABLE tenants (
+                tenant_id TEXT PRIMARY KEY, retention_days {int},
+                created_at DOUBLE PRECISION NOT NULL)""",
+            """CREATE TABLE apps (
+                tenant_id TEXT NOT NULL, app_id TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (tenant_id, app_id))""",
+            """CREATE TABLE api_keys (
+                key_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, app_id TEXT NOT NULL,
+                scopes TEXT NOT NULL, secret_hash TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION)""",
+            "CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id, app_id)",
+            """CREATE TABLE runs (
+                tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, app_id TEXT NOT NULL,
+                trace_hash TEXT NOT NULL, agent_id TEXT NOT NULL, status TEXT NOT NULL,
+                verdict TEXT NOT NULL, risk_score {int} NOT NULL, blocked_by TEXT,
+                duration_ms {int}, started_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL, steps {int} NOT NULL,
+                findings {int} NOT NULL, counts TEXT NOT NULL, policy_sha256 TEXT,
+                PRIMARY KEY (tenant_id, run_id))""",
+            "CREATE UNIQUE INDEX runs_by_hash ON runs (tenant_id, trace_hash)",
+            "CREATE INDEX runs_by_app ON runs (tenant_id, app_id, started_at, run_id)",
+            "CREATE INDEX runs_by_agent ON runs (tenant_id, app_id, agent_id, started_at)",
+            "CREATE INDEX runs_by_status ON runs (tenant_id, app_id, status, started_at)",
+            "CREATE INDEX runs_by_verdict ON runs (tenant_id, app_id, verdict, started_at)",
+            """CREATE TABLE steps (
+                tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, idx {int} NOT NULL,
+                action TEXT NOT NULL, tool TEXT, status TEXT, ts TEXT,
+                permissions TEXT NOT NULL, PRIMARY KEY (tenant_id, run_id, idx))""",
+            "CREATE INDEX steps_by_tool ON steps (tenant_id, tool)",
+            """CREATE TABLE findings (
+                tenant_id TEXT NOT NULL, finding_id TEXT NOT NULL, app_id TEXT NOT NULL,
+                run_id TEXT NOT NULL, category TEXT NOT NULL, severity TEXT NOT NULL,
+                severity_rank {int} NOT NULL, rule_id TEXT NOT NULL, step {int},
+                resolved {int} NOT NULL DEFAULT 0, resolved_at DOUBLE PRECISION,
+                resolved_by TEXT, created_at DOUBLE PRECISION NOT NULL,
+                body {blob} NOT NULL, PRIMARY KEY (tenant_id, finding_id))""",
+            "CREATE INDEX findings_by_app ON findings (tenant_id, app_id, category, severity_rank)",
+            "CREATE INDEX findings_by_status ON findings (tenant_id, app_id, resolved)",
+            "CREATE INDEX findings_by_run ON findings (tenant_id, run_id)",
+            """CREATE TABLE finding_audit (
+                tenant_id TEXT NOT NULL, finding_id TEXT NOT NULL,
+                at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+                comment TEXT NOT NULL)""",
+            "CREATE INDEX finding_audit_by_finding ON finding_audit (tenant_id, finding_id)",
+            """CREATE TABLE decisions (
+                tenant_id TEXT NOT NULL, decision_id TEXT NOT NULL, app_id TEXT NOT NULL,
+                run_id TEXT NOT NULL, tool TEXT NOT NULL, decision TEXT NOT NULL,
+                args_sha256 TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+                body {blob} NOT NULL, PRIMARY KEY (tenant_id, decision_id))""",
+            "CREATE INDEX decisions_by_run ON decisions (tenant_id, run_id)",
+            """CREATE TABLE alerts (
+                tenant_id TEXT NOT NULL, alert_id TEXT NOT NULL, run_id TEXT NOT NULL,
+                finding_id TEXT, tier TEXT NOT NULL, status TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL, body {blob} NOT NULL,
+                PRIMARY KEY (tenant_id, alert_id))""",
+            "CREATE INDEX alerts_by_time ON alerts (tenant_id, created_at)",
+            """CREATE TABLE baselines (
+                tenant_id TEXT NOT NULL, agent_id TEXT NOT NULL, body {blob} NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (tenant_id, agent_id))""",
+            """CREATE TABLE policies (
+                sha256 TEXT PRIMARY KEY, body {blob} NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL)""",
+        ],
+    ),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 _COLUMNS = (

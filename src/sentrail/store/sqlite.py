@@ -1,5 +1,7 @@
 """The embedded backend: one SQLite file, WAL journal, ``synchronous=FULL``.
 
+``path=":memory:"`` gives a private in-memory database (``memory://``; tests and demos).
+
 A write is one ``BEGIN IMMEDIATE`` transaction (the database write lock is the tenant
 lock); with WAL and ``synchronous=FULL`` the commit is on disk when ``append`` returns.
 """
@@ -29,13 +31,18 @@ class SqliteStore(LogStore):
     ) -> None:
         super().__init__(signer, checkpoint_every=checkpoint_every, clock=clock)
         self.path = Path(path)
+        in_memory = str(path) == ":memory:"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not in_memory:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            if not in_memory:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+            # Erased keys and redacted payloads are overwritten on disk, not just unlinked.
+            self._conn.execute("PRAGMA secure_delete=ON")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the SQLite store: {exc}", str(path)) from None
         self._lock = threading.RLock()
