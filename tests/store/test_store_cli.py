@@ -37,13 +37,13 @@ def test_upgrade_ingest_verify_export_round_trip(home: Path, tmp_path: Path) -> 
 
     r = run("ingest", TRIAGE, "--tenant", "acme")
     assert r.exit_code == 0, r.output
-    assert "1 run(s), 14 new event(s), 0 duplicate(s)" in r.output
+    assert "1 run(s), 1 new event(s), 0 duplicate(s)" in r.output
     r = run("ingest", TRIAGE, "--tenant", "acme")  # idempotent
-    assert "0 new event(s), 14 duplicate(s)" in r.output
+    assert "0 new event(s), 1 duplicate(s)" in r.output
 
     r = run("log", "verify")
     assert r.exit_code == 0, r.output
-    assert "ok: tenant acme: 14 events" in r.output
+    assert "ok: tenant acme: 1 event(s)" in r.output
 
     bundle = tmp_path / "bundle.zip"
     r = run("evidence", "export", "--tenant", "acme", "--run", RUN, "--output", str(bundle))
@@ -52,7 +52,7 @@ def test_upgrade_ingest_verify_export_round_trip(home: Path, tmp_path: Path) -> 
 
     r = run("evidence", "verify", str(bundle), "--key", key)
     assert r.exit_code == 0, r.output
-    assert f"OK: run {RUN} of tenant acme: 14 event(s)" in r.output
+    assert f"OK: run {RUN} of tenant acme: 1 event(s)" in r.output
     assert "NOT pinned" not in r.output
 
     r = run("evidence", "verify", str(bundle))

@@ -1,46 +1,36 @@
 """``sentrail db upgrade``, ``ingest``, ``log verify``, ``evidence export|verify``.
 
-Ingested events are stored in their canonical form: the msgspec JSON encoding of the
-typed event (``RunStarted`` / ``StepEvent`` / ``RunCompleted`` of
-:mod:`sentrail.model.events`, with its ``"type"`` tag), kinds ``run_started``, ``step``
-and ``run_completed``. An event without an ``event_id`` gets
-``<run_id>/<kind>/<first 32 hex of the SHA-256 of its canonical bytes>``, so ingesting
-the same traces twice stores nothing new.
+``ingest`` stores exactly what it reads (see :mod:`sentrail.runtime.ingest`): a trace
+document is one log event of kind ``trace`` with the file's bytes; an NDJSON stream is one
+event per line. Ingesting the same files twice stores nothing new.
 
 Default database: ``sqlite:///$SENTRAIL_HOME/sentrail.db``; keys: ``$SENTRAIL_HOME/keys``.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import msgspec
 import typer
 
 from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail
-from sentrail.engine.engine import Engine
 from sentrail.errors import InputError, SentrailError
 from sentrail.evidence.bundle import EventRecord, build_bundle
 from sentrail.evidence.keys import KeyStore, default_home, default_key_dir
 from sentrail.evidence.merkle import MerkleTree
 from sentrail.evidence.note import Signer
 from sentrail.evidence.verify import verify_bundle
-from sentrail.model.decode import decode_run
-from sentrail.model.events import Event, RunCompleted, RunStarted, events_of
-from sentrail.model.finding import RunResult
 from sentrail.report.escape import safe_text
-from sentrail.runtime.batch import EngineConfig, replay_stream
+from sentrail.runtime.batch import EngineConfig
+from sentrail.runtime.ingest import Ingestor
 from sentrail.runtime.sources import (
     is_event_stream_name,
-    iter_events,
     iter_trace_paths,
     looks_like_event_stream,
     read_document,
 )
-from sentrail.store import NewEvent, open_store
+from sentrail.store import open_store
 from sentrail.store.core import LogStore
 from sentrail.store.log_verify import verify_log
 
@@ -83,36 +73,13 @@ def upgrade(database: Database = None) -> None:
         store.close()
 
 
-_KINDS = {RunStarted: "run_started", RunCompleted: "run_completed"}
-
-
-def _new_event(tenant: str, event: Event) -> NewEvent:
-    payload = msgspec.json.encode(event)
-    kind = _KINDS.get(type(event), "step")
-    eid = event.event_id or f"{event.run_id}/{kind}/{hashlib.sha256(payload).hexdigest()[:32]}"
-    return NewEvent(tenant, event.run_id, eid, kind, payload)
-
-
-def _decode(path: str, data: bytes, errors: list[str]) -> Iterator[Event]:
-    if is_event_stream_name(path) or looks_like_event_stream(data):
-        for item in iter_events(data, path):
-            if isinstance(item, InputError):
-                errors.append(str(item))
-            else:
-                yield item
-        return
-    try:
-        yield from events_of(decode_run(data))
-    except SentrailError as exc:
-        errors.append(f"{path}: {exc}")
-
-
 def ingest(
     path: Annotated[str, typer.Argument(help="Trace file, directory or NDJSON stream")],
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant id")] = "default",
+    app_id: Annotated[str, typer.Option("--app", help="App id")] = "default",
     database: Database = None,
 ) -> None:
-    """Store every run under PATH as events, analyse it, and store the result."""
+    """Store every run under PATH in the log, analyse it, and index the result."""
     try:
         signer = _keys().ensure()
         engine = EngineConfig().build()
@@ -120,24 +87,25 @@ def ingest(
     except SentrailError as exc:
         fail(str(exc))
     store = _open(database, signer)
+    ingestor = Ingestor(store, engine)
     errors: list[str] = []
     stored = duplicates = runs = 0
     try:
         for p in paths:
             try:
                 data = read_document(p)
-            except SentrailError as exc:
-                errors.append(f"{p}: {exc.message}")
+                if is_event_stream_name(p) or looks_like_event_stream(data):
+                    done = ingestor.ingest_events(tenant, app_id, data)
+                    acks = done.acks
+                    runs += len(done.completed_runs)
+                else:
+                    acks = [ingestor.ingest_trace(tenant, app_id, data).ack]
+                    runs += 1
+            except InputError as exc:
+                errors.append(f"{p}: {exc}")
                 continue
-            events = [_new_event(tenant, e) for e in _decode(p, data, errors)]
-            if not events:
-                continue
-            acks = store.append(events)
             stored += sum(not a.duplicate for a in acks)
             duplicates += sum(a.duplicate for a in acks)
-            for result in _analyse(engine, p, data):
-                store.put_result(tenant, result.run_id, msgspec.json.encode(result))
-                runs += 1
         if stored:
             store.checkpoint(tenant)
     except SentrailError as exc:
@@ -151,15 +119,6 @@ def ingest(
         f"{duplicates} duplicate(s), {len(errors)} invalid"
     )
     raise typer.Exit(EXIT_USAGE if errors else EXIT_OK)
-
-
-def _analyse(engine: Engine, path: str, data: bytes) -> list[RunResult]:
-    if is_event_stream_name(path) or looks_like_event_stream(data):
-        return [o.result for o in replay_stream(engine, data, path) if o.result is not None]
-    try:
-        return [engine.analyze(decode_run(data))]
-    except SentrailError:
-        return []
 
 
 @log_app.command("verify")
@@ -178,7 +137,7 @@ def log_verify(
                 typer.echo(f"FAIL: {safe_text(str(report.problem))}")
                 raise typer.Exit(EXIT_FINDINGS)
             typer.echo(
-                f"ok: tenant {safe_text(t)}: {report.size} events, "
+                f"ok: tenant {safe_text(t)}: {report.size} event(s), "
                 f"{report.checkpoints} checkpoint(s)"
             )
     except SentrailError as exc:

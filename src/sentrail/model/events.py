@@ -13,6 +13,8 @@ used for idempotent delivery by later transports.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 from sentrail.model.trace import PermissionsSummary, Run, RunHeader, Step
@@ -54,3 +56,31 @@ def events_of(run: Run) -> list[Event]:
         )
     )
     return events
+
+
+def fold_run(events: Iterable[Event]) -> Run | None:
+    """The trace document a run's events describe (None without a ``run_started``).
+
+    Steps are kept in arrival order; a later ``run_completed`` overrides the end fields.
+    """
+    run: Run | None = None
+    steps: list[Step] = []
+    completed: RunCompleted | None = None
+    for ev in events:
+        if isinstance(ev, RunStarted):
+            fields = msgspec.to_builtins(ev)
+            fields.pop("type", None)
+            fields.pop("event_id", None)
+            run = msgspec.convert(fields, Run)
+        elif isinstance(ev, StepEvent):
+            steps.append(ev.step)
+        else:
+            completed = ev
+    if run is None:
+        return None
+    run.steps = steps
+    if completed is not None:
+        run.completed_at = completed.completed_at or run.completed_at
+        run.status = completed.status or run.status
+        run.permissions_summary = completed.permissions_summary or run.permissions_summary
+    return run

@@ -266,6 +266,10 @@ class LogStore(abc.ABC):
         with self._read() as tx:
             return tx.get_result(tenant, run_id)
 
+    def transaction(self, *, write: bool = False) -> AbstractContextManager[Tx]:
+        """A transaction for other tables of the store (see :mod:`.records`)."""
+        return self._write() if write else self._read()
+
     def __enter__(self) -> LogStore:
         return self
 

@@ -1,5 +1,6 @@
 """``open_store(url)``: ``sqlite:///relative/path``, ``sqlite:////absolute/path``,
-``postgresql://host:port/db`` (psycopg conninfo URL), ``memory://`` (a private in-memory SQLite database)."""
+``postgresql://host:port/db`` (psycopg conninfo URL), ``memory://`` (a private in-memory
+SQLite database)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,265 @@
+"""Ingest: store what was received in the tamper-evident log, analyse it, index the result.
+
+Two inputs, one pipeline (used by ``sentrail ingest`` and by the HTTP service):
+
+- a whole trace document: stored as ONE log event of kind ``trace`` whose payload is the
+  exact bytes received (after gzip decompression, if any); its ``traceHash`` is the
+  SHA-256 of those bytes;
+- an NDJSON event stream (docs/trace-format.md): each line is one log event whose payload
+  is the exact line without its terminator (``\\n`` or ``\\r\\n``); kinds ``run_started``,
+  ``step``, ``run_completed``. A run that arrives as events has as ``traceHash`` the
+  SHA-256 of its ``run_started`` line.
+
+Everything is validated before anything is written: a stream with one bad line stores
+nothing and names the line. Events are idempotent by event id (an event without one gets
+``<run_id>/<kind>/<first 32 hex of the SHA-256 of its bytes>``), and the index rows of a
+run are rewritten whenever its trace or its ``run_completed`` arrives, duplicates
+included, so a retried request repairs what an interrupted one did not finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from sentrail.detect.base import parse_time
+from sentrail.engine.engine import Engine
+from sentrail.errors import InputError, SentrailError
+from sentrail.model.decode import decode_event, decode_run
+from sentrail.model.events import Event, RunCompleted, RunStarted, fold_run
+from sentrail.model.finding import Finding, RunResult, Severity
+from sentrail.model.trace import Run
+from sentrail.store.base import Appended, NewEvent
+from sentrail.store.core import LogStore
+from sentrail.store.records import FindingRow, RunRow, StepRow, records
+
+MAX_LINE_ERRORS = 20
+_BLOCKED = frozenset({"blocked", "denied"})
+_PENDING = frozenset({"pending_approval", "awaiting_approval"})
+_STREAM_KINDS = frozenset({"run_started", "step", "run_completed"})
+_KINDS: dict[type, str] = {RunStarted: "run_started", RunCompleted: "run_completed"}
+
+
+class TraceIngested(msgspec.Struct, frozen=True):
+    trace_hash: str
+    run_id: str
+    ack: Appended
+    row: RunRow
+    result: RunResult
+
+
+class EventsIngested(msgspec.Struct, frozen=True):
+    acks: list[Appended]
+    completed_runs: list[str]
+
+
+def event_kind(event: Event) -> str:
+    return _KINDS.get(type(event), "step")
+
+
+def event_id_of(event: Event, line: bytes) -> str:
+    kind = event_kind(event)
+    return event.event_id or f"{event.run_id}/{kind}/{hashlib.sha256(line).hexdigest()[:32]}"
+
+
+def step_rows(run: Run) -> list[StepRow]:
+    return [
+        StepRow(
+            idx=s.step_index,
+            action=s.action or "",
+            tool=s.tool_call.tool if s.tool_call else None,
+            status=s.result.status if s.result else None,
+            ts=s.timestamp,
+            permissions=list(s.permissions_used),
+        )
+        for s in run.steps
+    ]
+
+
+def run_status(run: Run, findings: Sequence[Finding]) -> tuple[str, str | None]:
+    """``executed`` | ``blocked`` | ``pending_approval``, and what blocked it."""
+    for step in run.steps:
+        status = (step.result.status or "").lower() if step.result else ""
+        if status in _BLOCKED:
+            rules = [f.rule for f in findings if f.step_index == step.step_index]
+            tool = step.tool_call.tool if step.tool_call else step.action or "step"
+            return "blocked", rules[0] if rules else f"step {step.step_index}: {tool} {status}"
+    if (run.status or "").lower() in _BLOCKED:
+        return "blocked", f"run status {run.status}"
+    last = run.steps[-1].result if run.steps else None
+    if (run.status or "").lower() in _PENDING or (
+        last is not None and (last.status or "").lower() in _PENDING
+    ):
+        return "pending_approval", None
+    return "executed", None
+
+
+def _epoch(text: str | None, default: float) -> float:
+    when = parse_time(text)
+    return when.timestamp() if when is not None else default
+
+
+class Ingestor:
+    """Stores, analyses and indexes runs of one store with one engine."""
+
+    def __init__(
+        self,
+        store: LogStore,
+        engine: Engine,
+        *,
+        policy_sha256: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.policy_sha256 = policy_sha256
+        self.clock = clock
+
+    # -- whole traces ---------------------------------------------------------------------
+    def ingest_trace(self, tenant: str, app: str, data: bytes) -> TraceIngested:
+        """Store, analyse and index one trace document (InputError if it is not one)."""
+        run = decode_run(data)
+        result = self.engine.analyze(run)
+        trace_hash = hashlib.sha256(data).hexdigest()
+        event = NewEvent(tenant, run.run_id, f"{run.run_id}/trace/{trace_hash[:32]}", "trace", data)
+        (ack,) = self.store.append([event])
+        row = self._index(tenant, app, run, result, trace_hash, "")
+        return TraceIngested(trace_hash, run.run_id, ack, row, result)
+
+    # -- event streams --------------------------------------------------------------------
+    def parse_events(self, tenant: str, data: bytes, where: str = "body") -> list[NewEvent]:
+        """Every line as a log event; one InputError naming up to 20 bad lines otherwise."""
+        out: list[NewEvent] = []
+        errors: list[str] = []
+        for lineno, raw in enumerate(data.split(b"\n"), start=1):
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if not line.strip():
+                continue
+            try:
+                event = decode_event(line)
+            except SentrailError as exc:
+                loc = f"line {lineno}" + (f": {exc.location}" if exc.location else "")
+                errors.append(f"{loc}: {exc.message}")
+                continue
+            out.append(
+                NewEvent(tenant, event.run_id, event_id_of(event, line), event_kind(event), line)
+            )
+        if errors:
+            more = len(errors) - MAX_LINE_ERRORS
+            shown = "; ".join(errors[:MAX_LINE_ERRORS]) + (f"; and {more} more" if more > 0 else "")
+            raise InputError(f"{len(errors)} invalid line(s), nothing stored: {shown}", where)
+        if not out:
+            raise InputError("no events (expected NDJSON, one event per line)", where)
+        return out
+
+    def ingest_events(self, tenant: str, app: str, data: bytes) -> EventsIngested:
+        """Store a batch of NDJSON events; index runs that started or completed in it."""
+        events = self.parse_events(tenant, data)
+        acks = self.store.append(events)
+        started = {e.run_id for e in events if e.kind == "run_started"}
+        completed = list(dict.fromkeys(e.run_id for e in events if e.kind == "run_completed"))
+        for run_id in completed:
+            self.reindex_run(tenant, app, run_id)
+        for run_id in started.difference(completed):
+            self._index_running(tenant, app, run_id)
+        return EventsIngested(acks, completed)
+
+    def _stored_events(self, tenant: str, run_id: str) -> tuple[list[Event], str]:
+        decoded: list[Event] = []
+        first = ""
+        for stored in self.store.run_events(tenant, run_id):
+            if stored.payload is None or stored.kind not in (
+                "run_started",
+                "step",
+                "run_completed",
+            ):
+                continue
+            if stored.kind == "run_started" and not first:
+                first = hashlib.sha256(stored.payload).hexdigest()
+            decoded.append(decode_event(stored.payload))
+        return decoded, first
+
+    def reindex_run(self, tenant: str, app: str, run_id: str) -> RunRow | None:
+        """Rebuild a streamed run from the log, analyse it whole and index it."""
+        decoded, trace_hash = self._stored_events(tenant, run_id)
+        run = fold_run(decoded)
+        if run is None:
+            return None
+        return self._index(tenant, app, run, self.engine.analyze(run), trace_hash, "")
+
+    def _index_running(self, tenant: str, app: str, run_id: str) -> None:
+        decoded, trace_hash = self._stored_events(tenant, run_id)
+        run = fold_run(decoded)
+        if run is None:
+            return
+        with records(self.store) as rtx:
+            if rtx.get_run(tenant, app, run_id) is not None:
+                return
+        self._index(tenant, app, run, None, trace_hash, "running")
+
+    # -- the index rows -------------------------------------------------------------------
+    def _index(
+        self,
+        tenant: str,
+        app: str,
+        run: Run,
+        result: RunResult | None,
+        trace_hash: str,
+        status: str,
+    ) -> RunRow:
+        now = self.clock()
+        findings = result.findings if result is not None else []
+        blocked_by = None
+        if not status:
+            status, blocked_by = run_status(run, findings)
+        counts = {s.value: 0 for s in Severity}
+        for f in findings:
+            counts[f.severity.value] += 1
+        duration = result.duration_s if result is not None else None
+        row = RunRow(
+            tenant_id=tenant,
+            run_id=run.run_id,
+            app_id=app,
+            trace_hash=trace_hash or hashlib.sha256(run.run_id.encode()).hexdigest(),
+            agent_id=run.agent_id,
+            status=status,
+            verdict=result.verdict.value if result is not None else "allowed",
+            risk_score=result.risk_score if result is not None else 0,
+            blocked_by=blocked_by,
+            duration_ms=None if duration is None else round(duration * 1000),
+            started_at=_epoch(run.started_at, now),
+            updated_at=now,
+            steps=len(run.steps),
+            findings=len(findings),
+            counts=counts,
+            policy_sha256=self.policy_sha256,
+        )
+        rows = [
+            FindingRow(
+                tenant_id=tenant,
+                finding_id=f.id,
+                app_id=app,
+                run_id=run.run_id,
+                category=f.category.value,
+                severity=f.severity.value,
+                severity_rank=f.severity.rank,
+                rule_id=f.rule,
+                step=f.step_index,
+                resolved=False,
+                resolved_at=None,
+                resolved_by=None,
+                created_at=now,
+                body=msgspec.json.encode(f),
+            )
+            for f in findings
+        ]
+        with records(self.store, write=True) as rtx:
+            rtx.ensure_app(tenant, app, now)
+            rtx.put_run(row, step_rows(run))
+            rtx.put_findings(tenant, run.run_id, rows)
+            if result is not None:
+                rtx.tx.put_result(tenant, run.run_id, msgspec.json.encode(result))
+        return row

@@ -1,0 +1,504 @@
+"""The query side of the store: tenants, apps, API keys, runs, steps, findings, audit.
+
+The tamper-evident log (:mod:`sentrail.store.core`) is the record of what was received;
+these tables are what the API and the dashboard query (indexes in :mod:`.sql`, schema v2).
+Every row read back is type-checked: the database is not trusted to hold well-formed rows.
+
+Pagination is by keyset, never by offset: a cursor is the (started_at, run_id) of the
+last item of a page, so pages stay stable while runs keep arriving.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+
+from sentrail.store.base import StoreError
+from sentrail.store.core import LogStore
+from sentrail.store.sql import SqlTx
+
+
+class ApiKeyRow(msgspec.Struct, frozen=True):
+    key_id: str
+    tenant_id: str
+    app_id: str
+    scopes: tuple[str, ...]
+    secret_hash: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+class RunRow(msgspec.Struct, frozen=True):
+    tenant_id: str
+    run_id: str
+    app_id: str
+    trace_hash: str
+    agent_id: str
+    status: str  # executed | blocked | pending_approval | running
+    verdict: str
+    risk_score: int
+    blocked_by: str | None
+    duration_ms: int | None
+    started_at: float
+    updated_at: float
+    steps: int
+    findings: int
+    counts: dict[str, int]  # findings by severity
+    policy_sha256: str | None = None
+
+
+class StepRow(msgspec.Struct, frozen=True):
+    idx: int
+    action: str
+    tool: str | None
+    status: str | None
+    ts: str | None
+    permissions: list[str]
+
+
+class FindingRow(msgspec.Struct, frozen=True):
+    tenant_id: str
+    finding_id: str
+    app_id: str
+    run_id: str
+    category: str
+    severity: str
+    severity_rank: int
+    rule_id: str
+    step: int | None
+    resolved: bool
+    resolved_at: float | None
+    resolved_by: str | None
+    created_at: float
+    body: bytes  # msgspec JSON of sentrail.model.finding.Finding
+
+
+class AuditRow(msgspec.Struct, frozen=True):
+    finding_id: str
+    at: float
+    actor: str
+    action: str
+    comment: str
+
+
+class RunFilter(msgspec.Struct, frozen=True):
+    status: str | None = None
+    agent: str | None = None
+    verdict: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+class FindingFilter(msgspec.Struct, frozen=True):
+    category: str | None = None
+    severity: str | None = None
+    resolved: bool | None = None
+    run_id: str | None = None
+
+
+_RUN_COLS = (
+    "tenant_id, run_id, app_id, trace_hash, agent_id, status, verdict, risk_score, "
+    "blocked_by, duration_ms, started_at, updated_at, steps, findings, counts, policy_sha256"
+)
+_FINDING_COLS = (
+    "tenant_id, finding_id, app_id, run_id, category, severity, severity_rank, rule_id, "
+    "step, resolved, resolved_at, resolved_by, created_at, body"
+)
+_KEY_COLS = "key_id, tenant_id, app_id, scopes, secret_hash, created_at, revoked_at"
+
+
+def _s(v: object, what: str) -> str:
+    if not isinstance(v, str):
+        raise StoreError(f"malformed row: {what}")
+    return v
+
+
+def _opt_s(v: object, what: str) -> str | None:
+    return None if v is None else _s(v, what)
+
+
+def _i(v: object, what: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise StoreError(f"malformed row: {what}")
+    return v
+
+
+def _f(v: object, what: str) -> float:
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        raise StoreError(f"malformed row: {what}")
+    return float(v)
+
+
+def _opt_f(v: object, what: str) -> float | None:
+    return None if v is None else _f(v, what)
+
+
+def _b(v: object, what: str) -> bytes:
+    if isinstance(v, memoryview | bytearray):
+        v = bytes(v)
+    if not isinstance(v, bytes):
+        raise StoreError(f"malformed row: {what}")
+    return v
+
+
+def _run(row: Sequence[Any]) -> RunRow:
+    try:
+        counts = msgspec.json.decode(_s(row[14], "runs.counts"), type=dict[str, int])
+    except msgspec.ValidationError as exc:
+        raise StoreError(f"malformed row: runs.counts: {exc}") from None
+    return RunRow(
+        tenant_id=_s(row[0], "runs.tenant_id"),
+        run_id=_s(row[1], "runs.run_id"),
+        app_id=_s(row[2], "runs.app_id"),
+        trace_hash=_s(row[3], "runs.trace_hash"),
+        agent_id=_s(row[4], "runs.agent_id"),
+        status=_s(row[5], "runs.status"),
+        verdict=_s(row[6], "runs.verdict"),
+        risk_score=_i(row[7], "runs.risk_score"),
+        blocked_by=_opt_s(row[8], "runs.blocked_by"),
+        duration_ms=None if row[9] is None else _i(row[9], "runs.duration_ms"),
+        started_at=_f(row[10], "runs.started_at"),
+        updated_at=_f(row[11], "runs.updated_at"),
+        steps=_i(row[12], "runs.steps"),
+        findings=_i(row[13], "runs.findings"),
+        counts=counts,
+        policy_sha256=_opt_s(row[15], "runs.policy_sha256"),
+    )
+
+
+def _finding(row: Sequence[Any]) -> FindingRow:
+    return FindingRow(
+        tenant_id=_s(row[0], "findings.tenant_id"),
+        finding_id=_s(row[1], "findings.finding_id"),
+        app_id=_s(row[2], "findings.app_id"),
+        run_id=_s(row[3], "findings.run_id"),
+        category=_s(row[4], "findings.category"),
+        severity=_s(row[5], "findings.severity"),
+        severity_rank=_i(row[6], "findings.severity_rank"),
+        rule_id=_s(row[7], "findings.rule_id"),
+        step=None if row[8] is None else _i(row[8], "findings.step"),
+        resolved=bool(_i(int(row[9]) if isinstance(row[9], bool) else row[9], "resolved")),
+        resolved_at=_opt_f(row[10], "findings.resolved_at"),
+        resolved_by=_opt_s(row[11], "findings.resolved_by"),
+        created_at=_f(row[12], "findings.created_at"),
+        body=_b(row[13], "findings.body"),
+    )
+
+
+def _key(row: Sequence[Any]) -> ApiKeyRow:
+    scopes = _s(row[3], "api_keys.scopes")
+    return ApiKeyRow(
+        key_id=_s(row[0], "api_keys.key_id"),
+        tenant_id=_s(row[1], "api_keys.tenant_id"),
+        app_id=_s(row[2], "api_keys.app_id"),
+        scopes=tuple(s for s in scopes.split(",") if s),
+        secret_hash=_s(row[4], "api_keys.secret_hash"),
+        created_at=_f(row[5], "api_keys.created_at"),
+        revoked_at=_opt_f(row[6], "api_keys.revoked_at"),
+    )
+
+
+def encode_cursor(started_at: float, run_id: str) -> str:
+    raw = msgspec.json.encode([started_at, run_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The position a cursor names; a malformed cursor is a ValueError."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started_at, run_id = msgspec.json.decode(raw, type=tuple[float, str])
+    except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
+        raise ValueError(f"not a cursor from this API: {exc}") from None
+    return started_at, run_id
+
+
+class RecordTx:
+    """Record reads and writes inside one transaction of the store."""
+
+    def __init__(self, tx: SqlTx) -> None:
+        self.tx = tx
+
+    # -- tenants and apps ---------------------------------------------------------------
+    def ensure_app(self, tenant: str, app: str, now: float) -> None:
+        self.tx.all(
+            "INSERT INTO tenants (tenant_id, retention_days, created_at) VALUES (?, NULL, ?) "
+            "ON CONFLICT (tenant_id) DO NOTHING RETURNING tenant_id",
+            (tenant, now),
+        )
+        self.tx.all(
+            "INSERT INTO apps (tenant_id, app_id, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (tenant_id, app_id) DO NOTHING RETURNING app_id",
+            (tenant, app, now),
+        )
+
+    def app_exists(self, tenant: str, app: str) -> bool:
+        rows = self.tx.all("SELECT 1 FROM apps WHERE tenant_id = ? AND app_id = ?", (tenant, app))
+        return bool(rows)
+
+    # -- API keys -------------------------------------------------------------------------
+    def put_key(self, key: ApiKeyRow) -> None:
+        self.tx.all(
+            f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING key_id",  # noqa: S608
+            (
+                key.key_id,
+                key.tenant_id,
+                key.app_id,
+                ",".join(key.scopes),
+                key.secret_hash,
+                key.created_at,
+                key.revoked_at,
+            ),
+        )
+
+    def get_key(self, key_id: str) -> ApiKeyRow | None:
+        rows = self.tx.all(f"SELECT {_KEY_COLS} FROM api_keys WHERE key_id = ?", (key_id,))  # noqa: S608
+        return _key(rows[0]) if rows else None
+
+    def list_keys(self, tenant: str | None) -> list[ApiKeyRow]:
+        sql = f"SELECT {_KEY_COLS} FROM api_keys"  # noqa: S608
+        params: tuple[object, ...] = ()
+        if tenant is not None:
+            sql += " WHERE tenant_id = ?"
+            params = (tenant,)
+        return [_key(r) for r in self.tx.all(sql + " ORDER BY created_at, key_id", params)]
+
+    def revoke_key(self, key_id: str, now: float) -> bool:
+        rows = self.tx.all(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL "
+            "RETURNING key_id",
+            (now, key_id),
+        )
+        return bool(rows)
+
+    # -- runs, steps, findings ------------------------------------------------------------
+    def put_run(self, run: RunRow, steps: Sequence[StepRow] | None) -> None:
+        """Insert or replace a run's row (and, when given, all its step rows)."""
+        self.tx.all(
+            "DELETE FROM runs WHERE tenant_id = ? AND run_id = ?", (run.tenant_id, run.run_id)
+        )
+        self.tx.all(
+            f"INSERT INTO runs ({_RUN_COLS}) VALUES "  # noqa: S608
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id",
+            (
+                run.tenant_id,
+                run.run_id,
+                run.app_id,
+                run.trace_hash,
+                run.agent_id,
+                run.status,
+                run.verdict,
+                run.risk_score,
+                run.blocked_by,
+                run.duration_ms,
+                run.started_at,
+                run.updated_at,
+                run.steps,
+                run.findings,
+                msgspec.json.encode(run.counts).decode(),
+                run.policy_sha256,
+            ),
+        )
+        if steps is None:
+            return
+        self.tx.all(
+            "DELETE FROM steps WHERE tenant_id = ? AND run_id = ?", (run.tenant_id, run.run_id)
+        )
+        if steps:
+            self.tx.cur.executemany(
+                self.tx.q(
+                    "INSERT INTO steps (tenant_id, run_id, idx, action, tool, status, ts, "
+                    "permissions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                [
+                    (
+                        run.tenant_id,
+                        run.run_id,
+                        s.idx,
+                        s.action,
+                        s.tool,
+                        s.status,
+                        s.ts,
+                        ",".join(s.permissions),
+                    )
+                    for s in steps
+                ],
+            )
+
+    def put_findings(self, tenant: str, run_id: str, rows: Iterable[FindingRow]) -> None:
+        """Store a run's findings; a finding already stored keeps its resolution status."""
+        sql = self.tx.q(
+            f"INSERT INTO findings ({_FINDING_COLS}) VALUES "  # noqa: S608
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (tenant_id, finding_id) DO UPDATE SET body = excluded.body, "
+            "severity = excluded.severity, severity_rank = excluded.severity_rank"
+        )
+        self.tx.cur.executemany(
+            sql,
+            [
+                (
+                    f.tenant_id,
+                    f.finding_id,
+                    f.app_id,
+                    f.run_id,
+                    f.category,
+                    f.severity,
+                    f.severity_rank,
+                    f.rule_id,
+                    f.step,
+                    int(f.resolved),
+                    f.resolved_at,
+                    f.resolved_by,
+                    f.created_at,
+                    f.body,
+                )
+                for f in rows
+            ],
+        )
+
+    def get_run(self, tenant: str, app: str, run_id: str) -> RunRow | None:
+        rows = self.tx.all(
+            f"SELECT {_RUN_COLS} FROM runs WHERE tenant_id = ? AND app_id = ? AND run_id = ?",  # noqa: S608
+            (tenant, app, run_id),
+        )
+        return _run(rows[0]) if rows else None
+
+    def run_by_hash(self, tenant: str, app: str, trace_hash: str) -> RunRow | None:
+        rows = self.tx.all(
+            f"SELECT {_RUN_COLS} FROM runs WHERE tenant_id = ? AND app_id = ? "  # noqa: S608
+            "AND trace_hash = ?",
+            (tenant, app, trace_hash),
+        )
+        return _run(rows[0]) if rows else None
+
+    def list_runs(
+        self,
+        tenant: str,
+        app: str,
+        flt: RunFilter,
+        limit: int,
+        after: tuple[float, str] | None = None,
+    ) -> list[RunRow]:
+        """Newest first; ``after`` is the (started_at, run_id) of the previous page's last."""
+        sql = f"SELECT {_RUN_COLS} FROM runs WHERE tenant_id = ? AND app_id = ?"  # noqa: S608
+        params: list[object] = [tenant, app]
+        for column, value in (
+            ("status", flt.status),
+            ("agent_id", flt.agent),
+            ("verdict", flt.verdict),
+        ):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if flt.since is not None:
+            sql += " AND started_at >= ?"
+            params.append(flt.since)
+        if flt.until is not None:
+            sql += " AND started_at < ?"
+            params.append(flt.until)
+        if after is not None:
+            sql += " AND (started_at < ? OR (started_at = ? AND run_id < ?))"
+            params.extend((after[0], after[0], after[1]))
+        sql += " ORDER BY started_at DESC, run_id DESC LIMIT ?"
+        params.append(limit)
+        return [_run(r) for r in self.tx.all(sql, params)]
+
+    def steps(self, tenant: str, run_id: str) -> list[StepRow]:
+        rows = self.tx.all(
+            "SELECT idx, action, tool, status, ts, permissions FROM steps "
+            "WHERE tenant_id = ? AND run_id = ? ORDER BY idx",
+            (tenant, run_id),
+        )
+        return [
+            StepRow(
+                idx=_i(r[0], "steps.idx"),
+                action=_s(r[1], "steps.action"),
+                tool=_opt_s(r[2], "steps.tool"),
+                status=_opt_s(r[3], "steps.status"),
+                ts=_opt_s(r[4], "steps.ts"),
+                permissions=[p for p in _s(r[5], "steps.permissions").split(",") if p],
+            )
+            for r in rows
+        ]
+
+    def list_findings(
+        self, tenant: str, app: str, flt: FindingFilter, limit: int, after: str | None = None
+    ) -> list[FindingRow]:
+        sql = f"SELECT {_FINDING_COLS} FROM findings WHERE tenant_id = ? AND app_id = ?"  # noqa: S608
+        params: list[object] = [tenant, app]
+        for column, value in (
+            ("category", flt.category),
+            ("severity", flt.severity),
+            ("run_id", flt.run_id),
+        ):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if flt.resolved is not None:
+            sql += " AND resolved = ?"
+            params.append(int(flt.resolved))
+        if after is not None:
+            sql += " AND finding_id > ?"
+            params.append(after)
+        sql += " ORDER BY finding_id LIMIT ?"
+        params.append(limit)
+        return [_finding(r) for r in self.tx.all(sql, params)]
+
+    def get_finding(self, tenant: str, finding_id: str) -> FindingRow | None:
+        rows = self.tx.all(
+            f"SELECT {_FINDING_COLS} FROM findings WHERE tenant_id = ? AND finding_id = ?",  # noqa: S608
+            (tenant, finding_id),
+        )
+        return _finding(rows[0]) if rows else None
+
+    def resolve_finding(
+        self, tenant: str, finding_id: str, resolved: bool, actor: str, comment: str, now: float
+    ) -> None:
+        """Set the resolution status and append the audit row, in this transaction."""
+        self.tx.all(
+            "UPDATE findings SET resolved = ?, resolved_at = ?, resolved_by = ? "
+            "WHERE tenant_id = ? AND finding_id = ? RETURNING finding_id",
+            (
+                int(resolved),
+                now if resolved else None,
+                actor if resolved else None,
+                tenant,
+                finding_id,
+            ),
+        )
+        self.tx.all(
+            "INSERT INTO finding_audit (tenant_id, finding_id, at, actor, action, comment) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING finding_id",
+            (tenant, finding_id, now, actor, "resolve" if resolved else "reopen", comment),
+        )
+
+    def audit(self, tenant: str, finding_id: str) -> list[AuditRow]:
+        rows = self.tx.all(
+            "SELECT finding_id, at, actor, action, comment FROM finding_audit "
+            "WHERE tenant_id = ? AND finding_id = ? ORDER BY at",
+            (tenant, finding_id),
+        )
+        return [
+            AuditRow(
+                _s(r[0], "audit.finding_id"),
+                _f(r[1], "audit.at"),
+                _s(r[2], "audit.actor"),
+                _s(r[3], "audit.action"),
+                _s(r[4], "audit.comment"),
+            )
+            for r in rows
+        ]
+
+
+@contextmanager
+def records(store: LogStore, *, write: bool = False) -> Iterator[RecordTx]:
+    """A record transaction on ``store`` (committed on exit when ``write``)."""
+    with store.transaction(write=write) as tx:
+        if not isinstance(tx, SqlTx):  # pragma: no cover - every backend is SQL
+            raise StoreError("this backend has no record tables")
+        yield RecordTx(tx)
