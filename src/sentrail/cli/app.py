@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sentrail import __version__
-from sentrail.cli import baseline, policy, store, trace
+from sentrail.cli import baseline, policy, serve, store, trace
 
 app = typer.Typer(
     name="sentrail",
@@ -21,6 +21,8 @@ app.add_typer(store.db_app, name="db")
 app.add_typer(store.log_app, name="log")
 app.add_typer(store.evidence_app, name="evidence")
 app.command("ingest")(store.ingest)
+app.command("serve")(serve.serve)
+app.add_typer(serve.apikey_app, name="apikey")
 
 
 @app.callback(invoke_without_command=True)

@@ -266,6 +266,21 @@ class LogStore(abc.ABC):
         with self._read() as tx:
             return tx.get_result(tenant, run_id)
 
+    def proofs(
+        self, tenant: str, size: int, *, leaves: Sequence[int] = (), old_size: int | None = None
+    ) -> tuple[list[list[bytes]], list[bytes]]:
+        """Inclusion proofs of ``leaves`` in the tree of ``size`` and, with ``old_size``,
+        the consistency proof from ``old_size`` to ``size``. ValueError if out of range."""
+        with self._tree_lock:
+            with self._read() as tx:
+                log_size = tx.log_size(tenant)
+                if not 0 <= size <= log_size:
+                    raise ValueError(f"tree size {size} is outside 0..{log_size}")
+                tree = self._tree(tx, tenant, log_size)
+            paths = [tree.inclusion_proof(i, size) for i in leaves]
+            consistency = [] if old_size is None else tree.consistency_proof(old_size, size)
+        return paths, consistency
+
     def transaction(self, *, write: bool = False) -> AbstractContextManager[Tx]:
         """A transaction for other tables of the store (see :mod:`.records`)."""
         return self._write() if write else self._read()

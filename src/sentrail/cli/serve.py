@@ -1,0 +1,142 @@
+"""``sentrail serve`` and ``sentrail apikey create|list|revoke`` (the ``server`` extra)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Annotated
+
+import typer
+
+from sentrail.cli.common import EXIT_OK, fail
+from sentrail.cli.store import Database, _keys, _open
+from sentrail.errors import SentrailError
+from sentrail.report.escape import safe_text
+
+apikey_app = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=True)
+
+
+def _server_extra() -> None:
+    try:
+        import argon2  # noqa: F401
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        fail("the service needs the server extra: pip install 'sentrail[server]'")
+
+
+def serve(
+    database: Database = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to bind")] = 8080,
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="Policy bundle applied on ingest")
+    ] = None,
+    baselines: Annotated[
+        str | None, typer.Option("--baselines", help="Baselines file from `baseline learn`")
+    ] = None,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", help="Largest request body accepted (MiB)")
+    ] = 16.0,
+    checkpoint_interval: Annotated[
+        float, typer.Option("--checkpoint-interval", help="Seconds between checkpoints")
+    ] = 1.0,
+) -> None:
+    """Run the HTTP service (OpenAPI at /openapi.json, docs at /docs)."""
+    _server_extra()
+    import uvicorn
+
+    from sentrail.runtime.batch import EngineConfig
+    from sentrail.service.app import ServiceConfig, create_app
+
+    try:
+        signer = _keys().ensure()
+        engine = EngineConfig(policy_path=policy, baseline_path=baselines).build()
+        config = ServiceConfig(
+            max_body_bytes=int(max_body_mb * 1024 * 1024),
+            checkpoint_interval_s=checkpoint_interval,
+        )
+        store = _open(database, signer)
+        app = create_app(store, engine, signer, config, policy_sha256=engine.policy.sha256)
+    except (SentrailError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(f"sentrail serving on http://{safe_text(host)}:{port} (log key {signer.name})")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    finally:
+        store.close()
+
+
+@apikey_app.command("create")
+def create(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant id")],
+    app_id: Annotated[str, typer.Option("--app", help="App id, or '*' for every app")],
+    scopes: Annotated[
+        str, typer.Option("--scopes", help="Comma-separated: ingest, read, triage, metrics")
+    ] = "ingest,read",
+    database: Database = None,
+) -> None:
+    """Create a key. It is printed once and stored only as an argon2id hash."""
+    _server_extra()
+    from sentrail.service.auth import create_key
+
+    store = _open(database)
+    try:
+        key, row = create_key(store, tenant, app_id, scopes)
+    except SentrailError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    typer.echo(key)
+    typer.echo(
+        f"key id {row.key_id}: tenant {safe_text(row.tenant_id)}, app {safe_text(row.app_id)}, "
+        f"scopes {','.join(row.scopes)}. Store it now: it is not shown again.",
+        err=True,
+    )
+
+
+@apikey_app.command("list")
+def list_keys(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant")] = None,
+    database: Database = None,
+) -> None:
+    """List keys (ids and metadata only; secrets are never stored)."""
+    from sentrail.store.records import records
+
+    store = _open(database)
+    try:
+        with records(store) as rtx:
+            rows = rtx.list_keys(tenant)
+    except SentrailError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    for r in rows:
+        created = dt.datetime.fromtimestamp(r.created_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        state = "revoked" if r.revoked_at is not None else "active"
+        typer.echo(
+            f"{r.key_id}  {safe_text(r.tenant_id)}  {safe_text(r.app_id)}  "
+            f"{','.join(r.scopes)}  {created}  {state}"
+        )
+    raise typer.Exit(EXIT_OK)
+
+
+@apikey_app.command("revoke")
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id (the 16 hex after sk_)")],
+    database: Database = None,
+) -> None:
+    """Revoke a key (running services stop accepting it within 30 seconds)."""
+    from sentrail.store.records import records
+
+    store = _open(database)
+    try:
+        with records(store, write=True) as rtx:
+            done = rtx.revoke_key(key_id, time.time())
+    except SentrailError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    if not done:
+        fail(f"no active key {key_id!r}")
+    typer.echo(f"revoked {safe_text(key_id)}")
