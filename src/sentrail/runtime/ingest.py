@@ -43,6 +43,20 @@ _STREAM_KINDS = frozenset({"run_started", "step", "run_completed"})
 _KINDS: dict[type, str] = {RunStarted: "run_started", RunCompleted: "run_completed"}
 
 
+class InvalidLines(InputError):
+    """Some lines of an event stream are not valid events; ``errors`` names each."""
+
+    def __init__(self, errors: list[tuple[str, str]], where: str) -> None:
+        shown = "; ".join(f"{loc}: {msg}" for loc, msg in errors[:MAX_LINE_ERRORS])
+        more = len(errors) - MAX_LINE_ERRORS
+        super().__init__(
+            f"{len(errors)} invalid line(s), nothing stored: {shown}"
+            + (f"; and {more} more" if more > 0 else ""),
+            where,
+        )
+        self.errors = errors[:MAX_LINE_ERRORS]
+
+
 class TraceIngested(msgspec.Struct, frozen=True):
     trace_hash: str
     run_id: str
@@ -133,7 +147,7 @@ class Ingestor:
     def parse_events(self, tenant: str, data: bytes, where: str = "body") -> list[NewEvent]:
         """Every line as a log event; one InputError naming up to 20 bad lines otherwise."""
         out: list[NewEvent] = []
-        errors: list[str] = []
+        errors: list[tuple[str, str]] = []
         for lineno, raw in enumerate(data.split(b"\n"), start=1):
             line = raw[:-1] if raw.endswith(b"\r") else raw
             if not line.strip():
@@ -141,16 +155,14 @@ class Ingestor:
             try:
                 event = decode_event(line)
             except SentrailError as exc:
-                loc = f"line {lineno}" + (f": {exc.location}" if exc.location else "")
-                errors.append(f"{loc}: {exc.message}")
+                loc = f"{where}: line {lineno}" + (f": {exc.location}" if exc.location else "")
+                errors.append((loc, exc.message))
                 continue
             out.append(
                 NewEvent(tenant, event.run_id, event_id_of(event, line), event_kind(event), line)
             )
         if errors:
-            more = len(errors) - MAX_LINE_ERRORS
-            shown = "; ".join(errors[:MAX_LINE_ERRORS]) + (f"; and {more} more" if more > 0 else "")
-            raise InputError(f"{len(errors)} invalid line(s), nothing stored: {shown}", where)
+            raise InvalidLines(errors, where)
         if not out:
             raise InputError("no events (expected NDJSON, one event per line)", where)
         return out

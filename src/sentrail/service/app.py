@@ -36,7 +36,7 @@ from sentrail.evidence.note import Signer, split_note
 from sentrail.model.decode import MAX_DOCUMENT_BYTES, decode_event
 from sentrail.model.events import fold_run
 from sentrail.model.finding import Finding, Severity
-from sentrail.runtime.ingest import Ingestor
+from sentrail.runtime.ingest import Ingestor, InvalidLines
 from sentrail.service.auth import KeyVerifier, Principal, Scope
 from sentrail.service.background import CheckpointTimer
 from sentrail.service.problems import ErrorItem, ProblemError, problem_response
@@ -392,12 +392,12 @@ def create_app(
         data = await _read_body(request, cfg.max_body_bytes)
         try:
             done = svc.ingestor.ingest_events(who.tenant_id, app_id, data)
+        except InvalidLines as exc:
+            items = [ErrorItem(loc, msg) for loc, msg in exc.errors]
+            raise ProblemError(400, "invalid-events", exc.message, items) from None
         except InputError as exc:
             raise ProblemError(
-                400,
-                "invalid-events",
-                exc.message,
-                [ErrorItem(exc.location or "body", exc.message)],
+                400, "invalid-events", exc.message, [ErrorItem("body", exc.message)]
             ) from None
         svc.timer.touch(who.tenant_id)
         new = sum(not a.duplicate for a in done.acks)

@@ -80,9 +80,19 @@ _HASHER = PasswordHasher()
 
 
 def create_key(
-    store: LogStore, tenant: str, app: str, scopes: Iterable[str], now: float | None = None
+    store: LogStore,
+    tenant: str,
+    app: str,
+    scopes: str | Iterable[str],
+    now: float | None = None,
+    *,
+    hasher: PasswordHasher = _HASHER,
 ) -> tuple[str, ApiKeyRow]:
-    """A new key (returned once, in clear) and its stored row."""
+    """A new key (returned once, in clear) and its stored row.
+
+    ``hasher`` sets the argon2id cost (the default is argon2-cffi's RFC 9106 profile);
+    verification reads the cost from the stored hash.
+    """
     check_id(tenant, "tenant")
     if app != ALL_APPS:
         check_id(app, "app")
@@ -94,7 +104,7 @@ def create_key(
         tenant_id=tenant,
         app_id=app,
         scopes=parse_scopes(scopes),
-        secret_hash=_HASHER.hash(key),
+        secret_hash=hasher.hash(key),
         created_at=when,
     )
     with records(store, write=True) as rtx:

@@ -224,6 +224,10 @@ class RecordTx:
     def __init__(self, tx: SqlTx) -> None:
         self.tx = tx
 
+    def _exec(self, sql: str, params: Sequence[object]) -> None:
+        """A statement that returns no rows (DELETE, UPDATE without RETURNING)."""
+        self.tx.cur.execute(self.tx.q(sql), params)
+
     # -- tenants and apps ---------------------------------------------------------------
     def ensure_app(self, tenant: str, app: str, now: float) -> None:
         self.tx.all(
@@ -279,7 +283,7 @@ class RecordTx:
     # -- runs, steps, findings ------------------------------------------------------------
     def put_run(self, run: RunRow, steps: Sequence[StepRow] | None) -> None:
         """Insert or replace a run's row (and, when given, all its step rows)."""
-        self.tx.all(
+        self._exec(
             "DELETE FROM runs WHERE tenant_id = ? AND run_id = ?", (run.tenant_id, run.run_id)
         )
         self.tx.all(
@@ -306,7 +310,7 @@ class RecordTx:
         )
         if steps is None:
             return
-        self.tx.all(
+        self._exec(
             "DELETE FROM steps WHERE tenant_id = ? AND run_id = ?", (run.tenant_id, run.run_id)
         )
         if steps:
