@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,6 +49,7 @@ def serve(
 
     from sentrail.runtime.batch import EngineConfig
     from sentrail.service.app import ServiceConfig, create_app
+    from sentrail.store.records import records
 
     try:
         signer = _keys().ensure()
@@ -57,8 +59,11 @@ def serve(
             checkpoint_interval_s=checkpoint_interval,
         )
         store = _open(database, signer)
+        if policy is not None and engine.policy.sha256 is not None:
+            with records(store, write=True) as rtx:  # runs cite it by hash
+                rtx.put_policy(engine.policy.sha256, Path(policy).read_bytes(), time.time())
         app = create_app(store, engine, signer, config, policy_sha256=engine.policy.sha256)
-    except (SentrailError, ValueError) as exc:
+    except (SentrailError, ValueError, OSError) as exc:
         fail(str(exc))
     typer.echo(f"sentrail serving on http://{safe_text(host)}:{port} (log key {signer.name})")
     try:

@@ -498,6 +498,33 @@ class RecordTx:
             for r in rows
         ]
 
+    # -- policy bundles and baselines -----------------------------------------------------
+    def put_policy(self, sha256: str, body: bytes, now: float) -> None:
+        """Keep a policy bundle by its SHA-256 (the hash every report and run row cites)."""
+        self.tx.all(
+            "INSERT INTO policies (sha256, body, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (sha256) DO NOTHING RETURNING sha256",
+            (sha256, body, now),
+        )
+
+    def get_policy(self, sha256: str) -> bytes | None:
+        rows = self.tx.all("SELECT body FROM policies WHERE sha256 = ?", (sha256,))
+        return _b(rows[0][0], "policies.body") if rows else None
+
+    def put_baseline(self, tenant: str, agent: str, body: bytes, now: float) -> None:
+        self.tx.all(
+            "INSERT INTO baselines (tenant_id, agent_id, body, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (tenant_id, agent_id) DO UPDATE SET body = excluded.body, "
+            "updated_at = excluded.updated_at RETURNING agent_id",
+            (tenant, agent, body, now),
+        )
+
+    def get_baseline(self, tenant: str, agent: str) -> bytes | None:
+        rows = self.tx.all(
+            "SELECT body FROM baselines WHERE tenant_id = ? AND agent_id = ?", (tenant, agent)
+        )
+        return _b(rows[0][0], "baselines.body") if rows else None
+
 
 @contextmanager
 def records(store: LogStore, *, write: bool = False) -> Iterator[RecordTx]:
