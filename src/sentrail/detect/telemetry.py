@@ -27,6 +27,10 @@ _SENSITIVE = RiskClass.SENSITIVE_WRITE.rank
 _CAT = Category.MISSING_TELEMETRY
 
 
+# Set by a stream worker on an idle run, and by `trace watch` on a partial trace.
+_UNFINISHED = frozenset({"incomplete", "partial"})
+
+
 class MissingTelemetry(Detector):
     name = "missing_telemetry"
 
@@ -205,6 +209,16 @@ class MissingTelemetry(Detector):
                 None,
                 "Telemetry missing — run is marked completed but has no steps",
                 {"status": header.status},
+            )
+        state = (header.status or "").strip().lower()
+        if state in _UNFINISHED:
+            self._emit(
+                "run_incomplete",
+                Severity.WARNING,
+                None,
+                f"Telemetry missing — the run stopped emitting before it completed "
+                f"(status: {state})",
+                {"status": header.status, "steps": len(ctx.history)},
             )
         self._check_after_completion()
         summary = header.permissions_summary

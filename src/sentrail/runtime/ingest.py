@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
@@ -111,6 +111,31 @@ def run_status(run: Run, findings: Sequence[Finding]) -> tuple[str, str | None]:
     return "executed", None
 
 
+def finding_rows(
+    tenant: str, app: str, run_id: str, findings: Iterable[Finding], now: float
+) -> list[FindingRow]:
+    """Index rows of a run's findings (new, unresolved; the store keeps triage state)."""
+    return [
+        FindingRow(
+            tenant_id=tenant,
+            finding_id=f.id,
+            app_id=app,
+            run_id=run_id,
+            category=f.category.value,
+            severity=f.severity.value,
+            severity_rank=f.severity.rank,
+            rule_id=f.rule,
+            step=f.step_index,
+            resolved=False,
+            resolved_at=None,
+            resolved_by=None,
+            created_at=now,
+            body=msgspec.json.encode(f),
+        )
+        for f in findings
+    ]
+
+
 def _epoch(text: str | None, default: float) -> float:
     when = parse_time(text)
     return when.timestamp() if when is not None else default
@@ -140,7 +165,7 @@ class Ingestor:
         trace_hash = hashlib.sha256(data).hexdigest()
         event = NewEvent(tenant, run.run_id, f"{run.run_id}/trace/{trace_hash[:32]}", "trace", data)
         (ack,) = self.store.append([event])
-        row = self._index(tenant, app, run, result, trace_hash, "")
+        row = self.index_run(tenant, app, run, result, trace_hash, "")
         return TraceIngested(trace_hash, run.run_id, ack, row, result)
 
     # -- event streams --------------------------------------------------------------------
@@ -200,7 +225,7 @@ class Ingestor:
         run = fold_run(decoded)
         if run is None:
             return None
-        return self._index(tenant, app, run, self.engine.analyze(run), trace_hash, "")
+        return self.index_run(tenant, app, run, self.engine.analyze(run), trace_hash, "")
 
     def _index_running(self, tenant: str, app: str, run_id: str) -> None:
         decoded, trace_hash = self._stored_events(tenant, run_id)
@@ -210,10 +235,10 @@ class Ingestor:
         with records(self.store) as rtx:
             if rtx.get_run(tenant, app, run_id) is not None:
                 return
-        self._index(tenant, app, run, None, trace_hash, "running")
+        self.index_run(tenant, app, run, None, trace_hash, "running")
 
     # -- the index rows -------------------------------------------------------------------
-    def _index(
+    def index_run(
         self,
         tenant: str,
         app: str,
@@ -222,6 +247,9 @@ class Ingestor:
         trace_hash: str,
         status: str,
     ) -> RunRow:
+        """Write a run's index rows (run, steps, findings, result) in one transaction.
+
+        ``status`` empty: derived from the run (:func:`run_status`)."""
         now = self.clock()
         findings = result.findings if result is not None else []
         blocked_by = None
@@ -249,25 +277,7 @@ class Ingestor:
             counts=counts,
             policy_sha256=self.policy_sha256,
         )
-        rows = [
-            FindingRow(
-                tenant_id=tenant,
-                finding_id=f.id,
-                app_id=app,
-                run_id=run.run_id,
-                category=f.category.value,
-                severity=f.severity.value,
-                severity_rank=f.severity.rank,
-                rule_id=f.rule,
-                step=f.step_index,
-                resolved=False,
-                resolved_at=None,
-                resolved_by=None,
-                created_at=now,
-                body=msgspec.json.encode(f),
-            )
-            for f in findings
-        ]
+        rows = finding_rows(tenant, app, run.run_id, findings, now)
         with records(self.store, write=True) as rtx:
             rtx.ensure_app(tenant, app, now)
             rtx.put_run(row, step_rows(run))

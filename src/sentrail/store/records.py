@@ -453,6 +453,12 @@ class RecordTx:
         params.append(limit)
         return [_finding(r) for r in self.tx.all(sql, params)]
 
+    def finding_ids(self, tenant: str, run_id: str) -> set[str]:
+        rows = self.tx.all(
+            "SELECT finding_id FROM findings WHERE tenant_id = ? AND run_id = ?", (tenant, run_id)
+        )
+        return {_s(r[0], "findings.finding_id") for r in rows}
+
     def get_finding(self, tenant: str, finding_id: str) -> FindingRow | None:
         rows = self.tx.all(
             f"SELECT {_FINDING_COLS} FROM findings WHERE tenant_id = ? AND finding_id = ?",  # noqa: S608

@@ -1,0 +1,181 @@
+"""NATS JetStream: a file-backed stream per tenant, durable pull consumers, AckAll.
+
+- stream ``SENTRAIL_<tenant>`` over ``sentrail.events.<tenant>.>``, file storage,
+  ``duplicate_window`` (default 2 minutes) for dedup by ``Nats-Msg-Id`` = event id;
+- consumer: durable pull consumer, ``AckPolicy.ALL``, explicit acknowledgement of the last
+  message of what was processed, redelivery after ``ack_wait``;
+- the publisher's wall clock travels in the ``Sentrail-Published-At`` header.
+
+Reconnection is nats-py's: a server restart is survived by publishers and consumers
+(publishes wait for the reconnect up to their timeout and raise on failure, so nothing
+is silently lost; the caller retries with the same event id and dedup does the rest).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from sentrail.bus.base import (
+    SUBJECT_PREFIX,
+    BusError,
+    BusMessage,
+    stream_name,
+    subject_for,
+    token,
+    untoken,
+)
+
+try:
+    import nats
+    from nats.errors import Error as NatsError
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js import api
+    from nats.js.errors import NotFoundError
+except ImportError as _exc:  # pragma: no cover - depends on the installed extras
+    raise BusError("NATS needs the extra: pip install 'sentrail[nats]'") from _exc
+
+PUBLISHED_AT = "Sentrail-Published-At"
+
+
+class NatsConsumer:
+    def __init__(self, sub: Any, tenant: str) -> None:
+        self.sub = sub
+        self.tenant = tenant
+        self._raw: dict[int, Any] = {}
+
+    async def fetch(self, max_msgs: int, timeout: float) -> list[BusMessage]:
+        try:
+            msgs = await self.sub.fetch(max_msgs, timeout=timeout)
+        except NatsTimeout:
+            return []
+        except NatsError as exc:
+            raise BusError(f"NATS fetch failed: {exc}") from exc
+        out = []
+        for m in msgs:
+            meta = m.metadata
+            parts = m.subject.split(".")
+            agent = untoken(parts[3]) if len(parts) >= 4 else ""
+            headers = m.headers or {}
+            try:
+                at = float(headers.get(PUBLISHED_AT, "0"))
+            except ValueError:
+                at = 0.0
+            seq = int(meta.sequence.stream)
+            self._raw[seq] = m
+            out.append(
+                BusMessage(
+                    self.tenant,
+                    agent,
+                    headers.get("Nats-Msg-Id", ""),
+                    bytes(m.data),
+                    seq,
+                    int(meta.num_delivered),
+                    at,
+                )
+            )
+        return out
+
+    async def ack_through(self, msg: BusMessage) -> None:
+        raw = self._raw.get(msg.seq)
+        if raw is None:
+            raise BusError(f"message {msg.seq} was not delivered to this consumer")
+        try:
+            await raw.ack_sync(timeout=10)
+        except NatsError as exc:
+            raise BusError(f"NATS ack failed: {exc}") from exc
+        for seq in [s for s in self._raw if s <= msg.seq]:
+            del self._raw[seq]
+
+    async def close(self) -> None:
+        with contextlib.suppress(NatsError):
+            await self.sub.unsubscribe()
+
+
+class NatsBus:
+    def __init__(self, nc: Any, duplicate_window: float = 120.0) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.duplicate_window = duplicate_window
+        self._streams: set[str] = set()
+
+    @classmethod
+    async def connect(cls, url: str, **options: Any) -> NatsBus:
+        try:
+            nc = await nats.connect(
+                url,
+                connect_timeout=5,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
+            )
+        except (NatsError, OSError) as exc:
+            raise BusError(f"cannot connect to NATS at {url}: {exc}") from None
+        return cls(nc, **options)
+
+    async def ensure_stream(self, tenant: str) -> str:
+        name = stream_name(tenant)
+        if name in self._streams:
+            return name
+        config = api.StreamConfig(
+            name=name,
+            subjects=[f"{SUBJECT_PREFIX}.{token(tenant)}.>"],
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            duplicate_window=self.duplicate_window,
+        )
+        try:
+            try:
+                await self.js.stream_info(name)
+            except NotFoundError:
+                await self.js.add_stream(config)
+        except NatsError as exc:
+            raise BusError(f"cannot create the JetStream stream {name}: {exc}") from exc
+        self._streams.add(name)
+        return name
+
+    async def publish(
+        self, tenant: str, agent_id: str, event_id: str, data: bytes
+    ) -> tuple[int, bool]:
+        stream = await self.ensure_stream(tenant)
+        headers = {"Nats-Msg-Id": event_id, PUBLISHED_AT: repr(time.time())}
+        try:
+            ack = await self.js.publish(
+                subject_for(tenant, agent_id), data, timeout=10, stream=stream, headers=headers
+            )
+        except NatsError as exc:
+            raise BusError(f"NATS publish failed: {exc}") from exc
+        return int(ack.seq), bool(ack.duplicate)
+
+    async def consumer(self, tenant: str, durable: str, *, ack_wait: float = 30.0) -> NatsConsumer:
+        stream = await self.ensure_stream(tenant)
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=api.AckPolicy.ALL,
+            ack_wait=ack_wait,
+            max_ack_pending=100_000,
+            deliver_policy=api.DeliverPolicy.ALL,
+        )
+        try:
+            sub = await self.js.pull_subscribe(
+                f"{SUBJECT_PREFIX}.{token(tenant)}.>",
+                durable=durable,
+                stream=stream,
+                config=config,
+            )
+        except NatsError as exc:
+            raise BusError(f"cannot create the consumer {durable}: {exc}") from exc
+        return NatsConsumer(sub, tenant)
+
+    async def delete_stream(self, tenant: str) -> None:
+        """Remove the tenant's stream (tests and operators; not used by workers)."""
+        with contextlib.suppress(NotFoundError):
+            await self.js.delete_stream(stream_name(tenant))
+        self._streams.discard(stream_name(tenant))
+
+    async def close(self) -> None:
+        try:
+            await self.nc.drain()
+        except NatsError:
+            await self.nc.close()

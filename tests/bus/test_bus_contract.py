@@ -1,0 +1,89 @@
+"""One contract for every bus backend (in-process and NATS JetStream)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sentrail.bus.base import BusError, subject_for, token, untoken
+from tests.bus.conftest import BusFactory
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_publish_orders_and_dedups_by_event_id(make_bus: BusFactory, tenant: str) -> None:
+    async def go() -> None:
+        bus = await make_bus()
+        seqs = [await bus.publish(tenant, "agent-1", f"e{i}", b"x%d" % i) for i in range(5)]
+        assert [s for s, _ in seqs] == [1, 2, 3, 4, 5]
+        assert not any(d for _, d in seqs)
+        assert await bus.publish(tenant, "agent-1", "e2", b"other bytes") == (3, True)
+        consumer = await bus.consumer(tenant, "c1")
+        got = []
+        while len(got) < 5:
+            got += await consumer.fetch(10, 2.0)
+        assert [m.seq for m in got] == [1, 2, 3, 4, 5]
+        assert [m.event_id for m in got] == [f"e{i}" for i in range(5)]
+        assert got[2].data == b"x2" and got[0].agent_id == "agent-1"
+        assert all(m.published_at > 0 for m in got)
+        assert await consumer.fetch(10, 0.3) == []
+        await consumer.close()
+        await bus.close()
+
+    run(go())
+
+
+def test_unacknowledged_messages_are_redelivered_to_the_durable(
+    make_bus: BusFactory, tenant: str
+) -> None:
+    async def go() -> None:
+        bus = await make_bus()
+        for i in range(6):
+            await bus.publish(tenant, "a", f"e{i}", b"%d" % i)
+        first = await bus.consumer(tenant, "worker", ack_wait=1.0)
+        got = []
+        while len(got) < 6:
+            got += await first.fetch(6, 2.0)
+        await first.ack_through(got[2])  # e0..e2 done; e3..e5 delivered, not acknowledged
+        await first.close()
+        second = await bus.consumer(tenant, "worker", ack_wait=1.0)
+        again = []
+        for _ in range(20):
+            again += await second.fetch(10, 1.0)
+            if len(again) >= 3:
+                break
+        assert [m.event_id for m in again] == ["e3", "e4", "e5"]
+        assert all(m.delivered >= 2 for m in again)
+        await second.ack_through(again[-1])
+        await second.close()
+        other = await bus.consumer(tenant, "another-durable")
+        fresh = []
+        while len(fresh) < 6:
+            fresh += await other.fetch(10, 2.0)
+        assert [m.seq for m in fresh] == [1, 2, 3, 4, 5, 6]  # durables are independent
+        await other.close()
+        await bus.close()
+
+    run(go())
+
+
+def test_hostile_ids_keep_the_subject_shape(make_bus: BusFactory, tenant: str) -> None:
+    agent = "evil.agent.>*  x"
+    assert subject_for(tenant, agent).count(".") == 3
+    assert untoken(token(agent)) == agent and untoken(token("_xab")) == "_xab"
+    with pytest.raises(BusError):
+        untoken("_xzz")
+
+    async def go() -> None:
+        bus = await make_bus()
+        await bus.publish(tenant, agent, "e1", b"{}")
+        consumer = await bus.consumer(tenant, "c")
+        (msg,) = await consumer.fetch(1, 5.0)
+        assert msg.agent_id == agent
+        await consumer.close()
+        await bus.close()
+
+    run(go())
