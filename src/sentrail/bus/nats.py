@@ -32,11 +32,36 @@ try:
     from nats.errors import Error as NatsError
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js import api
-    from nats.js.errors import NotFoundError
+    from nats.js.errors import (
+        KeyDeletedError,
+        KeyNotFoundError,
+        KeyWrongLastSequenceError,
+        NotFoundError,
+    )
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise BusError("NATS needs the extra: pip install 'sentrail[nats]'") from _exc
 
 PUBLISHED_AT = "Sentrail-Published-At"
+LEASE_BUCKET = "sentrail_leases"
+
+
+class NatsLease:
+    """An exclusive lease; ``renew()`` at least every ttl/3, ``release()`` at the end."""
+
+    def __init__(self, kv: Any, key: str, revision: int) -> None:
+        self.kv = kv
+        self.key = key
+        self.revision = revision
+
+    async def renew(self) -> None:
+        try:
+            self.revision = await self.kv.update(self.key, b"held", last=self.revision)
+        except NatsError as exc:
+            raise BusError(f"the lease {self.key} was lost: {exc}") from exc
+
+    async def release(self) -> None:
+        with contextlib.suppress(NatsError):
+            await self.kv.delete(self.key, last=self.revision)
 
 
 class NatsConsumer:
@@ -50,8 +75,8 @@ class NatsConsumer:
             msgs = await self.sub.fetch(max_msgs, timeout=timeout)
         except NatsTimeout:
             return []
-        except NatsError as exc:
-            raise BusError(f"NATS fetch failed: {exc}") from exc
+        except (NatsError, TimeoutError) as exc:
+            raise BusError(f"NATS fetch failed: {exc!r}") from exc
         out = []
         for m in msgs:
             meta = m.metadata
@@ -83,8 +108,8 @@ class NatsConsumer:
             raise BusError(f"message {msg.seq} was not delivered to this consumer")
         try:
             await raw.ack_sync(timeout=10)
-        except NatsError as exc:
-            raise BusError(f"NATS ack failed: {exc}") from exc
+        except (NatsError, TimeoutError) as exc:
+            raise BusError(f"NATS ack failed: {exc!r}") from exc
         for seq in [s for s in self._raw if s <= msg.seq]:
             del self._raw[seq]
 
@@ -144,8 +169,8 @@ class NatsBus:
             ack = await self.js.publish(
                 subject_for(tenant, agent_id), data, timeout=10, stream=stream, headers=headers
             )
-        except NatsError as exc:
-            raise BusError(f"NATS publish failed: {exc}") from exc
+        except (NatsError, TimeoutError) as exc:
+            raise BusError(f"NATS publish failed: {exc!r}") from exc
         return int(ack.seq), bool(ack.duplicate)
 
     async def consumer(self, tenant: str, durable: str, *, ack_wait: float = 30.0) -> NatsConsumer:
@@ -167,6 +192,31 @@ class NatsBus:
         except NatsError as exc:
             raise BusError(f"cannot create the consumer {durable}: {exc}") from exc
         return NatsConsumer(sub, tenant)
+
+    async def lease(self, name: str, owner: str, ttl: float = 10.0) -> NatsLease:
+        """Hold ``name`` exclusively (a KV entry that expires ``ttl`` after its last
+        renewal). BusError if another owner holds it."""
+        try:
+            kv = await self.js.create_key_value(
+                api.KeyValueConfig(bucket=LEASE_BUCKET, ttl=ttl, history=1)
+            )
+        except NatsError:
+            kv = await self.js.key_value(LEASE_BUCKET)
+        key = token(name)
+        try:
+            revision = await kv.create(key, owner.encode())
+        except KeyWrongLastSequenceError:
+            try:
+                holder = (await kv.get(key)).value or b""
+            except (KeyNotFoundError, KeyDeletedError):
+                holder = b"?"
+            raise BusError(
+                f"{name} is held by {holder.decode(errors='replace')!r} "
+                f"(it expires {ttl:g} s after its holder stops renewing)"
+            ) from None
+        except NatsError as exc:
+            raise BusError(f"cannot take the lease {name}: {exc}") from exc
+        return NatsLease(kv, key, revision)
 
     async def delete_stream(self, tenant: str) -> None:
         """Remove the tenant's stream (tests and operators; not used by workers)."""

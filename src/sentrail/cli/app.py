@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sentrail import __version__
-from sentrail.cli import baseline, policy, serve, store, trace
+from sentrail.cli import baseline, policy, serve, store, trace, worker
 
 app = typer.Typer(
     name="sentrail",
@@ -22,6 +22,7 @@ app.add_typer(store.log_app, name="log")
 app.add_typer(store.evidence_app, name="evidence")
 app.command("ingest")(store.ingest)
 app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)
 app.add_typer(serve.apikey_app, name="apikey")
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
+import logging
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from sentrail.bus.base import Bus, BusMessage, Consumer
+from sentrail.bus.base import Bus, BusError, BusMessage, Consumer
 from sentrail.engine.engine import Engine, RunSession
 from sentrail.errors import SentrailError
 from sentrail.model.decode import decode_event
@@ -47,6 +48,7 @@ from sentrail.store.base import NewEvent
 from sentrail.store.core import LogStore
 from sentrail.store.records import records
 
+log = logging.getLogger("sentrail.worker")
 FindingSink = Callable[[str, str, Finding, BusMessage | None], None]
 STREAM_KINDS = ("run_started", "step", "run_completed")
 
@@ -75,6 +77,7 @@ class WorkerStats:
     runs_completed: int = 0
     runs_incomplete: int = 0
     runs_restored: int = 0
+    bus_errors: int = 0
 
 
 class Worker:
@@ -120,10 +123,17 @@ class Worker:
         self._consumer = await self.bus.consumer(self.tenant, self.durable)
         try:
             while not stop.is_set():
-                msgs = await self._consumer.fetch(self.batch, poll)
-                if msgs:
-                    self.process(msgs)
-                    await self._consumer.ack_through(msgs[-1])
+                try:
+                    msgs = await self._consumer.fetch(self.batch, poll)
+                    if msgs:
+                        self.process(msgs)
+                        await self._consumer.ack_through(msgs[-1])
+                except BusError as exc:
+                    # The bus is away (a NATS restart): what was not acknowledged comes
+                    # again, and the store's dedup by event id keeps it from counting twice.
+                    self.stats.bus_errors += 1
+                    log.warning("bus error, retrying: %s", exc.message)
+                    await asyncio.sleep(min(poll, 0.5))
                 self.close_idle()
         finally:
             await self._consumer.close()
