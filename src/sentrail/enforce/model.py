@@ -1,0 +1,107 @@
+"""What a decision point is asked and what it answers (docs/enforcement.md)."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from typing import Any
+
+import msgspec
+
+from sentrail.model.trace import Attestation
+
+
+class Outcome(enum.StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    APPROVAL_REQUIRED = "approval_required"
+
+
+class Control(enum.StrEnum):
+    """Which control decided (the first that did not allow, else ``policy``)."""
+
+    IDENTITY = "identity"
+    CONTAINMENT = "containment"
+    CAPABILITY = "capability"
+    BOUNDARY = "boundary"
+    POLICY = "policy"
+    FINDINGS = "findings"
+    BUDGET = "budget"
+    ATTESTATION = "attestation"
+    APPROVAL = "approval"
+    ENFORCEMENT_MODE = "enforcement_mode"
+    ERROR = "error"
+
+
+class DecisionRequest(msgspec.Struct, omit_defaults=True):
+    """One proposed tool call, with who makes it and in which run."""
+
+    tool: str
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    tenant_id: str = "default"
+    agent_id: str | None = None
+    agent_type: str | None = None
+    runtime_mode: str | None = None
+    run_id: str | None = None
+    resource: str | None = None
+    environment: str | None = None
+    permissions: list[str] = msgspec.field(default_factory=list)
+    cost: float = 0.0
+    attestation: Attestation | None = None
+    approval_id: str | None = None
+    action: str | None = None
+    reasoning: str | None = None
+    trigger: str | None = None  # what started the run (the user's request), at its start
+
+
+class Decision(msgspec.Struct, omit_defaults=True):
+    """The answer. ``signature`` is Ed25519 over :meth:`signed_bytes` by ``key``."""
+
+    decision_id: str
+    outcome: Outcome
+    control: Control
+    explanation: str
+    tool: str
+    tenant_id: str
+    run_id: str
+    agent_id: str
+    args_sha256: str
+    step_index: int
+    decided_at: float
+    rule_ids: list[str] = msgspec.field(default_factory=list)
+    obligations: list[str] = msgspec.field(default_factory=list)
+    enforced: bool = True  # False in monitor mode: the call goes ahead regardless
+    would_have: Outcome | None = None  # monitor mode: what enforcement would have said
+    approval_id: str | None = None
+    key: str = ""
+    signature: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome is Outcome.ALLOW
+
+    def signed_bytes(self) -> bytes:
+        body = msgspec.structs.replace(self, signature="")
+        return msgspec.json.encode(body)
+
+
+class Approval(msgspec.Struct):
+    """An approval bound to one run, one tool and the exact arguments, until ``expires``."""
+
+    approval_id: str
+    tenant_id: str
+    run_id: str
+    agent_id: str
+    tool: str
+    args_sha256: str
+    requested_at: float
+    expires: float
+    status: str = "pending"  # pending | approved | denied | used
+    decided_by: str | None = None
+    decided_at: float | None = None
+    reason: str = ""
+
+
+def args_hash(parameters: dict[str, Any]) -> str:
+    """SHA-256 of the arguments in canonical JSON (keys sorted): what an approval binds."""
+    return hashlib.sha256(msgspec.json.encode(parameters, order="sorted")).hexdigest()

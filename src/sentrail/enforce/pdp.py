@@ -1,0 +1,542 @@
+"""The policy decision point: ``decide(request) -> Decision``, fail closed.
+
+Controls, in order (docs/enforcement.md); every one is evaluated and the strictest
+outcome wins (deny > approval_required > allow); the explanation names the control:
+
+1. identity — a non-read-only call without an agent id;
+2. containment — a frozen run, a quarantined agent (non-read-only calls), a disabled tool;
+3. capability — a tool off the profile's approved list; an unknown tool (neither in the
+   tool registry nor approved) on a non-read-only call; a write outside the write scopes;
+4. boundary — a permission outside the boundary and the live time-bound grants
+   (``on_escalation``), or one whose grant was revoked (deny);
+5. budget — calls, writes or cost per run, calls per minute;
+6. attestation — for sensitive writes and above: image digest, model id, policy bundle
+   version and tool registry version must be in the allowed sets;
+7. findings — the proposed call goes through the run's detectors (the same as
+   ``trace analyze``, with the run's history): a critical finding denies (a CEL rule of
+   the policy, a tainted recipient in a run that saw an injected instruction, ...), a
+   warning of a security category asks for approval;
+8. approval — risk classes that always need an approval; an approval redeems only for
+   the same run, tool and exact arguments (SHA-256 of the canonical JSON).
+
+``on_unknown`` (deny, or approval_required) applies to unknown tools, missing identity
+and any error; a decision that cannot be recorded is a deny. In ``monitor`` mode the
+outcome is computed and recorded, but the call is allowed (``enforced: false``).
+
+``observe()`` feeds a tool's result back, so that injected instructions in it are found
+and can taint later calls of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import datetime as dt
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from sentrail.enforce.model import Control, Decision, DecisionRequest, Outcome, args_hash
+from sentrail.enforce.state import ApprovalBook, Containment
+from sentrail.engine.engine import Engine, RunSession
+from sentrail.evidence.note import Signer
+from sentrail.model.finding import Category, Finding, Severity
+from sentrail.model.trace import RunHeader, Step, ToolCall, ToolResult
+from sentrail.policy.bundle import Enforcement, RiskClass
+from sentrail.policy.compiled import Profile
+from sentrail.policy.match import GlobSet
+
+_STRICTNESS = {Outcome.ALLOW: 0, Outcome.APPROVAL_REQUIRED: 1, Outcome.DENY: 2}
+# Warnings of these categories send a call to approval; others only annotate it.
+_GATING = frozenset(
+    {
+        Category.POLICY_VIOLATION,
+        Category.TAINTED_ACTION,
+        Category.DATA_EXFILTRATION,
+        Category.PERMISSION_ESCALATION,
+        Category.EXCESSIVE_RETRIES,
+        Category.UNTRUSTED_INSTRUCTION,
+        Category.BEHAVIOURAL_CORRELATION,
+    }
+)
+MAX_RUNS = 100_000
+
+DecisionRecorder = Callable[[Decision], None]
+
+
+class _Verdict:
+    """The strictest outcome so far, with what decided it."""
+
+    __slots__ = ("control", "obligations", "outcome", "reasons", "rules")
+
+    def __init__(self) -> None:
+        self.outcome = Outcome.ALLOW
+        self.control = Control.POLICY
+        self.reasons: list[str] = []
+        self.rules: list[str] = []
+        self.obligations: list[str] = []
+
+    def add(self, outcome: Outcome, control: Control, reason: str, rule: str = "") -> None:
+        if _STRICTNESS[outcome] > _STRICTNESS[self.outcome]:
+            self.outcome, self.control = outcome, control
+            self.reasons.insert(0, reason)
+        else:
+            self.reasons.append(reason)
+        if rule:
+            self.rules.append(rule)
+
+
+class _RunState:
+    __slots__ = ("blocked", "cost", "session")
+
+    def __init__(self, session: RunSession) -> None:
+        self.session = session
+        self.cost = 0.0
+        self.blocked: dict[str, str] = {}  # tool -> the retry storm that stopped it
+
+
+class DecisionPoint:
+    def __init__(
+        self,
+        engine: Engine,
+        signer: Signer,
+        *,
+        recorder: DecisionRecorder | None = None,
+        containment: Containment | None = None,
+        approvals: ApprovalBook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.policy = engine.policy
+        self.signer = signer
+        self.recorder = recorder or (lambda d: None)
+        self.containment = containment or Containment()
+        self.approvals = approvals or ApprovalBook()
+        self.clock = clock
+        self._runs: collections.OrderedDict[tuple[str, str], _RunState] = collections.OrderedDict()
+        self._minute: dict[tuple[str, str], collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    # -- the public API ----------------------------------------------------------------------
+    def decide(self, req: DecisionRequest) -> Decision:
+        """Decide, sign and record; any failure on the way is a (recorded if possible) deny."""
+        with self._lock:
+            try:
+                decision = self._decide(req)
+            except Exception as exc:
+                decision = self._failure(req, f"the decision point failed: {type(exc).__name__}")
+            decision = self._sign(decision)
+            try:
+                self.recorder(decision)  # log before act
+            except Exception as exc:
+                if decision.outcome is Outcome.DENY and decision.enforced:
+                    return decision
+                return self._sign(
+                    self._failure(req, f"the decision could not be recorded: {exc}", always=True)
+                )
+            return decision
+
+    async def adecide(self, req: DecisionRequest, timeout: float = 1.0) -> Decision:
+        """``decide`` in a thread with a deadline: past it, the answer is deny."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.decide, req), timeout)
+        except TimeoutError:
+            return self._sign(
+                self._failure(req, f"no decision within {timeout:g} s (timeout)", always=True)
+            )
+
+    def observe(
+        self,
+        tenant: str,
+        run_id: str,
+        result: ToolResult,
+        agent_id: str | None = None,
+        step_index: int | None = None,
+    ) -> list[Finding]:
+        """Feed a tool's result to its run (``step_index``: the decision's, default the
+        run's last call): returns the findings it raised (e.g. an injected instruction)."""
+        with self._lock:
+            state = self._run(tenant, run_id, agent_id or "", None, self.clock())
+            history = state.session.ctx.history
+            if step_index is None:
+                step_index = next((f.index for f in reversed(history) if f.tool), None)
+            if step_index is not None:
+                state.session.attach_result(step_index, result)
+            step = Step(
+                step_index=state.session.steps,
+                action="tool_result",
+                result=result,
+                timestamp=self._now_iso(),
+            )
+            return state.session.on_step(step)
+
+    def run_findings(self, tenant: str, run_id: str) -> list[Finding]:
+        state = self._runs.get((tenant, run_id))
+        return list(state.session.findings) if state is not None else []
+
+    # -- the decision --------------------------------------------------------------------
+    def _decide(self, req: DecisionRequest) -> Decision:
+        now = self.clock()
+        agent = req.agent_id or ""
+        tenant = req.tenant_id
+        run_id = req.run_id or f"adhoc:{agent or '-'}"
+        profile = self.policy.profile_for(agent)
+        enf = profile.profile.enforcement
+        fallback = Outcome(enf.on_unknown)
+        risk, registered = self.policy.registry.classify(req.tool)
+        read_only = risk is RiskClass.READ_ONLY
+        v = _Verdict()
+
+        if not agent and not read_only:
+            v.add(fallback, Control.IDENTITY, "no agent identity on a non-read-only call")
+        self._containment(v, tenant, agent, run_id, req.tool, read_only)
+        self._capability(v, profile, enf, req, risk, registered, fallback)
+        self._boundary(v, profile, enf, tenant, agent, req.permissions, now)
+        state = self._run(tenant, run_id, agent, req, now)
+        self._budget(v, enf, state, tenant, agent, risk, req.cost, now)
+        self._attestation(v, enf, req, risk)
+
+        args = args_hash(req.parameters)
+        step = Step(
+            step_index=state.session.steps,
+            action=req.action or req.tool,
+            reasoning=req.reasoning,
+            tool_call=ToolCall(req.tool, req.parameters),
+            permissions_used=list(req.permissions),
+            timestamp=self._now_iso(now),
+            resource=req.resource,
+            environment=req.environment,
+            approval_id=req.approval_id,
+        )
+        stopped = state.blocked.get(req.tool)
+        if stopped is not None:
+            v.add(
+                Outcome.DENY,
+                Control.FINDINGS,
+                f"{req.tool} stays blocked in this run: {stopped}",
+                "findings.retry_storm",
+            )
+        for f in state.session.on_step(step):
+            self._finding(v, f)
+            if f.category is Category.EXCESSIVE_RETRIES and f.severity is not Severity.INFO:
+                state.blocked.setdefault(req.tool, f.message)
+        if risk in enf.approval_for:
+            v.add(
+                Outcome.APPROVAL_REQUIRED,
+                Control.APPROVAL,
+                f"{req.tool} is a {risk.value.replace('_', ' ')} action: it needs an approval",
+                f"approval.{risk.value}",
+            )
+
+        approval_id = None
+        if v.outcome is Outcome.APPROVAL_REQUIRED and req.approval_id:
+            used, why = self.approvals.redeem(req.approval_id, tenant, run_id, req.tool, args)
+            if used is not None:
+                v.outcome, v.control = Outcome.ALLOW, Control.APPROVAL
+                v.reasons.insert(0, f"approved by {used.decided_by} ({used.approval_id})")
+                approval_id = used.approval_id
+            else:
+                v.reasons.insert(0, why)
+        state.cost += req.cost
+
+        outcome, enforced, would_have = v.outcome, True, None
+        if enf.mode == "monitor":
+            enforced, would_have, outcome = False, v.outcome, Outcome.ALLOW
+            v.control = Control.ENFORCEMENT_MODE if would_have is not Outcome.ALLOW else v.control
+        if outcome is Outcome.APPROVAL_REQUIRED:
+            approval = self.approvals.request(
+                tenant, run_id, agent, req.tool, args, "; ".join(v.reasons[:3])
+            )
+            approval_id = approval.approval_id
+        if outcome is not Outcome.ALLOW:
+            state.session.mark_last("denied" if outcome is Outcome.DENY else "pending_approval")
+        if not v.reasons:
+            v.reasons.append("allowed: every control passed")
+        return Decision(
+            decision_id=f"dec_{secrets.token_hex(8)}",
+            outcome=outcome,
+            control=v.control,
+            explanation="; ".join(v.reasons),
+            tool=req.tool,
+            tenant_id=tenant,
+            run_id=run_id,
+            agent_id=agent,
+            args_sha256=args,
+            step_index=step.step_index,
+            decided_at=now,
+            rule_ids=list(dict.fromkeys(v.rules)),
+            obligations=v.obligations,
+            enforced=enforced,
+            would_have=would_have,
+            approval_id=approval_id,
+        )
+
+    # -- the controls ---------------------------------------------------------------------
+    def _containment(
+        self, v: _Verdict, tenant: str, agent: str, run_id: str, tool: str, read_only: bool
+    ) -> None:
+        c = self.containment
+        frozen = c.is_frozen(tenant, run_id)
+        if frozen is not None:
+            v.add(
+                Outcome.DENY,
+                Control.CONTAINMENT,
+                f"run {run_id} is frozen by {frozen.by}: {frozen.reason}",
+                "containment.frozen",
+            )
+        held = c.is_quarantined(tenant, agent) if agent else None
+        if held is not None and not read_only:
+            v.add(
+                Outcome.DENY,
+                Control.CONTAINMENT,
+                f"agent {agent} is quarantined by {held.by}: {held.reason}",
+                "containment.quarantine",
+            )
+        disabled = c.tool_disabled(tenant, agent, tool)
+        if disabled is not None:
+            v.add(
+                Outcome.DENY,
+                Control.CONTAINMENT,
+                f"{tool} is disabled ({disabled})",
+                "containment.disabled_tool",
+            )
+
+    def _capability(
+        self,
+        v: _Verdict,
+        profile: Profile,
+        enf: Enforcement,
+        req: DecisionRequest,
+        risk: RiskClass,
+        registered: bool,
+        fallback: Outcome,
+    ) -> None:
+        approved = profile.approved_tools
+        if approved is not None and req.tool not in approved:
+            v.add(
+                Outcome.DENY,
+                Control.CAPABILITY,
+                f"{req.tool} is not an approved tool of {profile.name}",
+                "capability.unapproved",
+            )
+        elif not registered and approved is None and risk is not RiskClass.READ_ONLY:
+            v.add(
+                fallback,
+                Control.CAPABILITY,
+                f"{req.tool} is an unknown tool (not in the registry) and may write",
+                "capability.unknown_tool",
+            )
+        scopes = enf.write_scopes
+        outside = not req.resource or req.resource not in GlobSet(scopes or ())
+        if scopes is not None and risk is not RiskClass.READ_ONLY and outside:
+            v.add(
+                Outcome.DENY,
+                Control.CAPABILITY,
+                f"write to {req.resource or 'an unnamed resource'} is outside the write scopes",
+                "capability.write_scope",
+            )
+
+    def _boundary(
+        self,
+        v: _Verdict,
+        profile: Profile,
+        enf: Enforcement,
+        tenant: str,
+        agent: str,
+        permissions: list[str],
+        now: float,
+    ) -> None:
+        revoked = self.containment.revoked_for(tenant, agent) if agent else None
+        boundary = profile.boundary
+        live = [g.permission for g in enf.grants if g.until.timestamp() > now]
+        grants = GlobSet(live) if live else None
+        for perm in permissions:
+            if revoked is not None and perm in revoked:
+                v.add(
+                    Outcome.DENY,
+                    Control.BOUNDARY,
+                    f"the grant of {perm} was revoked",
+                    "boundary.revoked",
+                )
+            elif (
+                boundary is not None
+                and perm not in boundary
+                and (grants is None or perm not in grants)
+            ):
+                v.add(
+                    Outcome(enf.on_escalation),
+                    Control.BOUNDARY,
+                    f"{perm} is outside the permission boundary of {profile.name}",
+                    "boundary.escalation",
+                )
+
+    def _budget(
+        self,
+        v: _Verdict,
+        enf: Enforcement,
+        state: _RunState,
+        tenant: str,
+        agent: str,
+        risk: RiskClass,
+        cost: float,
+        now: float,
+    ) -> None:
+        b = enf.budgets
+        ctx = state.session.ctx
+        if b.calls_per_run is not None and ctx.calls >= b.calls_per_run:
+            v.add(
+                Outcome.DENY,
+                Control.BUDGET,
+                f"the run used its {b.calls_per_run} calls",
+                "budget.calls_per_run",
+            )
+        if b.writes_per_run is not None and risk.is_write and ctx.writes >= b.writes_per_run:
+            v.add(
+                Outcome.DENY,
+                Control.BUDGET,
+                f"the run used its {b.writes_per_run} writes",
+                "budget.writes_per_run",
+            )
+        if b.cost_per_run is not None and state.cost + cost > b.cost_per_run:
+            v.add(
+                Outcome.DENY,
+                Control.BUDGET,
+                f"the call would take the run past its cost budget {b.cost_per_run:g}",
+                "budget.cost_per_run",
+            )
+        if b.calls_per_minute is not None:
+            window = self._minute.setdefault((tenant, agent), collections.deque())
+            while window and window[0] <= now - 60:
+                window.popleft()
+            if len(window) >= b.calls_per_minute:
+                v.add(
+                    Outcome.DENY,
+                    Control.BUDGET,
+                    f"{agent} made {b.calls_per_minute} calls in the last minute",
+                    "budget.calls_per_minute",
+                )
+            else:
+                window.append(now)
+
+    def _attestation(
+        self, v: _Verdict, enf: Enforcement, req: DecisionRequest, risk: RiskClass
+    ) -> None:
+        allowed = enf.attestation
+        if allowed is None or risk.rank < RiskClass.SENSITIVE_WRITE.rank:
+            return
+        att = req.attestation
+        checks = (
+            ("image digest", allowed.image_digests, att.image_digest if att else None),
+            ("model id", allowed.model_ids, att.model_id if att else None),
+            (
+                "policy bundle version",
+                allowed.policy_versions,
+                att.policy_bundle_version if att else None,
+            ),
+            (
+                "tool registry version",
+                allowed.tool_registry_versions,
+                att.tool_registry_version if att else None,
+            ),
+        )
+        for name, values, got in checks:
+            if values is not None and got not in values:
+                v.add(
+                    Outcome.DENY,
+                    Control.ATTESTATION,
+                    f"{name} {got or '(none)'} is not attested for {risk.value} actions",
+                    "attestation." + name.replace(" ", "_"),
+                )
+
+    def _finding(self, v: _Verdict, f: Finding) -> None:
+        if f.category is Category.MISSING_TELEMETRY:
+            return  # a call not yet made has no result or timing to judge
+        control = Control.POLICY if f.category is Category.POLICY_VIOLATION else Control.FINDINGS
+        if f.severity is Severity.CRITICAL:
+            v.add(Outcome.DENY, control, f.message, f.rule)
+        elif f.severity is Severity.WARNING and f.category in _GATING:
+            v.add(Outcome.APPROVAL_REQUIRED, control, f.message, f.rule)
+        else:
+            v.obligations.append(f"review: {f.message}")
+            v.rules.append(f.rule)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _run(
+        self, tenant: str, run_id: str, agent: str, req: DecisionRequest | None, now: float
+    ) -> _RunState:
+        key = (tenant, run_id)
+        state = self._runs.get(key)
+        if state is None:
+            header = RunHeader(
+                run_id=run_id,
+                agent_id=agent,
+                tenant_id=tenant,
+                started_at=self._now_iso(now),
+                trigger=req.trigger if req else None,
+                agent_type=req.agent_type if req else None,
+                runtime_mode=req.runtime_mode if req else None,
+                environment=req.environment if req else None,
+                attestation=req.attestation if req else None,
+            )
+            state = _RunState(self.engine.start(header))
+            self._runs[key] = state
+            while len(self._runs) > MAX_RUNS:
+                self._runs.popitem(last=False)
+        else:
+            self._runs.move_to_end(key)
+        return state
+
+    def _now_iso(self, now: float | None = None) -> str:
+        when = dt.datetime.fromtimestamp(self.clock() if now is None else now, dt.UTC)
+        return when.isoformat().replace("+00:00", "Z")
+
+    def _failure(self, req: DecisionRequest, why: str, *, always: bool = False) -> Decision:
+        """Deny (or the profile's on_unknown) with ``why``; ``always`` forces deny."""
+        outcome = Outcome.DENY
+        if not always:
+            try:
+                prof = self.policy.profile_for(req.agent_id or "")
+                outcome = Outcome(prof.profile.enforcement.on_unknown)
+            except Exception:
+                outcome = Outcome.DENY
+        return Decision(
+            decision_id=f"dec_{secrets.token_hex(8)}",
+            outcome=outcome,
+            control=Control.ERROR,
+            explanation=f"fail closed: {why}",
+            tool=str(getattr(req, "tool", "")),
+            tenant_id=str(getattr(req, "tenant_id", "")),
+            run_id=str(getattr(req, "run_id", "") or ""),
+            agent_id=str(getattr(req, "agent_id", "") or ""),
+            args_sha256=_safe_args_hash(getattr(req, "parameters", {})),
+            step_index=-1,
+            decided_at=self.clock(),
+            rule_ids=["fail_closed"],
+        )
+
+    def _sign(self, d: Decision) -> Decision:
+        d = msgspec.structs.replace(d, key=self.signer.verifier.key_ref, signature="")
+        sig = self.signer.sign(d.signed_bytes())
+        return msgspec.structs.replace(d, signature=base64.b64encode(sig).decode())
+
+
+def _safe_args_hash(parameters: Any) -> str:
+    try:
+        return args_hash(parameters)
+    except Exception:
+        return ""
+
+
+def verify_decision(d: Decision, verifier: Any) -> bool:
+    """Does ``d`` carry a valid signature of ``verifier`` (a :class:`Verifier`)?"""
+    try:
+        sig = base64.b64decode(d.signature, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return bool(d.key == verifier.key_ref and verifier.verify(d.signed_bytes(), sig))
