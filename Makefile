@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/evidence_bench.py
 	$(BIN)/python benchmarks/store_bench.py
 	$(BIN)/python benchmarks/stream_bench.py
+	$(BIN)/python benchmarks/decide_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-report.json

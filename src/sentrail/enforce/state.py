@@ -138,6 +138,7 @@ class ApprovalBook:
         self.ttl = ttl
         self.on_change = on_change or (lambda a: None)
         self.approvals: dict[str, Approval] = {}
+        self._open: dict[tuple[str, str, str, str], Approval] = {}  # the pending one per call
         self._lock = threading.Lock()
 
     def request(
@@ -145,15 +146,11 @@ class ApprovalBook:
     ) -> Approval:
         """A pending approval for this exact call (the same pending one if asked again)."""
         now = time.time()
+        key = (tenant, run_id, tool, args_sha256)
         with self._lock:
-            for a in self.approvals.values():
-                if (
-                    a.status == "pending"
-                    and (a.tenant_id, a.run_id, a.tool, a.args_sha256)
-                    == (tenant, run_id, tool, args_sha256)
-                    and a.expires > now
-                ):
-                    return a
+            open_ = self._open.get(key)
+            if open_ is not None and open_.status == "pending" and open_.expires > now:
+                return open_
             approval = Approval(
                 approval_id=f"apr_{secrets.token_hex(8)}",
                 tenant_id=tenant,
@@ -169,6 +166,7 @@ class ApprovalBook:
                 Action("approval_requested", tenant, approval.approval_id, agent, reason, now)
             )
             self.approvals[approval.approval_id] = approval
+            self._open[key] = approval
             return approval
 
     def decide(
