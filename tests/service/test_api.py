@@ -318,3 +318,18 @@ def test_health_metrics_and_openapi(api: Api) -> None:
         "/metrics",
     ):
         assert path in spec["paths"], path
+
+
+def test_a_resent_trace_does_not_restore_what_redaction_erased(api: Api) -> None:
+    posted = post_trace(api, "exfil-base64.json")
+    api.store.redact("tenant-a", posted["runId"], by="dpo", reason="GDPR art. 17")
+    again = api.client.post(
+        "/v1/apps/app1/traces", content=example("exfil-base64.json"), headers=api.auth("a")
+    )
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    items = api.client.get("/v1/apps/app1/findings?limit=500", headers=api.auth("a")).json()
+    text = json.dumps(items)
+    for f in posted["findings"]:
+        for value in f["evidence"].values():
+            if isinstance(value, str) and len(value) > 12:
+                assert value not in text  # still scrubbed

@@ -6,6 +6,7 @@ import typer
 
 from sentrail import __version__
 from sentrail.cli import baseline, policy, serve, store, trace, worker
+from sentrail.cli import redact as redact_cli
 
 app = typer.Typer(
     name="sentrail",
@@ -24,6 +25,8 @@ app.command("ingest")(store.ingest)
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
 app.add_typer(serve.apikey_app, name="apikey")
+app.command("redact")(redact_cli.redact)
+app.add_typer(redact_cli.retention_app, name="retention")
 
 
 @app.callback(invoke_without_command=True)

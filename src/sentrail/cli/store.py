@@ -20,6 +20,7 @@ from sentrail.evidence.bundle import EventRecord, build_bundle
 from sentrail.evidence.keys import KeyStore, default_home, default_key_dir
 from sentrail.evidence.merkle import MerkleTree
 from sentrail.evidence.note import Signer
+from sentrail.evidence.redaction import RedactionInfo
 from sentrail.evidence.verify import verify_bundle
 from sentrail.report.escape import safe_text
 from sentrail.runtime.batch import EngineConfig
@@ -181,6 +182,7 @@ def export(
                 e.payload_sha256,
                 e.prev_hash,
                 e.chain_hash,
+                e.view,
             )
             for e in events
         ]
@@ -241,5 +243,23 @@ def verify(
         f"{len(report.redacted_seqs)} redacted, checkpoint {safe_text(report.checkpoint_origin)} "
         f"size {report.checkpoint_size}"
     )
+    for r in report.redactions:
+        typer.echo(_redaction_line(r))
     if not report.key_pinned:
         typer.echo("WARNING: signer not pinned", err=True)
+
+
+def _seqs(seqs: tuple[int, ...], limit: int = 20) -> str:
+    shown = ", ".join(str(s) for s in seqs[:limit])
+    more = f" and {len(seqs) - limit} more" if len(seqs) > limit else ""
+    return (shown + more) or "none"
+
+
+def _redaction_line(r: RedactionInfo) -> str:
+    """What one redaction record of a verified bundle says, escaped for a terminal."""
+    what = f"fields {', '.join(r.fields)}" if r.fields else "whole payloads"
+    return (
+        f"Redacted (seq {r.seq}) at {safe_text(r.redacted_at)} by {safe_text(r.by)}: "
+        f"{safe_text(what)}; reason: {safe_text(r.reason)}; "
+        f"erased seqs: {_seqs(r.erased_seqs)}; views kept: {_seqs(r.view_seqs)}"
+    )

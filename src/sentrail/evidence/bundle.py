@@ -5,6 +5,8 @@ Members (a fixed set; anything else is rejected by the verifier)::
     events/index.json    {"tenant", "run_id", "events": [EventEntry...]}, in seq order
     events/payloads.bin  the exact stored bytes of every non-redacted event, concatenated
                          in order (each entry gives its offset and length)
+    events/views.bin     only when some event has one: the redacted views, concatenated in
+                         order (an entry with a view gives view_offset and view_length)
     proofs.json          tree size and root at export, a table of distinct proof nodes,
                          per-event inclusion proofs and the consistency proof to the
                          checkpoint, as indexes into that table (see ProofsFile)
@@ -19,7 +21,10 @@ Members (a fixed set; anything else is rejected by the verifier)::
 Each event is leaf ``seq`` of its tenant's log; its leaf data is
 :meth:`sentrail.evidence.chain.EventLeaf.leaf_data` (tenant, seq, run id, event id, kind,
 SHA-256 of the payload, previous chain hash). A redacted event keeps its digest and has no
-payload bytes, so it still verifies. Verification is in :mod:`sentrail.evidence.verify`.
+payload bytes, so it still verifies. A view (the redacted copy of a JSON payload) is not
+committed to by the log: it is vouched for by the run's ``redaction`` event, itself an
+event of the bundle (:mod:`sentrail.evidence.redaction`). Verification is in
+:mod:`sentrail.evidence.verify`.
 """
 
 from __future__ import annotations
@@ -39,16 +44,18 @@ from sentrail.evidence.dsse import IN_TOTO_PAYLOAD_TYPE, make_statement, sign_en
 from sentrail.evidence.errors import EvidenceError
 from sentrail.evidence.merkle import MerkleTree, leaf_hash
 from sentrail.evidence.note import Signer, Verifier, split_note
+from sentrail.evidence.redaction import check_views
 
 PREDICATE_TYPE = "https://sentrail.dev/evidence-bundle/v1"
 INDEX = "events/index.json"
 PAYLOADS = "events/payloads.bin"
+VIEWS = "events/views.bin"
 PROOFS = "proofs.json"
 CHECKPOINT = "checkpoint.txt"
 KEYS = "keys.pub"
 FINDINGS = "findings.json"
 MANIFEST = "manifest.dsse.json"
-SUBJECT_FILES = (INDEX, PAYLOADS, PROOFS, CHECKPOINT, KEYS, FINDINGS)
+SUBJECT_FILES = (INDEX, PAYLOADS, VIEWS, PROOFS, CHECKPOINT, KEYS, FINDINGS)
 MEMBERS = (*SUBJECT_FILES, MANIFEST)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -57,7 +64,8 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 class EventRecord:
     """One stored event of a run, as the store hands it to the exporter.
 
-    ``payload`` is the exact stored bytes, or None when the payload was crypto-erased.
+    ``payload`` is the exact stored bytes, or None when the payload was crypto-erased;
+    ``view`` is the redacted copy kept by a field redaction, if any.
     """
 
     seq: int
@@ -68,6 +76,7 @@ class EventRecord:
     payload_sha256: bytes
     prev_hash: bytes
     chain_hash: bytes
+    view: bytes | None = None
 
     def leaf(self, tenant: str) -> EventLeaf:
         return EventLeaf(
@@ -93,6 +102,8 @@ class EventEntry(msgspec.Struct, forbid_unknown_fields=True):
     offset: int
     length: int
     redacted: bool = False
+    view_offset: int = 0
+    view_length: int | None = None  # None: no view
 
 
 class IndexFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -129,6 +140,7 @@ class BundlePredicate(msgspec.Struct, forbid_unknown_fields=True):
     tree_size: int
     checkpoint_size: int
     checkpoint_origin: str
+    views: int = 0
 
 
 def check_records(tenant: str, run_id: str, events: Sequence[EventRecord]) -> None:
@@ -149,6 +161,12 @@ def check_records(tenant: str, run_id: str, events: Sequence[EventRecord]) -> No
         if e.leaf(tenant).chain_hash() != e.chain_hash:
             raise EvidenceError("the chain hash does not match the entry", where)
         prev, last_seq = e.chain_hash, e.seq
+    problems, _ = check_views(
+        [(e.run_id, e.seq, e.kind, e.payload, e.view) for e in events], require_records=False
+    )
+    if problems:
+        seq, reason = problems[0]
+        raise EvidenceError(reason, f"export: event seq {seq}")
 
 
 def _proofs(
@@ -214,8 +232,10 @@ def build_bundle(
         raise EvidenceError(f"findings are not JSON: {err}", "export") from None
 
     entries, chunks, offset = [], [], 0
+    view_chunks, view_offset = [], 0
     for e in events:
         length = 0 if e.payload is None else len(e.payload)
+        view_length = None if e.view is None else len(e.view)
         entries.append(
             EventEntry(
                 seq=e.seq,
@@ -227,11 +247,16 @@ def build_bundle(
                 offset=offset,
                 length=length,
                 redacted=e.payload is None,
+                view_offset=view_offset if e.view is not None else 0,
+                view_length=view_length,
             )
         )
         if e.payload is not None:
             chunks.append(e.payload)
         offset += length
+        if e.view is not None:
+            view_chunks.append(e.view)
+            view_offset += len(e.view)
     nodes, inclusion, consistency = _proofs(tree, events, size, checkpoint.size)
     proofs = ProofsFile(
         origin=checkpoint.origin,
@@ -246,6 +271,7 @@ def build_bundle(
     files = {
         INDEX: msgspec.json.encode(IndexFile(tenant, run_id, entries)),
         PAYLOADS: b"".join(chunks),
+        **({VIEWS: b"".join(view_chunks)} if view_chunks else {}),
         PROOFS: msgspec.json.encode(proofs),
         CHECKPOINT: checkpoint_note.encode(),
         KEYS: "".join(f"{k}\n" for k in key_lines).encode(),
@@ -262,6 +288,7 @@ def build_bundle(
         tree_size=size,
         checkpoint_size=checkpoint.size,
         checkpoint_origin=checkpoint.origin,
+        views=len(view_chunks),
     )
     statement = make_statement(
         {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},

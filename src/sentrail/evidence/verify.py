@@ -9,7 +9,10 @@ The zip is hostile input. In order, the verifier checks:
 4. the checkpoint: signed by a trusted key named after its origin, and matching proofs.json;
 5. every event: seq order, payload digest, chain link (genesis first), leaf inclusion in
    the export tree, and the totals and head chain hash signed in the manifest;
-6. the consistency proof from the export tree to the checkpoint.
+6. redactions: every ``redaction`` event is a well-formed record of the run, and every
+   view's SHA-256 is the one a later redaction record of the run gives for its seq (a
+   view nobody vouched for, or one that differs, is rejected);
+7. the consistency proof from the export tree to the checkpoint.
 
 The first failure raises :class:`EvidenceError` naming the file and the event.
 Trust: with ``trusted_key`` only that key (or keys) is accepted; without, the bundle's own
@@ -41,6 +44,7 @@ from sentrail.evidence.bundle import (
     PAYLOADS,
     PREDICATE_TYPE,
     PROOFS,
+    VIEWS,
     BundlePredicate,
     IndexFile,
     ProofsFile,
@@ -51,6 +55,7 @@ from sentrail.evidence.dsse import parse_statement, verify_envelope
 from sentrail.evidence.errors import EvidenceError
 from sentrail.evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
 from sentrail.evidence.note import Verifier
+from sentrail.evidence.redaction import RedactionCheck, RedactionInfo
 
 _T = TypeVar("_T")
 MAX_MEMBER_BYTES = 1 << 31
@@ -74,6 +79,8 @@ class BundleReport:
     checkpoint_root: str
     trusted_keys: tuple[str, ...]
     key_pinned: bool
+    view_seqs: tuple[int, ...] = ()
+    redactions: tuple[RedactionInfo, ...] = ()  # what was redacted, when, by whom, why
 
 
 def _unsafe(name: str) -> bool:
@@ -245,15 +252,20 @@ def verify_bundle(
         raise EvidenceError("one inclusion proof per event is needed", PROOFS)
 
     payloads = files[PAYLOADS]
+    views = files.get(VIEWS, b"")
     sha256 = hashlib.sha256
     prev, last_seq, offset, size = GENESIS, -1, 0, proofs.tree_size
     redacted: list[int] = []
+    view_seqs: list[int] = []
+    view_offset = 0
+    check = RedactionCheck(require_records=False)
     tenant, run_id = index.tenant, index.run_id
     for i, e in enumerate(events):
         where = f"{INDEX}: event {i} (seq {e.seq})"
         if e.seq <= last_seq:
             raise EvidenceError("events are out of order (swapped or duplicated)", where)
         digest = _hex32(e.payload_sha256, where)
+        payload: bytes | None = None
         if e.redacted:
             if e.length:
                 raise EvidenceError("a redacted event has payload bytes", where)
@@ -261,9 +273,21 @@ def verify_bundle(
         else:
             if e.offset != offset or e.length < 0 or offset + e.length > len(payloads):
                 raise EvidenceError("payload offset/length is not the next slice", where)
-            if sha256(payloads[offset : offset + e.length]).digest() != digest:
+            payload = payloads[offset : offset + e.length]
+            if sha256(payload).digest() != digest:
                 raise EvidenceError("payload bytes do not match their SHA-256", where)
             offset += e.length
+        view: bytes | None = None
+        if e.view_length is not None:
+            end = view_offset + e.view_length
+            if e.view_offset != view_offset or e.view_length < 0 or end > len(views):
+                raise EvidenceError("view offset/length is not the next slice", where)
+            view = views[view_offset:end]
+            view_offset = end
+            view_seqs.append(e.seq)
+        elif e.view_offset:
+            raise EvidenceError("an event without a view has a view offset", where)
+        check.add(run_id, e.seq, e.kind, payload, view)
         prev_hash = _hex32(e.prev_hash, where)
         if prev_hash != prev:
             reason = (
@@ -286,12 +310,22 @@ def verify_bundle(
         prev, last_seq = chained.digest(), e.seq
     if offset != len(payloads):
         raise EvidenceError("payload bytes not claimed by any event", PAYLOADS)
+    if view_offset != len(views):
+        raise EvidenceError("view bytes not claimed by any event", VIEWS)
+    if len(view_seqs) != pred.views:
+        raise EvidenceError(
+            f"{len(view_seqs)} view(s), but the signed manifest says {pred.views}", INDEX
+        )
     if (events[0].seq if events else -1, last_seq, prev.hex()) != (
         pred.first_seq,
         pred.last_seq,
         pred.head_chain_hash,
     ):
         raise EvidenceError("first/last seq or head chain hash differ from the manifest", INDEX)
+    problems = check.problems()
+    if problems:
+        seq, reason = problems[0]
+        raise EvidenceError(reason, f"{INDEX}: seq {seq}")
     consistency = resolve(proofs.consistency, PROOFS)
     if not verify_consistency(size, cp.size, root, cp.root_hash, consistency):
         raise EvidenceError(
@@ -312,4 +346,6 @@ def verify_bundle(
         checkpoint_root=cp.root_hash.hex(),
         trusted_keys=tuple(v.key_ref for v in trusted),
         key_pinned=trusted_key is not None,
+        view_seqs=tuple(view_seqs),
+        redactions=tuple(check.records),
     )

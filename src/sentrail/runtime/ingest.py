@@ -249,8 +249,15 @@ class Ingestor:
     ) -> RunRow:
         """Write a run's index rows (run, steps, findings, result) in one transaction.
 
-        ``status`` empty: derived from the run (:func:`run_status`)."""
+        ``status`` empty: derived from the run (:func:`run_status`). A redacted run keeps
+        its scrubbed rows: a re-sent copy of its trace (a duplicate in the log) must not
+        write the erased values back."""
         now = self.clock()
+        if self.store.is_erased(tenant, run.run_id):
+            with records(self.store) as rtx:
+                kept = rtx.get_run(tenant, app, run.run_id)
+            if kept is not None:
+                return kept
         findings = result.findings if result is not None else []
         blocked_by = None
         if not status:

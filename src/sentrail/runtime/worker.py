@@ -293,6 +293,8 @@ class Worker:
         by_run: dict[str, list[Finding]] = {}
         for run_id, f in found:
             by_run.setdefault(run_id, []).append(f)
+        for run_id in [r for r in by_run if self.store.is_erased(self.tenant, r)]:
+            del by_run[run_id]  # a redacted run keeps its scrubbed findings
         with records(self.store, write=True) as rtx:
             for run_id, batch in by_run.items():
                 rtx.put_findings(

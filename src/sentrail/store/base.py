@@ -31,7 +31,13 @@ class NewEvent(msgspec.Struct, frozen=True):
 
 
 class StoredEvent(msgspec.Struct, frozen=True):
-    """An event as stored. ``payload`` is None once redacted (the digest remains)."""
+    """An event as stored. ``payload`` is None once redacted (the digest remains).
+
+    ``sealed``: the payload is encrypted at rest under its run's data key (reads return
+    the plaintext while the key exists). ``view``: the redacted copy kept when fields of
+    the run were redacted. ``seal_error``: why a sealed payload could not be opened (it
+    does not authenticate as this event's: tampering); ``payload`` is then None.
+    """
 
     seq: int
     tenant_id: str
@@ -44,6 +50,9 @@ class StoredEvent(msgspec.Struct, frozen=True):
     chain_hash: bytes
     leaf_hash: bytes
     received_at: float
+    sealed: bool = False
+    view: bytes | None = None
+    seal_error: str | None = None
 
 
 class Appended(msgspec.Struct, frozen=True):
@@ -52,6 +61,42 @@ class Appended(msgspec.Struct, frozen=True):
     seq: int
     event_id: str
     duplicate: bool = False
+
+
+class RunKey(msgspec.Struct, frozen=True):
+    """A run's data key: ``dek`` is None once erased (then ``erased_at`` is set)."""
+
+    dek: bytes | None
+    erased_at: float | None = None
+
+    @property
+    def erased(self) -> bool:
+        return self.dek is None or self.erased_at is not None
+
+
+class Redaction(msgspec.Struct, frozen=True):
+    """What one redaction did: the ``redaction`` event it appended (``seq``, ``event_id``),
+    the seqs whose payloads it erased and the SHA-256 (hex) of each view it kept."""
+
+    tenant_id: str
+    run_id: str
+    seq: int
+    event_id: str
+    redacted_at: float
+    by: str
+    reason: str
+    fields: tuple[str, ...]
+    erased_seqs: tuple[int, ...]
+    views: dict[int, str]
+
+
+class RetentionDue(msgspec.Struct, frozen=True):
+    """A run that retention would erase: its newest event is older than the tenant's limit."""
+
+    tenant_id: str
+    run_id: str
+    days: int
+    newest_at: float
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
@@ -90,5 +135,23 @@ class Store(Protocol):
     def put_result(self, tenant: str, run_id: str, result_json: bytes) -> None: ...
 
     def get_result(self, tenant: str, run_id: str) -> bytes | None: ...
+
+    def redact(
+        self, tenant: str, run_id: str, *, by: str, reason: str, fields: Sequence[str] = ()
+    ) -> Redaction: ...
+
+    def is_erased(self, tenant: str, run_id: str) -> bool: ...
+
+    def set_retention(self, tenant: str, days: int | None) -> None: ...
+
+    def retention(self, tenant: str) -> int | None: ...
+
+    def retention_due(
+        self, now: float | None = None, tenant: str | None = None
+    ) -> list[RetentionDue]: ...
+
+    def apply_retention(
+        self, now: float | None = None, tenant: str | None = None
+    ) -> list[Redaction]: ...
 
     def close(self) -> None: ...

@@ -13,6 +13,11 @@ For each tenant in a batch, inside one transaction that holds the tenant's write
    second, driven by the caller's clock: there is no timer in here).
 
 The transaction commits before ``append`` returns: an acknowledged event is durable.
+
+Payloads are sealed (``seal_payloads``, the default): each run's events are stored
+encrypted under the run's data key (:mod:`.seal`), created with its first event; the
+digests, leaves and chain links are over the plaintext. Redaction erases the key
+(:mod:`.erasure`); a run whose key was erased takes no more events.
 """
 
 from __future__ import annotations
@@ -25,12 +30,26 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from sentrail.evidence.chain import GENESIS, EventLeaf, chain_hash
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sentrail.evidence.chain import GENESIS
 from sentrail.evidence.checkpoint import Checkpoint as TreeHead
 from sentrail.evidence.checkpoint import sign_checkpoint
 from sentrail.evidence.merkle import MerkleTree, leaf_hash
 from sentrail.evidence.note import Signer
-from sentrail.store.base import Appended, Checkpoint, NewEvent, StoredEvent, StoreError
+from sentrail.evidence.redaction import REDACTION_KIND
+from sentrail.store import erasure, leafdata
+from sentrail.store.base import (
+    Appended,
+    Checkpoint,
+    NewEvent,
+    Redaction,
+    RetentionDue,
+    RunKey,
+    StoredEvent,
+    StoreError,
+)
+from sentrail.store.seal import aad_prefix, cipher, event_aad, new_key, nonces, seal
 
 CHECKPOINT_EVERY = 1000
 MAX_ID_CHARS = 1024
@@ -46,6 +65,12 @@ class Tx(Protocol):
     def find_events(self, tenant: str, event_ids: Sequence[str]) -> dict[str, int]: ...
 
     def run_heads(self, tenant: str, run_ids: Sequence[str]) -> dict[str, bytes]: ...
+
+    def run_keys(self, tenant: str, run_ids: Sequence[str]) -> dict[str, RunKey]: ...
+
+    def insert_run_keys(
+        self, tenant: str, keys: Sequence[tuple[str, bytes]], now: float
+    ) -> None: ...
 
     def insert_events(self, rows: Sequence[StoredEvent]) -> None: ...
 
@@ -66,13 +91,29 @@ class Tx(Protocol):
     def get_result(self, tenant: str, run_id: str) -> bytes | None: ...
 
 
+def _bad_id(value: object) -> bool:
+    return not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS
+
+
 def check_event(e: NewEvent) -> None:
-    for name in ("tenant_id", "run_id", "event_id", "kind"):
-        value = getattr(e, name)
-        if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
-            raise StoreError(f"{name} must be a non-empty string of at most {MAX_ID_CHARS}")
+    t, r, i, k = e.tenant_id, e.run_id, e.event_id, e.kind
+    if not (  # the common case without a call per field (this runs for every event)
+        type(t) is str
+        and type(r) is str
+        and type(i) is str
+        and type(k) is str
+        and 0 < len(t) <= MAX_ID_CHARS
+        and 0 < len(r) <= MAX_ID_CHARS
+        and 0 < len(i) <= MAX_ID_CHARS
+        and 0 < len(k) <= MAX_ID_CHARS
+    ):
+        for name in ("tenant_id", "run_id", "event_id", "kind"):
+            if _bad_id(getattr(e, name)):
+                raise StoreError(f"{name} must be a non-empty string of at most {MAX_ID_CHARS}")
     if not isinstance(e.payload, bytes):
         raise StoreError("the payload must be bytes", f"event {e.event_id}")
+    if e.kind == REDACTION_KIND:
+        raise StoreError(f"the kind {REDACTION_KIND!r} is the store's own", f"event {e.event_id}")
 
 
 class LogStore(abc.ABC):
@@ -84,10 +125,12 @@ class LogStore(abc.ABC):
         *,
         checkpoint_every: int = CHECKPOINT_EVERY,
         clock: Callable[[], float] | None = None,
+        seal_payloads: bool = True,
     ) -> None:
         if checkpoint_every < 1:
             raise StoreError("checkpoint_every must be at least 1")
         self.signer = signer
+        self.seal_payloads = seal_payloads
         self.checkpoint_every = checkpoint_every
         self.clock = clock or time.time
         self._trees: dict[str, MerkleTree] = {}
@@ -108,6 +151,10 @@ class LogStore(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def _after_erasure(self) -> None:  # noqa: B027 (an optional hook)
+        """After a redaction commits: make the erased bytes physically gone where the
+        backend can (SQLite: checkpoint and truncate the WAL)."""
 
     # -- the Merkle tree cache --------------------------------------------------------------
     def _tree(self, tx: Tx, tenant: str, size: int) -> MerkleTree:
@@ -158,26 +205,59 @@ class LogStore(abc.ABC):
                 raise
         return [a for a in acks if a is not None]
 
-    def _append_tenant(self, tx: Tx, tenant: str, batch: list[NewEvent]) -> list[Appended]:
+    def _append_tenant(
+        self, tx: Tx, tenant: str, batch: list[NewEvent], *, internal: bool = False
+    ) -> list[Appended]:
+        """Append ``batch`` (one tenant) in ``tx``. ``internal`` events are the store's own
+        records (redaction): never sealed, and accepted by a run whose key was erased."""
         tx.lock_tenant(tenant)
         size = tx.log_size(tenant)
         tree = self._tree(tx, tenant, size)
         stored = tx.find_events(tenant, list(dict.fromkeys(e.event_id for e in batch)))
-        heads = tx.run_heads(tenant, list(dict.fromkeys(e.run_id for e in batch)))
+        run_ids = list(dict.fromkeys(e.run_id for e in batch))
+        heads = tx.run_heads(tenant, run_ids)
+        keys = tx.run_keys(tenant, run_ids)
+        sealing = self.seal_payloads and not internal
+        pool = nonces(len(batch)) if sealing else []
+        ciphers: dict[str, tuple[AESGCM, bytes]] = {}  # run -> (cipher, aad prefix)
+        prefixes: dict[str, bytes] = {}  # run -> leaf data prefix
+        sha256 = hashlib.sha256
+        new_keys: list[tuple[str, bytes]] = []
         now = self.clock()
         acks: list[Appended] = []
         rows: list[StoredEvent] = []
         seq = size
-        for e in batch:
+        for i, e in enumerate(batch):
             old = stored.get(e.event_id)
             if old is not None:
                 acks.append(Appended(old, e.event_id, duplicate=True))
                 continue
-            digest = hashlib.sha256(e.payload).digest()
+            key = keys.get(e.run_id)
+            if not internal and key is not None and key.erased:
+                raise StoreError(
+                    f"run {e.run_id!r} was redacted (its data key is erased): "
+                    "it takes no more events",
+                    f"tenant {tenant}: event {e.event_id}",
+                )
+            at_rest = e.payload
+            if sealing:
+                run_cipher = ciphers.get(e.run_id)
+                if run_cipher is None:
+                    dek = key.dek if key is not None else None
+                    if dek is None:
+                        dek = new_key()
+                        new_keys.append((e.run_id, dek))
+                        keys[e.run_id] = RunKey(dek)
+                    run_cipher = ciphers[e.run_id] = (cipher(dek), aad_prefix(tenant, e.run_id))
+                aead, aad_run = run_cipher
+                at_rest = seal(aead, pool[i], e.payload, event_aad(aad_run, e.event_id))
+            digest = sha256(e.payload).digest()
             prev = heads.get(e.run_id, GENESIS)
-            leaf = EventLeaf(tenant, seq, e.run_id, e.event_id, e.kind, digest, prev)
-            data = leaf.leaf_data()
-            link = chain_hash(prev, hashlib.sha256(data).digest())
+            prefix = prefixes.get(e.run_id)
+            if prefix is None:
+                prefix = prefixes[e.run_id] = leafdata.run_prefix(tenant, e.run_id)
+            data = leafdata.leaf_data(prefix, seq, e.event_id, e.kind, digest, prev)
+            link = leafdata.link(prev, data)
             lh = leaf_hash(data)
             rows.append(
                 StoredEvent(
@@ -186,12 +266,13 @@ class LogStore(abc.ABC):
                     e.run_id,
                     e.event_id,
                     e.kind,
-                    e.payload,
+                    at_rest,
                     digest,
                     prev,
                     link,
                     lh,
                     now,
+                    sealing,
                 )
             )
             tree.append(lh)
@@ -199,6 +280,8 @@ class LogStore(abc.ABC):
             stored[e.event_id] = seq
             acks.append(Appended(seq, e.event_id))
             seq += 1
+        if new_keys:
+            tx.insert_run_keys(tenant, new_keys, now)
         if rows:
             tx.insert_events(rows)
             latest = tx.checkpoints(tenant, latest_only=True)
@@ -280,6 +363,36 @@ class LogStore(abc.ABC):
             paths = [tree.inclusion_proof(i, size) for i in leaves]
             consistency = [] if old_size is None else tree.consistency_proof(old_size, size)
         return paths, consistency
+
+    # -- redaction and retention (see :mod:`.erasure`) -----------------------------------------
+    def redact(
+        self, tenant: str, run_id: str, *, by: str, reason: str, fields: Sequence[str] = ()
+    ) -> Redaction:
+        """Erase the payloads of a run, keeping redacted views when ``fields`` are given."""
+        return erasure.redact(self, tenant, run_id, by=by, reason=reason, fields=fields)
+
+    def is_erased(self, tenant: str, run_id: str) -> bool:
+        """Whether ``run_id`` was redacted (its key erased): it takes no more events, and
+        nothing derived from its payloads should be stored again."""
+        with self._read() as tx:
+            key = tx.run_keys(tenant, [run_id]).get(run_id)
+        return key is not None and key.erased
+
+    def set_retention(self, tenant: str, days: int | None) -> None:
+        erasure.set_retention(self, tenant, days)
+
+    def retention(self, tenant: str) -> int | None:
+        return erasure.retention(self, tenant)
+
+    def retention_due(
+        self, now: float | None = None, tenant: str | None = None
+    ) -> list[RetentionDue]:
+        return erasure.retention_due(self, self.clock() if now is None else now, tenant)
+
+    def apply_retention(
+        self, now: float | None = None, tenant: str | None = None
+    ) -> list[Redaction]:
+        return erasure.apply_retention(self, self.clock() if now is None else now, tenant)
 
     def transaction(self, *, write: bool = False) -> AbstractContextManager[Tx]:
         """A transaction for other tables of the store (see :mod:`.records`)."""

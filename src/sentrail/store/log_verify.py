@@ -3,13 +3,19 @@
 Walks the log in seq order and recomputes, from the stored fields only:
 
 - seqs are exactly 0, 1, 2, ... (a gap is a deletion, a repeat an insertion);
-- each present payload's SHA-256 is its stored digest;
 - each leaf hash is the RFC 9162 leaf of :meth:`EventLeaf.leaf_data` (which commits to
   the seq: a reordered or moved row fails here);
 - each ``prev_hash`` is the previous ``chain_hash`` of its run (GENESIS first) and each
   ``chain_hash`` is the link over the entry;
+- each present payload's SHA-256 is its stored digest;
 - every stored checkpoint is signed by a trusted key named after its origin and its root
-  is the recomputed tree's root at its size.
+  is the recomputed tree's root at its size;
+- a sealed payload opens under its run's key as this event's (else it was edited, moved
+  or replaced); an erased one (its run's key is gone) is fine on its digest alone;
+- redactions hold together (:class:`sentrail.evidence.redaction.RedactionCheck`): every
+  ``redaction`` event is a well-formed record of its run, every view's SHA-256 is the one
+  a later redaction record of its run gives for its seq, and every payload that is gone
+  was erased by a recorded redaction.
 
 The first problem is reported with its seq and a reason; nothing is trusted from the rows.
 """
@@ -25,6 +31,7 @@ from sentrail.evidence.chain import GENESIS, EventLeaf
 from sentrail.evidence.checkpoint import verify_checkpoint
 from sentrail.evidence.merkle import MerkleTree, leaf_hash
 from sentrail.evidence.note import Verifier
+from sentrail.evidence.redaction import RedactionCheck
 from sentrail.store.base import Store
 
 
@@ -54,6 +61,7 @@ def verify_log(store: Store, tenant: str, verifiers: Iterable[Verifier | str]) -
     tree = MerkleTree()
     heads: dict[str, bytes] = {}
     expected = 0
+    redactions = RedactionCheck(require_records=True, keep_records=False)
 
     def bad(seq: int, reason: str) -> LogReport:
         return LogReport(tenant, expected, 0, LogProblem(tenant, seq, reason))
@@ -66,8 +74,6 @@ def verify_log(store: Store, tenant: str, verifiers: Iterable[Verifier | str]) -
                 return bad(expected, f"seq {expected} is missing (deletion); next is {e.seq}")
             if e.tenant_id != tenant:
                 return bad(e.seq, f"belongs to tenant {e.tenant_id!r}")
-            if e.payload is not None and hashlib.sha256(e.payload).digest() != e.payload_sha256:
-                return bad(e.seq, "payload does not match its stored digest")
             leaf = EventLeaf(
                 tenant, e.seq, e.run_id, e.event_id, e.kind, e.payload_sha256, e.prev_hash
             )
@@ -79,6 +85,11 @@ def verify_log(store: Store, tenant: str, verifiers: Iterable[Verifier | str]) -
                 return bad(e.seq, f"prev_hash does not continue the chain of run {e.run_id!r}")
             if leaf.chain_hash() != e.chain_hash:
                 return bad(e.seq, "chain hash does not match the entry")
+            if e.payload is not None and hashlib.sha256(e.payload).digest() != e.payload_sha256:
+                return bad(e.seq, "payload does not match its stored digest")
+            if e.seal_error is not None:
+                return bad(e.seq, f"payload does not match its stored digest: {e.seal_error}")
+            redactions.add(e.run_id, e.seq, e.kind, e.payload, e.view)
             heads[e.run_id] = e.chain_hash
             tree.append(lh)
             expected += 1
@@ -97,4 +108,8 @@ def verify_log(store: Store, tenant: str, verifiers: Iterable[Verifier | str]) -
             return bad(len(tree), f"checkpoint at size {cp.size} covers events that are missing")
         if tree.root(head_.size) != head_.root_hash:
             return bad(where, f"the log's root at size {cp.size} differs from its checkpoint")
+    problems = redactions.problems()
+    if problems:
+        seq, reason = problems[0]
+        return LogReport(tenant, len(tree), len(checkpoints), LogProblem(tenant, seq, reason))
     return LogReport(tenant, len(tree), len(checkpoints), None)

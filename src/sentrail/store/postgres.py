@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
 from sentrail.evidence.note import Signer
-from sentrail.store.base import StoreError
+from sentrail.store.base import RunKey, StoreError
 from sentrail.store.core import CHECKPOINT_EVERY, LogStore, Tx
-from sentrail.store.sql import SqlTx, _bytes, apply_migrations
+from sentrail.store.sql import SqlTx, _bytes, apply_migrations, run_key, seq_of
 
 try:
     import psycopg
@@ -37,7 +37,7 @@ class PgTx(SqlTx):
             "SELECT event_id, seq FROM events WHERE tenant_id = ? AND event_id = ANY(?)",
             (tenant, list(event_ids)),
         )
-        return {str(e): int(s) for e, s in rows}
+        return {str(e): seq_of(s) for e, s in rows}
 
     def run_heads(self, tenant: str, run_ids: Sequence[str]) -> dict[str, bytes]:
         rows = self.all(
@@ -46,6 +46,13 @@ class PgTx(SqlTx):
             (tenant, list(run_ids)),
         )
         return {str(r): _bytes(h, s, "chain_hash") for r, s, h in rows}
+
+    def run_keys(self, tenant: str, run_ids: Sequence[str]) -> dict[str, RunKey]:
+        rows = self.all(
+            "SELECT run_id, dek, erased_at FROM run_keys WHERE tenant_id = ? AND run_id = ANY(?)",
+            (tenant, list(run_ids)),
+        )
+        return {str(r): run_key(d, e, f"run {r!r}") for r, d, e in rows}
 
 
 class PostgresStore(LogStore):
@@ -58,8 +65,11 @@ class PostgresStore(LogStore):
         checkpoint_every: int = CHECKPOINT_EVERY,
         clock: Callable[[], float] | None = None,
         max_size: int = 4,
+        seal_payloads: bool = True,
     ) -> None:
-        super().__init__(signer, checkpoint_every=checkpoint_every, clock=clock)
+        super().__init__(
+            signer, checkpoint_every=checkpoint_every, clock=clock, seal_payloads=seal_payloads
+        )
         kwargs: dict[str, object] = {}
         if schema is not None:
             if not _SCHEMA.fullmatch(schema):

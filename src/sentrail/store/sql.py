@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sentrail.store.base import Checkpoint, StoredEvent, StoreError
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sentrail.store.base import Checkpoint, RunKey, StoredEvent, StoreError
+from sentrail.store.seal import KEY_BYTES, aad, cipher, unseal
 
 # Each migration: (version, statements); {blob} and {int} are the dialect's type names.
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -109,11 +112,41 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 created_at DOUBLE PRECISION NOT NULL)""",
         ],
     ),
+    (
+        3,
+        [
+            # Enforcement: approvals bound to exact arguments, and the containment log
+            # (quarantine, grant revocation, tool disabling, run freezing), who and why.
+            """CREATE TABLE approvals (
+                approval_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, run_id TEXT NOT NULL,
+                agent_id TEXT NOT NULL, tool TEXT NOT NULL, args_sha256 TEXT NOT NULL,
+                requested_at DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL,
+                status TEXT NOT NULL, decided_by TEXT, decided_at DOUBLE PRECISION,
+                reason TEXT NOT NULL)""",
+            "CREATE INDEX approvals_by_status ON approvals (tenant_id, status, requested_at)",
+            """CREATE TABLE containment (
+                action_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, kind TEXT NOT NULL,
+                target TEXT NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL,
+                at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX containment_by_tenant ON containment (tenant_id, at)",
+        ],
+    ),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 _COLUMNS = (
     "seq, tenant_id, run_id, event_id, kind, payload, payload_sha256, prev_hash, "
-    "chain_hash, leaf_hash, received_at"
+    "chain_hash, leaf_hash, received_at, sealed"
+)
+# Events with their run's key: a sealed payload is opened as it is read.
+_SELECT = (
+    "SELECT e.seq, e.tenant_id, e.run_id, e.event_id, e.kind, e.payload, e.payload_sha256, "
+    "e.prev_hash, e.chain_hash, e.leaf_hash, e.received_at, e.sealed, e.view, k.dek, "
+    "k.erased_at FROM events e LEFT JOIN run_keys k "
+    "ON k.tenant_id = e.tenant_id AND k.run_id = e.run_id"
+)
+_IN_CHUNK = 500  # bound parameters per IN (...) look-up
+_BAD_SEAL = (
+    "the sealed payload does not authenticate as this event's (edited, moved or under another key)"
 )
 
 
@@ -131,25 +164,72 @@ def _text(value: object, seq: object, column: str) -> str:
     return value
 
 
-def row_to_event(row: Sequence[Any]) -> StoredEvent:
-    """A stored event from a row in ``_COLUMNS`` order, every column checked."""
-    seq, tenant, run_id, event_id, kind, payload, digest, prev, link, leaf, at = row
+def seq_of(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise StoreError("malformed seq", f"stored event seq {value!r}")
+    return value
+
+
+def _flag(value: object, seq: object, column: str) -> bool:
+    if isinstance(value, bool) or value not in (0, 1):
+        raise StoreError(f"malformed {column}", f"stored event seq {seq}")
+    return bool(value)
+
+
+def run_key(dek: object, erased_at: object, where: str) -> RunKey:
+    """A ``run_keys`` row, type-checked."""
+    if isinstance(dek, memoryview | bytearray):
+        dek = bytes(dek)
+    if dek is not None and (not isinstance(dek, bytes) or len(dek) != KEY_BYTES):
+        raise StoreError("malformed run data key", where)
+    if erased_at is not None and (
+        isinstance(erased_at, bool) or not isinstance(erased_at, int | float)
+    ):
+        raise StoreError("malformed erased_at", where)
+    return RunKey(dek, None if erased_at is None else float(erased_at))
+
+
+def row_to_event(row: Sequence[Any], ciphers: dict[bytes, AESGCM] | None = None) -> StoredEvent:
+    """A stored event from a row in ``_SELECT`` order, every column checked and a sealed
+    payload opened with its run's key (``ciphers`` caches one AES-GCM per key)."""
+    seq, tenant, run_id, event_id, kind, blob, digest, prev, link, leaf, at = row[:11]
+    sealed_col, view, dek, erased_at = row[11:15]
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise StoreError("malformed seq", f"stored event seq {seq!r}")
-    if not isinstance(at, int | float):
+    if not isinstance(at, int | float) or isinstance(at, bool):
         raise StoreError("malformed received_at", f"stored event seq {seq}")
+    tenant = _text(tenant, seq, "tenant_id")
+    run_id = _text(run_id, seq, "run_id")
+    event_id = _text(event_id, seq, "event_id")
+    sealed = _flag(sealed_col, seq, "sealed")
+    payload = None if blob is None else _bytes(blob, seq, "payload", None)
+    problem = None
+    if sealed and payload is not None:
+        key = run_key(dek, erased_at, f"run {run_id!r}")
+        if key.dek is None or key.erased:  # erased (or the key row is gone)
+            payload = None
+        else:
+            cache = {} if ciphers is None else ciphers
+            aead = cache.get(key.dek)
+            if aead is None:
+                aead = cache[key.dek] = cipher(key.dek)
+            payload = unseal(aead, payload, aad(tenant, run_id, event_id))
+            problem = None if payload is not None else _BAD_SEAL
     return StoredEvent(
         seq=seq,
-        tenant_id=_text(tenant, seq, "tenant_id"),
-        run_id=_text(run_id, seq, "run_id"),
-        event_id=_text(event_id, seq, "event_id"),
+        tenant_id=tenant,
+        run_id=run_id,
+        event_id=event_id,
         kind=_text(kind, seq, "kind"),
-        payload=None if payload is None else _bytes(payload, seq, "payload", None),
+        payload=payload,
         payload_sha256=_bytes(digest, seq, "payload_sha256"),
         prev_hash=_bytes(prev, seq, "prev_hash"),
         chain_hash=_bytes(link, seq, "chain_hash"),
         leaf_hash=_bytes(leaf, seq, "leaf_hash"),
         received_at=float(at),
+        sealed=sealed,
+        view=None if view is None else _bytes(view, seq, "view", None),
+        seal_error=problem,
     )
 
 
@@ -175,29 +255,55 @@ class SqlTx:
         top = rows[0][0] if rows else None
         return 0 if top is None else int(top) + 1
 
+    def _chunks(self, items: Sequence[str]) -> list[tuple[str, list[str]]]:
+        """``items`` in chunks, each with its ``IN (?, ...)`` placeholder list."""
+        out = []
+        for i in range(0, len(items), _IN_CHUNK):
+            chunk = list(items[i : i + _IN_CHUNK])
+            out.append((", ".join("?" * len(chunk)), chunk))
+        return out
+
     def find_events(self, tenant: str, event_ids: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
-        sql = "SELECT seq FROM events WHERE tenant_id = ? AND event_id = ?"
-        for event_id in event_ids:
-            rows = self.all(sql, (tenant, event_id))
-            if rows:
-                out[event_id] = int(rows[0][0])
+        for marks, chunk in self._chunks(event_ids):
+            sql = f"SELECT event_id, seq FROM events WHERE tenant_id = ? AND event_id IN ({marks})"  # noqa: S608 (placeholders only)
+            for event_id, seq in self.all(sql, (tenant, *chunk)):
+                out[_text(event_id, seq, "event_id")] = seq_of(seq)
         return out
+
+    def run_keys(self, tenant: str, run_ids: Sequence[str]) -> dict[str, RunKey]:
+        """The data keys (or erasure records) of ``run_ids`` that have one."""
+        out: dict[str, RunKey] = {}
+        for marks, chunk in self._chunks(run_ids):
+            sql = (
+                "SELECT run_id, dek, erased_at FROM run_keys "  # noqa: S608 (placeholders only)
+                f"WHERE tenant_id = ? AND run_id IN ({marks})"
+            )
+            for run_id, dek, erased_at in self.all(sql, (tenant, *chunk)):
+                out[str(run_id)] = run_key(dek, erased_at, f"run {run_id!r}")
+        return out
+
+    def insert_run_keys(self, tenant: str, keys: Sequence[tuple[str, bytes]], now: float) -> None:
+        self.cur.executemany(
+            self.q("INSERT INTO run_keys (tenant_id, run_id, dek, created_at) VALUES (?, ?, ?, ?)"),
+            [(tenant, run_id, dek, now) for run_id, dek in keys],
+        )
 
     def run_heads(self, tenant: str, run_ids: Sequence[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
-        sql = (
-            "SELECT seq, chain_hash FROM events WHERE tenant_id = ? AND run_id = ? "
-            "ORDER BY seq DESC LIMIT 1"
-        )
-        for run_id in run_ids:
-            rows = self.all(sql, (tenant, run_id))
-            if rows:
-                out[run_id] = _bytes(rows[0][1], rows[0][0], "chain_hash")
+        for marks, chunk in self._chunks(run_ids):
+            sql = (
+                "SELECT run_id, seq, chain_hash FROM events WHERE tenant_id = ? AND seq IN "  # noqa: S608 (placeholders only)
+                "(SELECT MAX(seq) FROM events WHERE tenant_id = ? "
+                f"AND run_id IN ({marks}) GROUP BY run_id)"
+            )
+            for run_id, seq, link in self.all(sql, (tenant, tenant, *chunk)):
+                out[_text(run_id, seq, "run_id")] = _bytes(link, seq, "chain_hash")
         return out
 
     def insert_events(self, rows: Sequence[StoredEvent]) -> None:
-        sql = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 (constant columns)
+        """Insert rows as written: ``payload`` is the bytes at rest (sealed when ``sealed``)."""
+        sql = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 (constant columns)
         self.cur.executemany(
             self.q(sql),
             [
@@ -213,6 +319,7 @@ class SqlTx:
                     r.chain_hash,
                     r.leaf_hash,
                     r.received_at,
+                    int(r.sealed),
                 )
                 for r in rows
             ],
@@ -244,17 +351,20 @@ class SqlTx:
         return out
 
     def events(self, tenant: str, start: int, end: int | None, limit: int) -> list[StoredEvent]:
-        sql = f"SELECT {_COLUMNS} FROM events WHERE tenant_id = ? AND seq >= ?"  # noqa: S608
+        sql = f"{_SELECT} WHERE e.tenant_id = ? AND e.seq >= ?"
         params: list[object] = [tenant, start]
         if end is not None:
-            sql += " AND seq < ?"
+            sql += " AND e.seq < ?"
             params.append(end)
         params.append(limit)
-        return [row_to_event(r) for r in self.all(sql + " ORDER BY seq LIMIT ?", params)]
+        ciphers: dict[bytes, AESGCM] = {}
+        rows = self.all(sql + " ORDER BY e.seq LIMIT ?", params)
+        return [row_to_event(r, ciphers) for r in rows]
 
     def run_events(self, tenant: str, run_id: str) -> list[StoredEvent]:
-        sql = f"SELECT {_COLUMNS} FROM events WHERE tenant_id = ? AND run_id = ? ORDER BY seq"  # noqa: S608
-        return [row_to_event(r) for r in self.all(sql, (tenant, run_id))]
+        sql = f"{_SELECT} WHERE e.tenant_id = ? AND e.run_id = ? ORDER BY e.seq"
+        ciphers: dict[bytes, AESGCM] = {}
+        return [row_to_event(r, ciphers) for r in self.all(sql, (tenant, run_id))]
 
     def tenants(self) -> list[str]:
         rows = self.all(

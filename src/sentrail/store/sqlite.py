@@ -28,8 +28,11 @@ class SqliteStore(LogStore):
         *,
         checkpoint_every: int = CHECKPOINT_EVERY,
         clock: Callable[[], float] | None = None,
+        seal_payloads: bool = True,
     ) -> None:
-        super().__init__(signer, checkpoint_every=checkpoint_every, clock=clock)
+        super().__init__(
+            signer, checkpoint_every=checkpoint_every, clock=clock, seal_payloads=seal_payloads
+        )
         self.path = Path(path)
         in_memory = str(path) == ":memory:"
         try:
@@ -73,6 +76,15 @@ class SqliteStore(LogStore):
     def migrate(self) -> int:
         with self._tx("BEGIN IMMEDIATE") as tx:
             return apply_migrations(tx, "BLOB", "INTEGER")
+
+    def _after_erasure(self) -> None:
+        # secure_delete zeroed the old cells in the database pages; the WAL still holds
+        # the pages as they were before the redaction until it is checkpointed.
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite: {exc}", str(self.path)) from exc
 
     def close(self) -> None:
         with self._lock:
