@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sentrail import __version__
-from sentrail.cli import baseline, policy, serve, store, trace, worker
+from sentrail.cli import baseline, export, policy, serve, store, trace, worker
 from sentrail.cli import redact as redact_cli
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(store.evidence_app, name="evidence")
 app.command("ingest")(store.ingest)
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
+app.command("export")(export.export)
 app.add_typer(serve.apikey_app, name="apikey")
 app.command("redact")(redact_cli.redact)
 app.add_typer(redact_cli.retention_app, name="retention")
