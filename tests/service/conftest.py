@@ -14,6 +14,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from fastapi.testclient import TestClient
 
+from sentrail.alerts.router import AlertRouter
 from sentrail.engine.engine import Engine
 from sentrail.service.app import ServiceConfig, create_app
 from sentrail.service.auth import create_key
@@ -39,9 +40,11 @@ class Api:
         return {"Authorization": f"Bearer {self.keys[who]}"}
 
 
-def make_api(backend: Backend, **config: object) -> Iterator[Api]:
+def make_api(
+    backend: Backend, alerts: AlertRouter | None = None, **config: object
+) -> Iterator[Api]:
     store = backend.open()
-    app = create_app(store, Engine(), SIGNER, ServiceConfig(**config))  # type: ignore[arg-type]
+    app = create_app(store, Engine(), SIGNER, ServiceConfig(**config), alerts=alerts)  # type: ignore[arg-type]
     api = Api(TestClient(app), store)
     for name, tenant, app_id, scopes in (
         ("a", "tenant-a", "app1", ALL_SCOPES),

@@ -333,3 +333,19 @@ def test_a_resent_trace_does_not_restore_what_redaction_erased(api: Api) -> None
         for value in f["evidence"].values():
             if isinstance(value, str) and len(value) > 12:
                 assert value not in text  # still scrubbed
+
+
+def test_findings_on_ingest_are_alerted_and_counted(backend: Backend) -> None:
+    from sentrail.alerts.policy import parse_alert_policy
+    from sentrail.alerts.router import AlertRouter
+    from sentrail.alerts.sinks import MemorySink
+
+    sink = MemorySink()
+    router = AlertRouter(parse_alert_policy(b"version: 1\n"), [sink])
+    for api in make_api(backend, alerts=router):
+        post_trace(api, "prod-delete.json")
+        assert router.wait_idle(10)
+        assert sink.messages, "a critical finding was not alerted"
+        text = api.client.get("/metrics", headers=api.auth("a_metrics")).text
+        assert 'sentrail_alerts_total{outcome="sent"}' in text
+        assert 'sentrail_alert_sink_total{outcome="dropped",sink="memory"} 0.0' in text

@@ -272,10 +272,10 @@ def build_sinks(
     env: Mapping[str, str] | None = None,
     *,
     wait: Wait | None = None,
-) -> list[HttpSink]:
+) -> list[Sink]:
     """The sinks the policy names; URLs and secrets from ``env`` (the process environment)."""
     env = os.environ if env is None else env
-    sinks: list[HttpSink] = []
+    sinks: list[Sink] = []
     for i, spec in enumerate(policy.sinks):
         where = f"sinks[{i}] ({spec.name})"
         retry = RetryPolicy(attempts=spec.max_attempts, timeout=spec.timeout_seconds)

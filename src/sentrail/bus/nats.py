@@ -48,20 +48,33 @@ LEASE_BUCKET = "sentrail_leases"
 class NatsLease:
     """An exclusive lease; ``renew()`` at least every ttl/3, ``release()`` at the end."""
 
-    def __init__(self, kv: Any, key: str, revision: int) -> None:
+    def __init__(self, kv: Any, key: str, owner: str, ttl: float, revision: int) -> None:
         self.kv = kv
         self.key = key
+        self.owner = owner
+        self.ttl = ttl
         self.revision = revision
+
+    def value(self) -> bytes:
+        return f"{self.owner}|{time.time() + self.ttl:.3f}".encode()
 
     async def renew(self) -> None:
         try:
-            self.revision = await self.kv.update(self.key, b"held", last=self.revision)
+            self.revision = await self.kv.update(self.key, self.value(), last=self.revision)
         except NatsError as exc:
             raise BusError(f"the lease {self.key} was lost: {exc}") from exc
 
     async def release(self) -> None:
         with contextlib.suppress(NatsError):
             await self.kv.delete(self.key, last=self.revision)
+
+
+def _parse_lease(value: bytes | None) -> tuple[str, float]:
+    owner, _, expires = (value or b"").decode(errors="replace").rpartition("|")
+    try:
+        return owner or "?", float(expires)
+    except ValueError:
+        return "?", 0.0
 
 
 class NatsConsumer:
@@ -73,9 +86,9 @@ class NatsConsumer:
     async def fetch(self, max_msgs: int, timeout: float) -> list[BusMessage]:
         try:
             msgs = await self.sub.fetch(max_msgs, timeout=timeout)
-        except NatsTimeout:
-            return []
-        except (NatsError, TimeoutError) as exc:
+        except (NatsTimeout, TimeoutError):
+            return []  # nothing arrived in time
+        except NatsError as exc:
             raise BusError(f"NATS fetch failed: {exc!r}") from exc
         out = []
         for m in msgs:
@@ -194,29 +207,42 @@ class NatsBus:
         return NatsConsumer(sub, tenant)
 
     async def lease(self, name: str, owner: str, ttl: float = 10.0) -> NatsLease:
-        """Hold ``name`` exclusively (a KV entry that expires ``ttl`` after its last
-        renewal). BusError if another owner holds it."""
+        """Hold ``name`` exclusively: a KV entry ``owner|expires_at`` that its holder renews.
+        A lease past its expiry (a dead holder) is taken over; BusError while another
+        owner holds it. (Expiry is judged on each host's clock: keep clocks in sync.)"""
         try:
-            kv = await self.js.create_key_value(
-                api.KeyValueConfig(bucket=LEASE_BUCKET, ttl=ttl, history=1)
-            )
+            kv = await self.js.create_key_value(api.KeyValueConfig(bucket=LEASE_BUCKET, history=1))
         except NatsError:
             kv = await self.js.key_value(LEASE_BUCKET)
         key = token(name)
+        lease = NatsLease(kv, key, owner, ttl, 0)
         try:
-            revision = await kv.create(key, owner.encode())
+            lease.revision = await kv.create(key, lease.value())
+            return lease
         except KeyWrongLastSequenceError:
-            try:
-                holder = (await kv.get(key)).value or b""
-            except (KeyNotFoundError, KeyDeletedError):
-                holder = b"?"
-            raise BusError(
-                f"{name} is held by {holder.decode(errors='replace')!r} "
-                f"(it expires {ttl:g} s after its holder stops renewing)"
-            ) from None
+            pass
         except NatsError as exc:
             raise BusError(f"cannot take the lease {name}: {exc}") from exc
-        return NatsLease(kv, key, revision)
+        try:
+            entry = await kv.get(key)
+        except (KeyNotFoundError, KeyDeletedError):
+            entry = None
+        except NatsError as exc:
+            raise BusError(f"cannot read the lease {name}: {exc}") from exc
+        holder, expires = _parse_lease(entry.value if entry is not None else b"")
+        if entry is not None and expires > time.time():
+            raise BusError(
+                f"{name} is held by {holder!r} until it stops renewing "
+                f"(expires in {expires - time.time():.0f} s)"
+            )
+        try:
+            if entry is None:
+                lease.revision = await kv.create(key, lease.value())
+            else:
+                lease.revision = await kv.update(key, lease.value(), last=entry.revision)
+        except NatsError as exc:
+            raise BusError(f"lost the race for the lease {name}: {exc}") from exc
+        return lease
 
     async def delete_stream(self, tenant: str) -> None:
         """Remove the tenant's stream (tests and operators; not used by workers)."""

@@ -42,12 +42,16 @@ def serve(
     checkpoint_interval: Annotated[
         float, typer.Option("--checkpoint-interval", help="Seconds between checkpoints")
     ] = 1.0,
+    alerts: Annotated[
+        str | None, typer.Option("--alerts", help="Alert policy (docs/alerts.md)")
+    ] = None,
 ) -> None:
     """Run the HTTP service (OpenAPI at /openapi.json, docs at /docs)."""
     _server_extra()
     import uvicorn
 
     from sentrail.runtime.batch import EngineConfig
+    from sentrail.service.alerting import open_router
     from sentrail.service.app import ServiceConfig, create_app
     from sentrail.store.records import records
 
@@ -62,7 +66,10 @@ def serve(
         if policy is not None and engine.policy.sha256 is not None:
             with records(store, write=True) as rtx:  # runs cite it by hash
                 rtx.put_policy(engine.policy.sha256, Path(policy).read_bytes(), time.time())
-        app = create_app(store, engine, signer, config, policy_sha256=engine.policy.sha256)
+        router = open_router(alerts) if alerts is not None else None
+        app = create_app(
+            store, engine, signer, config, policy_sha256=engine.policy.sha256, alerts=router
+        )
     except (SentrailError, ValueError, OSError) as exc:
         fail(str(exc))
     typer.echo(f"sentrail serving on http://{safe_text(host)}:{port} (log key {signer.name})")

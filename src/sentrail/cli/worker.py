@@ -55,6 +55,12 @@ def worker(
     lease_ttl: Annotated[
         float, typer.Option("--lease-ttl", help="Seconds a dead worker's partition stays held")
     ] = 10.0,
+    alerts: Annotated[
+        str | None, typer.Option("--alerts", help="Alert policy (docs/alerts.md)")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on 127.0.0.1")
+    ] = None,
 ) -> None:
     """Consume the tenant stream, store every event, analyse runs as steps arrive.
 
@@ -69,6 +75,16 @@ def worker(
         signer = _keys().ensure()
     except (SentrailError, ValueError) as exc:
         fail(str(exc))
+    router = None
+    if alerts is not None:
+        try:
+            from sentrail.service.alerting import open_router
+        except ImportError:
+            fail("alerts need the extras: pip install 'sentrail[server,alerts]'")
+        try:
+            router = open_router(alerts)
+        except SentrailError as exc:
+            fail(str(exc))
     store = _open(database, signer)
     try:
         code = asyncio.run(
@@ -83,13 +99,39 @@ def worker(
                 idle_timeout,
                 rank,
                 lease_ttl,
+                router,
+                metrics_port,
             )
         )
     except (BusError, SentrailError) as exc:
         fail(str(exc))
     finally:
         store.close()
+        if router is not None:
+            router.close()
     raise typer.Exit(code)
+
+
+def _serve_metrics(w: Worker, router: Any, port: int) -> None:
+    """Worker statistics (and alert counters) for Prometheus, on loopback only."""
+    from prometheus_client import start_http_server
+    from prometheus_client.core import CounterMetricFamily
+    from prometheus_client.registry import CollectorRegistry
+
+    class Stats:
+        def collect(self) -> Any:
+            m = CounterMetricFamily("sentrail_worker", "Worker counters", labels=["what"])
+            for name, value in vars(w.stats).items():
+                m.add_metric([name], value)
+            yield m
+
+    registry = CollectorRegistry()
+    registry.register(Stats())
+    if router is not None:
+        from sentrail.service.alerting import AlertCollector
+
+        registry.register(AlertCollector(router))
+    start_http_server(port, addr="127.0.0.1", registry=registry)
 
 
 async def _serve(
@@ -103,6 +145,8 @@ async def _serve(
     idle_timeout: float,
     rank: int,
     lease_ttl: float,
+    router: Any = None,
+    metrics_port: int | None = None,
 ) -> int:
     from sentrail.bus import open_bus
 
@@ -111,6 +155,14 @@ async def _serve(
     lease_name = f"{tenant}.p{partition}-of-{partitions}"
     take = getattr(bus, "lease", None)
     lease = await take(lease_name, owner, lease_ttl) if take is not None else None
+    printer = _print_finding(rank)
+
+    def on_finding(t: str, run_id: str, f: Finding, msg: BusMessage | None) -> None:
+        printer(t, run_id, f, msg)
+        live = w.runs.get(run_id)
+        if router is not None and live is not None:
+            router.submit(f, live.header, live.steps, trace_hash=live.trace_hash or None)
+
     w = Worker(
         bus,
         engine,
@@ -120,8 +172,10 @@ async def _serve(
         partition=partition,
         partitions=partitions,
         idle_timeout=idle_timeout,
-        on_finding=_print_finding(rank),
+        on_finding=on_finding,
     )
+    if metrics_port is not None:
+        _serve_metrics(w, router, metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

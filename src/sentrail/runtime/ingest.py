@@ -63,6 +63,7 @@ class TraceIngested(msgspec.Struct, frozen=True):
     ack: Appended
     row: RunRow
     result: RunResult
+    run: Run
 
 
 class EventsIngested(msgspec.Struct, frozen=True):
@@ -166,7 +167,7 @@ class Ingestor:
         event = NewEvent(tenant, run.run_id, f"{run.run_id}/trace/{trace_hash[:32]}", "trace", data)
         (ack,) = self.store.append([event])
         row = self.index_run(tenant, app, run, result, trace_hash, "")
-        return TraceIngested(trace_hash, run.run_id, ack, row, result)
+        return TraceIngested(trace_hash, run.run_id, ack, row, result, run)
 
     # -- event streams --------------------------------------------------------------------
     def parse_events(self, tenant: str, data: bytes, where: str = "body") -> list[NewEvent]:

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from sentrail import __version__
+from sentrail.alerts.router import AlertRouter
 from sentrail.engine.engine import Engine
 from sentrail.errors import InputError, SentrailError
 from sentrail.evidence.checkpoint import Checkpoint as TreeHead
@@ -36,7 +37,9 @@ from sentrail.evidence.note import Signer, split_note
 from sentrail.model.decode import MAX_DOCUMENT_BYTES, decode_event
 from sentrail.model.events import fold_run
 from sentrail.model.finding import Finding, Severity
+from sentrail.model.trace import Run
 from sentrail.runtime.ingest import Ingestor, InvalidLines
+from sentrail.service.alerting import AlertCollector
 from sentrail.service.auth import KeyVerifier, Principal, Scope
 from sentrail.service.background import CheckpointTimer
 from sentrail.service.problems import ErrorItem, ProblemError, problem_response
@@ -114,6 +117,15 @@ class Services:
             registry=self.registry,
         )
         self.timer.on_signed = self.checkpoints.inc
+        self.alerts: AlertRouter | None = None
+
+    def alert(self, app: str, run: Run, findings: Sequence[Finding], trace_hash: str) -> None:
+        """Hand new findings to the alert router (never blocks: it queues)."""
+        if self.alerts is None:
+            return
+        header = run.header()
+        for f in findings:
+            self.alerts.submit(f, header, run.steps, trace_hash=trace_hash)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -292,11 +304,15 @@ def create_app(
     config: ServiceConfig | None = None,
     *,
     policy_sha256: str | None = None,
+    alerts: AlertRouter | None = None,
 ) -> FastAPI:
     cfg = config or ServiceConfig()
     if not 0 < cfg.max_body_bytes <= MAX_DOCUMENT_BYTES:
         raise ValueError(f"max_body_bytes must be in 1..{MAX_DOCUMENT_BYTES}")
     svc = Services(store, engine, signer, cfg, policy_sha256)
+    svc.alerts = alerts
+    if alerts is not None:
+        svc.registry.register(AlertCollector(alerts))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -305,6 +321,8 @@ def create_app(
             yield
         finally:
             svc.timer.stop()
+            if svc.alerts is not None:
+                svc.alerts.close()
 
     app = FastAPI(
         title="sentrail",
@@ -374,6 +392,7 @@ def create_app(
             svc.analysed_runs.inc()
             for f in done.result.findings:
                 svc.findings.labels(f.severity.value).inc()
+            svc.alert(app_id, done.run, done.result.findings, done.trace_hash)
         body = {
             "traceHash": done.trace_hash,
             "runId": done.run_id,
