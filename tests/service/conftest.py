@@ -22,7 +22,7 @@ from sentrail.store.core import LogStore
 from tests.store.conftest import SIGNER, Backend, _postgres, _sqlite
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-ALL_SCOPES = "ingest,read,triage,metrics"
+ALL_SCOPES = "ingest,read,triage,metrics,decide,approve,contain"
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # still argon2id
 
 
@@ -41,10 +41,19 @@ class Api:
 
 
 def make_api(
-    backend: Backend, alerts: AlertRouter | None = None, **config: object
+    backend: Backend,
+    alerts: AlertRouter | None = None,
+    engine: Engine | None = None,
+    **config: object,
 ) -> Iterator[Api]:
     store = backend.open()
-    app = create_app(store, Engine(), SIGNER, ServiceConfig(**config), alerts=alerts)  # type: ignore[arg-type]
+    app = create_app(
+        store,
+        engine or Engine(),
+        SIGNER,
+        ServiceConfig(**config),  # type: ignore[arg-type]
+        alerts=alerts,
+    )
     api = Api(TestClient(app), store)
     for name, tenant, app_id, scopes in (
         ("a", "tenant-a", "app1", ALL_SCOPES),

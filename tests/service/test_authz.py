@@ -137,12 +137,79 @@ ENDPOINTS = [
 ]
 
 
+ENDPOINTS += [
+    Endpoint(
+        "decide",
+        "POST",
+        "decide",
+        False,
+        lambda api, h, ids: _req(
+            api, "POST", "/v1/decide", h, json={"tool": "db.query", "agent_id": "x", "run_id": "r"}
+        ),
+    ),
+    Endpoint(
+        "observe",
+        "POST",
+        "decide",
+        False,
+        lambda api, h, ids: _req(
+            api, "POST", "/v1/observe", h, json={"run_id": "r", "result": {"status": "ok"}}
+        ),
+    ),
+    Endpoint(
+        "list approvals",
+        "GET",
+        "approve",
+        False,
+        lambda api, h, ids: _req(api, "GET", "/v1/approvals", h),
+    ),
+    Endpoint(
+        "approve",
+        "POST",
+        "approve",
+        False,
+        lambda api, h, ids: _req(
+            api, "POST", f"/v1/approvals/{ids['approval']}/deny", h, json={"reason": "matrix"}
+        ),
+    ),
+    Endpoint(
+        "contain",
+        "POST",
+        "contain",
+        False,
+        lambda api, h, ids: _req(
+            api,
+            "POST",
+            "/v1/containment",
+            h,
+            json={"action": "freeze_run", "run_id": "matrix-run", "reason": "matrix"},
+        ),
+    ),
+    Endpoint(
+        "containment log",
+        "GET",
+        "read",
+        False,
+        lambda api, h, ids: _req(api, "GET", "/v1/containment", h),
+    ),
+]
+
+
 def _seed(api: Api, key: str, trace: bytes) -> dict[str, str]:
     r = api.client.post("/v1/apps/app1/traces", content=trace, headers=api.auth(key))
     assert r.status_code == 201, r.text
     body = r.json()
     api.store.checkpoint("tenant-a" if key == "a" else "tenant-b")
-    return {"hash": body["traceHash"], "finding": body["findings"][0]["id"], "run": body["runId"]}
+    tenant = "tenant-a" if key == "a" else "tenant-b"
+    held = api.client.app.state.services.approvals.request(  # type: ignore[attr-defined]
+        tenant, body["runId"], "agent", "db.delete_table", "0" * 64, "matrix"
+    )
+    return {
+        "hash": body["traceHash"],
+        "finding": body["findings"][0]["id"],
+        "run": body["runId"],
+        "approval": held.approval_id,
+    }
 
 
 @pytest.fixture
@@ -183,6 +250,9 @@ def _expected(ep: Endpoint, tenant: str | None, scopes: set[str], app: str | Non
         return {403}
     if ep.name in ("get trace", "patch finding") and (tenant != "tenant-a" or app == "app2"):
         return {404}  # tenant A's ids, asked for by another tenant or app: not found
+    if ep.name == "approve":
+        # Tenant A's approval: the first of A's callers denies it, later ones conflict.
+        return {404} if tenant != "tenant-a" else {200, 409}
     if ep.name == "post trace":
         return {200, 201}
     return {200}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sentrail import __version__
-from sentrail.cli import baseline, export, policy, serve, store, trace, worker
+from sentrail.cli import baseline, enforce, export, policy, serve, store, trace, worker
 from sentrail.cli import redact as redact_cli
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.command("ingest")(store.ingest)
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
 app.command("export")(export.export)
+app.add_typer(enforce.approvals_app, name="approvals")
+app.add_typer(enforce.contain_app, name="contain")
 app.add_typer(serve.apikey_app, name="apikey")
 app.command("redact")(redact_cli.redact)
 app.add_typer(redact_cli.retention_app, name="retention")

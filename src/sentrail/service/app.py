@@ -18,7 +18,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -30,6 +30,10 @@ from starlette.responses import Response
 
 from sentrail import __version__
 from sentrail.alerts.router import AlertRouter
+from sentrail.enforce.model import DecisionRequest
+from sentrail.enforce.pdp import DecisionPoint
+from sentrail.enforce.persist import StoreApprovals, StoreContainment, store_recorder
+from sentrail.enforce.state import EnforcementError
 from sentrail.engine.engine import Engine
 from sentrail.errors import InputError, SentrailError
 from sentrail.evidence.checkpoint import Checkpoint as TreeHead
@@ -37,7 +41,7 @@ from sentrail.evidence.note import Signer, split_note
 from sentrail.model.decode import MAX_DOCUMENT_BYTES, decode_event
 from sentrail.model.events import fold_run
 from sentrail.model.finding import Finding, Severity
-from sentrail.model.trace import Run
+from sentrail.model.trace import Run, ToolResult
 from sentrail.runtime.ingest import Ingestor, InvalidLines
 from sentrail.service.alerting import AlertCollector
 from sentrail.service.auth import KeyVerifier, Principal, Scope
@@ -67,6 +71,7 @@ class ServiceConfig(msgspec.Struct, frozen=True):
     max_body_bytes: int = DEFAULT_MAX_BODY
     checkpoint_interval_s: float = 1.0
     base_url: str = ""
+    decide_timeout_s: float = 1.0
 
 
 class Services:
@@ -118,6 +123,18 @@ class Services:
         )
         self.timer.on_signed = self.checkpoints.inc
         self.alerts: AlertRouter | None = None
+        self.containment = StoreContainment(store)
+        self.approvals = StoreApprovals(store)
+        self.pdp = DecisionPoint(
+            engine,
+            signer,
+            recorder=store_recorder(store),
+            containment=self.containment,
+            approvals=self.approvals,
+        )
+        self.decisions = Counter(
+            "sentrail_decisions", "Decisions by outcome", ["outcome"], registry=self.registry
+        )
 
     def alert(self, app: str, run: Run, findings: Sequence[Finding], trace_hash: str) -> None:
         """Hand new findings to the alert router (never blocks: it queues)."""
@@ -288,7 +305,32 @@ Read = Annotated[Principal, Depends(app_scope(Scope.READ))]
 LogRead = Annotated[Principal, Depends(needs(Scope.READ))]
 Triage = Annotated[Principal, Depends(needs(Scope.TRIAGE))]
 Metrics = Annotated[Principal, Depends(needs(Scope.METRICS))]
+Decide = Annotated[Principal, Depends(needs(Scope.DECIDE))]
+Approve = Annotated[Principal, Depends(needs(Scope.APPROVE))]
+Contain = Annotated[Principal, Depends(needs(Scope.CONTAIN))]
 AppId = Annotated[str, Path(pattern=_ID_PATTERN)]
+
+
+class ObserveBody(msgspec.Struct, forbid_unknown_fields=True):
+    run_id: str
+    result: ToolResult
+    agent_id: str | None = None
+    step_index: int | None = None
+
+
+class ApprovalBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = ""
+
+
+class ContainBody(msgspec.Struct, forbid_unknown_fields=True):
+    action: Literal[
+        "quarantine", "release", "freeze_run", "revoke_grant", "disable_tool", "enable_tool"
+    ]
+    reason: str
+    agent: str = "*"
+    run_id: str = ""
+    permission: str = ""
+    tool: str = ""
 
 
 class FindingPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -681,6 +723,100 @@ def create_app(
             )
         proof = _proofs(svc, who.tenant_id, second, old_size=first)[1]
         return _json({"first": first, "second": second, "path": [_b64(h) for h in proof]})
+
+    # -- enforcement --------------------------------------------------------------------------
+    def _decode_body(data: bytes, kind: type[Any]) -> Any:
+        try:
+            return msgspec.json.decode(data, type=kind)
+        except msgspec.ValidationError as exc:
+            raise ProblemError(
+                400, "invalid-body", str(exc), [ErrorItem("body", str(exc))]
+            ) from None
+        except msgspec.DecodeError as exc:
+            raise ProblemError(
+                400, "invalid-body", str(exc), [ErrorItem("body", str(exc))]
+            ) from None
+
+    @app.post("/v1/decide", tags=["enforcement"])
+    async def post_decide(request: Request, who: Decide) -> Response:
+        """Ask the decision point about one tool call; the signed decision is recorded
+        (in the run's chain) before it is returned. Fail closed: any error is a deny."""
+        data = await _read_body(request, 1024 * 1024)
+        req = _decode_body(data, DecisionRequest)
+        req.tenant_id = who.tenant_id  # a key decides for its own tenant only
+        decision = await svc.pdp.adecide(req, timeout=cfg.decide_timeout_s)
+        svc.decisions.labels(decision.outcome.value).inc()
+        return _json(decision)
+
+    @app.post("/v1/observe", tags=["enforcement"])
+    async def post_observe(request: Request, who: Decide) -> Response:
+        """Feed a tool's result back to its run (injected instructions taint later calls)."""
+        data = await _read_body(request, cfg.max_body_bytes)
+        body = _decode_body(data, ObserveBody)
+        found = svc.pdp.observe(
+            who.tenant_id, body.run_id, body.result, body.agent_id, body.step_index
+        )
+        return _json({"findings": found})
+
+    @app.get("/v1/approvals", tags=["enforcement"])
+    def get_approvals(who: Approve) -> Response:
+        """Pending approvals of the key's tenant."""
+        return _json({"items": svc.approvals.pending(who.tenant_id)})
+
+    @app.post("/v1/approvals/{approval_id}/{verdict}", tags=["enforcement"])
+    async def post_approval(
+        approval_id: Annotated[str, Path(max_length=64)],
+        verdict: Annotated[str, Path(pattern="^(approve|deny)$")],
+        request: Request,
+        who: Approve,
+    ) -> Response:
+        """Approve or deny one held call (the approver is the key, recorded)."""
+        data = await _read_body(request, 64 * 1024)
+        body = _decode_body(data or b"{}", ApprovalBody)
+        try:
+            a = svc.approvals.decide(
+                approval_id, who.tenant_id, verdict == "approve", f"key:{who.key_id}", body.reason
+            )
+        except EnforcementError as exc:
+            if exc.message.startswith("no approval"):
+                raise ProblemError(404, "not-found", exc.message) from None
+            raise ProblemError(409, "approval-conflict", exc.message) from None
+        return _json(a)
+
+    @app.post("/v1/containment", tags=["enforcement"])
+    async def post_containment(request: Request, who: Contain) -> Response:
+        """Quarantine, revoke a grant, disable a tool, freeze a run (idempotent, recorded).
+        ``release`` is refused here: it needs the guarded re-enable (CLI)."""
+        data = await _read_body(request, 64 * 1024)
+        body = _decode_body(data, ContainBody)
+        c, t, by = svc.containment, who.tenant_id, f"key:{who.key_id}"
+        try:
+            if body.action == "quarantine":
+                changed = c.quarantine(t, body.agent, by, body.reason)
+            elif body.action == "freeze_run":
+                changed = c.freeze_run(t, body.run_id, by, body.reason)
+            elif body.action == "revoke_grant":
+                changed = c.revoke_grant(t, body.agent, body.permission, by, body.reason)
+            elif body.action == "disable_tool":
+                changed = c.disable_tool(t, body.tool, by, body.reason, agent=body.agent)
+            elif body.action == "enable_tool":
+                changed = c.enable_tool(t, body.tool, by, body.reason, agent=body.agent)
+            else:
+                raise ProblemError(
+                    400,
+                    "guarded",
+                    "release needs attestation, policy and a canary: "
+                    "use `sentrail contain release`",
+                )
+        except EnforcementError as exc:
+            raise ProblemError(400, "invalid-action", exc.message) from None
+        return _json({"action": body.action, "changed": changed})
+
+    @app.get("/v1/containment", tags=["enforcement"])
+    def get_containment(who: LogRead) -> Response:
+        """The tenant's containment log (chain of custody)."""
+        svc.containment.reload()
+        return _json({"items": [a for a in svc.containment.log if a.tenant_id == who.tenant_id]})
 
     # -- operations --------------------------------------------------------------------------
     @app.get("/healthz", tags=["operations"])

@@ -39,6 +39,9 @@ class Scope(enum.StrEnum):
     READ = "read"  # GET traces, findings, log checkpoint and proofs
     TRIAGE = "triage"  # PATCH findings (resolve / reopen)
     METRICS = "metrics"  # GET /metrics
+    DECIDE = "decide"  # POST /v1/decide, /v1/observe (a gateway or an agent runtime)
+    APPROVE = "approve"  # approve or deny held calls
+    CONTAIN = "contain"  # quarantine, revoke, disable, freeze
 
 
 class Principal(msgspec.Struct, frozen=True):
