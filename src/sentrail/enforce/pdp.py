@@ -38,6 +38,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from typing import Any
 
 import msgspec
@@ -174,7 +175,29 @@ class DecisionPoint:
                 result=result,
                 timestamp=self._now_iso(),
             )
-            return state.session.on_step(step)
+            found = state.session.on_step(step)
+            enf = self.policy.profile_for(state.session.header.agent_id).profile.enforcement
+            self._auto_contain(
+                enf, tenant, run_id=run_id, agent=state.session.header.agent_id, found=found
+            )
+            return found
+
+    def _auto_contain(
+        self, enf: Enforcement, tenant: str, agent: str, run_id: str, found: list[Finding]
+    ) -> None:
+        """The profile's automatic responses to findings (recorded as by sentrail:auto)."""
+        for f in found:
+            for r in enf.auto_contain:
+                if (
+                    f.severity.rank >= Severity.parse(r.min_severity).rank
+                    and (r.category is None or f.category.value == r.category)
+                    and fnmatchcase(f.rule, r.rule)
+                ):
+                    why = f"automatic: {f.rule}: {f.message}"[:500]
+                    if r.action == "freeze_run":
+                        self.containment.freeze_run(tenant, run_id, "sentrail:auto", why)
+                    elif agent:
+                        self.containment.quarantine(tenant, agent, "sentrail:auto", why)
 
     def run_findings(self, tenant: str, run_id: str) -> list[Finding]:
         state = self._runs.get((tenant, run_id))
@@ -222,7 +245,8 @@ class DecisionPoint:
                 f"{req.tool} stays blocked in this run: {stopped}",
                 "findings.retry_storm",
             )
-        for f in state.session.on_step(step):
+        found = state.session.on_step(step)
+        for f in found:
             self._finding(v, f)
             if f.category is Category.EXCESSIVE_RETRIES and f.severity is not Severity.INFO:
                 state.blocked.setdefault(req.tool, f.message)
@@ -244,6 +268,7 @@ class DecisionPoint:
             else:
                 v.reasons.insert(0, why)
         state.cost += req.cost
+        self._auto_contain(enf, tenant, agent, run_id, found)
 
         outcome, enforced, would_have = v.outcome, True, None
         if enf.mode == "monitor":

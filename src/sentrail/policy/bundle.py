@@ -76,6 +76,15 @@ class AttestationPolicy(Strict):
     tool_registry_versions: list[str] | None = None
 
 
+class AutoResponse(Strict):
+    """Contain automatically when a finding matches (rule glob, category, severity)."""
+
+    action: Literal["freeze_run", "quarantine"]
+    rule: str = "*"
+    category: str | None = None
+    min_severity: Literal["info", "warning", "critical"] = "critical"
+
+
 class Enforcement(Strict):
     """How the decision point treats an agent (docs/enforcement.md)."""
 
@@ -90,6 +99,7 @@ class Enforcement(Strict):
     grants: list[Grant] = msgspec.field(default_factory=list)
     budgets: Budgets = msgspec.field(default_factory=Budgets)
     attestation: AttestationPolicy | None = None
+    auto_contain: list[AutoResponse] = msgspec.field(default_factory=list)
 
 
 class AgentProfile(Strict):
