@@ -6,6 +6,7 @@ import typer
 
 from sentrail import __version__
 from sentrail.cli import baseline, enforce, export, policy, serve, store, trace, worker
+from sentrail.cli import mcp as mcp_cli
 from sentrail.cli import redact as redact_cli
 
 app = typer.Typer(
@@ -27,6 +28,8 @@ app.command("worker")(worker.worker)
 app.command("export")(export.export)
 app.add_typer(enforce.approvals_app, name="approvals")
 app.add_typer(enforce.contain_app, name="contain")
+app.command("mcp-proxy")(mcp_cli.mcp_proxy)
+app.add_typer(mcp_cli.app, name="mcp")
 app.add_typer(serve.apikey_app, name="apikey")
 app.command("redact")(redact_cli.redact)
 app.add_typer(redact_cli.retention_app, name="retention")

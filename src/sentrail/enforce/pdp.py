@@ -175,7 +175,17 @@ class DecisionPoint:
                 result=result,
                 timestamp=self._now_iso(),
             )
+            ctx = state.session.ctx
+            seen = len(ctx.injections)
             found = state.session.on_step(step)
+            if step_index is not None:
+                # The result is the call's too: an instruction injected in it taints the
+                # values taken from the call's step, where the result was attached.
+                ctx.injections.extend(
+                    (step_index, excerpt)
+                    for index, excerpt in ctx.injections[seen:]
+                    if index == step.step_index
+                )
             enf = self.policy.profile_for(state.session.header.agent_id).profile.enforcement
             self._auto_contain(
                 enf, tenant, run_id=run_id, agent=state.session.header.agent_id, found=found
