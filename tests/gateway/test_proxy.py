@@ -160,3 +160,33 @@ def test_a_crashing_or_hanging_decision_point_denies(box: Box) -> None:
     assert "RuntimeError" in crash["explanation"]
     assert hang["outcome"] == "deny" and "timeout" in hang["explanation"]
     assert crash["signature"] and hang["signature"]
+
+
+def test_an_approval_given_in_the_store_lets_the_same_call_through(box: Box) -> None:
+    """With --database, a held call approved by a person (the CLI, the API) goes through
+    when the agent repeats it with the same arguments; other arguments stay held."""
+    from sentrail.enforce.persist import StoreApprovals
+    from sentrail.store import open_store
+
+    db = f"sqlite:///{box.root / 'evidence.db'}"
+    params = box.params("--database", db, "--run-id", "run-approve")
+
+    async def go() -> None:
+        async with Client(params, mode="legacy") as client:
+            first = await client.call_tool("delete_file", {"path": "/srv/old"})
+            assert first.is_error and "needs an approval" in text_of(first)
+            store = open_store(db)
+            store.migrate()
+            approvals = StoreApprovals(store)
+            (held,) = approvals.pending("default")
+            approvals.decide(held.approval_id, "default", True, by="alice", reason="cleanup")
+            other = await client.call_tool("delete_file", {"path": "/srv/live"})
+            assert other.is_error
+            again = await client.call_tool("delete_file", {"path": "/srv/old"})
+            assert not again.is_error, text_of(again)
+            kinds = [e.kind for e in store.run_events("default", "run-approve")]
+            assert kinds.count("decision") == 3  # in the tamper-evident log too
+            store.close()
+
+    run(go)
+    assert [c["arguments"] for c in box.server_calls()] == [{"path": "/srv/old"}]

@@ -84,6 +84,14 @@ def mcp_proxy(
         int,
         typer.Option("--max-message-bytes", min=1024, help="Largest message relayed, in bytes"),
     ] = DEFAULT_LIMIT,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="Evidence store: decisions also go into the run's hash chain, and approvals "
+            "and containment are shared with `sentrail approvals|contain` and the service",
+        ),
+    ] = None,
 ) -> None:
     """Relay an MCP server's stdio, deciding every tools/call before the server sees it."""
     if not command:
@@ -103,6 +111,7 @@ def mcp_proxy(
         timeout=timeout,
         monitor=monitor,
         decisions=str(decisions) if decisions else None,
+        database=database,
     )
     try:
         gate, log = open_gate(options, notice=_notice)

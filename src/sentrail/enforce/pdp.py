@@ -269,8 +269,13 @@ class DecisionPoint:
             )
 
         approval_id = None
-        if v.outcome is Outcome.APPROVAL_REQUIRED and req.approval_id:
-            used, why = self.approvals.redeem(req.approval_id, tenant, run_id, req.tool, args)
+        wanted = req.approval_id
+        if v.outcome is Outcome.APPROVAL_REQUIRED and not wanted:
+            # A gateway or hook cannot pass an approval id: the same call, repeated after
+            # a person approved it, finds its approval by run, tool and arguments.
+            wanted = self.approvals.approved_for(tenant, run_id, req.tool, args)
+        if v.outcome is Outcome.APPROVAL_REQUIRED and wanted:
+            used, why = self.approvals.redeem(wanted, tenant, run_id, req.tool, args)
             if used is not None:
                 v.outcome, v.control = Outcome.ALLOW, Control.APPROVAL
                 v.reasons.insert(0, f"approved by {used.decided_by} ({used.approval_id})")

@@ -44,7 +44,7 @@ class StoreApprovals(ApprovalBook):
     ) -> Approval:
         now = time.time()
         with records(self.store, write=True) as rtx:
-            open_ = rtx.find_pending_approval(tenant, run_id, tool, args_sha256, now)
+            open_ = rtx.find_approval(tenant, run_id, tool, args_sha256, "pending", now)
             if open_ is not None:
                 return _from_row(open_)
             approval = Approval(
@@ -103,6 +103,11 @@ class StoreApprovals(ApprovalBook):
                 return None, f"approval {approval_id} was used meanwhile"
         row.status = "used"
         return _from_row(row), ""
+
+    def approved_for(self, tenant: str, run_id: str, tool: str, args_sha256: str) -> str | None:
+        with records(self.store) as rtx:
+            row = rtx.find_approval(tenant, run_id, tool, args_sha256, "approved", time.time())
+        return row.approval_id if row is not None else None
 
     def pending(self, tenant: str | None = None) -> list[Approval]:
         now = time.time()

@@ -208,6 +208,20 @@ class ApprovalBook:
             a.status = "used"
             return a, ""
 
+    def approved_for(self, tenant: str, run_id: str, tool: str, args_sha256: str) -> str | None:
+        """The id of an approved, unused, unexpired approval of exactly this call."""
+        now = time.time()
+        with self._lock:
+            for a in self.approvals.values():
+                if (
+                    a.status == "approved"
+                    and a.expires > now
+                    and (a.tenant_id, a.run_id, a.tool, a.args_sha256)
+                    == (tenant, run_id, tool, args_sha256)
+                ):
+                    return a.approval_id
+        return None
+
     def pending(self, tenant: str | None = None) -> list[Approval]:
         now = time.time()
         return [

@@ -29,6 +29,7 @@ class ProxyOptions(msgspec.Struct, frozen=True):
     timeout: float = 1.0
     monitor: bool = False
     decisions: str | None = None
+    database: str | None = None  # shared approvals, containment and the tamper-evident log
 
 
 def new_run_id() -> str:
@@ -55,11 +56,27 @@ def monitor_only(loaded: LoadedBundle | None) -> LoadedBundle:
     return msgspec.structs.replace(loaded, bundle=bundle)
 
 
-def build_point(policy: str | None, signer: Signer, *, monitor: bool) -> DecisionPoint:
+def build_point(
+    policy: str | None, signer: Signer, *, monitor: bool, database: str | None = None
+) -> DecisionPoint:
     loaded = load_policy(policy) if policy else None
     if monitor:
         loaded = monitor_only(loaded)
-    return DecisionPoint(Engine(Policy(loaded)), signer)
+    engine = Engine(Policy(loaded))
+    if database is None:
+        return DecisionPoint(engine, signer)
+    from sentrail.enforce.persist import StoreApprovals, StoreContainment, store_recorder
+    from sentrail.store import open_store
+
+    store = open_store(database, signer)
+    store.migrate()
+    return DecisionPoint(
+        engine,
+        signer,
+        recorder=store_recorder(store),
+        containment=StoreContainment(store),
+        approvals=StoreApprovals(store),
+    )
 
 
 def default_signer() -> Signer:
@@ -89,7 +106,9 @@ def open_gate(
     run_id = check_name(options.run_id or new_run_id(), "run id")
     signer = signer or default_signer()
     if point is None:
-        point = build_point(options.policy, signer, monitor=options.monitor)
+        point = build_point(
+            options.policy, signer, monitor=options.monitor, database=options.database
+        )
     log = DecisionLog(decisions_path(options, run_id))
     gate = Gate(
         point,

@@ -605,14 +605,15 @@ class RecordTx:
         )
         return _approval(rows[0]) if rows else None
 
-    def find_pending_approval(
-        self, tenant: str, run_id: str, tool: str, args_sha256: str, now: float
+    def find_approval(
+        self, tenant: str, run_id: str, tool: str, args_sha256: str, status: str, now: float
     ) -> ApprovalRow | None:
+        """The oldest unexpired approval of exactly this call in ``status``."""
         rows = self.tx.all(
             f"SELECT {_APPROVAL_COLS} FROM approvals WHERE tenant_id = ? AND run_id = ? "  # noqa: S608
-            "AND tool = ? AND args_sha256 = ? AND status = 'pending' AND expires > ? "
+            "AND tool = ? AND args_sha256 = ? AND status = ? AND expires > ? "
             "ORDER BY requested_at LIMIT 1",
-            (tenant, run_id, tool, args_sha256, now),
+            (tenant, run_id, tool, args_sha256, status, now),
         )
         return _approval(rows[0]) if rows else None
 
