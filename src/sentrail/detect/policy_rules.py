@@ -48,12 +48,8 @@ class PolicyRules(Detector):
         variables = StepVariables(self._builders(facts))
         rules = self._rules.get(tool)
         if rules is None:  # the agent is fixed for the run: filter once per tool
-            rules = [
-                r
-                for r in ctx.policy.rules
-                if r.applies(tool, ctx.header.agent_id)
-                and (r.static is None or r.static.matches(variables, errors_hold=True))
-            ]
+            run = variables.value("run")
+            rules = ctx.policy.rules_for(tool, ctx.header.agent_id, run, variables)
             self._rules[tool] = rules
         if not rules:
             return

@@ -9,7 +9,7 @@ from sentrail.policy.bundle import AgentProfile, PolicyBundle, PolicyException, 
 from sentrail.policy.load import LoadedBundle
 from sentrail.policy.match import GlobSet, TrustedDestinations
 from sentrail.policy.risk import ToolRegistry
-from sentrail.policy.rules import CompiledRule
+from sentrail.policy.rules import CompiledRule, StepVariables
 
 BUILTIN_RULES = (
     Rule(
@@ -65,10 +65,35 @@ class Policy:
         self.registry = ToolRegistry(bundle.tools)
         rules = bundle.rules if loaded is not None else list(BUILTIN_RULES)
         self.rules = [CompiledRule(r) for r in rules]
+        # The rules that can hold for a tool, given the run's fields that static conjuncts
+        # read: shared by every run of the process (a run used to filter on its own).
+        self._run_fields = _static_run_fields(self.rules)
+        self._for_tool: dict[tuple[object, ...], list[CompiledRule]] = {}
         self.exceptions = list(bundle.exceptions)
         self._profiles = [(GlobSet([p.id]), p) for p in bundle.agents]
         self._default = Profile(bundle.default_profile or AgentProfile(id="*"), matched=False)
         self._cache: dict[str, Profile] = {}
+
+    def rules_for(
+        self, tool: str, agent_id: str, run: dict[str, object], variables: StepVariables
+    ) -> list[CompiledRule]:
+        """The rules whose tool/agent filters and static conjuncts admit ``tool`` in a run
+        with these ``run`` fields (cached per tool, agent and the fields read)."""
+        fields = self._run_fields
+        run_key = tuple(run.items()) if fields is None else tuple(run.get(f) for f in fields)
+        key = (tool, agent_id, run_key)
+        hit = self._for_tool.get(key)
+        if hit is None:
+            hit = [
+                r
+                for r in self.rules
+                if r.applies(tool, agent_id)
+                and (r.static is None or r.static.matches(variables, errors_hold=True))
+            ]
+            if len(self._for_tool) >= 100_000:
+                self._for_tool.clear()
+            self._for_tool[key] = hit
+        return hit
 
     def profile_for(self, agent_id: str) -> Profile:
         hit = self._cache.get(agent_id)
@@ -100,3 +125,17 @@ class Policy:
             if fnmatchcase(agent_id, exc.agent) and fnmatchcase(tool, exc.tool):
                 return exc
         return None
+
+
+def _static_run_fields(rules: list[CompiledRule]) -> tuple[str, ...] | None:
+    """The ``run`` fields any static conjunct reads (None: a conjunct reads all of it)."""
+    fields: set[str] = set()
+    for r in rules:
+        if r.static is None:
+            continue
+        for name, used in r.static.signature:
+            if name == "run":
+                if used is None:
+                    return None
+                fields.update(used)
+    return tuple(sorted(fields))

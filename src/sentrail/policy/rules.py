@@ -204,6 +204,11 @@ class CompiledRule:
         self._memo: dict[tuple[Any, ...], bool] = {}
         self.errors = 0
 
+    @property
+    def signature(self) -> Signature:
+        """The variables and fields the condition reads."""
+        return self._signature
+
     def applies(self, tool: str, agent_id: str) -> bool:
         if self.tools is not None and tool not in self.tools:
             return False
