@@ -385,6 +385,8 @@ def _decide_over_http(api: Api) -> None:
     assert [p["approval_id"] for p in pending] == [held["approval_id"]]
     ok = api.client.post(f"/v1/approvals/{held['approval_id']}/approve", json={}, headers=h)
     assert ok.status_code == 200 and ok.json()["status"] == "approved"
+    metrics = api.client.get("/metrics", headers=api.auth("a_metrics")).text
+    assert 'sentrail_approval_latency_seconds_count{verdict="approved"} 1.0' in metrics
     go = api.client.post(
         "/v1/decide", json={**staging, "approval_id": held["approval_id"]}, headers=h
     )

@@ -132,6 +132,13 @@ class Services:
             containment=self.containment,
             approvals=self.approvals,
         )
+        self.approval_latency = Histogram(
+            "sentrail_approval_latency_seconds",
+            "From an approval's request to a person's answer",
+            ["verdict"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600),
+            registry=self.registry,
+        )
         self.decisions = Counter(
             "sentrail_decisions", "Decisions by outcome", ["outcome"], registry=self.registry
         )
@@ -781,6 +788,8 @@ def create_app(
             if exc.message.startswith("no approval"):
                 raise ProblemError(404, "not-found", exc.message) from None
             raise ProblemError(409, "approval-conflict", exc.message) from None
+        if a.decided_at is not None:
+            svc.approval_latency.labels(a.status).observe(a.decided_at - a.requested_at)
         return _json(a)
 
     @app.post("/v1/containment", tags=["enforcement"])
