@@ -13,9 +13,11 @@ is silently lost; the caller retries with the same event id and dedup does the r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from sentrail.bus.base import (
     SUBJECT_PREFIX,
@@ -140,6 +142,16 @@ class NatsBus:
 
     @classmethod
     async def connect(cls, url: str, **options: Any) -> NatsBus:
+        # nats-py retries a first connection forever when reconnects are allowed: fail
+        # fast on a server that is not there (later outages are ridden out by reconnects).
+        parts = urlsplit(url)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 4222), 5
+            )
+            writer.close()
+        except (OSError, TimeoutError) as exc:
+            raise BusError(f"cannot connect to NATS at {url}: {exc}") from None
         try:
             nc = await nats.connect(
                 url,

@@ -8,6 +8,7 @@ from sentrail import __version__
 from sentrail.cli import baseline, enforce, export, policy, serve, store, trace, worker
 from sentrail.cli import mcp as mcp_cli
 from sentrail.cli import redact as redact_cli
+from sentrail.cli import watch as watch_cli
 
 app = typer.Typer(
     name="sentrail",
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+trace.app.command("watch")(watch_cli.watch)
 app.add_typer(trace.app, name="trace")
 app.add_typer(policy.app, name="policy")
 app.add_typer(baseline.app, name="baseline")
@@ -29,6 +31,7 @@ app.command("export")(export.export)
 app.add_typer(enforce.approvals_app, name="approvals")
 app.add_typer(enforce.contain_app, name="contain")
 app.command("mcp-proxy")(mcp_cli.mcp_proxy)
+app.command("emit")(watch_cli.emit_command)
 app.add_typer(mcp_cli.app, name="mcp")
 app.add_typer(serve.apikey_app, name="apikey")
 app.command("redact")(redact_cli.redact)
