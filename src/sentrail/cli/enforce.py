@@ -159,54 +159,51 @@ def revoke_grant(
     _contain("revoke_grant", tenant, agent, by, reason, database, permission=permission)
 
 
+def _toggle_tool(
+    enable: bool, tool: str, tenant: str, by: str, reason: str, agent: str, db: str | None
+) -> None:
+    store = _open(db)
+    try:
+        c = StoreContainment(store)
+        toggle = c.enable_tool if enable else c.disable_tool
+        changed = toggle(tenant, tool, by=by, reason=reason, agent=agent)
+    except (EnforcementError, SentrailError) as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    verb, unchanged = ("enable", "was not disabled") if enable else ("disable", "already so")
+    typer.echo(
+        f"{verb} {safe_text(tool)} for {safe_text(agent)}: " + ("done" if changed else unchanged)
+    )
+
+
+Agent = Annotated[str, typer.Option("--agent", help="One agent; default: fleet-wide")]
+
+
 @contain_app.command("disable-tool")
 def disable_tool(
     tool: Annotated[str, typer.Argument(help="Tool name or glob")],
     tenant: Tenant,
     by: By,
     reason: Reason,
-    agent: Annotated[str, typer.Option("--agent", help="One agent; default: fleet-wide")] = "*",
+    agent: Agent = "*",
     database: Database = None,
 ) -> None:
     """Disable a tool for one agent or for the whole fleet."""
-    store = _open(database)
-    try:
-        changed = StoreContainment(store).disable_tool(
-            tenant, tool, by=by, reason=reason, agent=agent
-        )
-    except (EnforcementError, SentrailError) as exc:
-        fail(str(exc))
-    finally:
-        store.close()
-    typer.echo(
-        f"disable {safe_text(tool)} for {safe_text(agent)}: "
-        + ("done" if changed else "already so")
-    )
+    _toggle_tool(False, tool, tenant, by, reason, agent, database)
 
 
 @contain_app.command("enable-tool")
 def enable_tool(
-    tool: Annotated[str, typer.Argument()],
+    tool: Annotated[str, typer.Argument(help="Tool name or glob")],
     tenant: Tenant,
     by: By,
     reason: Reason,
-    agent: Annotated[str, typer.Option("--agent")] = "*",
+    agent: Agent = "*",
     database: Database = None,
 ) -> None:
     """Re-enable a disabled tool."""
-    store = _open(database)
-    try:
-        changed = StoreContainment(store).enable_tool(
-            tenant, tool, by=by, reason=reason, agent=agent
-        )
-    except (EnforcementError, SentrailError) as exc:
-        fail(str(exc))
-    finally:
-        store.close()
-    typer.echo(
-        f"enable {safe_text(tool)} for {safe_text(agent)}: "
-        + ("done" if changed else "was not disabled")
-    )
+    _toggle_tool(True, tool, tenant, by, reason, agent, database)
 
 
 @contain_app.command("release")

@@ -20,7 +20,13 @@ from collections.abc import Callable
 import msgspec
 
 from sentrail.enforce.model import Approval, Decision
-from sentrail.enforce.state import Action, ApprovalBook, Containment, EnforcementError
+from sentrail.enforce.state import (
+    Action,
+    ApprovalBook,
+    Containment,
+    EnforcementError,
+    redeem_problem,
+)
 from sentrail.store.base import NewEvent
 from sentrail.store.core import LogStore
 from sentrail.store.records import ApprovalRow, ContainmentRow, records
@@ -89,16 +95,10 @@ class StoreApprovals(ApprovalBook):
         now = time.time()
         with records(self.store, write=True) as rtx:
             row = rtx.get_approval(approval_id)
-            if row is None or row.tenant_id != tenant:
-                return None, f"no approval {approval_id!r}"
-            if row.status != "approved":
-                return None, f"approval {approval_id} is {row.status}"
-            if row.expires <= now:
-                return None, f"approval {approval_id} expired"
-            if (row.run_id, row.tool) != (run_id, tool):
-                return None, f"approval {approval_id} is for {row.tool} in run {row.run_id}"
-            if row.args_sha256 != args_sha256:
-                return None, f"approval {approval_id} was given for different arguments"
+            found = _from_row(row) if row is not None else None
+            why = redeem_problem(approval_id, found, tenant, run_id, tool, args_sha256, now)
+            if why or row is None:
+                return None, why
             if not rtx.set_approval_status(approval_id, "approved", "used", None, None):
                 return None, f"approval {approval_id} was used meanwhile"
         row.status = "used"

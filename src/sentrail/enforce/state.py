@@ -131,6 +131,29 @@ class Containment:
         return None
 
 
+def redeem_problem(
+    approval_id: str,
+    a: Approval | None,
+    tenant: str,
+    run_id: str,
+    tool: str,
+    args_sha256: str,
+    now: float,
+) -> str:
+    """Why approval ``a`` cannot be used for this exact call ("" when it can)."""
+    if a is None or a.tenant_id != tenant:
+        return f"no approval {approval_id!r}"
+    if a.status != "approved":
+        return f"approval {approval_id} is {a.status}"
+    if a.expires <= now:
+        return f"approval {approval_id} expired"
+    if (a.run_id, a.tool) != (run_id, tool):
+        return f"approval {approval_id} is for {a.tool} in run {a.run_id}"
+    if a.args_sha256 != args_sha256:
+        return f"approval {approval_id} was given for different arguments"
+    return ""
+
+
 class ApprovalBook:
     """Approvals bound to the exact arguments: another argument set is not approved."""
 
@@ -192,19 +215,11 @@ class ApprovalBook:
         self, approval_id: str, tenant: str, run_id: str, tool: str, args_sha256: str
     ) -> tuple[Approval | None, str]:
         """Use an approval for this exact call: (approval, "") or (None, why not)."""
-        now = time.time()
         with self._lock:
             a = self.approvals.get(approval_id)
-            if a is None or a.tenant_id != tenant:
-                return None, f"no approval {approval_id!r}"
-            if a.status != "approved":
-                return None, f"approval {approval_id} is {a.status}"
-            if a.expires <= now:
-                return None, f"approval {approval_id} expired"
-            if (a.run_id, a.tool) != (run_id, tool):
-                return None, f"approval {approval_id} is for {a.tool} in run {a.run_id}"
-            if a.args_sha256 != args_sha256:
-                return None, f"approval {approval_id} was given for different arguments"
+            why = redeem_problem(approval_id, a, tenant, run_id, tool, args_sha256, time.time())
+            if why or a is None:
+                return None, why
             a.status = "used"
             return a, ""
 
