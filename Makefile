@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,evidence,postgres,server,alerts,nats,mcp]'
+	$(BIN)/pip install --quiet -e '.[dev,evidence,postgres,server,alerts,nats,mcp,openai-agents,langchain]'
 	touch $(STAMP)
 
 # The example set holds one deliberately truncated file: the batch reports it and exits 2.

@@ -6,6 +6,7 @@ import typer
 
 from sentrail import __version__
 from sentrail.cli import baseline, enforce, export, policy, serve, store, trace, worker
+from sentrail.cli import hook as hook_cli
 from sentrail.cli import mcp as mcp_cli
 from sentrail.cli import redact as redact_cli
 from sentrail.cli import watch as watch_cli
@@ -33,6 +34,7 @@ app.add_typer(enforce.contain_app, name="contain")
 app.command("mcp-proxy")(mcp_cli.mcp_proxy)
 app.command("emit")(watch_cli.emit_command)
 app.add_typer(mcp_cli.app, name="mcp")
+app.add_typer(hook_cli.app, name="hook")
 app.add_typer(serve.apikey_app, name="apikey")
 app.command("redact")(redact_cli.redact)
 app.add_typer(redact_cli.retention_app, name="retention")

@@ -1,0 +1,224 @@
+"""``sentrail hook claude-code|codex|cursor`` and ``sentrail hook install|uninstall``.
+
+The client runs ``sentrail hook <client>`` for every tool call with the event on stdin; the
+command always exits 0 with the client's JSON answer on stdout (docs/hooks.md), failing
+closed when anything goes wrong, and writes its reason to stderr.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sentrail.cli.common import fail
+from sentrail.errors import SentrailError
+from sentrail.hooks.dispatch import respond
+from sentrail.hooks.install import DEFAULT_TIMEOUT, SETTINGS, hook_command, install, uninstall
+from sentrail.hooks.policy import DEFAULT_POLICY_YAML
+from sentrail.hooks.runner import HookOptions
+from sentrail.policy.load import load_policy
+from sentrail.report.escape import safe_text
+
+app = typer.Typer(
+    help="Govern coding agents (Claude Code, Codex, Cursor) through their hooks.",
+    no_args_is_help=True,
+)
+
+
+class Client(enum.StrEnum):
+    claude_code = "claude-code"
+    codex = "codex"
+    cursor = "cursor"
+
+
+class AllowMode(enum.StrEnum):
+    defer = "defer"
+    allow = "allow"
+
+
+class OnError(enum.StrEnum):
+    deny = "deny"
+    ask = "ask"
+
+
+PolicyOpt = Annotated[
+    Path | None,
+    typer.Option("--policy", help="Policy bundle YAML (default: the built-in coding-agent policy)"),
+]
+AgentOpt = Annotated[
+    str | None, typer.Option("--agent-id", help="Agent id to judge (default: the client's name)")
+]
+TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant id")]
+AllowOpt = Annotated[
+    AllowMode,
+    typer.Option(
+        "--allow-mode",
+        help="defer: allowed calls keep the client's own permission prompts; "
+        "allow: answer 'allow' (skips them)",
+    ),
+]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        help="Evidence store whose containment (quarantine, disabled tools, frozen runs) "
+        "and approvals this hook obeys, shared with `sentrail contain|approvals`",
+    ),
+]
+ErrorOpt = Annotated[
+    OnError, typer.Option("--on-error", help="Answer when the hook itself fails: deny or ask")
+]
+
+
+def _hook(
+    client: Client,
+    policy: Path | None,
+    agent_id: str | None,
+    tenant: str,
+    allow_mode: AllowMode,
+    on_error: OnError,
+    database: str | None = None,
+) -> None:
+    options = HookOptions(
+        client=client.value,
+        agent_id=agent_id or client.value,
+        tenant_id=tenant,
+        policy_path=str(policy) if policy else None,
+        allow_mode=allow_mode.value,
+        on_error=on_error.value,
+        database=database,
+    )
+    stream = getattr(sys.stdin, "buffer", None) or io.BytesIO()  # no stdin: an empty payload
+    reply = respond(stream, options)
+    if reply.stderr:
+        sys.stderr.write(reply.stderr)
+    sys.stdout.write(reply.stdout)
+    sys.stdout.flush()
+
+
+@app.command("claude-code")
+def claude_code(
+    policy: PolicyOpt = None,
+    agent_id: AgentOpt = None,
+    tenant: TenantOpt = "default",
+    allow_mode: AllowOpt = AllowMode.defer,
+    on_error: ErrorOpt = OnError.deny,
+    database: DatabaseOpt = None,
+) -> None:
+    """Answer one Claude Code hook event (PreToolUse, PostToolUse, ...) read from stdin."""
+    _hook(Client.claude_code, policy, agent_id, tenant, allow_mode, on_error, database)
+
+
+@app.command("codex")
+def codex(
+    policy: PolicyOpt = None,
+    agent_id: AgentOpt = None,
+    tenant: TenantOpt = "default",
+    allow_mode: AllowOpt = AllowMode.defer,
+    on_error: ErrorOpt = OnError.deny,
+    database: DatabaseOpt = None,
+) -> None:
+    """Answer one Codex hook event read from stdin."""
+    _hook(Client.codex, policy, agent_id, tenant, allow_mode, on_error, database)
+
+
+@app.command("cursor")
+def cursor(
+    policy: PolicyOpt = None,
+    agent_id: AgentOpt = None,
+    tenant: TenantOpt = "default",
+    allow_mode: AllowOpt = AllowMode.defer,
+    on_error: ErrorOpt = OnError.deny,
+    database: DatabaseOpt = None,
+) -> None:
+    """Answer one Cursor hook event read from stdin."""
+    _hook(Client.cursor, policy, agent_id, tenant, allow_mode, on_error, database)
+
+
+SettingsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--settings",
+        help="Settings file (default: .claude/settings.json, .codex/hooks.json or "
+        ".cursor/hooks.json in the current directory)",
+    ),
+]
+ClientOpt = Annotated[Client, typer.Option("--client", help="Which coding agent")]
+
+
+@app.command("install")
+def install_cmd(
+    client: ClientOpt,
+    settings: SettingsOpt = None,
+    policy: PolicyOpt = None,
+    agent_id: AgentOpt = None,
+    tenant: TenantOpt = "default",
+    allow_mode: AllowOpt = AllowMode.defer,
+    on_error: ErrorOpt = OnError.deny,
+    timeout: Annotated[
+        int, typer.Option("--timeout", min=1, max=600, help="Seconds the client gives the hook")
+    ] = DEFAULT_TIMEOUT,
+) -> None:
+    """Add the sentrail hook to a client's settings (backed up first; run it again to update)."""
+    args: list[str] = []
+    if policy is not None:
+        try:
+            load_policy(policy)  # refuse a broken policy now, not at the first tool call
+        except SentrailError as exc:
+            fail(str(exc))
+        args += ["--policy", str(policy.resolve())]
+    if agent_id:
+        args += ["--agent-id", agent_id]
+    if tenant != "default":
+        args += ["--tenant", tenant]
+    if allow_mode is not AllowMode.defer:
+        args += ["--allow-mode", allow_mode.value]
+    if on_error is not OnError.deny:
+        args += ["--on-error", on_error.value]
+    path = settings or Path(SETTINGS[client.value].path)
+    command = hook_command(client.value, args)
+    try:
+        result = install(client.value, path, command, timeout=timeout)
+    except (SentrailError, OSError) as exc:
+        fail(str(exc))
+    if not result.changed:
+        typer.echo(f"{safe_text(path)}: sentrail hook for {client.value} already installed")
+        return
+    if result.backup:
+        typer.echo(f"backup: {safe_text(result.backup)}")
+    typer.echo(f"{safe_text(path)}: {client.value} hooks {', '.join(result.events)} -> {command}")
+
+
+@app.command("uninstall")
+def uninstall_cmd(client: ClientOpt, settings: SettingsOpt = None) -> None:
+    """Take the sentrail hook out of a client's settings (backed up first)."""
+    path = settings or Path(SETTINGS[client.value].path)
+    try:
+        result = uninstall(client.value, path)
+    except (SentrailError, OSError) as exc:
+        fail(str(exc))
+    if not result.changed:
+        typer.echo(f"{safe_text(path)}: no sentrail hook for {client.value}")
+        return
+    if result.backup:
+        typer.echo(f"backup: {safe_text(result.backup)}")
+    typer.echo(f"{safe_text(path)}: sentrail hook for {client.value} removed")
+
+
+@app.command("default-policy")
+def default_policy() -> None:
+    """Print the built-in coding-agent policy (a start for a --policy file of your own)."""
+    typer.echo(DEFAULT_POLICY_YAML, nl=False)
+
+
+def main() -> None:  # ``python -m sentrail.cli.hook``, before ``sentrail hook`` is wired
+    app()
+
+
+if __name__ == "__main__":
+    main()

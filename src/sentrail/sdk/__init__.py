@@ -1,0 +1,29 @@
+"""The Python SDK: guard tool functions with a decision point (docs/sdk.md).
+
+- :mod:`.guard` — ``@guard``, ``GuardedCall``, ``run_context``, ``ToolDenied``: no framework.
+- :mod:`.openai_agents` — OpenAI Agents SDK tool guardrails (extra ``openai-agents``).
+- :mod:`.langchain` — LangChain guarded tools and callback handler (extra ``langchain``).
+
+Only :mod:`.guard` is imported here: the adapters import their framework, so import them
+by name when it is installed.
+"""
+
+from sentrail.sdk.guard import (
+    GuardedCall,
+    GuardError,
+    RunContext,
+    ToolDenied,
+    current_run,
+    guard,
+    run_context,
+)
+
+__all__ = [
+    "GuardError",
+    "GuardedCall",
+    "RunContext",
+    "ToolDenied",
+    "current_run",
+    "guard",
+    "run_context",
+]

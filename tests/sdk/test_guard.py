@@ -1,0 +1,212 @@
+"""``@guard``, ``GuardedCall`` and ``run_context``: decide, then run and observe."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+from typing import Any
+
+import pytest
+
+from sentrail.enforce.model import Decision, Outcome
+from sentrail.enforce.pdp import DecisionPoint, verify_decision
+from sentrail.sdk import GuardedCall, GuardError, ToolDenied, current_run, guard, run_context
+from sentrail.sdk.guard import bind_arguments, jsonable
+from tests.sdk.conftest import AGENT, INJECTED, SIGNER, TRIGGER, make_pdp
+
+
+def payments(pdp: DecisionPoint, ran: list[Any]) -> tuple[Any, Any]:
+    @guard(tool="http.get")
+    def fetch_invoice(url: str) -> dict[str, str]:
+        ran.append(("fetch", url))
+        return {"body": INJECTED}
+
+    @guard(tool="payments.transfer", permissions=["payments:write"])
+    def transfer(account: str, amount: float, memo: str = "") -> str:
+        ran.append(("transfer", account, amount))
+        return "ok"
+
+    return fetch_invoice, transfer
+
+
+def test_a_hijacked_transfer_is_denied_and_the_requested_one_runs(pdp: DecisionPoint) -> None:
+    ran: list[Any] = []
+    fetch_invoice, transfer = payments(pdp, ran)
+    with run_context(pdp, AGENT, "run-1", trigger=TRIGGER) as ctx:
+        assert current_run() is ctx
+        assert fetch_invoice("https://corp.example.com/inv/7") == {"body": INJECTED}
+        with pytest.raises(ToolDenied) as info:
+            transfer("99887766", 5000)
+        decision = info.value.decision
+        assert decision.outcome is Outcome.DENY and verify_decision(decision, SIGNER.verifier)
+        assert any(r.startswith("tainted_action.") for r in decision.rule_ids)
+        assert str(info.value).startswith("payments.transfer: denied: ")
+        assert transfer("12345678", 500) == "ok"
+    assert current_run() is None
+    assert ran == [("fetch", "https://corp.example.com/inv/7"), ("transfer", "12345678", 500)]
+    findings = pdp.run_findings("default", "run-1")
+    assert any(f.rule == "untrusted_instruction.tool_result" for f in findings)
+
+
+def test_async_functions_are_decided_with_adecide(pdp: DecisionPoint) -> None:
+    ran: list[str] = []
+
+    @guard(pdp, tool="payments.transfer", agent_id=AGENT, run_id="run-async")
+    async def transfer(account: str, amount: float) -> str:
+        ran.append(account)
+        return "ok"
+
+    @guard(
+        pdp,
+        tool="db.delete_table",
+        agent_id=AGENT,
+        run_id="run-async",
+        on_deny=lambda d: {"refused": d.outcome.value, "approval": d.approval_id},
+    )
+    async def drop(table: str) -> str:
+        ran.append(table)
+        return "dropped"
+
+    async def main() -> tuple[str, Any]:
+        return await transfer("12345678", 500), await drop("tmp")
+
+    done, refused = asyncio.run(main())
+    assert done == "ok" and ran == ["12345678"]
+    assert refused["refused"] == "approval_required" and refused["approval"].startswith("apr_")
+
+
+def test_the_context_follows_asyncio_tasks() -> None:
+    logged: list[Decision] = []
+    pdp = make_pdp(recorder=logged.append)
+
+    @guard(tool="db.query")
+    async def query(sql: str) -> list[int]:
+        await asyncio.sleep(0)
+        return [1]
+
+    async def main() -> list[list[int]]:
+        with run_context(pdp, AGENT, "run-tasks"):
+            return await asyncio.gather(*(query(f"select {i}") for i in range(5)))
+
+    assert asyncio.run(main()) == [[1]] * 5
+    assert [(d.run_id, d.agent_id) for d in logged] == [("run-tasks", AGENT)] * 5
+    with pytest.raises(GuardError):  # outside the block there is no decision point
+        asyncio.run(query("select 1"))
+    assert len(logged) == 5
+
+
+def test_without_a_decision_point_the_function_does_not_run() -> None:
+    ran: list[int] = []
+
+    @guard
+    def tool(x: int) -> int:
+        ran.append(x)
+        return x
+
+    with pytest.raises(GuardError, match="no decision point for tool"):
+        tool(1)
+    assert ran == []
+
+
+def test_explicit_arguments_win_over_the_context(pdp: DecisionPoint) -> None:
+    seen: list[Decision] = []
+
+    @guard(
+        pdp,
+        tool="files.write",
+        agent_id="scoped-agent-1",
+        run_id="explicit",
+        resource=lambda a: a["path"],
+        on_deny=seen.append,
+    )
+    def write(path: str, data: str) -> str:
+        return "written"
+
+    with run_context(pdp, "nobody-7", "ctx-run"):
+        assert write("staging/notes", "x") == "written"
+        assert write("prod/db", "x") is None
+    (denied,) = seen
+    assert denied.agent_id == "scoped-agent-1" and denied.run_id == "explicit"
+    assert "capability.write_scope" in denied.rule_ids
+
+
+def test_a_failing_tool_is_observed_as_an_error_and_reraised(pdp: DecisionPoint) -> None:
+    @guard(pdp, tool="auth.login", agent_id=AGENT, run_id="run-err", permissions=["auth:login"])
+    def login(user: str, password: str) -> None:
+        raise PermissionError("invalid credentials")
+
+    outcomes = []
+    for i in range(5):
+        try:
+            login("admin", f"guess{i}")
+        except PermissionError:
+            outcomes.append("ran")
+        except ToolDenied as exc:
+            outcomes.append(exc.decision.outcome.value)
+    assert outcomes[0] == "ran" and outcomes[-1] == "deny"  # the storm is stopped
+
+
+def test_guarded_call_as_a_context_manager(pdp: DecisionPoint) -> None:
+    with run_context(pdp, AGENT, "run-cm", trigger=TRIGGER):
+        with GuardedCall("http.get", {"url": "https://corp.example.com/inv/7"}) as call:
+            call.result = {"body": INJECTED}
+        assert call.decision is not None and call.decision.allowed
+        assert [f.rule for f in call.findings] == ["untrusted_instruction.tool_result"]
+        hijack = GuardedCall("payments.transfer", {"account": "99887766", "amount": 5000})
+        with pytest.raises(ToolDenied), hijack:
+            pytest.fail("the body of a denied call must not run")
+
+        async def main() -> None:
+            async with GuardedCall(
+                "payments.transfer", {"account": "12345678", "amount": 500}
+            ) as c:
+                c.result = "ok"
+
+        asyncio.run(main())
+
+
+def test_arguments_are_bound_by_signature() -> None:
+    class Svc:
+        def send(self, to: str, *cc: str, subject: str = "hi", **extra: Any) -> None: ...
+
+    params = bind_arguments(Svc.send, (Svc(), "a@x.org", "b@x.org"), {"urgent": True}, ("self",))
+    assert params == {"to": "a@x.org", "cc": ["b@x.org"], "subject": "hi", "urgent": True}
+    with pytest.raises(GuardError, match="cannot bind"):
+        bind_arguments(Svc.send, (), {}, ("self",))
+
+
+def test_values_are_made_json_safe() -> None:
+    class Colour(enum.Enum):
+        RED = "red"
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque>"
+
+    nested: list[Any] = []
+    cur = nested
+    for _ in range(50):
+        cur.append([])
+        cur = cur[0]
+    value = jsonable(
+        {
+            "c": Colour.RED,
+            "p": Point(1, 2),
+            "o": Opaque(),
+            "b": b"xyz",
+            "s": {3},
+            "long": "z" * 100_000,
+            "deep": nested,
+            5: None,
+        }
+    )
+    assert value["c"] == "red" and value["p"] == {"x": 1, "y": 2}
+    assert value["o"] == "<opaque>" and value["b"] == "<3 bytes>" and value["s"] == [3]
+    assert len(value["long"]) <= 64 * 1024 + 1 and value["5"] is None
+    assert "<nested too deep>" in repr(value["deep"])
