@@ -57,6 +57,15 @@ class InvalidLines(InputError):
         self.errors = errors[:MAX_LINE_ERRORS]
 
 
+class ToIndex(msgspec.Struct, frozen=True):
+    """A run to index: ``status`` empty means derived from the run."""
+
+    run: Run
+    result: RunResult | None
+    trace_hash: str
+    status: str = ""
+
+
 class TraceIngested(msgspec.Struct, frozen=True):
     trace_hash: str
     run_id: str
@@ -157,6 +166,7 @@ class Ingestor:
         self.engine = engine
         self.policy_sha256 = policy_sha256
         self.clock = clock
+        self._apps: set[tuple[str, str]] = set()  # tenants and apps known to exist
 
     # -- whole traces ---------------------------------------------------------------------
     def ingest_trace(self, tenant: str, app: str, data: bytes) -> TraceIngested:
@@ -253,12 +263,38 @@ class Ingestor:
         ``status`` empty: derived from the run (:func:`run_status`). A redacted run keeps
         its scrubbed rows: a re-sent copy of its trace (a duplicate in the log) must not
         write the erased values back."""
+        (row,) = self.index_runs(tenant, app, [ToIndex(run, result, trace_hash, status)])
+        return row
+
+    def index_runs(self, tenant: str, app: str, items: Sequence[ToIndex]) -> list[RunRow]:
+        """:meth:`index_run` for many runs in one transaction (a stream worker's batch)."""
         now = self.clock()
-        if self.store.is_erased(tenant, run.run_id):
-            with records(self.store) as rtx:
-                kept = rtx.get_run(tenant, app, run.run_id)
-            if kept is not None:
-                return kept
+        erased = self.store.erased_runs(tenant, [i.run.run_id for i in items])
+        out: list[RunRow] = []
+        with records(self.store, write=True) as rtx:
+            if (tenant, app) not in self._apps:
+                rtx.ensure_app(tenant, app, now)
+            for item in items:
+                run, result = item.run, item.result
+                if run.run_id in erased:
+                    kept = rtx.get_run(tenant, app, run.run_id)
+                    if kept is not None:
+                        out.append(kept)
+                        continue
+                row = self._run_row(tenant, app, item, now)
+                findings = result.findings if result is not None else []
+                rtx.put_run(row, step_rows(run))
+                rtx.put_findings(
+                    tenant, run.run_id, finding_rows(tenant, app, run.run_id, findings, now)
+                )
+                if result is not None:
+                    rtx.tx.put_result(tenant, run.run_id, msgspec.json.encode(result))
+                out.append(row)
+        self._apps.add((tenant, app))
+        return out
+
+    def _run_row(self, tenant: str, app: str, item: ToIndex, now: float) -> RunRow:
+        run, result, status = item.run, item.result, item.status
         findings = result.findings if result is not None else []
         blocked_by = None
         if not status:
@@ -267,11 +303,11 @@ class Ingestor:
         for f in findings:
             counts[f.severity.value] += 1
         duration = result.duration_s if result is not None else None
-        row = RunRow(
+        return RunRow(
             tenant_id=tenant,
             run_id=run.run_id,
             app_id=app,
-            trace_hash=trace_hash or hashlib.sha256(run.run_id.encode()).hexdigest(),
+            trace_hash=item.trace_hash or hashlib.sha256(run.run_id.encode()).hexdigest(),
             agent_id=run.agent_id,
             status=status,
             verdict=result.verdict.value if result is not None else "allowed",
@@ -285,11 +321,3 @@ class Ingestor:
             counts=counts,
             policy_sha256=self.policy_sha256,
         )
-        rows = finding_rows(tenant, app, run.run_id, findings, now)
-        with records(self.store, write=True) as rtx:
-            rtx.ensure_app(tenant, app, now)
-            rtx.put_run(row, step_rows(run))
-            rtx.put_findings(tenant, run.run_id, rows)
-            if result is not None:
-                rtx.tx.put_result(tenant, run.run_id, msgspec.json.encode(result))
-        return row

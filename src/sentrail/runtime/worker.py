@@ -43,7 +43,7 @@ from sentrail.model.decode import decode_event
 from sentrail.model.events import Event, RunCompleted, RunStarted, StepEvent
 from sentrail.model.finding import Finding, RunResult
 from sentrail.model.trace import Run, RunHeader
-from sentrail.runtime.ingest import Ingestor, event_kind, finding_rows
+from sentrail.runtime.ingest import Ingestor, ToIndex, event_kind, finding_rows
 from sentrail.store.base import NewEvent
 from sentrail.store.core import LogStore
 from sentrail.store.records import records
@@ -116,6 +116,7 @@ class Worker:
         self.stats = WorkerStats()
         self.ingestor = Ingestor(store, engine) if store is not None else None
         self._consumer: Consumer | None = None
+        self._to_index: list[ToIndex] = []
 
     # -- the loop ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, poll: float = 0.5) -> None:
@@ -154,11 +155,10 @@ class Worker:
                 self.stats.invalid += 1
         if not decoded:
             return
-        restored: set[str] = set()
-        for _, ev in decoded:
-            if ev.run_id not in self.runs and ev.run_id not in restored:
-                restored.add(ev.run_id)
-                self._restore(ev.run_id)
+        unseen = list(dict.fromkeys(ev.run_id for _, ev in decoded if ev.run_id not in self.runs))
+        if unseen and self.store is not None:
+            for run_id in self.store.stored_runs(self.tenant, unseen):
+                self._restore(run_id)  # a run this process has not seen, begun before
         fresh = [True] * len(decoded)
         if self.store is not None:
             acks = self.store.append(
@@ -176,6 +176,7 @@ class Worker:
             self.stats.events += 1
             new_findings.extend(self._feed(msg, ev))
         self._store_findings(new_findings)
+        self._flush_index()
 
     def _feed(self, msg: BusMessage | None, ev: Event) -> list[tuple[str, Finding]]:
         now = self.clock()
@@ -221,13 +222,18 @@ class Worker:
         else:
             self.stats.runs_completed += 1
         self.on_result(self.tenant, result)
-        if self.ingestor is not None:
+        if self.ingestor is not None:  # indexed with the batch (one transaction)
             header = live.session.header
             run = msgspec.convert(
                 {**msgspec.to_builtins(header), "steps": msgspec.to_builtins(live.steps)}, Run
             )
-            self.ingestor.index_run(self.tenant, self.app_id, run, result, live.trace_hash, status)
+            self._to_index.append(ToIndex(run, result, live.trace_hash, status))
         return out
+
+    def _flush_index(self) -> None:
+        if self.ingestor is not None and self._to_index:
+            items, self._to_index = self._to_index, []
+            self.ingestor.index_runs(self.tenant, self.app_id, items)
 
     def close_idle(self) -> int:
         """Close runs idle for longer than ``idle_timeout`` as ``incomplete``."""
@@ -238,6 +244,7 @@ class Worker:
             live.session.complete(RunCompleted(run_id=live.header.run_id, status="incomplete"))
             findings.extend(self._close(live, None, "incomplete"))
         self._store_findings(findings)
+        self._flush_index()
         return len(idle)
 
     # -- durable state ---------------------------------------------------------------------
@@ -293,7 +300,7 @@ class Worker:
         by_run: dict[str, list[Finding]] = {}
         for run_id, f in found:
             by_run.setdefault(run_id, []).append(f)
-        for run_id in [r for r in by_run if self.store.is_erased(self.tenant, r)]:
+        for run_id in self.store.erased_runs(self.tenant, list(by_run)):
             del by_run[run_id]  # a redacted run keeps its scrubbed findings
         with records(self.store, write=True) as rtx:
             for run_id, batch in by_run.items():

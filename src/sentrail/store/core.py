@@ -371,6 +371,21 @@ class LogStore(abc.ABC):
         """Erase the payloads of a run, keeping redacted views when ``fields`` are given."""
         return erasure.redact(self, tenant, run_id, by=by, reason=reason, fields=fields)
 
+    def stored_runs(self, tenant: str, run_ids: Sequence[str]) -> set[str]:
+        """Which of ``run_ids`` have at least one stored event (one query)."""
+        if not run_ids:
+            return set()
+        with self._read() as tx:
+            return set(tx.run_heads(tenant, list(dict.fromkeys(run_ids))))
+
+    def erased_runs(self, tenant: str, run_ids: Sequence[str]) -> set[str]:
+        """Which of ``run_ids`` were redacted (one query)."""
+        if not run_ids:
+            return set()
+        with self._read() as tx:
+            keys = tx.run_keys(tenant, list(dict.fromkeys(run_ids)))
+        return {r for r, k in keys.items() if k.erased}
+
     def is_erased(self, tenant: str, run_id: str) -> bool:
         """Whether ``run_id`` was redacted (its key erased): it takes no more events, and
         nothing derived from its payloads should be stored again."""
