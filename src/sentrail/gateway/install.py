@@ -21,13 +21,13 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from sentrail import configfile
 from sentrail.errors import InputError
 from sentrail.gateway.names import plain_name
 
@@ -209,46 +209,6 @@ def _indent(data: bytes) -> str | int:
     return "\t" if m.group(1).startswith(b"\t") else len(m.group(1))
 
 
-def _backup(path: Path, data: bytes, mode: int) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    for n in range(1000):
-        suffix = f".sentrail-backup-{stamp}" + (f"-{n}" if n else "")
-        target = path.with_name(path.name + suffix)
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        except FileExistsError:
-            continue
-        try:
-            os.fchmod(fd, mode)
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        return target
-    raise InputError("cannot find a free backup name", str(path))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.fsync(fd)
-
-
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.sentrail-{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
-    try:
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _rewrite(
     path: Path, client: McpClient, servers: frozenset[str] | None, dry_run: bool, edit: Edit
 ) -> Result:
@@ -278,8 +238,8 @@ def _rewrite(
     mode = real.stat().st_mode & 0o777
     text = json.dumps(doc, indent=_indent(data), ensure_ascii=False) + "\n"
     try:
-        result.backup = str(_backup(real, data, mode))
-        _replace(real, text.encode("utf-8"), mode)
+        result.backup = str(configfile.backup(real, data, mode))
+        configfile.replace(real, text.encode("utf-8"), mode)
     except OSError as exc:
         raise InputError(f"cannot write the MCP config: {exc.strerror}", str(real)) from None
     result.written = True

@@ -23,12 +23,12 @@ import re
 import shlex
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
 
+from sentrail import configfile
 from sentrail.errors import SentrailError
 from sentrail.model.decode import check_structure
 
@@ -231,10 +231,10 @@ def _save(
             data = real.read_bytes()
             mode = real.stat().st_mode & 0o777
             indent = _indent(data)
-            backup = str(_backup(real, data, mode))
+            backup = str(configfile.backup(real, data, mode))
         real.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(after, indent=indent, ensure_ascii=False) + "\n"
-        _replace(real, text.encode("utf-8"), mode)
+        configfile.replace(real, text.encode("utf-8"), mode)
     except OSError as exc:
         raise InstallError(f"cannot write the settings: {exc.strerror}", str(real)) from None
     return InstallResult(str(real), True, backup, events)
@@ -245,43 +245,3 @@ def _indent(data: bytes) -> str | int:
     if m is None:
         return 2
     return "\t" if m.group(1).startswith(b"\t") else len(m.group(1))
-
-
-def _backup(path: Path, data: bytes, mode: int) -> Path:
-    """``<file>.sentrail-backup-<UTC time>`` (``-<n>`` when taken), same mode."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    for n in range(1000):
-        target = path.with_name(f"{path.name}.sentrail-backup-{stamp}" + (f"-{n}" if n else ""))
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        except FileExistsError:
-            continue
-        try:
-            os.fchmod(fd, mode)
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        return target
-    raise InstallError("cannot find a free backup name", str(path))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.fsync(fd)
-
-
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.sentrail-{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
