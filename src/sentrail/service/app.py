@@ -11,17 +11,14 @@ body has been read and validated.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import logging
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -30,10 +27,8 @@ from starlette.responses import Response
 
 from sentrail import __version__
 from sentrail.alerts.router import AlertRouter
-from sentrail.enforce.model import DecisionRequest
 from sentrail.enforce.pdp import DecisionPoint
 from sentrail.enforce.persist import StoreApprovals, StoreContainment, store_recorder
-from sentrail.enforce.state import EnforcementError
 from sentrail.engine.engine import Engine
 from sentrail.errors import InputError, SentrailError
 from sentrail.evidence.checkpoint import Checkpoint as TreeHead
@@ -41,11 +36,14 @@ from sentrail.evidence.note import Signer, split_note
 from sentrail.model.decode import MAX_DOCUMENT_BYTES, decode_event
 from sentrail.model.events import fold_run
 from sentrail.model.finding import Finding, Severity
-from sentrail.model.trace import Run, ToolResult
+from sentrail.model.trace import Run
 from sentrail.runtime.ingest import Ingestor, InvalidLines
 from sentrail.service.alerting import AlertCollector
-from sentrail.service.auth import KeyVerifier, Principal, Scope
+from sentrail.service.auth import KeyVerifier
 from sentrail.service.background import CheckpointTimer
+from sentrail.service.deps import AppId, Ingest, LogRead, Metrics, Read, Triage
+from sentrail.service.enforcement import add_enforcement_routes
+from sentrail.service.http import b64, iso, json_response, parse_time, read_body
 from sentrail.service.problems import ErrorItem, ProblemError, problem_response
 from sentrail.store.base import StoreError
 from sentrail.store.core import LogStore
@@ -60,9 +58,7 @@ from sentrail.store.records import (
 )
 
 log = logging.getLogger("sentrail.service")
-JSON = "application/json"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class ServiceConfig(msgspec.Struct, frozen=True):
@@ -153,42 +149,6 @@ class Services:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(obj), status_code=status, media_type=JSON)
-
-
-def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse_time(value: str | None, name: str) -> float | None:
-    """RFC 3339 (``2026-11-25T10:00:00Z``) or Unix seconds."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ProblemError(
-            400,
-            "invalid-query",
-            f"{name} is neither RFC 3339 nor Unix seconds",
-            [ErrorItem(f"query.{name}", "expected e.g. 2026-11-25T10:00:00Z")],
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
-
-
-def _b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
-
-
 def _run_item(row: RunRow) -> dict[str, Any]:
     return {
         "traceHash": row.trace_hash,
@@ -199,7 +159,7 @@ def _run_item(row: RunRow) -> dict[str, Any]:
         "riskScore": row.risk_score,
         "blockedBy": row.blocked_by,
         "durationMs": row.duration_ms,
-        "startedAt": _iso(row.started_at),
+        "startedAt": iso(row.started_at),
         "steps": row.steps,
         "findings": row.findings,
         "findingCounts": row.counts,
@@ -215,9 +175,9 @@ def _finding_item(row: FindingRow) -> dict[str, Any]:
         "rule": row.rule_id,
         "step": row.step,
         "resolved": row.resolved,
-        "resolvedAt": _iso(row.resolved_at),
+        "resolvedAt": iso(row.resolved_at),
         "resolvedBy": row.resolved_by,
-        "createdAt": _iso(row.created_at),
+        "createdAt": iso(row.created_at),
         "finding": msgspec.Raw(row.body),
     }
 
@@ -228,116 +188,6 @@ _STEP_VERDICT = {Severity.CRITICAL: "unauthorized", Severity.WARNING: "suspiciou
 def _step_verdict(findings: list[Finding]) -> str:
     worst = max((f.severity for f in findings), key=lambda s: s.rank, default=None)
     return _STEP_VERDICT.get(worst, "allowed") if worst is not None else "allowed"
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body (gunzipped if so encoded), refused past ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ProblemError(400, "bad-length", "Content-Length is not a number")
-        if int(declared) > limit:
-            raise ProblemError(413, "too-large", f"the body is larger than {limit} bytes")
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("identity", "gzip"):
-        raise ProblemError(415, "unsupported-encoding", f"Content-Encoding {encoding!r}")
-    gz = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            if gz is not None:
-                chunk = gz.decompress(chunk, limit + 1 - size)
-                if gz.unconsumed_tail:
-                    raise ProblemError(413, "too-large", f"the body is larger than {limit} bytes")
-            size += len(chunk)
-            if size > limit:
-                raise ProblemError(413, "too-large", f"the body is larger than {limit} bytes")
-            chunks.append(chunk)
-        if gz is not None and not gz.eof:
-            raise ProblemError(400, "bad-gzip", "the gzip body is truncated")
-    except zlib.error as exc:
-        raise ProblemError(400, "bad-gzip", f"not valid gzip: {exc}") from None
-    return b"".join(chunks)
-
-
-# -- authentication -----------------------------------------------------------------
-def authenticated(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ProblemError(
-            401,
-            "unauthorized",
-            "missing API key: send Authorization: Bearer <key>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    services: Services = request.app.state.services
-    principal = services.keys.verify(token.strip())
-    if principal is None:
-        raise ProblemError(
-            401,
-            "unauthorized",
-            "invalid or revoked API key",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
-    return principal
-
-
-# The closures take their dependencies as default values: annotations are strings here
-# (postponed evaluation) and could not see the closure's ``scope``.
-def needs(scope: Scope) -> Callable[..., Principal]:
-    def check(principal: Principal = Depends(authenticated)) -> Principal:  # noqa: B008
-        if scope.value not in principal.scopes:
-            raise ProblemError(403, "forbidden", f"this key lacks the {scope.value!r} scope")
-        return principal
-
-    return check
-
-
-def app_scope(scope: Scope) -> Callable[..., Principal]:
-    def check(
-        app_id: str = Path(pattern=_ID_PATTERN),
-        principal: Principal = Depends(needs(scope)),  # noqa: B008
-    ) -> Principal:
-        if not principal.may_use_app(app_id):
-            raise ProblemError(403, "forbidden", f"this key is not for app {app_id!r}")
-        return principal
-
-    return check
-
-
-Ingest = Annotated[Principal, Depends(app_scope(Scope.INGEST))]
-Read = Annotated[Principal, Depends(app_scope(Scope.READ))]
-LogRead = Annotated[Principal, Depends(needs(Scope.READ))]
-Triage = Annotated[Principal, Depends(needs(Scope.TRIAGE))]
-Metrics = Annotated[Principal, Depends(needs(Scope.METRICS))]
-Decide = Annotated[Principal, Depends(needs(Scope.DECIDE))]
-Approve = Annotated[Principal, Depends(needs(Scope.APPROVE))]
-Contain = Annotated[Principal, Depends(needs(Scope.CONTAIN))]
-AppId = Annotated[str, Path(pattern=_ID_PATTERN)]
-
-
-class ObserveBody(msgspec.Struct, forbid_unknown_fields=True):
-    run_id: str
-    result: ToolResult
-    agent_id: str | None = None
-    step_index: int | None = None
-
-
-class ApprovalBody(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str = ""
-
-
-class ContainBody(msgspec.Struct, forbid_unknown_fields=True):
-    action: Literal[
-        "quarantine", "release", "freeze_run", "revoke_grant", "disable_tool", "enable_tool"
-    ]
-    reason: str
-    agent: str = "*"
-    run_id: str = ""
-    permission: str = ""
-    tool: str = ""
 
 
 class FindingPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -423,7 +273,7 @@ def create_app(
     @app.post("/v1/apps/{app_id}/traces", tags=["ingest"], status_code=201)
     async def post_trace(app_id: AppId, request: Request, who: Ingest) -> Response:
         """Store one whole trace document (its exact bytes), analyse it, index it."""
-        data = await _read_body(request, cfg.max_body_bytes)
+        data = await read_body(request, cfg.max_body_bytes)
         try:
             done = svc.ingestor.ingest_trace(who.tenant_id, app_id, data)
         except InputError as exc:
@@ -452,12 +302,12 @@ def create_app(
             "verdict": done.row.verdict,
             "findings": done.result.findings,
         }
-        return _json(body, 200 if done.ack.duplicate else 201)
+        return json_response(body, 200 if done.ack.duplicate else 201)
 
     @app.post("/v1/apps/{app_id}/events", tags=["ingest"])
     async def post_events(app_id: AppId, request: Request, who: Ingest) -> Response:
         """Store NDJSON events (idempotent by event id); acknowledges each with its seq."""
-        data = await _read_body(request, cfg.max_body_bytes)
+        data = await read_body(request, cfg.max_body_bytes)
         try:
             done = svc.ingestor.ingest_events(who.tenant_id, app_id, data)
         except InvalidLines as exc:
@@ -472,7 +322,7 @@ def create_app(
         svc.ingested_events.inc(new)
         svc.duplicate_events.inc(len(done.acks) - new)
         svc.analysed_runs.inc(len(done.completed_runs))
-        return _json(
+        return json_response(
             {
                 "acknowledged": [
                     {"eventId": a.event_id, "seq": a.seq, "duplicate": a.duplicate}
@@ -510,15 +360,15 @@ def create_app(
             status=status,
             agent=agent,
             verdict=verdict,
-            since=_parse_time(since, "since"),
-            until=_parse_time(until, "until"),
+            since=parse_time(since, "since"),
+            until=parse_time(until, "until"),
         )
         with records(svc.store) as rtx:
             rows = rtx.list_runs(who.tenant_id, app_id, flt, limit + 1, after)
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1].started_at, rows[-1].run_id) if more else None
-        return _json({"items": [_run_item(r) for r in rows], "nextCursor": next_cursor})
+        return json_response({"items": [_run_item(r) for r in rows], "nextCursor": next_cursor})
 
     @app.get("/v1/apps/{app_id}/traces/{trace_hash}", tags=["query"])
     def get_trace(
@@ -587,11 +437,11 @@ def create_app(
             "checkpoint": {
                 "origin": head.origin,
                 "treeSize": head.size,
-                "rootHash": _b64(head.root_hash),
+                "rootHash": b64(head.root_hash),
                 "note": checkpoint.note,
             },
             "signatures": [
-                {"keyName": name, "keyId": kid.hex(), "signature": _b64(sig)}
+                {"keyName": name, "keyId": kid.hex(), "signature": b64(sig)}
                 for name, kid, sig in split_note(checkpoint.note)[1]
             ],
             "inclusionProofs": [
@@ -599,13 +449,13 @@ def create_app(
                     "seq": e.seq,
                     "leafIndex": e.seq,
                     "treeSize": checkpoint.size,
-                    "path": [_b64(h) for h in path],
+                    "path": [b64(h) for h in path],
                 }
                 for e, path in zip(in_tree, paths, strict=True)
             ],
             "verifierKey": svc.signer.verifier_key(),
         }
-        return _json(body)
+        return json_response(body)
 
     @app.get("/v1/apps/{app_id}/findings", tags=["query"])
     def list_findings(
@@ -623,7 +473,7 @@ def create_app(
             rows = rtx.list_findings(who.tenant_id, app_id, flt, limit + 1, cursor)
         more = len(rows) > limit
         rows = rows[:limit]
-        return _json(
+        return json_response(
             {
                 "items": [_finding_item(r) for r in rows],
                 "nextCursor": rows[-1].finding_id if more else None,
@@ -635,7 +485,7 @@ def create_app(
         finding_id: Annotated[str, Path(max_length=1024)], request: Request, who: Triage
     ) -> Response:
         """Resolve or reopen a finding with a comment; the change is audited."""
-        data = await _read_body(request, 64 * 1024)
+        data = await read_body(request, 64 * 1024)
         try:
             patch = msgspec.json.decode(data, type=FindingPatch)
         except msgspec.DecodeError as exc:
@@ -666,10 +516,10 @@ def create_app(
         assert row is not None
         item = _finding_item(row)
         item["audit"] = [
-            {"at": _iso(a.at), "actor": a.actor, "action": a.action, "comment": a.comment}
+            {"at": iso(a.at), "actor": a.actor, "action": a.action, "comment": a.comment}
             for a in audit
         ]
-        return _json(item)
+        return json_response(item)
 
     # -- the log ---------------------------------------------------------------------------
     @app.get("/v1/log/checkpoint", tags=["log"])
@@ -679,11 +529,11 @@ def create_app(
         if cp is None:
             raise ProblemError(404, "not-found", "this tenant's log has no checkpoint yet")
         head = TreeHead.parse(split_note(cp.note)[0])
-        return _json(
+        return json_response(
             {
                 "origin": head.origin,
                 "treeSize": head.size,
-                "rootHash": _b64(head.root_hash),
+                "rootHash": b64(head.root_hash),
                 "note": cp.note,
                 "verifierKey": svc.signer.verifier_key(),
             }
@@ -705,12 +555,12 @@ def create_app(
             )
         paths = _proofs(svc, who.tenant_id, tree_size, leaves=[leaf_index])[0]
         (event,) = list(svc.store.events(who.tenant_id, leaf_index, leaf_index + 1))
-        return _json(
+        return json_response(
             {
                 "leafIndex": leaf_index,
                 "treeSize": tree_size,
-                "leafHash": _b64(event.leaf_hash),
-                "path": [_b64(h) for h in paths[0]],
+                "leafHash": b64(event.leaf_hash),
+                "path": [b64(h) for h in paths[0]],
             }
         )
 
@@ -729,103 +579,9 @@ def create_app(
                 [ErrorItem("query.first", "must be <= second")],
             )
         proof = _proofs(svc, who.tenant_id, second, old_size=first)[1]
-        return _json({"first": first, "second": second, "path": [_b64(h) for h in proof]})
+        return json_response({"first": first, "second": second, "path": [b64(h) for h in proof]})
 
-    # -- enforcement --------------------------------------------------------------------------
-    def _decode_body(data: bytes, kind: type[Any]) -> Any:
-        try:
-            return msgspec.json.decode(data, type=kind)
-        except msgspec.ValidationError as exc:
-            raise ProblemError(
-                400, "invalid-body", str(exc), [ErrorItem("body", str(exc))]
-            ) from None
-        except msgspec.DecodeError as exc:
-            raise ProblemError(
-                400, "invalid-body", str(exc), [ErrorItem("body", str(exc))]
-            ) from None
-
-    @app.post("/v1/decide", tags=["enforcement"])
-    async def post_decide(request: Request, who: Decide) -> Response:
-        """Ask the decision point about one tool call; the signed decision is recorded
-        (in the run's chain) before it is returned. Fail closed: any error is a deny."""
-        data = await _read_body(request, 1024 * 1024)
-        req = _decode_body(data, DecisionRequest)
-        req.tenant_id = who.tenant_id  # a key decides for its own tenant only
-        decision = await svc.pdp.adecide(req, timeout=cfg.decide_timeout_s)
-        svc.decisions.labels(decision.outcome.value).inc()
-        return _json(decision)
-
-    @app.post("/v1/observe", tags=["enforcement"])
-    async def post_observe(request: Request, who: Decide) -> Response:
-        """Feed a tool's result back to its run (injected instructions taint later calls)."""
-        data = await _read_body(request, cfg.max_body_bytes)
-        body = _decode_body(data, ObserveBody)
-        found = svc.pdp.observe(
-            who.tenant_id, body.run_id, body.result, body.agent_id, body.step_index
-        )
-        return _json({"findings": found})
-
-    @app.get("/v1/approvals", tags=["enforcement"])
-    def get_approvals(who: Approve) -> Response:
-        """Pending approvals of the key's tenant."""
-        return _json({"items": svc.approvals.pending(who.tenant_id)})
-
-    @app.post("/v1/approvals/{approval_id}/{verdict}", tags=["enforcement"])
-    async def post_approval(
-        approval_id: Annotated[str, Path(max_length=64)],
-        verdict: Annotated[str, Path(pattern="^(approve|deny)$")],
-        request: Request,
-        who: Approve,
-    ) -> Response:
-        """Approve or deny one held call (the approver is the key, recorded)."""
-        data = await _read_body(request, 64 * 1024)
-        body = _decode_body(data or b"{}", ApprovalBody)
-        try:
-            a = svc.approvals.decide(
-                approval_id, who.tenant_id, verdict == "approve", f"key:{who.key_id}", body.reason
-            )
-        except EnforcementError as exc:
-            if exc.message.startswith("no approval"):
-                raise ProblemError(404, "not-found", exc.message) from None
-            raise ProblemError(409, "approval-conflict", exc.message) from None
-        if a.decided_at is not None:
-            svc.approval_latency.labels(a.status).observe(a.decided_at - a.requested_at)
-        return _json(a)
-
-    @app.post("/v1/containment", tags=["enforcement"])
-    async def post_containment(request: Request, who: Contain) -> Response:
-        """Quarantine, revoke a grant, disable a tool, freeze a run (idempotent, recorded).
-        ``release`` is refused here: it needs the guarded re-enable (CLI)."""
-        data = await _read_body(request, 64 * 1024)
-        body = _decode_body(data, ContainBody)
-        c, t, by = svc.containment, who.tenant_id, f"key:{who.key_id}"
-        try:
-            if body.action == "quarantine":
-                changed = c.quarantine(t, body.agent, by, body.reason)
-            elif body.action == "freeze_run":
-                changed = c.freeze_run(t, body.run_id, by, body.reason)
-            elif body.action == "revoke_grant":
-                changed = c.revoke_grant(t, body.agent, body.permission, by, body.reason)
-            elif body.action == "disable_tool":
-                changed = c.disable_tool(t, body.tool, by, body.reason, agent=body.agent)
-            elif body.action == "enable_tool":
-                changed = c.enable_tool(t, body.tool, by, body.reason, agent=body.agent)
-            else:
-                raise ProblemError(
-                    400,
-                    "guarded",
-                    "release needs attestation, policy and a canary: "
-                    "use `sentrail contain release`",
-                )
-        except EnforcementError as exc:
-            raise ProblemError(400, "invalid-action", exc.message) from None
-        return _json({"action": body.action, "changed": changed})
-
-    @app.get("/v1/containment", tags=["enforcement"])
-    def get_containment(who: LogRead) -> Response:
-        """The tenant's containment log (chain of custody)."""
-        svc.containment.reload()
-        return _json({"items": [a for a in svc.containment.log if a.tenant_id == who.tenant_id]})
+    add_enforcement_routes(app, svc, cfg)
 
     # -- operations --------------------------------------------------------------------------
     @app.get("/healthz", tags=["operations"])
@@ -835,7 +591,7 @@ def create_app(
             svc.store.tenants()
         except SentrailError:
             return problem_response(503, "unhealthy", "the store does not answer", "/healthz")
-        return _json({"status": "ok", "version": __version__})
+        return json_response({"status": "ok", "version": __version__})
 
     @app.get("/metrics", tags=["operations"])
     def metrics(who: Metrics) -> Response:

@@ -1,0 +1,128 @@
+"""The enforcement routes: decide, observe, approvals, containment (docs/enforcement.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import msgspec
+from fastapi import FastAPI, Path, Request
+from starlette.responses import Response
+
+from sentrail.enforce.model import DecisionRequest
+from sentrail.enforce.state import EnforcementError
+from sentrail.model.trace import ToolResult
+from sentrail.service.deps import Approve, Contain, Decide, LogRead
+from sentrail.service.http import decode_body, json_response, read_body
+from sentrail.service.problems import ProblemError
+
+if TYPE_CHECKING:
+    from sentrail.service.app import ServiceConfig, Services
+
+
+class ObserveBody(msgspec.Struct, forbid_unknown_fields=True):
+    run_id: str
+    result: ToolResult
+    agent_id: str | None = None
+    step_index: int | None = None
+
+
+class ApprovalBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = ""
+
+
+class ContainBody(msgspec.Struct, forbid_unknown_fields=True):
+    action: Literal[
+        "quarantine", "release", "freeze_run", "revoke_grant", "disable_tool", "enable_tool"
+    ]
+    reason: str
+    agent: str = "*"
+    run_id: str = ""
+    permission: str = ""
+    tool: str = ""
+
+
+def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> None:
+    @app.post("/v1/decide", tags=["enforcement"])
+    async def post_decide(request: Request, who: Decide) -> Response:
+        """Ask the decision point about one tool call; the signed decision is recorded
+        (in the run's chain) before it is returned. Fail closed: any error is a deny."""
+        data = await read_body(request, 1024 * 1024)
+        req = decode_body(data, DecisionRequest)
+        req.tenant_id = who.tenant_id  # a key decides for its own tenant only
+        decision = await svc.pdp.adecide(req, timeout=cfg.decide_timeout_s)
+        svc.decisions.labels(decision.outcome.value).inc()
+        return json_response(decision)
+
+    @app.post("/v1/observe", tags=["enforcement"])
+    async def post_observe(request: Request, who: Decide) -> Response:
+        """Feed a tool's result back to its run (injected instructions taint later calls)."""
+        data = await read_body(request, cfg.max_body_bytes)
+        body = decode_body(data, ObserveBody)
+        found = svc.pdp.observe(
+            who.tenant_id, body.run_id, body.result, body.agent_id, body.step_index
+        )
+        return json_response({"findings": found})
+
+    @app.get("/v1/approvals", tags=["enforcement"])
+    def get_approvals(who: Approve) -> Response:
+        """Pending approvals of the key's tenant."""
+        return json_response({"items": svc.approvals.pending(who.tenant_id)})
+
+    @app.post("/v1/approvals/{approval_id}/{verdict}", tags=["enforcement"])
+    async def post_approval(
+        approval_id: Annotated[str, Path(max_length=64)],
+        verdict: Annotated[str, Path(pattern="^(approve|deny)$")],
+        request: Request,
+        who: Approve,
+    ) -> Response:
+        """Approve or deny one held call (the approver is the key, recorded)."""
+        data = await read_body(request, 64 * 1024)
+        body = decode_body(data or b"{}", ApprovalBody)
+        try:
+            a = svc.approvals.decide(
+                approval_id, who.tenant_id, verdict == "approve", f"key:{who.key_id}", body.reason
+            )
+        except EnforcementError as exc:
+            if exc.message.startswith("no approval"):
+                raise ProblemError(404, "not-found", exc.message) from None
+            raise ProblemError(409, "approval-conflict", exc.message) from None
+        if a.decided_at is not None:
+            svc.approval_latency.labels(a.status).observe(a.decided_at - a.requested_at)
+        return json_response(a)
+
+    @app.post("/v1/containment", tags=["enforcement"])
+    async def post_containment(request: Request, who: Contain) -> Response:
+        """Quarantine, revoke a grant, disable a tool, freeze a run (idempotent, recorded).
+        ``release`` is refused here: it needs the guarded re-enable (CLI)."""
+        data = await read_body(request, 64 * 1024)
+        body = decode_body(data, ContainBody)
+        c, t, by = svc.containment, who.tenant_id, f"key:{who.key_id}"
+        try:
+            if body.action == "quarantine":
+                changed = c.quarantine(t, body.agent, by, body.reason)
+            elif body.action == "freeze_run":
+                changed = c.freeze_run(t, body.run_id, by, body.reason)
+            elif body.action == "revoke_grant":
+                changed = c.revoke_grant(t, body.agent, body.permission, by, body.reason)
+            elif body.action == "disable_tool":
+                changed = c.disable_tool(t, body.tool, by, body.reason, agent=body.agent)
+            elif body.action == "enable_tool":
+                changed = c.enable_tool(t, body.tool, by, body.reason, agent=body.agent)
+            else:
+                raise ProblemError(
+                    400,
+                    "guarded",
+                    "release needs attestation, policy and a canary: "
+                    "use `sentrail contain release`",
+                )
+        except EnforcementError as exc:
+            raise ProblemError(400, "invalid-action", exc.message) from None
+        return json_response({"action": body.action, "changed": changed})
+
+    @app.get("/v1/containment", tags=["enforcement"])
+    def get_containment(who: LogRead) -> Response:
+        """The tenant's containment log (chain of custody)."""
+        svc.containment.reload()
+        return json_response(
+            {"items": [a for a in svc.containment.log if a.tenant_id == who.tenant_id]}
+        )
