@@ -29,7 +29,8 @@ from sentrail.enforce.state import (
 )
 from sentrail.store.base import NewEvent
 from sentrail.store.core import LogStore
-from sentrail.store.records import ApprovalRow, ContainmentRow, records
+from sentrail.store.enforcement_records import ApprovalRow, ContainmentRow
+from sentrail.store.records import records
 
 
 def _to_row(a: Approval) -> ApprovalRow:
