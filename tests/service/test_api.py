@@ -8,6 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from sentrail.evidence.checkpoint import verify_checkpoint
 from sentrail.evidence.merkle import verify_consistency, verify_inclusion
 from sentrail.evidence.note import Verifier
@@ -424,3 +426,23 @@ def _decide_over_http(api: Api) -> None:
         headers=h,
     )
     assert release.status_code == 400
+
+
+def test_a_failed_index_write_stores_nothing(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sentrail.runtime.ingest import Ingestor
+    from sentrail.store.base import StoreError
+
+    def broken(*args: object, **kw: object) -> None:
+        raise StoreError("disk full (injected)")
+
+    monkeypatch.setattr(Ingestor, "_write_index", broken)
+    r = api.client.post(
+        "/v1/apps/app1/traces", content=example("prod-delete.json"), headers=api.auth("a")
+    )
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
+    events = (EXAMPLES / "events" / "triage-restart.ndjson").read_bytes()
+    r = api.client.post("/v1/apps/app1/events", content=events, headers=api.auth("a"))
+    assert r.status_code == 503
+    assert log_size(api) == 0  # the events went with their index rows
+    monkeypatch.undo()
+    assert post_trace(api, "prod-delete.json")["duplicate"] is False

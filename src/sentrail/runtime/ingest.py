@@ -12,9 +12,10 @@ Two inputs, one pipeline (used by ``sentrail ingest`` and by the HTTP service):
 
 Everything is validated before anything is written: a stream with one bad line stores
 nothing and names the line. Events are idempotent by event id (an event without one gets
-``<run_id>/<kind>/<first 32 hex of the SHA-256 of its bytes>``), and the index rows of a
-run are rewritten whenever its trace or its ``run_completed`` arrives, duplicates
-included, so a retried request repairs what an interrupted one did not finish.
+``<run_id>/<kind>/<first 32 hex of the SHA-256 of its bytes>``). The events and the index
+rows they lead to (run, steps, findings, result) commit in one transaction, so nothing is
+ever half-written; a run's rows are rewritten whenever its trace or its ``run_completed``
+arrives again, which keeps them current with the engine.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from sentrail.model.events import Event, RunCompleted, RunStarted, fold_run
 from sentrail.model.finding import Finding, RunResult, Severity
 from sentrail.model.trace import Run
 from sentrail.store.base import Appended, NewEvent
-from sentrail.store.core import LogStore
-from sentrail.store.records import FindingRow, RunRow, StepRow, records
+from sentrail.store.core import LogStore, Tx
+from sentrail.store.records import FindingRow, RecordTx, RunRow, StepRow, records
+from sentrail.store.sql import SqlTx
 
 MAX_LINE_ERRORS = 20
 _BLOCKED = frozenset({"blocked", "denied"})
@@ -175,9 +177,14 @@ class Ingestor:
         result = self.engine.analyze(run)
         trace_hash = hashlib.sha256(data).hexdigest()
         event = NewEvent(tenant, run.run_id, f"{run.run_id}/trace/{trace_hash[:32]}", "trace", data)
-        (ack,) = self.store.append([event])
-        row = self.index_run(tenant, app, run, result, trace_hash, "")
-        return TraceIngested(trace_hash, run.run_id, ack, row, result, run)
+        rows: list[RunRow] = []
+
+        def index(tx: Tx, acks: list[Appended]) -> None:
+            item = ToIndex(run, result, trace_hash)
+            rows.extend(self._write_index(RecordTx(_sql(tx)), tenant, app, [item]))
+
+        (ack,) = self.store.append([event], also=index)  # the event and its rows, or neither
+        return TraceIngested(trace_hash, run.run_id, ack, rows[0], result, run)
 
     # -- event streams --------------------------------------------------------------------
     def parse_events(self, tenant: str, data: bytes, where: str = "body") -> list[NewEvent]:
@@ -206,47 +213,26 @@ class Ingestor:
     def ingest_events(self, tenant: str, app: str, data: bytes) -> EventsIngested:
         """Store a batch of NDJSON events; index runs that started or completed in it."""
         events = self.parse_events(tenant, data)
-        acks = self.store.append(events)
         started = {e.run_id for e in events if e.kind == "run_started"}
         completed = list(dict.fromkeys(e.run_id for e in events if e.kind == "run_completed"))
-        for run_id in completed:
-            self.reindex_run(tenant, app, run_id)
-        for run_id in started.difference(completed):
-            self._index_running(tenant, app, run_id)
+
+        def index(tx: Tx, acks: list[Appended]) -> None:
+            rtx = RecordTx(_sql(tx))
+            items = []
+            for run_id in completed:  # analysed whole, from the log as it now stands
+                decoded, trace_hash = _stored_events(tx, tenant, run_id)
+                run = fold_run(decoded)
+                if run is not None:
+                    items.append(ToIndex(run, self.engine.analyze(run), trace_hash))
+            for run_id in started.difference(completed):
+                decoded, trace_hash = _stored_events(tx, tenant, run_id)
+                run = fold_run(decoded)
+                if run is not None and rtx.get_run(tenant, app, run_id) is None:
+                    items.append(ToIndex(run, None, trace_hash, "running"))
+            self._write_index(rtx, tenant, app, items)
+
+        acks = self.store.append(events, also=index)  # events and index rows together
         return EventsIngested(acks, completed)
-
-    def _stored_events(self, tenant: str, run_id: str) -> tuple[list[Event], str]:
-        decoded: list[Event] = []
-        first = ""
-        for stored in self.store.run_events(tenant, run_id):
-            if stored.payload is None or stored.kind not in (
-                "run_started",
-                "step",
-                "run_completed",
-            ):
-                continue
-            if stored.kind == "run_started" and not first:
-                first = hashlib.sha256(stored.payload).hexdigest()
-            decoded.append(decode_event(stored.payload))
-        return decoded, first
-
-    def reindex_run(self, tenant: str, app: str, run_id: str) -> RunRow | None:
-        """Rebuild a streamed run from the log, analyse it whole and index it."""
-        decoded, trace_hash = self._stored_events(tenant, run_id)
-        run = fold_run(decoded)
-        if run is None:
-            return None
-        return self.index_run(tenant, app, run, self.engine.analyze(run), trace_hash, "")
-
-    def _index_running(self, tenant: str, app: str, run_id: str) -> None:
-        decoded, trace_hash = self._stored_events(tenant, run_id)
-        run = fold_run(decoded)
-        if run is None:
-            return
-        with records(self.store) as rtx:
-            if rtx.get_run(tenant, app, run_id) is not None:
-                return
-        self.index_run(tenant, app, run, None, trace_hash, "running")
 
     # -- the index rows -------------------------------------------------------------------
     def index_run(
@@ -268,28 +254,36 @@ class Ingestor:
 
     def index_runs(self, tenant: str, app: str, items: Sequence[ToIndex]) -> list[RunRow]:
         """:meth:`index_run` for many runs in one transaction (a stream worker's batch)."""
-        now = self.clock()
-        erased = self.store.erased_runs(tenant, [i.run.run_id for i in items])
-        out: list[RunRow] = []
         with records(self.store, write=True) as rtx:
-            if (tenant, app) not in self._apps:
-                rtx.ensure_app(tenant, app, now)
-            for item in items:
-                run, result = item.run, item.result
-                if run.run_id in erased:
-                    kept = rtx.get_run(tenant, app, run.run_id)
-                    if kept is not None:
-                        out.append(kept)
-                        continue
-                row = self._run_row(tenant, app, item, now)
-                findings = result.findings if result is not None else []
-                rtx.put_run(row, step_rows(run))
-                rtx.put_findings(
-                    tenant, run.run_id, finding_rows(tenant, app, run.run_id, findings, now)
-                )
-                if result is not None:
-                    rtx.tx.put_result(tenant, run.run_id, msgspec.json.encode(result))
-                out.append(row)
+            return self._write_index(rtx, tenant, app, items)
+
+    def _write_index(
+        self, rtx: RecordTx, tenant: str, app: str, items: Sequence[ToIndex]
+    ) -> list[RunRow]:
+        """Write the index rows of ``items`` in the caller's transaction; a redacted run
+        keeps its scrubbed rows."""
+        now = self.clock()
+        keys = rtx.tx.run_keys(tenant, list(dict.fromkeys(i.run.run_id for i in items)))
+        erased = {r for r, k in keys.items() if k.erased}
+        if (tenant, app) not in self._apps:
+            rtx.ensure_app(tenant, app, now)
+        out: list[RunRow] = []
+        for item in items:
+            run, result = item.run, item.result
+            if run.run_id in erased:
+                kept = rtx.get_run(tenant, app, run.run_id)
+                if kept is not None:
+                    out.append(kept)
+                    continue
+            row = self._run_row(tenant, app, item, now)
+            findings = result.findings if result is not None else []
+            rtx.put_run(row, step_rows(run))
+            rtx.put_findings(
+                tenant, run.run_id, finding_rows(tenant, app, run.run_id, findings, now)
+            )
+            if result is not None:
+                rtx.tx.put_result(tenant, run.run_id, msgspec.json.encode(result))
+            out.append(row)
         self._apps.add((tenant, app))
         return out
 
@@ -321,3 +315,23 @@ class Ingestor:
             counts=counts,
             policy_sha256=self.policy_sha256,
         )
+
+
+def _sql(tx: Tx) -> SqlTx:
+    if not isinstance(tx, SqlTx):  # pragma: no cover - every backend is SQL
+        raise SentrailError("this store has no record tables")
+    return tx
+
+
+def _stored_events(tx: Tx, tenant: str, run_id: str) -> tuple[list[Event], str]:
+    """A streamed run's stored events (in this transaction) and its traceHash: the SHA-256
+    of its ``run_started`` line."""
+    decoded: list[Event] = []
+    first = ""
+    for stored in tx.run_events(tenant, run_id):
+        if stored.payload is None or stored.kind not in _STREAM_KINDS:
+            continue
+        if stored.kind == "run_started" and not first:
+            first = hashlib.sha256(stored.payload).hexdigest()
+        decoded.append(decode_event(stored.payload))
+    return decoded, first

@@ -183,8 +183,16 @@ class LogStore(abc.ABC):
         return Checkpoint(tenant, size, note)
 
     # -- writes -----------------------------------------------------------------------------
-    def append(self, events: Sequence[NewEvent]) -> list[Appended]:
-        """Append ``events`` in one durable transaction; acknowledgements in input order."""
+    def append(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        also: Callable[[Tx, list[Appended]], None] | None = None,
+    ) -> list[Appended]:
+        """Append ``events`` in one durable transaction; acknowledgements in input order.
+
+        ``also(tx, acks)`` runs in the same transaction after the events are in: what it
+        writes (index rows of the events) commits with them or not at all."""
         for e in events:
             check_event(e)
         by_tenant: dict[str, list[int]] = {}
@@ -199,6 +207,8 @@ class LogStore(abc.ABC):
                         done = self._append_tenant(tx, tenant, [events[i] for i in idx])
                         for i, ack in zip(idx, done, strict=True):
                             acks[i] = ack
+                    if also is not None:
+                        also(tx, [a for a in acks if a is not None])
             except BaseException:
                 for tenant in by_tenant:  # the cache may hold uncommitted leaves
                     self._trees.pop(tenant, None)
