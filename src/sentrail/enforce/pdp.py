@@ -43,66 +43,21 @@ from typing import Any
 
 import msgspec
 
+from sentrail.enforce.controls import Controls, RunState, Verdict
 from sentrail.enforce.model import Control, Decision, DecisionRequest, Outcome, args_hash
 from sentrail.enforce.state import ApprovalBook, Containment
-from sentrail.engine.engine import Engine, RunSession
+from sentrail.engine.engine import Engine
 from sentrail.evidence.note import Signer
 from sentrail.model.finding import Category, Finding, Severity
 from sentrail.model.trace import RunHeader, Step, ToolCall, ToolResult
 from sentrail.policy.bundle import Enforcement, RiskClass
-from sentrail.policy.compiled import Profile
-from sentrail.policy.match import GlobSet
 
-_STRICTNESS = {Outcome.ALLOW: 0, Outcome.APPROVAL_REQUIRED: 1, Outcome.DENY: 2}
-# Warnings of these categories send a call to approval; others only annotate it.
-_GATING = frozenset(
-    {
-        Category.POLICY_VIOLATION,
-        Category.TAINTED_ACTION,
-        Category.DATA_EXFILTRATION,
-        Category.PERMISSION_ESCALATION,
-        Category.EXCESSIVE_RETRIES,
-        Category.UNTRUSTED_INSTRUCTION,
-        Category.BEHAVIOURAL_CORRELATION,
-    }
-)
 MAX_RUNS = 100_000
 
 DecisionRecorder = Callable[[Decision], None]
 
 
-class _Verdict:
-    """The strictest outcome so far, with what decided it."""
-
-    __slots__ = ("control", "obligations", "outcome", "reasons", "rules")
-
-    def __init__(self) -> None:
-        self.outcome = Outcome.ALLOW
-        self.control = Control.POLICY
-        self.reasons: list[str] = []
-        self.rules: list[str] = []
-        self.obligations: list[str] = []
-
-    def add(self, outcome: Outcome, control: Control, reason: str, rule: str = "") -> None:
-        if _STRICTNESS[outcome] > _STRICTNESS[self.outcome]:
-            self.outcome, self.control = outcome, control
-            self.reasons.insert(0, reason)
-        else:
-            self.reasons.append(reason)
-        if rule:
-            self.rules.append(rule)
-
-
-class _RunState:
-    __slots__ = ("blocked", "cost", "session")
-
-    def __init__(self, session: RunSession) -> None:
-        self.session = session
-        self.cost = 0.0
-        self.blocked: dict[str, str] = {}  # tool -> the retry storm that stopped it
-
-
-class DecisionPoint:
+class DecisionPoint(Controls):
     def __init__(
         self,
         engine: Engine,
@@ -120,7 +75,7 @@ class DecisionPoint:
         self.containment = containment or Containment()
         self.approvals = approvals or ApprovalBook()
         self.clock = clock
-        self._runs: collections.OrderedDict[tuple[str, str], _RunState] = collections.OrderedDict()
+        self._runs: collections.OrderedDict[tuple[str, str], RunState] = collections.OrderedDict()
         self._minute: dict[tuple[str, str], collections.deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -224,7 +179,7 @@ class DecisionPoint:
         fallback = Outcome(enf.on_unknown)
         risk, registered = self.policy.registry.classify(req.tool)
         read_only = risk is RiskClass.READ_ONLY
-        v = _Verdict()
+        v = Verdict()
 
         if not agent and not read_only:
             v.add(fallback, Control.IDENTITY, "no agent identity on a non-read-only call")
@@ -317,199 +272,10 @@ class DecisionPoint:
             approval_id=approval_id,
         )
 
-    # -- the controls ---------------------------------------------------------------------
-    def _containment(
-        self, v: _Verdict, tenant: str, agent: str, run_id: str, tool: str, read_only: bool
-    ) -> None:
-        c = self.containment
-        frozen = c.is_frozen(tenant, run_id)
-        if frozen is not None:
-            v.add(
-                Outcome.DENY,
-                Control.CONTAINMENT,
-                f"run {run_id} is frozen by {frozen.by}: {frozen.reason}",
-                "containment.frozen",
-            )
-        held = c.is_quarantined(tenant, agent) if agent else None
-        if held is not None and not read_only:
-            v.add(
-                Outcome.DENY,
-                Control.CONTAINMENT,
-                f"agent {agent} is quarantined by {held.by}: {held.reason}",
-                "containment.quarantine",
-            )
-        disabled = c.tool_disabled(tenant, agent, tool)
-        if disabled is not None:
-            v.add(
-                Outcome.DENY,
-                Control.CONTAINMENT,
-                f"{tool} is disabled ({disabled})",
-                "containment.disabled_tool",
-            )
-
-    def _capability(
-        self,
-        v: _Verdict,
-        profile: Profile,
-        enf: Enforcement,
-        req: DecisionRequest,
-        risk: RiskClass,
-        registered: bool,
-        fallback: Outcome,
-    ) -> None:
-        approved = profile.approved_tools
-        if approved is not None and req.tool not in approved:
-            v.add(
-                Outcome.DENY,
-                Control.CAPABILITY,
-                f"{req.tool} is not an approved tool of {profile.name}",
-                "capability.unapproved",
-            )
-        elif not registered and approved is None and risk is not RiskClass.READ_ONLY:
-            v.add(
-                fallback,
-                Control.CAPABILITY,
-                f"{req.tool} is an unknown tool (not in the registry) and may write",
-                "capability.unknown_tool",
-            )
-        scopes = enf.write_scopes
-        outside = not req.resource or req.resource not in GlobSet(scopes or ())
-        if scopes is not None and risk is not RiskClass.READ_ONLY and outside:
-            v.add(
-                Outcome.DENY,
-                Control.CAPABILITY,
-                f"write to {req.resource or 'an unnamed resource'} is outside the write scopes",
-                "capability.write_scope",
-            )
-
-    def _boundary(
-        self,
-        v: _Verdict,
-        profile: Profile,
-        enf: Enforcement,
-        tenant: str,
-        agent: str,
-        permissions: list[str],
-        now: float,
-    ) -> None:
-        revoked = self.containment.revoked_for(tenant, agent) if agent else None
-        boundary = profile.boundary
-        live = [g.permission for g in enf.grants if g.until.timestamp() > now]
-        grants = GlobSet(live) if live else None
-        for perm in permissions:
-            if revoked is not None and perm in revoked:
-                v.add(
-                    Outcome.DENY,
-                    Control.BOUNDARY,
-                    f"the grant of {perm} was revoked",
-                    "boundary.revoked",
-                )
-            elif (
-                boundary is not None
-                and perm not in boundary
-                and (grants is None or perm not in grants)
-            ):
-                v.add(
-                    Outcome(enf.on_escalation),
-                    Control.BOUNDARY,
-                    f"{perm} is outside the permission boundary of {profile.name}",
-                    "boundary.escalation",
-                )
-
-    def _budget(
-        self,
-        v: _Verdict,
-        enf: Enforcement,
-        state: _RunState,
-        tenant: str,
-        agent: str,
-        risk: RiskClass,
-        cost: float,
-        now: float,
-    ) -> None:
-        b = enf.budgets
-        ctx = state.session.ctx
-        if b.calls_per_run is not None and ctx.calls >= b.calls_per_run:
-            v.add(
-                Outcome.DENY,
-                Control.BUDGET,
-                f"the run used its {b.calls_per_run} calls",
-                "budget.calls_per_run",
-            )
-        if b.writes_per_run is not None and risk.is_write and ctx.writes >= b.writes_per_run:
-            v.add(
-                Outcome.DENY,
-                Control.BUDGET,
-                f"the run used its {b.writes_per_run} writes",
-                "budget.writes_per_run",
-            )
-        if b.cost_per_run is not None and state.cost + cost > b.cost_per_run:
-            v.add(
-                Outcome.DENY,
-                Control.BUDGET,
-                f"the call would take the run past its cost budget {b.cost_per_run:g}",
-                "budget.cost_per_run",
-            )
-        if b.calls_per_minute is not None:
-            window = self._minute.setdefault((tenant, agent), collections.deque())
-            while window and window[0] <= now - 60:
-                window.popleft()
-            if len(window) >= b.calls_per_minute:
-                v.add(
-                    Outcome.DENY,
-                    Control.BUDGET,
-                    f"{agent} made {b.calls_per_minute} calls in the last minute",
-                    "budget.calls_per_minute",
-                )
-            else:
-                window.append(now)
-
-    def _attestation(
-        self, v: _Verdict, enf: Enforcement, req: DecisionRequest, risk: RiskClass
-    ) -> None:
-        allowed = enf.attestation
-        if allowed is None or risk.rank < RiskClass.SENSITIVE_WRITE.rank:
-            return
-        att = req.attestation
-        checks = (
-            ("image digest", allowed.image_digests, att.image_digest if att else None),
-            ("model id", allowed.model_ids, att.model_id if att else None),
-            (
-                "policy bundle version",
-                allowed.policy_versions,
-                att.policy_bundle_version if att else None,
-            ),
-            (
-                "tool registry version",
-                allowed.tool_registry_versions,
-                att.tool_registry_version if att else None,
-            ),
-        )
-        for name, values, got in checks:
-            if values is not None and got not in values:
-                v.add(
-                    Outcome.DENY,
-                    Control.ATTESTATION,
-                    f"{name} {got or '(none)'} is not attested for {risk.value} actions",
-                    "attestation." + name.replace(" ", "_"),
-                )
-
-    def _finding(self, v: _Verdict, f: Finding) -> None:
-        if f.category is Category.MISSING_TELEMETRY:
-            return  # a call not yet made has no result or timing to judge
-        control = Control.POLICY if f.category is Category.POLICY_VIOLATION else Control.FINDINGS
-        if f.severity is Severity.CRITICAL:
-            v.add(Outcome.DENY, control, f.message, f.rule)
-        elif f.severity is Severity.WARNING and f.category in _GATING:
-            v.add(Outcome.APPROVAL_REQUIRED, control, f.message, f.rule)
-        else:
-            v.obligations.append(f"review: {f.message}")
-            v.rules.append(f.rule)
-
     # -- helpers --------------------------------------------------------------------------
     def _run(
         self, tenant: str, run_id: str, agent: str, req: DecisionRequest | None, now: float
-    ) -> _RunState:
+    ) -> RunState:
         key = (tenant, run_id)
         state = self._runs.get(key)
         if state is None:
@@ -524,7 +290,7 @@ class DecisionPoint:
                 environment=req.environment if req else None,
                 attestation=req.attestation if req else None,
             )
-            state = _RunState(self.engine.start(header))
+            state = RunState(self.engine.start(header))
             self._runs[key] = state
             while len(self._runs) > MAX_RUNS:
                 self._runs.popitem(last=False)
