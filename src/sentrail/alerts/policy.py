@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-import yaml
 
 from sentrail.errors import SentrailError
 from sentrail.model.finding import Category, Finding, Severity
+from sentrail.yamldoc import read_yaml
 
 MAX_CONFIG_BYTES = 1024 * 1024
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_PATH_PART = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _GLOB = re.compile(r"[*?\[]")
@@ -167,70 +165,12 @@ def _minutes(hhmm: str) -> int:
 # ---- loading with located errors ----------------------------------------------------------
 
 
-def _node_at(root: yaml.Node, path: str) -> yaml.Node:
-    node = root
-    for key, index in _PATH_PART.findall(path):
-        if key and isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value == key:
-                    node = v
-                    break
-            else:
-                return node
-        elif index and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
-            node = node.value[int(index)]
-        else:
-            return node
-    return node
-
-
-def _refuse_duplicate_keys(node: yaml.Node, where: str) -> None:
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, yaml.MappingNode):
-            seen: set[str] = set()
-            for k, v in n.value:
-                if isinstance(k, yaml.ScalarNode):
-                    if k.value in seen:
-                        line = k.start_mark.line + 1
-                        raise AlertConfigError(f"duplicate key {k.value!r}", f"{where}:line {line}")
-                    seen.add(k.value)
-                stack.append(v)
-        elif isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
-
-
 def parse_alert_policy(text: bytes, where: str = "<alerts>") -> AlertPolicy:
     """Validate an alert policy document; errors name the file, the line and the key path."""
-    if len(text) > MAX_CONFIG_BYTES:
-        raise AlertConfigError(f"alert policy larger than {MAX_CONFIG_BYTES} bytes", where)
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-        data: Any = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = f"{where}:line {mark.line + 1}" if mark is not None else where
-        problem = getattr(exc, "problem", None) or exc
-        raise AlertConfigError(f"not valid YAML: {problem}", loc) from None
-    if root is None or data is None:
-        data, root = {}, yaml.MappingNode("tag:yaml.org,2002:map", [])
-    _refuse_duplicate_keys(root, where)
-
-    def fail(msg: str, path: str) -> AlertConfigError:
-        line = _node_at(root, path).start_mark.line + 1
-        dotted = path.removeprefix("$").lstrip(".") or "(top level)"
-        return AlertConfigError(msg, f"{where}:line {line}: {dotted}")
-
-    if isinstance(data, dict):
-        data = _listify(data)
-    try:
-        policy = msgspec.convert(data, AlertPolicy)
-    except msgspec.ValidationError as exc:
-        msg, _, path = str(exc).partition(" - at `")
-        msg = msg.replace("`", "").rstrip()
-        raise fail(msg[:1].lower() + msg[1:], path.rstrip("`") or "$") from None
-    _check(policy, fail)
+    doc = read_yaml(text, where, AlertConfigError, MAX_CONFIG_BYTES, "alert policy")
+    data = _listify(doc.data) if isinstance(doc.data, dict) else doc.data
+    policy = doc.convert(AlertPolicy, data)
+    _check(policy, doc.fail)
     return policy
 
 

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import re
 from pathlib import Path
-from typing import Any
 
 import msgspec
-import yaml
 
 from sentrail.errors import PolicyError
 from sentrail.model.finding import Severity
 from sentrail.policy.bundle import PolicyBundle
 from sentrail.policy.rules import compile_condition
+from sentrail.yamldoc import YamlDoc, read_yaml
 
 MAX_POLICY_BYTES = 4 * 1024 * 1024
-_PATH_PART = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]")
-
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # C loader where built
 
 
 class LoadedBundle(msgspec.Struct):
@@ -28,84 +23,16 @@ class LoadedBundle(msgspec.Struct):
     path: str | None
 
 
-def _node_at(root: yaml.Node, path: str) -> yaml.Node:
-    """The YAML node for a msgspec path such as ``$.agents[0].retry_threshold``."""
-    node = root
-    for key, index in _PATH_PART.findall(path):
-        if key and isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value == key:
-                    node = v
-                    break
-            else:
-                return node
-        elif index and isinstance(node, yaml.SequenceNode):
-            i = int(index)
-            if i >= len(node.value):
-                return node
-            node = node.value[i]
-        else:
-            return node
-    return node
-
-
-def _line(node: yaml.Node) -> str:
-    return f"line {node.start_mark.line + 1}"
-
-
-def _refuse_duplicate_keys(node: yaml.Node, where: str) -> None:
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, yaml.MappingNode):
-            seen: set[str] = set()
-            for k, v in n.value:
-                if isinstance(k, yaml.ScalarNode):
-                    if k.value in seen:
-                        raise PolicyError(f"duplicate key {k.value!r}", f"{where}:{_line(k)}")
-                    seen.add(k.value)
-                stack.append(v)
-        elif isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
-
-
 def parse_policy(text: bytes, where: str = "<policy>") -> LoadedBundle:
     """Validate a policy document. Errors name the file, the YAML path and the line."""
-    if len(text) > MAX_POLICY_BYTES:
-        raise PolicyError(f"policy file larger than {MAX_POLICY_BYTES} bytes", where)
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-        data: Any = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = f"{where}:line {mark.line + 1}" if mark is not None else where
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError(f"not valid YAML: {problem}", loc) from None
-    if root is None or data is None:
-        data, root = {}, yaml.MappingNode("tag:yaml.org,2002:map", [])
-    _refuse_duplicate_keys(root, where)
-    try:
-        bundle = msgspec.convert(data, PolicyBundle)
-    except msgspec.ValidationError as exc:
-        text_ = str(exc)
-        msg, _, path = text_.partition(" - at `")
-        path = path.rstrip("`")
-        node = _node_at(root, path)
-        dotted = path.removeprefix("$").lstrip(".") or "(top level)"
-        raise PolicyError(
-            _sentence(msg.replace("`", "").rstrip()), f"{where}:{_line(node)}: {dotted}"
-        ) from None
-    _check_semantics(bundle, root, where)
+    doc = read_yaml(text, where, PolicyError, MAX_POLICY_BYTES, "policy file")
+    bundle = doc.convert(PolicyBundle)
+    _check_semantics(bundle, doc)
     return LoadedBundle(bundle=bundle, sha256=hashlib.sha256(text).hexdigest(), path=where)
 
 
-def _sentence(msg: str) -> str:
-    return msg[:1].lower() + msg[1:]
-
-
-def _check_semantics(bundle: PolicyBundle, root: yaml.Node, where: str) -> None:
-    def fail(msg: str, path: str) -> PolicyError:
-        return PolicyError(msg, f"{where}:{_line(_node_at(root, path))}: {path[2:]}")
+def _check_semantics(bundle: PolicyBundle, doc: YamlDoc) -> None:
+    fail = doc.fail
 
     ids: set[str] = set()
     for i, rule in enumerate(bundle.rules):
