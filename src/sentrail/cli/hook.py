@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -101,43 +102,30 @@ def _hook(
     sys.stdout.flush()
 
 
-@app.command("claude-code")
-def claude_code(
-    policy: PolicyOpt = None,
-    agent_id: AgentOpt = None,
-    tenant: TenantOpt = "default",
-    allow_mode: AllowOpt = AllowMode.defer,
-    on_error: ErrorOpt = OnError.deny,
-    database: DatabaseOpt = None,
-) -> None:
-    """Answer one Claude Code hook event (PreToolUse, PostToolUse, ...) read from stdin."""
-    _hook(Client.claude_code, policy, agent_id, tenant, allow_mode, on_error, database)
+def _client_command(client: Client, doc: str) -> Callable[..., None]:
+    def command(
+        policy: PolicyOpt = None,
+        agent_id: AgentOpt = None,
+        tenant: TenantOpt = "default",
+        allow_mode: AllowOpt = AllowMode.defer,
+        on_error: ErrorOpt = OnError.deny,
+        database: DatabaseOpt = None,
+    ) -> None:
+        _hook(client, policy, agent_id, tenant, allow_mode, on_error, database)
+
+    command.__doc__ = doc
+    return command
 
 
-@app.command("codex")
-def codex(
-    policy: PolicyOpt = None,
-    agent_id: AgentOpt = None,
-    tenant: TenantOpt = "default",
-    allow_mode: AllowOpt = AllowMode.defer,
-    on_error: ErrorOpt = OnError.deny,
-    database: DatabaseOpt = None,
-) -> None:
-    """Answer one Codex hook event read from stdin."""
-    _hook(Client.codex, policy, agent_id, tenant, allow_mode, on_error, database)
-
-
-@app.command("cursor")
-def cursor(
-    policy: PolicyOpt = None,
-    agent_id: AgentOpt = None,
-    tenant: TenantOpt = "default",
-    allow_mode: AllowOpt = AllowMode.defer,
-    on_error: ErrorOpt = OnError.deny,
-    database: DatabaseOpt = None,
-) -> None:
-    """Answer one Cursor hook event read from stdin."""
-    _hook(Client.cursor, policy, agent_id, tenant, allow_mode, on_error, database)
+for _client, _doc in (
+    (
+        Client.claude_code,
+        "Answer one Claude Code hook event (PreToolUse, PostToolUse, ...) read from stdin.",
+    ),
+    (Client.codex, "Answer one Codex hook event read from stdin."),
+    (Client.cursor, "Answer one Cursor hook event read from stdin."),
+):
+    app.command(_client.value)(_client_command(_client, _doc))
 
 
 SettingsOpt = Annotated[
