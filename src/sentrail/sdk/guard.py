@@ -38,7 +38,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import msgspec
 
-from sentrail.enforce.model import Decision, DecisionRequest
+from sentrail.enforce.model import Decision, DecisionRequest, Outcome
 from sentrail.enforce.pdp import DecisionPoint
 from sentrail.errors import SentrailError
 from sentrail.model.finding import Category, Finding
@@ -266,6 +266,26 @@ class GuardedCall:
 
 
 DenyHandler = Callable[[Decision], Any]
+
+
+MAX_PENDING = 10_000  # calls decided and not yet observed (a bound, not an expectation)
+ToolNames = Mapping[str, str] | Callable[[str], str] | None
+
+
+def tool_name(names: ToolNames, name: str) -> str:
+    """The sentrail name of a framework tool (a mapping or a function; else unchanged)."""
+    if names is None:
+        return name
+    if callable(names):
+        return names(name)
+    return names.get(name, name)
+
+
+def refusal(d: Decision, name: str) -> str:
+    """What the agent is told when a call is refused (escaped, bounded)."""
+    verb = "needs a person's approval" if d.outcome is Outcome.APPROVAL_REQUIRED else "denied"
+    text = f"sentrail: {name} {verb}: {d.explanation} (decision {d.decision_id})"
+    return safe_text(text, limit=2000)
 
 
 def injection_notice(name: str, findings: list[Finding]) -> str | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 from uuid import UUID
 
@@ -33,22 +33,19 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import ConfigDict, Field
 
-from sentrail.enforce.model import Decision, Outcome
+from sentrail.enforce.model import Decision
 from sentrail.enforce.pdp import DecisionPoint
 from sentrail.model.finding import Finding
-from sentrail.report.escape import safe_text
-from sentrail.sdk.guard import GuardedCall, ToolDenied, injection_notice, jsonable
-
-MAX_PENDING = 10_000
-ToolNames = Mapping[str, str] | Callable[[str], str] | None
-
-
-def _name(names: ToolNames, name: str) -> str:
-    if names is None:
-        return name
-    if callable(names):
-        return names(name)
-    return names.get(name, name)
+from sentrail.sdk.guard import (
+    MAX_PENDING,
+    GuardedCall,
+    ToolDenied,
+    ToolNames,
+    injection_notice,
+    jsonable,
+    refusal,
+    tool_name,
+)
 
 
 def _tool_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | dict[str, Any]:
@@ -98,9 +95,7 @@ class GuardedTool(BaseTool):
     def _refuse(self, d: Decision) -> NoReturn:
         if self.on_deny == "raise":
             raise ToolDenied(d)
-        verb = "needs a person's approval" if d.outcome is Outcome.APPROVAL_REQUIRED else "denied"
-        text = f"sentrail: {self.name} {verb}: {d.explanation} (decision {d.decision_id})"
-        raise ToolException(safe_text(text, limit=2000))
+        raise ToolException(refusal(d, self.name))
 
     def _run(
         self, *args: Any, run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any
@@ -160,7 +155,7 @@ def guard_tools(
     """Each tool wrapped in a :class:`GuardedTool` (same name, description and schema)."""
     out: list[GuardedTool] = []
     for tool in tools:
-        name = _name(tool_names, tool.name)
+        name = tool_name(tool_names, tool.name)
         out.append(
             GuardedTool(
                 name=tool.name,
@@ -220,7 +215,7 @@ class SentrailCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> Any:
         raw = (serialized or {}).get("name") or kwargs.get("name") or "tool"
-        name = _name(self.tool_names, str(raw))
+        name = tool_name(self.tool_names, str(raw))
         params = jsonable(inputs) if isinstance(inputs, dict) else {"input": input_str}
         call = GuardedCall(
             name,

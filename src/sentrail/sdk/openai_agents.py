@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from agents import Agent, FunctionTool
@@ -35,28 +35,17 @@ from agents.tool_guardrails import (
 )
 from agents.tracing import get_current_trace
 
-from sentrail.enforce.model import Decision, Outcome
 from sentrail.enforce.pdp import DecisionPoint
 from sentrail.report.escape import safe_text
-from sentrail.sdk.guard import GuardedCall, current_run, injection_notice
-
-MAX_PENDING = 10_000  # calls decided and not yet observed (a bound, not an expectation)
-ToolNames = Mapping[str, str] | Callable[[str], str] | None
-
-
-def tool_name(names: ToolNames, name: str) -> str:
-    """The sentrail name of a framework tool (a mapping or a function; else unchanged)."""
-    if names is None:
-        return name
-    if callable(names):
-        return names(name)
-    return names.get(name, name)
-
-
-def refusal(d: Decision, name: str) -> str:
-    verb = "needs a person's approval" if d.outcome is Outcome.APPROVAL_REQUIRED else "denied"
-    text = f"sentrail: {name} {verb}: {d.explanation} (decision {d.decision_id})"
-    return safe_text(text, limit=2000)
+from sentrail.sdk.guard import (
+    MAX_PENDING,
+    GuardedCall,
+    ToolNames,
+    current_run,
+    injection_notice,
+    refusal,
+    tool_name,
+)
 
 
 class SentrailToolGuardrails:
