@@ -25,8 +25,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from sentrail.errors import UsageError
+from sentrail.store.admin_records import ApiKeyRow
 from sentrail.store.core import LogStore
-from sentrail.store.records import ApiKeyRow, records
+from sentrail.store.records import records
 
 PREFIX = "sk"
 _KEY = re.compile(r"sk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
