@@ -4,13 +4,26 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck layers unit bench clean
+EXTRAS := dev evidence postgres server alerts nats mcp openai-agents langchain
 
-$(STAMP): pyproject.toml
+.PHONY: demo test lint typecheck layers unit bench clean lock
+
+# Exactly the locked set: every transitive dependency pinned with its hashes
+# (requirements.lock), then sentrail itself, editable, without resolving anything.
+$(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,evidence,postgres,server,alerts,nats,mcp,openai-agents,langchain]'
+	$(BIN)/pip install -qq --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install -qq --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Refresh the lock after changing dependencies in pyproject.toml (needs the registry).
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet 'uv==0.13.9'
+	.venv-lock/bin/uv pip compile pyproject.toml requirements-build.in \
+	    $(foreach e,$(EXTRAS),--extra $(e)) --universal --python-version 3.11 \
+	    --generate-hashes --quiet -o requirements.lock
+	rm -rf .venv-lock
 
 # The example set holds one deliberately truncated file: the batch reports it and exits 2.
 demo: $(STAMP)
@@ -43,4 +56,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/decide_bench.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-report.json
+	rm -rf $(VENV) .venv-lock .mypy_cache .pytest_cache .ruff_cache demo-report.json

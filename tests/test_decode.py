@@ -76,6 +76,19 @@ def test_encodings() -> None:
     assert "not valid UTF-8" in error_of(b'{"run_id":"r","agent_id":"\xff\xfe"}')
 
 
+@pytest.mark.parametrize(
+    "decode",
+    [decode_run, lambda data: decode_run(data, checked=True), decode_event],
+    ids=["run", "run-checked", "event"],
+)
+def test_invalid_utf8_is_named_by_sentrail_not_by_the_parser(decode: Any) -> None:
+    """The message (and the byte it names) is ours, whatever the JSON library's version says."""
+    data = b'{"type":"run_started","run_id":"r","agent_id":"a\xc3\x28"}'
+    with pytest.raises(InputError) as exc:
+        decode(data)
+    assert str(exc.value) == "not valid UTF-8 text (byte 48 is 0xc3)"
+
+
 def test_huge_string_is_decoded_and_bounded_in_memory() -> None:
     doc = {
         **GOOD,

@@ -44,8 +44,6 @@ def decode_payload(data: bytes) -> dict[str, Any]:
         raise HookInputError(exc.message, "stdin") from None
     except RecursionError:
         raise HookInputError(TOO_DEEP, "stdin") from None
-    except UnicodeDecodeError:
-        raise HookInputError("hook payload is not valid UTF-8", "stdin") from None
     except msgspec.DecodeError as exc:
         msg = str(exc).replace("JSON is malformed: ", "")
         raise HookInputError(f"hook payload is not JSON: {msg}", "stdin") from None

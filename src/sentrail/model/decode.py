@@ -50,6 +50,18 @@ def normalise_encoding(data: bytes) -> bytes:
     return data
 
 
+def utf8_error(data: bytes) -> InputError | None:
+    """An error naming the first byte that is not UTF-8, or None when ``data`` is UTF-8.
+
+    Checked here rather than read from a parser's exception: what the user sees must not
+    change with a library's version."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return InputError(f"not valid UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})")
+    return None
+
+
 def _line_col(data: bytes, pos: int) -> str:
     line = data.count(b"\n", 0, pos) + 1
     col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
@@ -63,10 +75,11 @@ def _located(exc: Exception, data: bytes) -> InputError:
         msg, path = (m.group("msg"), m.group("path") or "") if m else (text, "")
         msg = msg[0].lower() + msg[1:] if msg else msg
         return InputError(msg.replace("`", ""), path.lstrip(".") or "$")
+    bad_text = utf8_error(data)
+    if bad_text is not None:
+        return bad_text
     if "truncated" in text:
         return InputError("truncated JSON: the data ends before the document does")
-    if "utf-8" in text.lower() or "codec" in text:
-        return InputError("not valid UTF-8 text")
     m2 = _BYTE_POS.search(text)
     where = _line_col(data, int(m2.group(1))) if m2 else ""
     msg = text.replace("JSON is malformed: ", "malformed JSON: ")
@@ -92,7 +105,11 @@ def check_structure(data: bytes) -> None:
     """Refuse duplicate keys. (Nesting is bounded by both parsers, which raise
     ``RecursionError`` near 1,000 levels; that becomes a clear error below.)"""
     try:
-        _PAIRS_DECODER.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise utf8_error(data) or InputError("not valid UTF-8 text") from None
+    try:
+        _PAIRS_DECODER.decode(text)
     except RecursionError:
         raise InputError(TOO_DEEP) from None
     except ValueError:
