@@ -11,7 +11,6 @@ from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.rules import CompiledRule, StepVariables
 
-
 MAX_VALUE_CHARS = 200
 MAX_VALUE_ITEMS = 20
 

@@ -303,8 +303,7 @@ def _because(
 def _finding_chain(e: Explanation, f: Finding, result: RunResult) -> list[str]:
     where = f"step {e.step_index}" if e.step_index is not None else "the run"
     chain = [
-        f"{where}{f' {e.tool}' if e.tool else ''}: flagged {e.severity} by {e.control} "
-        f"{e.rule_id}"
+        f"{where}{f' {e.tool}' if e.tool else ''}: flagged {e.severity} by {e.control} {e.rule_id}"
     ]
     if e.condition:
         chain.append(f"condition: {e.condition}")
@@ -350,9 +349,7 @@ def _decision(
         return None
     control = _DECISION_CONTROL.get(control, control)
     reasons = [r for r in d.explanation.split("; ") if r]
-    acted = [
-        f for f in findings if f.step_index == d.step_index and f.rule in set(d.rule_ids)
-    ]
+    acted = [f for f in findings if f.step_index == d.step_index and f.rule in set(d.rule_ids)]
     rule = _deciding_rule(control, d.rule_ids, acted)
     lead = explained.get(next((f.id for f in acted if f.rule == rule), ""))
     because = reasons[0] if reasons else f"{control} decided"
