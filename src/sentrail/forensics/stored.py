@@ -28,6 +28,7 @@ from sentrail.store.core import LogStore
 from sentrail.store.run_values import (
     ValueRow,
     put_run_values,
+    run_app_and_policy,
     runs_to_index,
     value_rows,
 )
@@ -46,6 +47,8 @@ class StoredRun(msgspec.Struct):
     trace_bytes: bytes | None  # the exact stored trace document, when it came as one
     decision_payloads: list[bytes]
     seqs: list[int]
+    app_id: str | None = None  # from the run's index row, when it has one
+    policy_sha256: str | None = None
 
 
 def load_run(store: LogStore, tenant: str, run_id: str) -> StoredRun | None:
@@ -78,7 +81,11 @@ def load_run(store: LogStore, tenant: str, run_id: str) -> StoredRun | None:
             result = msgspec.json.decode(raw, type=RunResult)
         except (msgspec.DecodeError, msgspec.ValidationError):
             result = None
-    return StoredRun(tenant, run_id, run, result, trace_bytes, decisions, [e.seq for e in events])
+    with store.transaction() as tx:
+        indexed = run_app_and_policy(_sql(tx), tenant, run_id)
+    app, policy = indexed if indexed is not None else (None, None)
+    seqs = [e.seq for e in events]
+    return StoredRun(tenant, run_id, run, result, trace_bytes, decisions, seqs, app, policy)
 
 
 def value_index_rows(tenant: str, app: str, run: Run, started_at: float) -> list[ValueRow]:

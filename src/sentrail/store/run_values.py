@@ -172,3 +172,14 @@ def _row(r: Sequence[Any]) -> ValueRow:
         started_at=_f(r[10], "run_values.started_at"),
         verdict=_opt_s(r[11], "runs.verdict"),
     )
+
+
+def run_app_and_policy(tx: SqlTx, tenant: str, run_id: str) -> tuple[str, str | None] | None:
+    """The app and policy hash a run was indexed with (None when it has no index row)."""
+    rows = tx.all(
+        "SELECT app_id, policy_sha256 FROM runs WHERE tenant_id = ? AND run_id = ?",
+        (tenant, run_id),
+    )
+    if not rows:
+        return None
+    return _s(rows[0][0], "runs.app_id"), _opt_s(rows[0][1], "runs.policy_sha256")
