@@ -3,11 +3,17 @@ summary built from it (``runs show``, ``graph --run``, ``evidence export``)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import sys
+import time
 from collections.abc import Sequence
 
 import msgspec
 
+from sentrail.cli.common import fail
+from sentrail.cli.export import parse_since
 from sentrail.enforce.model import Decision, decode_decisions
+from sentrail.errors import SentrailError
 from sentrail.evidence.bundle import (
     CHECKPOINT,
     FINDINGS,
@@ -21,9 +27,13 @@ from sentrail.evidence.bundle import (
     VIEWS,
     EventRecord,
 )
+from sentrail.evidence.keys import default_home
 from sentrail.forensics.stored import StoredRun, load_run
 from sentrail.forensics.summary import encode_summary, evidence_summary
+from sentrail.store import open_store
 from sentrail.store.core import LogStore
+from sentrail.store.records import records
+from sentrail.store.run_values import apps_with_runs
 
 
 class Investigation(msgspec.Struct):
@@ -73,3 +83,43 @@ def run_summary(
         parts=parts,
     )
     return encode_summary(summary)
+
+
+def open_database(database: str | None) -> LogStore:
+    """The store at ``--database`` (default ``$SENTRAIL_HOME/sentrail.db``), migrated."""
+    url = database or f"sqlite:///{default_home().absolute() / 'sentrail.db'}"
+    try:
+        store = open_store(url)
+        store.migrate()
+    except SentrailError as exc:
+        fail(str(exc))
+    return store
+
+
+def tenant_apps(store: LogStore, tenant: str, app: str | None) -> list[str]:
+    """``[app]``, or every app of ``tenant`` that holds runs."""
+    if app is not None:
+        return [app]
+    with records(store) as rtx:
+        return apps_with_runs(rtx.tx, tenant)
+
+
+def since_epoch(text: str | None) -> float | None:
+    """``--since``: an ISO 8601 time or a duration back from now (30m, 24h, 7d, 2w)."""
+    if text is None:
+        return None
+    try:
+        return parse_since(text, time.time()) / 1000
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def emit_json(value: object) -> None:
+    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat().replace("+00:00", "Z")

@@ -121,8 +121,8 @@ def explain(
     """The explanations of a run: its decisions that did not simply allow, then its findings,
     in step order (run-level findings last). ``run`` (the trace) names tools and the source
     steps of tainted values; without it those names are left out."""
-    steps = {s.step_index: s for s in run.steps} if run is not None else {}
-    by_finding = {f.id: _finding(f, result, steps) for f in result.findings}
+    steps = _steps(run)
+    by_finding = {f.id: _finding(f, result.findings, steps, result) for f in result.findings}
     out = [e for d in decisions if (e := _decision(d, result.findings, by_finding)) is not None]
     out.extend(by_finding.values())
     out.sort(
@@ -137,6 +137,18 @@ def explain(
 
 
 _RANK = {"critical": 3, "warning": 2, "info": 1}
+
+
+def explain_finding(
+    f: Finding, run: Run | None = None, findings: Sequence[Finding] = ()
+) -> Explanation:
+    """One finding's explanation without its run's verdict (``findings``: the run's other
+    findings, where the source of a tainted value may have been flagged)."""
+    return _finding(f, findings, _steps(run), None)
+
+
+def _steps(run: Run | None) -> dict[int, Step]:
+    return {s.step_index: s for s in run.steps} if run is not None else {}
 
 
 def by_finding(explanations: Iterable[Explanation]) -> dict[str, Explanation]:
@@ -158,13 +170,15 @@ def control_of(f: Finding) -> str:
     return "detector"
 
 
-def _finding(f: Finding, result: RunResult, steps: dict[int, Step]) -> Explanation:
+def _finding(
+    f: Finding, findings: Sequence[Finding], steps: dict[int, Step], result: RunResult | None
+) -> Explanation:
     ev = f.evidence
     control = control_of(f)
     condition = str(ev.get("condition") or "") or condition_of(f.rule)
     rule_id = f.rule
     matched = _matched(ev)
-    source = _source(ev, result.findings, steps)
+    source = _source(ev, findings, steps)
     tool = ev.get("tool") if isinstance(ev.get("tool"), str) else _tool(steps, f.step_index)
     because = _because(f, control, rule_id, condition, matched, source)
     e = Explanation(
@@ -300,7 +314,7 @@ def _because(
     return f"{condition or f.rule}" + (f" ({detail})" if detail else "")
 
 
-def _finding_chain(e: Explanation, f: Finding, result: RunResult) -> list[str]:
+def _finding_chain(e: Explanation, f: Finding, result: RunResult | None) -> list[str]:
     where = f"step {e.step_index}" if e.step_index is not None else "the run"
     chain = [
         f"{where}{f' {e.tool}' if e.tool else ''}: flagged {e.severity} by {e.control} {e.rule_id}"
@@ -319,6 +333,8 @@ def _finding_chain(e: Explanation, f: Finding, result: RunResult) -> list[str]:
     suppressed = f.evidence.get("suppressed_by")
     if isinstance(suppressed, dict):
         chain.append(f"suppressed by an exception of {suppressed.get('owner')}")
+    if result is None:
+        return chain
     share = next(
         (c for c in result.risk_contributions if c.reason.startswith(f.category.value)), None
     )

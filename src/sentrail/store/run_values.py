@@ -183,3 +183,9 @@ def run_app_and_policy(tx: SqlTx, tenant: str, run_id: str) -> tuple[str, str | 
     if not rows:
         return None
     return _s(rows[0][0], "runs.app_id"), _opt_s(rows[0][1], "runs.policy_sha256")
+
+
+def apps_with_runs(tx: SqlTx, tenant: str) -> list[str]:
+    """The apps of ``tenant`` that hold runs (for a caller bound to no one app)."""
+    rows = tx.all("SELECT DISTINCT app_id FROM runs WHERE tenant_id = ? ORDER BY 1", (tenant,))
+    return [_s(r[0], "runs.app_id") for r in rows]
