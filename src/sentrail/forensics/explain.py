@@ -293,7 +293,8 @@ def _because(
             extra = f", approved by {ev.get('approval_id')}"
         return f"permission {ev['permission']} is outside the {where}{extra}"
     if source is not None and "parameter" in ev:
-        origin = f"step {source.step_index}'s result ({source.tool or 'a tool'}, {source.field})"
+        by = f"{source.tool}, " if source.tool else ""
+        origin = f"step {source.step_index}'s result ({by}{source.field})"
         injected = ", which carried an injected instruction" if source.injected else ""
         return (
             f"parameter {ev['parameter']} = {_render(ev.get('value', ''))} first appeared in "
