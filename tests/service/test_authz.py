@@ -267,7 +267,9 @@ def _expected(ep: Endpoint, tenant: str | None, scopes: set[str], app: str | Non
         return {403}
     if ep.app_bound and app not in ("app1", "*"):
         return {403}
-    if ep.name in ("get trace", "patch finding", "run graph") and (tenant != "tenant-a" or app == "app2"):
+    if ep.name in ("get trace", "patch finding", "run graph") and (
+        tenant != "tenant-a" or app == "app2"
+    ):
         return {404}  # tenant A's ids, asked for by another tenant or app: not found
     if ep.name == "approve":
         # Tenant A's approval: the first of A's callers denies it, later ones conflict.

@@ -62,7 +62,7 @@ class Edge(msgspec.Struct, omit_defaults=True):
     label: str = ""
 
 
-class Graph(msgspec.Struct, omit_defaults=True):
+class Graph(msgspec.Struct):
     scope: dict[str, Any]
     nodes: list[Node]
     edges: list[Edge]
