@@ -11,7 +11,7 @@ from sentrail.forensics.values import query_keys, run_values
 from sentrail.model.decode import decode_run
 from sentrail.runtime.ingest import Ingestor
 from tests.conftest import EXAMPLES
-from tests.store.conftest import Backend, backend  # noqa: F401 (the fixture)
+from tests.store.conftest import Backend
 
 IBAN = "DE44 5001 0517 5407 3249 31"
 
