@@ -194,6 +194,25 @@ ENDPOINTS += [
     ),
 ]
 
+ENDPOINTS += [
+    Endpoint(
+        "run graph",
+        "GET",
+        "read",
+        True,
+        lambda api, h, ids: _req(api, "GET", f"/v1/apps/app1/runs/{ids['run']}/graph", h),
+    ),
+    Endpoint(
+        "value graph",
+        "GET",
+        "read",
+        True,
+        lambda api, h, ids: _req(
+            api, "GET", "/v1/apps/app1/graph?value=orders-prod-primary.corp.example.com", h
+        ),
+    ),
+]
+
 
 def _seed(api: Api, key: str, trace: bytes) -> dict[str, str]:
     r = api.client.post("/v1/apps/app1/traces", content=trace, headers=api.auth(key))
@@ -248,7 +267,9 @@ def _expected(ep: Endpoint, tenant: str | None, scopes: set[str], app: str | Non
         return {403}
     if ep.app_bound and app not in ("app1", "*"):
         return {403}
-    if ep.name in ("get trace", "patch finding") and (tenant != "tenant-a" or app == "app2"):
+    if ep.name in ("get trace", "patch finding", "run graph") and (
+        tenant != "tenant-a" or app == "app2"
+    ):
         return {404}  # tenant A's ids, asked for by another tenant or app: not found
     if ep.name == "approve":
         # Tenant A's approval: the first of A's callers denies it, later ones conflict.
@@ -288,6 +309,8 @@ def _b_sees_only_b(world: World, ep: Endpoint, body: object) -> None:
             "run-a4f8c312-9e7b",
             "authz-run",
         }
+    if ep.name == "value graph":  # A's value, asked for by B: none of A's runs
+        assert not [n for n in body["nodes"] if n["kind"] == "run"]  # type: ignore[index]
     if ep.name == "checkpoint":
         assert body["treeSize"] == len(world.api.store.leaf_hashes("tenant-b"))  # type: ignore[index]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sentrail import __version__
-from sentrail.cli import baseline, enforce, export, policy, serve, store, trace, worker
+from sentrail.cli import baseline, enforce, export, graph, policy, runs, serve, store, trace, worker
 from sentrail.cli import hook as hook_cli
 from sentrail.cli import mcp as mcp_cli
 from sentrail.cli import redact as redact_cli
@@ -38,6 +38,9 @@ app.add_typer(hook_cli.app, name="hook")
 app.add_typer(serve.apikey_app, name="apikey")
 app.command("redact")(redact_cli.redact)
 app.add_typer(redact_cli.retention_app, name="retention")
+app.add_typer(runs.runs_app, name="runs")
+app.add_typer(runs.findings_app, name="findings")
+app.command("graph")(graph.graph)
 
 
 @app.callback(invoke_without_command=True)

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail
+from sentrail.cli.investigate import run_summary
 from sentrail.errors import InputError, SentrailError
 from sentrail.evidence.bundle import EventRecord, build_bundle
 from sentrail.evidence.keys import KeyStore, default_home, default_key_dir
@@ -187,6 +188,7 @@ def export(
             for e in events
         ]
         findings = store.get_result(tenant, run_id) or b"[]"
+        summary = run_summary(store, tenant, run_id, records)
         build_bundle(
             output,
             tenant=tenant,
@@ -196,6 +198,7 @@ def export(
             checkpoint_note=checkpoint.note,
             signer=signer,
             findings=findings,
+            summary=summary,
         )
     except SentrailError as exc:
         fail(str(exc))

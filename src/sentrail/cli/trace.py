@@ -69,6 +69,9 @@ def analyze(
     fail_on: Annotated[
         FailOn, typer.Option("--fail-on", help="Exit 1 when a finding is at or above this")
     ] = FailOn.critical,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Under each finding, its full chain of facts")
+    ] = False,
 ) -> None:
     """Judge one trace or thousands. Exit 0 ok, 1 findings at or above --fail-on, 2 input error."""
     config = EngineConfig(
@@ -127,6 +130,7 @@ def analyze(
                         colour=colour,
                         policy_path=engine.policy.path,
                         policy_sha256=engine.policy.sha256,
+                        chains=explain,
                     ),
                     nl=False,
                 )

@@ -11,6 +11,26 @@ from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.rules import CompiledRule, StepVariables
 
+MAX_VALUE_CHARS = 200
+MAX_VALUE_ITEMS = 20
+
+
+def bounded_values(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy of ``value`` cut to a few items per level and characters per string:
+    evidence of what a rule read, never a copy of a whole payload."""
+    if isinstance(value, str):
+        return value[:MAX_VALUE_CHARS]
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if depth >= 3:
+        return "…"
+    if isinstance(value, dict):
+        items = list(value.items())[:MAX_VALUE_ITEMS]
+        return {str(k)[:MAX_VALUE_CHARS]: bounded_values(v, depth + 1) for k, v in items}
+    if isinstance(value, list | tuple):
+        return [bounded_values(v, depth + 1) for v in value[:MAX_VALUE_ITEMS]]
+    return str(value)[:MAX_VALUE_CHARS]
+
 
 class PolicyRules(Detector):
     name = "policy_violation"
@@ -67,6 +87,8 @@ class PolicyRules(Detector):
                         "condition": rule.condition,
                         "tool": tool,
                         "status": facts.status,
+                        # The values the condition read, as it read them: what matched.
+                        "values": bounded_values(variables.context(compiled.signature)),
                     },
                     tags=list(rule.tags) or None,
                 )

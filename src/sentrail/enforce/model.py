@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -100,6 +101,18 @@ class Approval(msgspec.Struct):
     decided_by: str | None = None
     decided_at: float | None = None
     reason: str = ""
+
+
+def decode_decisions(payloads: Iterable[bytes]) -> list[Decision]:
+    """Stored ``decision`` events back as decisions; one that no longer decodes (hostile or
+    from another version) is left out rather than guessed at."""
+    out: list[Decision] = []
+    for payload in payloads:
+        try:
+            out.append(msgspec.json.decode(payload, type=Decision))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+    return out
 
 
 def args_hash(parameters: dict[str, Any]) -> str:

@@ -13,6 +13,9 @@ Members (a fixed set; anything else is rejected by the verifier)::
     checkpoint.txt       the signed C2SP checkpoint (signed note)
     keys.pub             verifier key(s), one per line
     findings.json        findings and decisions of the run (JSON, opaque here)
+    summary.json         optional: the responder's summary of the run (JSON object whose
+                         ``trace_id`` is the run id; built outside the evidence core, see
+                         sentrail.forensics.summary)
     manifest.dsse.json   DSSE envelope of an in-toto Statement v1 whose subjects are all
                          the members above with their SHA-256, and whose predicate
                          (PREDICATE_TYPE) carries the run id, event count, first and last
@@ -54,8 +57,9 @@ PROOFS = "proofs.json"
 CHECKPOINT = "checkpoint.txt"
 KEYS = "keys.pub"
 FINDINGS = "findings.json"
+SUMMARY = "summary.json"
 MANIFEST = "manifest.dsse.json"
-SUBJECT_FILES = (INDEX, PAYLOADS, VIEWS, PROOFS, CHECKPOINT, KEYS, FINDINGS)
+SUBJECT_FILES = (INDEX, PAYLOADS, VIEWS, PROOFS, CHECKPOINT, KEYS, FINDINGS, SUMMARY)
 MEMBERS = (*SUBJECT_FILES, MANIFEST)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -169,6 +173,22 @@ def check_records(tenant: str, run_id: str, events: Sequence[EventRecord]) -> No
         raise EvidenceError(reason, f"export: event seq {seq}")
 
 
+class SummaryHead(msgspec.Struct):
+    """The one field of ``summary.json`` the evidence core reads: whose run it summarises."""
+
+    trace_id: str
+
+
+def check_summary(data: bytes, run_id: str, where: str) -> None:
+    """A summary is a JSON object about this run (its other fields are opaque here)."""
+    try:
+        head = msgspec.json.decode(data, type=SummaryHead)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        raise EvidenceError(f"malformed summary: {err}", where) from None
+    if head.trace_id != run_id:
+        raise EvidenceError(f"the summary is of run {head.trace_id!r}, not {run_id!r}", where)
+
+
 def _proofs(
     tree: MerkleTree, events: Sequence[EventRecord], tree_size: int, checkpoint_size: int
 ) -> tuple[list[bytes], list[list[int]], list[int]]:
@@ -200,6 +220,7 @@ def build_bundle(
     checkpoint_note: str,
     signer: Signer,
     findings: bytes = b"[]",
+    summary: bytes | None = None,
     tree_size: int | None = None,
     extra_verifiers: Sequence[Verifier] = (),
 ) -> None:
@@ -209,7 +230,8 @@ def build_bundle(
     at export (default: the checkpoint's), at which inclusion proofs are made, and from
     which a consistency proof leads to the checkpoint. ``signer`` signs the manifest;
     its verifier key and ``extra_verifiers`` (e.g. the key that signed the checkpoint)
-    go to ``keys.pub``.
+    go to ``keys.pub``. ``summary``, when given, becomes ``summary.json`` (signed like the
+    rest).
     """
     check_records(tenant, run_id, events)
     checkpoint = Checkpoint.parse(split_note(checkpoint_note)[0])
@@ -230,6 +252,8 @@ def build_bundle(
         msgspec.json.decode(findings)
     except msgspec.DecodeError as err:
         raise EvidenceError(f"findings are not JSON: {err}", "export") from None
+    if summary is not None:
+        check_summary(summary, run_id, "export")
 
     entries, chunks, offset = [], [], 0
     view_chunks, view_offset = [], 0
@@ -276,6 +300,7 @@ def build_bundle(
         CHECKPOINT: checkpoint_note.encode(),
         KEYS: "".join(f"{k}\n" for k in key_lines).encode(),
         FINDINGS: findings,
+        **({SUMMARY: summary} if summary is not None else {}),
     }
     predicate = BundlePredicate(
         tenant=tenant,

@@ -44,10 +44,12 @@ from sentrail.evidence.bundle import (
     PAYLOADS,
     PREDICATE_TYPE,
     PROOFS,
+    SUMMARY,
     VIEWS,
     BundlePredicate,
     IndexFile,
     ProofsFile,
+    check_summary,
 )
 from sentrail.evidence.chain import CHAIN_DOMAIN, GENESIS, EventLeaf
 from sentrail.evidence.checkpoint import verify_checkpoint
@@ -244,6 +246,8 @@ def verify_bundle(
     events = index.events
     if (index.tenant, index.run_id) != (pred.tenant, pred.run_id):
         raise EvidenceError("tenant or run id differs from the signed manifest", INDEX)
+    if SUMMARY in files:
+        check_summary(files[SUMMARY], pred.run_id, SUMMARY)
     if len(events) != pred.events:
         raise EvidenceError(
             f"{len(events)} events, but the signed manifest says {pred.events}", INDEX

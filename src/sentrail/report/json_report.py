@@ -10,6 +10,7 @@ from typing import IO, Any
 
 import msgspec
 
+from sentrail.forensics.explain import Explanation, explain
 from sentrail.model.finding import Finding, RiskContribution, RunResult, Severity
 
 REPORT_FORMAT = "sentrail.report/1"
@@ -46,6 +47,7 @@ class RunEntry(msgspec.Struct):
     status: str | None
     risk_contributions: list[RiskContribution]
     suppressed: list[Finding]
+    explanations: list[Explanation]
 
 
 class ErrorEntry(msgspec.Struct):
@@ -65,6 +67,7 @@ def run_entry(path: str, r: RunResult) -> RunEntry:
         status=r.status,
         risk_contributions=r.risk_contributions,
         suppressed=r.suppressed,
+        explanations=explain(None, r),
     )
 
 

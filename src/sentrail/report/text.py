@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sentrail.model.finding import Category, RunResult, Severity
+from sentrail.forensics.explain import Explanation, by_finding, explain
+from sentrail.model.finding import Category, Finding, RunResult, Severity
 from sentrail.report.escape import safe_text
 
 _LABEL = {Severity.CRITICAL: "CRIT", Severity.WARNING: "WARN", Severity.INFO: "INFO"}
@@ -47,13 +48,25 @@ def summary_line(result: RunResult) -> str:
     return f"Summary: {counts} — {_ADVICE[worst.category]}"
 
 
+def _why(f: Finding, why: dict[str, Explanation], chains: bool) -> list[str]:
+    e = why.get(f.id)
+    if e is None:
+        return []
+    if not chains:
+        return [f"      because {safe_text(e.because)}"]
+    return [f"      {safe_text(line, limit=1000)}" for line in e.chain]
+
+
 def render_run(
     result: RunResult,
     *,
     colour: bool = False,
     policy_path: str | None = None,
     policy_sha256: str | None = None,
+    chains: bool = False,
 ) -> str:
+    """The report; under each finding, why it was raised (``chains``: the full chain)."""
+    why = by_finding(explain(None, result))
     lines = [
         f"Run Trace Analysis: {safe_text(result.run_id, limit=200)}",
         f"Agent: {safe_text(result.agent_id, limit=200)}",
@@ -73,12 +86,14 @@ def render_run(
     for f in anomalies:
         where = f"Step {f.step_index}" if f.step_index is not None else "Run"
         lines.append(f"  {_badge(_LABEL[f.severity], colour)} {where}: {safe_text(f.message)}")
+        lines.extend(_why(f, why, chains))
     lines.append(f"Behavioural Policy: {safe_text(result.policy_name or 'built-in defaults')}")
     for check in result.policy_checks:
         lines.append(f"  {_badge(check.status, colour)} {safe_text(check.text)}")
     for f in (f for f in result.findings if f.category is Category.POLICY_VIOLATION):
         where = f"Step {f.step_index}" if f.step_index is not None else "Run"
         lines.append(f"  {_badge(_LABEL[f.severity], colour)} {where}: {safe_text(f.message)}")
+        lines.extend(_why(f, why, chains))
     for f in result.suppressed:
         by = f.evidence.get("suppressed_by", {})
         lines.append(

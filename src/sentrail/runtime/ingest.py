@@ -29,6 +29,7 @@ import msgspec
 from sentrail.detect.base import parse_time
 from sentrail.engine.engine import Engine
 from sentrail.errors import InputError, SentrailError
+from sentrail.forensics.stored import index_values
 from sentrail.model.decode import decode_event, decode_run
 from sentrail.model.events import Event, RunCompleted, RunStarted, fold_run
 from sentrail.model.finding import Finding, RunResult, Severity
@@ -278,6 +279,7 @@ class Ingestor:
             row = self._run_row(tenant, app, item, now)
             findings = result.findings if result is not None else []
             rtx.put_run(row, step_rows(run))
+            index_values(rtx.tx, tenant, app, run, row.trace_hash, row.started_at, now)
             rtx.put_findings(
                 tenant, run.run_id, finding_rows(tenant, app, run.run_id, findings, now)
             )

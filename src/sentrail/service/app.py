@@ -41,6 +41,7 @@ from sentrail.service.auth import KeyVerifier
 from sentrail.service.background import CheckpointTimer
 from sentrail.service.deps import AppId, Ingest, Metrics
 from sentrail.service.enforcement import add_enforcement_routes
+from sentrail.service.forensics import add_forensics_routes
 from sentrail.service.http import json_response, read_body
 from sentrail.service.problems import ErrorItem, ProblemError, problem_response
 from sentrail.service.queries import add_query_routes
@@ -276,6 +277,7 @@ def create_app(
         )
 
     add_query_routes(app, svc)
+    add_forensics_routes(app, svc)
     add_enforcement_routes(app, svc, cfg)
 
     # -- operations --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sentrail.model.decode import decode_event
 from sentrail.model.events import fold_run
 from sentrail.model.finding import Finding, Severity
 from sentrail.service.deps import AppId, LogRead, Read, Triage
+from sentrail.service.forensics import explanations_of, stored_run
 from sentrail.service.http import b64, iso, json_response, parse_time, read_body
 from sentrail.service.problems import ErrorItem, ProblemError
 from sentrail.store.records import (
@@ -202,6 +203,7 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
                 for e, path in zip(in_tree, paths, strict=True)
             ],
             "verifierKey": svc.signer.verifier_key(),
+            "explanations": explanations_of(stored_run(svc.store, tenant, app_id, row.run_id)),
         }
         return json_response(body)
 

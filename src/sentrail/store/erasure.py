@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from sentrail.evidence.redaction import REDACTION_KIND, RedactionRecord, encode_record, iso_time
 from sentrail.store.base import NewEvent, Redaction, RetentionDue, StoreError
 from sentrail.store.redact import Scrubber, parse_fields, view_of
+from sentrail.store.run_values import drop_run_values
 from sentrail.store.sql import SqlTx
 
 if TYPE_CHECKING:
@@ -179,6 +180,7 @@ def _redact_in(
         (tenant, run_id, now, now, by),
     )
     _scrub(sql, tenant, run_id, Scrubber(specs, found))
+    drop_run_values(sql, tenant, run_id)  # the value index holds no value of a redacted run
     if older_than is not None:
         _run(sql, "DELETE FROM steps WHERE tenant_id = ? AND run_id = ?", (tenant, run_id))
     return Redaction(

@@ -131,6 +131,24 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX containment_by_tenant ON containment (tenant_id, at)",
         ],
     ),
+    (
+        6,
+        [
+            # The value index (store/run_values.py): which run used which value, and which
+            # runs are in it. Filled at index time; `sentrail graph --reindex` backfills.
+            """CREATE TABLE run_values (
+                tenant_id TEXT NOT NULL, app_id TEXT NOT NULL, run_id TEXT NOT NULL,
+                agent_id TEXT NOT NULL, step {int} NOT NULL, kind TEXT NOT NULL,
+                value_key TEXT NOT NULL, display TEXT NOT NULL, field TEXT NOT NULL, tool TEXT,
+                started_at DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX run_values_by_value ON run_values (tenant_id, value_key, started_at)",
+            "CREATE INDEX run_values_by_run ON run_values (tenant_id, run_id)",
+            """CREATE TABLE run_values_indexed (
+                tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, app_id TEXT NOT NULL,
+                trace_hash TEXT NOT NULL, indexed_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (tenant_id, run_id))""",
+        ],
+    ),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 _COLUMNS = (

@@ -1,0 +1,125 @@
+"""What the investigation commands share: a stored run with its decisions, and the evidence
+summary built from it (``runs show``, ``graph --run``, ``evidence export``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from collections.abc import Sequence
+
+import msgspec
+
+from sentrail.cli.common import fail
+from sentrail.cli.export import parse_since
+from sentrail.enforce.model import Decision, decode_decisions
+from sentrail.errors import SentrailError
+from sentrail.evidence.bundle import (
+    CHECKPOINT,
+    FINDINGS,
+    INDEX,
+    KEYS,
+    MANIFEST,
+    PAYLOADS,
+    PREDICATE_TYPE,
+    PROOFS,
+    SUMMARY,
+    VIEWS,
+    EventRecord,
+)
+from sentrail.evidence.keys import default_home
+from sentrail.forensics.stored import StoredRun, load_run
+from sentrail.forensics.summary import encode_summary, evidence_summary
+from sentrail.store import open_store
+from sentrail.store.core import LogStore
+from sentrail.store.records import records
+from sentrail.store.run_values import apps_with_runs
+
+
+class Investigation(msgspec.Struct):
+    stored: StoredRun
+    decisions: list[Decision]
+
+
+def investigate(store: LogStore, tenant: str, run_id: str) -> Investigation | None:
+    """A run of ``tenant`` as stored, with its decisions (None when the log has none)."""
+    stored = load_run(store, tenant, run_id)
+    if stored is None:
+        return None
+    return Investigation(stored, decode_decisions(stored.decision_payloads))
+
+
+def run_summary(
+    store: LogStore, tenant: str, run_id: str, records: Sequence[EventRecord]
+) -> bytes | None:
+    """``summary.json`` for the bundle of ``records`` (None when the log has no such run)."""
+    found = investigate(store, tenant, run_id)
+    if found is None:
+        return None
+    s = found.stored
+    members = [INDEX, PAYLOADS, PROOFS, CHECKPOINT, KEYS, FINDINGS, SUMMARY, MANIFEST]
+    if any(r.view is not None for r in records):
+        members.insert(2, VIEWS)
+    parts = {
+        "bundle": {"format": PREDICATE_TYPE, "manifest": MANIFEST, "members": members},
+        "audit_log": {
+            "member": INDEX,
+            "tenant": tenant,
+            "events": len(records),
+            "first_seq": records[0].seq if records else None,
+            "last_seq": records[-1].seq if records else None,
+            "kinds": sorted({r.kind for r in records}),
+        },
+        "findings": {"member": FINDINGS},
+    }
+    summary = evidence_summary(
+        s.run,
+        s.result,
+        found.decisions,
+        run_id=run_id,
+        tenant=tenant,
+        policy_sha256=s.policy_sha256,
+        trace_bytes=s.trace_bytes,
+        parts=parts,
+    )
+    return encode_summary(summary)
+
+
+def open_database(database: str | None) -> LogStore:
+    """The store at ``--database`` (default ``$SENTRAIL_HOME/sentrail.db``), migrated."""
+    url = database or f"sqlite:///{default_home().absolute() / 'sentrail.db'}"
+    try:
+        store = open_store(url)
+        store.migrate()
+    except SentrailError as exc:
+        fail(str(exc))
+    return store
+
+
+def tenant_apps(store: LogStore, tenant: str, app: str | None) -> list[str]:
+    """``[app]``, or every app of ``tenant`` that holds runs."""
+    if app is not None:
+        return [app]
+    with records(store) as rtx:
+        return apps_with_runs(rtx.tx, tenant)
+
+
+def since_epoch(text: str | None) -> float | None:
+    """``--since``: an ISO 8601 time or a duration back from now (30m, 24h, 7d, 2w)."""
+    if text is None:
+        return None
+    try:
+        return parse_since(text, time.time()) / 1000
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def emit_json(value: object) -> None:
+    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat().replace("+00:00", "Z")
