@@ -2,7 +2,7 @@
 
     sentrail graph --run ID [--tenant T] [--format json|dot]
     sentrail graph --value VALUE [--since 30d] [--tenant T] [--app A] [--format json|dot]
-    sentrail graph --reindex [--tenant T]     # backfill the value index (schema v6)
+    sentrail graph --reindex [--tenant T]     # backfill the value index (schema v4)
 
 JSON is documented in docs/forensics.md; DOT renders with Graphviz (``| dot -Tsvg``).
 Every query is bounded by ``--tenant`` (and ``--app`` when given).

@@ -7,7 +7,7 @@ the value index kept current.
   tenant (and the app, where the caller names one).
 - :func:`index_values` writes a run's rows of the value index in the caller's transaction
   (the ingestor calls it when it indexes a run); :func:`reindex` backfills the runs the
-  index lacks (a store that predates schema v6, or runs indexed under another trace).
+  index lacks (a store that predates schema v4, or runs indexed under another trace).
 - :func:`value_uses` answers "which runs used this value?" within one tenant (and app).
 """
 

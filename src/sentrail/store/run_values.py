@@ -1,9 +1,9 @@
-"""The value index (schema v6): which run used which value, for cross-run investigation.
+"""The value index (schema v4): which run used which value, for cross-run investigation.
 
 One row per (run, step, value) that a run's calls carried — recipients, URLs, hosts,
 accounts, paths, commands, and credentials by their SHA-256 only — written when the run is
 indexed (:mod:`sentrail.forensics.stored` computes the rows) and dropped when the run is
-redacted; the tables are migration 6 in :mod:`.sql`. ``run_values_indexed`` records which
+redacted; the tables are migration 4 in :mod:`.sql`. ``run_values_indexed`` records which
 runs are in the index and under which trace hash, so a backfill (``sentrail graph
 --reindex``) does only the runs it lacks.
 

@@ -132,7 +132,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
-        6,
+        4,
         [
             # The value index (store/run_values.py): which run used which value, and which
             # runs are in it. Filled at index time; `sentrail graph --reindex` backfills.
