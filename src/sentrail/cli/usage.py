@@ -27,12 +27,22 @@ EXIT_CODES = (
 )
 
 
-def _plain_params(params: list[Any]) -> None:
+def _plain(params: list[Any]) -> set[str]:
+    """Flags get no type column, arguments a name in capitals. Returns the names of the
+    arguments whose metavar the command's author wrote (kept as written in the usage)."""
+    explicit = {p.name or "" for p in params if isinstance(p, TyperArgument) and p.metavar}
     for p in params:
         if isinstance(p, TyperOption) and (p.is_flag or p.count) and p.metavar is None:
-            p.metavar = ""  # a flag takes no value: no type column
+            p.metavar = ""  # a flag takes no value
         elif isinstance(p, TyperArgument) and p.metavar is None and p.name:
             p.metavar = p.name.upper()
+    return explicit
+
+
+def _plain_option(option: Any) -> Any:
+    if option is not None:
+        _plain([option])
+    return option
 
 
 def _argument_usage(p: TyperArgument, explicit: bool) -> str:
@@ -59,16 +69,10 @@ class PlainCommand(TyperCommand):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._explicit = {
-            p.name or "" for p in self.params if isinstance(p, TyperArgument) and p.metavar
-        }
-        _plain_params(self.params)
+        self._explicit = _plain(self.params)
 
     def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _plain_params([option])
-        return option
+        return _plain_option(super().get_help_option(ctx))
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return _usage_pieces(self, ctx, self._explicit)
@@ -79,13 +83,10 @@ class PlainGroup(TyperGroup):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _plain_params(self.params)
+        _plain(self.params)
 
     def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _plain_params([option])
-        return option
+        return _plain_option(super().get_help_option(ctx))
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return [*_usage_pieces(self, ctx, set()), self.subcommand_metavar]
