@@ -51,7 +51,25 @@ def test_example_policy_loads_and_hash_is_of_exact_bytes() -> None:
         ),
         ("rules:\n  - {id: r, condition: 'true', severity: high}\n", "unknown severity 'high'"),
         ("agents:\n  - {id: a, trusted_networks: [10.0.0.0/8, nope]}\n", "not a CIDR network"),
-        ("agents:\n  - {id: a, permision_boundary: []}\n", "unknown field permision_boundary"),
+        (
+            "agents:\n  - {id: a, permision_boundary: []}\n",
+            "agents[0].permision_boundary: unknown key 'permision_boundary'; "
+            "did you mean 'permission_boundary'?",
+        ),
+        (  # the key's own line, not the line where its block starts
+            "version: 1\nagents:\n  - id: a\n    approved_tools: [x]\n    retry_treshold: 3\n",
+            "p.yaml:line 5: agents[0].retry_treshold: unknown key 'retry_treshold'; "
+            "did you mean 'retry_threshold'?",
+        ),
+        (
+            "name: x\nzzz: 1\n",
+            "p.yaml:line 2: zzz: unknown key 'zzz'; known keys: version, name,",
+        ),
+        (
+            "rules:\n  - id: r\n    condition: 'true'\n    examples:\n      must_fires: [a]\n",
+            "p.yaml:line 5: rules[0].examples.must_fires: unknown key 'must_fires'; "
+            "did you mean 'must_fire'?",
+        ),
         ("exceptions:\n  - {rule: r, owner: o, reason: x, expires: someday}\n", "expires"),
         ("a: [\n", "not valid YAML"),
     ],

@@ -3,14 +3,21 @@
 ``read_yaml`` bounds the size, parses with the safe loader, refuses duplicate keys (one of
 them would silently win) and keeps the node tree, so that every later error can name the
 file, the line and the key path: ``policy.yaml:line 12: agents[0].retry_threshold``.
+
+A misspelt key is looked for before the document is converted, by walking the node tree
+beside the target type (``msgspec.inspect``): the converter would name only the block the
+key sits in, while the walk has the key's own node, so the error gives the key's line and
+the closest known key (``did you mean 'retry_threshold'?``).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect as mi
 import yaml
 
 from sentrail.errors import SentrailError
@@ -55,12 +62,70 @@ class YamlDoc:
 
     def convert(self, kind: type[T], data: Any = None) -> T:
         """The data (or ``data``) as ``kind``; a located error for the first bad field."""
+        unknown = _unknown_key(mi.type_info(kind), self.root, "")
+        if unknown is not None:
+            raise self._unknown(*unknown)
         try:
             return msgspec.convert(self.data if data is None else data, kind)
         except msgspec.ValidationError as exc:
             msg, _, path = str(exc).partition(" - at `")
             msg = msg.replace("`", "").rstrip()
             raise self.fail(msg[:1].lower() + msg[1:], path.rstrip("`") or "$") from None
+
+    def _unknown(self, path: str, key: yaml.ScalarNode, known: list[str]) -> SentrailError:
+        close = difflib.get_close_matches(key.value, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        where = f"{self.where}:line {key.start_mark.line + 1}: {path.lstrip('.')}"
+        return self.error(f"unknown key {key.value!r}; {hint}", where)
+
+
+_Unknown = tuple[str, yaml.ScalarNode, list[str]]  # key path, key node, the keys allowed there
+
+
+def _one_of(kind: mi.UnionType, node: yaml.Node) -> mi.Type | None:
+    """The one member of a union that a node of this shape can be (None: no single one)."""
+    if isinstance(node, yaml.MappingNode):
+        shapes: tuple[type, ...] = (mi.StructType, mi.DictType)
+    elif isinstance(node, yaml.SequenceNode):
+        shapes = (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)
+    else:
+        return None
+    members = [t for t in kind.types if isinstance(t, shapes)]
+    return members[0] if len(members) == 1 else None
+
+
+def _unknown_key(kind: mi.Type, node: yaml.Node, path: str) -> _Unknown | None:
+    """The first key, in document order, that the struct it belongs to does not have."""
+    if isinstance(kind, mi.UnionType):
+        member = _one_of(kind, node)
+        return None if member is None else _unknown_key(member, node, path)
+    if isinstance(kind, mi.StructType) and isinstance(node, yaml.MappingNode):
+        fields = {f.encode_name: f for f in kind.fields}
+        for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode):
+                continue
+            field = fields.get(k.value)
+            if field is None:
+                if kind.forbid_unknown_fields:
+                    return f"{path}.{k.value}", k, list(fields)
+                continue
+            found = _unknown_key(field.type, v, f"{path}.{k.value}")
+            if found is not None:
+                return found
+    elif isinstance(kind, mi.DictType) and isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            name = k.value if isinstance(k, yaml.ScalarNode) else "?"
+            found = _unknown_key(kind.value_type, v, f"{path}.{name}")
+            if found is not None:
+                return found
+    elif isinstance(
+        kind, (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)
+    ) and isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _unknown_key(kind.item_type, item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def read_yaml(

@@ -173,7 +173,10 @@ def test_cli_approvals_and_containment(tmp_path: Path, monkeypatch: pytest.Monke
     )
     assert d.exit_code == 0
     log = run(app, ["contain", "list", "--tenant", "t"])
-    assert "quarantine" in log.output and "disable_tool" in log.output and "by soc" in log.output
+    header, *rows = log.output.splitlines()
+    assert header.split() == ["WHEN", "TENANT", "ACTION", "TARGET", "BY", "REASON"]
+    assert [r.split()[2] for r in rows] == ["quarantine", "disable_tool"]
+    assert all(" soc " in r for r in rows)
     nobody = run(
         app, ["contain", "quarantine", "bot-2", "--tenant", "t", "--by", " ", "--reason", " "]
     )

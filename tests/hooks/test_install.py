@@ -41,7 +41,10 @@ def test_install_writes_the_documented_entries(tmp_path: Path) -> None:
     (entry,) = pre["hooks"]
     assert entry["type"] == "command" and entry["timeout"] == 30
     words = shlex.split(entry["command"])
-    assert words[-4:] == ["hook", "claude-code", "--policy", str(policy.resolve())]
+    at = words.index("hook")
+    assert words[at : at + 4] == ["hook", "claude-code", "--policy", str(policy.resolve())]
+    options = dict(zip(words[at + 4 :: 2], words[at + 5 :: 2], strict=True))
+    assert set(options) == {"--home", "--database"}  # the store the CLI uses, pinned
     assert "matcher" not in hooks["UserPromptSubmit"][0]
     assert backups(settings) == []  # nothing to back up: the file is new
     assert oct(settings.stat().st_mode & 0o777) == oct(0o600)
@@ -81,7 +84,7 @@ def test_install_is_idempotent_keeps_other_settings_and_backs_up(tmp_path: Path)
     doc = json.loads(settings.read_text())
     assert len(doc["hooks"]["PreToolUse"]) == 2  # replaced, not added
     command = doc["hooks"]["PreToolUse"][1]["hooks"][0]["command"]
-    assert command.endswith("hook claude-code --agent-id dev-laptop --allow-mode allow")
+    assert "hook claude-code --agent-id dev-laptop --allow-mode allow --home " in command
 
     removed = cli("uninstall", "--client", "claude-code", "--settings", str(settings))
     assert removed.exit_code == 0 and "removed" in removed.output

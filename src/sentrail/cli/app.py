@@ -7,9 +7,11 @@ import typer
 from sentrail import __version__
 from sentrail.cli import baseline, enforce, export, graph, policy, runs, serve, store, trace, worker
 from sentrail.cli import hook as hook_cli
+from sentrail.cli import keys as keys_cli
 from sentrail.cli import mcp as mcp_cli
 from sentrail.cli import redact as redact_cli
 from sentrail.cli import watch as watch_cli
+from sentrail.cli.usage import plain_help
 
 app = typer.Typer(
     name="sentrail",
@@ -25,13 +27,14 @@ app.add_typer(baseline.app, name="baseline")
 app.add_typer(store.db_app, name="db")
 app.add_typer(store.log_app, name="log")
 app.add_typer(store.evidence_app, name="evidence")
+store.evidence_app.command("key")(keys_cli.evidence_key)
 app.command("ingest")(store.ingest)
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
 app.command("export")(export.export)
 app.add_typer(enforce.approvals_app, name="approvals")
 app.add_typer(enforce.contain_app, name="contain")
-app.command("mcp-proxy")(mcp_cli.mcp_proxy)
+app.command("mcp-proxy", epilog=mcp_cli.PROXY_EXIT)(mcp_cli.mcp_proxy)
 app.command("emit")(watch_cli.emit_command)
 app.add_typer(mcp_cli.app, name="mcp")
 app.add_typer(hook_cli.app, name="hook")
@@ -41,6 +44,9 @@ app.add_typer(redact_cli.retention_app, name="retention")
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(runs.findings_app, name="findings")
 app.command("graph")(graph.graph)
+
+
+plain_help(app)
 
 
 @app.callback(invoke_without_command=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 import msgspec
 import typer
 
-from sentrail.cli.common import fail
+from sentrail.cli.common import EXIT_OK, EXIT_USAGE, fail
 from sentrail.engine.baseline_learn import learn
 from sentrail.errors import SentrailError
 from sentrail.model.decode import decode_run
@@ -25,7 +25,8 @@ def learn_(
     path: Annotated[str, typer.Argument(help="Directory (or file) of past run traces")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write baselines")],
 ) -> None:
-    """Learn tools, transitions and permissions per agent from past runs."""
+    """Learn tools, transitions and permissions per agent from past runs; an invalid file
+    is reported (exit 2) and the rest are learned."""
     errors: list[str] = []
     counted = 0
 
@@ -54,3 +55,4 @@ def learn_(
         f"Learned baselines for {len(baselines.agents)} agents from {counted} runs"
         f" ({len(errors)} invalid files); written to {safe_text(output)}"
     )
+    raise typer.Exit(EXIT_USAGE if errors else EXIT_OK)  # the rest were learned, as in a batch

@@ -1,9 +1,10 @@
-"""Shared CLI plumbing: exit codes, error printing, terminal detection."""
+"""Shared CLI plumbing: exit codes, error printing, tables, terminal detection."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
 import typer
@@ -18,6 +19,18 @@ EXIT_USAGE = 2
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     typer.echo(f"error: {safe_text(message, limit=2000)}", err=True)
     raise typer.Exit(code)
+
+
+def echo_table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> None:
+    """Rows under a header line, in aligned columns; ``empty`` alone when there are none.
+    Cells must already be escaped (``safe_text``): widths are counted on what is printed."""
+    if not rows:
+        typer.echo(empty)
+        return
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers) - 1)]
+    for row in [headers, *rows]:
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[-1]]))
 
 
 def colour_for(stream: object) -> bool:

@@ -15,7 +15,7 @@ from typing import Annotated
 import msgspec
 import typer
 
-from sentrail.cli.common import EXIT_FINDINGS, fail
+from sentrail.cli.common import EXIT_FINDINGS, echo_table, fail
 from sentrail.cli.store import Database, _open
 from sentrail.enforce.persist import StoreApprovals, StoreContainment
 from sentrail.enforce.release import release_agent
@@ -54,14 +54,21 @@ def approvals_list(
         fail(str(exc))
     finally:
         store.close()
-    for a in pending:
-        typer.echo(
-            f"{a.approval_id}  {safe_text(a.tenant_id)}  run {safe_text(a.run_id)}  "
-            f"{safe_text(a.agent_id)}  {safe_text(a.tool)}  args {a.args_sha256[:16]}…  "
-            f"expires {_when(a.expires)}  {safe_text(a.reason, limit=200)}"
-        )
-    if not pending:
-        typer.echo("no pending approvals")
+    rows = [
+        [
+            safe_text(a.approval_id),
+            safe_text(a.tenant_id),
+            safe_text(a.run_id),
+            safe_text(a.agent_id),
+            safe_text(a.tool),
+            f"{a.args_sha256[:16]}…",
+            _when(a.expires),
+            safe_text(a.reason, limit=200),
+        ]
+        for a in pending
+    ]
+    headers = ["APPROVAL ID", "TENANT", "RUN", "AGENT", "TOOL", "ARGS SHA-256", "EXPIRES", "REASON"]
+    echo_table(headers, rows, "no pending approvals")
 
 
 def _decide(
@@ -265,9 +272,17 @@ def contain_list(
         fail(str(exc))
     finally:
         store.close()
-    for a in log:
-        if tenant is None or a.tenant_id == tenant:
-            typer.echo(
-                f"{_when(a.at)}  {safe_text(a.tenant_id)}  {a.kind}  {safe_text(a.target)}  "
-                f"by {safe_text(a.by)}: {safe_text(a.reason, limit=300)}"
-            )
+    rows = [
+        [
+            _when(a.at),
+            safe_text(a.tenant_id),
+            safe_text(a.kind),
+            safe_text(a.target),
+            safe_text(a.by),
+            safe_text(a.reason, limit=300),
+        ]
+        for a in log
+        if tenant is None or a.tenant_id == tenant
+    ]
+    headers = ["WHEN", "TENANT", "ACTION", "TARGET", "BY", "REASON"]
+    echo_table(headers, rows, "no containment actions")

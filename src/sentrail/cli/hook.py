@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from sentrail.cli.common import fail
+from sentrail.cli.defaults import pinned_store_url, sentrail_home, shown_url, store_url
 from sentrail.errors import SentrailError
 from sentrail.hooks.dispatch import respond
 from sentrail.hooks.install import DEFAULT_TIMEOUT, SETTINGS, hook_command, install, uninstall
@@ -67,8 +68,19 @@ DatabaseOpt = Annotated[
     str | None,
     typer.Option(
         "--database",
+        metavar="URL",
         help="Evidence store whose containment (quarantine, disabled tools, frozen runs) "
-        "and approvals this hook obeys, shared with `sentrail contain|approvals`",
+        "and approvals this hook obeys, shared with `sentrail contain|approvals` "
+        "(default: $SENTRAIL_DATABASE, else sentrail.db under the sentrail home)",
+    ),
+]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        metavar="DIR",
+        help="sentrail home: keys, session logs and the default store "
+        "(default: $SENTRAIL_HOME, else ~/.sentrail)",
     ),
 ]
 ErrorOpt = Annotated[
@@ -84,6 +96,7 @@ def _hook(
     allow_mode: AllowMode,
     on_error: OnError,
     database: str | None = None,
+    home: Path | None = None,
 ) -> None:
     options = HookOptions(
         client=client.value,
@@ -92,7 +105,8 @@ def _hook(
         policy_path=str(policy) if policy else None,
         allow_mode=allow_mode.value,
         on_error=on_error.value,
-        database=database,
+        home=str(sentrail_home(home)),
+        database=store_url(database, home),
     )
     stream = getattr(sys.stdin, "buffer", None) or io.BytesIO()  # no stdin: an empty payload
     reply = respond(stream, options)
@@ -100,6 +114,12 @@ def _hook(
         sys.stderr.write(reply.stderr)
     sys.stdout.write(reply.stdout)
     sys.stdout.flush()
+
+
+HOOK_EXIT = (
+    "Exit code: 0 for every payload, also when the hook itself fails: the JSON answer on "
+    "stdout carries the decision, failing closed (docs/hooks.md); 2 only for a wrong option."
+)
 
 
 def _client_command(client: Client, doc: str) -> Callable[..., None]:
@@ -110,8 +130,9 @@ def _client_command(client: Client, doc: str) -> Callable[..., None]:
         allow_mode: AllowOpt = AllowMode.defer,
         on_error: ErrorOpt = OnError.deny,
         database: DatabaseOpt = None,
+        home: HomeOpt = None,
     ) -> None:
-        _hook(client, policy, agent_id, tenant, allow_mode, on_error, database)
+        _hook(client, policy, agent_id, tenant, allow_mode, on_error, database, home)
 
     command.__doc__ = doc
     return command
@@ -125,7 +146,7 @@ for _client, _doc in (
     (Client.codex, "Answer one Codex hook event read from stdin."),
     (Client.cursor, "Answer one Cursor hook event read from stdin."),
 ):
-    app.command(_client.value)(_client_command(_client, _doc))
+    app.command(_client.value, epilog=HOOK_EXIT)(_client_command(_client, _doc))
 
 
 SettingsOpt = Annotated[
@@ -151,8 +172,21 @@ def install_cmd(
     timeout: Annotated[
         int, typer.Option("--timeout", min=1, max=600, help="Seconds the client gives the hook")
     ] = DEFAULT_TIMEOUT,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            metavar="URL",
+            help="Store the hook shares with `sentrail contain|approvals` "
+            "(default: the one sentrail commands use now)",
+        ),
+    ] = None,
+    home: HomeOpt = None,
 ) -> None:
-    """Add the sentrail hook to a client's settings (backed up first; run it again to update)."""
+    """Add the sentrail hook to a client's settings (backed up first; run it again to update).
+
+    The hook command carries the sentrail home and the store, so that it obeys the
+    quarantines and approvals of the sentrail commands you run."""
     args: list[str] = []
     if policy is not None:
         try:
@@ -168,6 +202,8 @@ def install_cmd(
         args += ["--allow-mode", allow_mode.value]
     if on_error is not OnError.deny:
         args += ["--on-error", on_error.value]
+    store = pinned_store_url(database, home)
+    args += ["--home", str(sentrail_home(home)), "--database", store]
     path = settings or Path(SETTINGS[client.value].path)
     command = hook_command(client.value, args)
     try:
@@ -179,7 +215,11 @@ def install_cmd(
         return
     if result.backup:
         typer.echo(f"backup: {safe_text(result.backup)}")
-    typer.echo(f"{safe_text(path)}: {client.value} hooks {', '.join(result.events)} -> {command}")
+    shown = hook_command(client.value, [shown_url(a) if a == store else a for a in args])
+    typer.echo(
+        f"{safe_text(path)}: {client.value} hooks {', '.join(result.events)} -> "
+        f"{safe_text(shown, limit=2000)}"
+    )
 
 
 @app.command("uninstall")

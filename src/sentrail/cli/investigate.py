@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import msgspec
 
 from sentrail.cli.common import fail
+from sentrail.cli.defaults import store_url
 from sentrail.cli.export import parse_since
 from sentrail.enforce.model import Decision, decode_decisions
 from sentrail.errors import SentrailError
@@ -27,7 +28,6 @@ from sentrail.evidence.bundle import (
     VIEWS,
     EventRecord,
 )
-from sentrail.evidence.keys import default_home
 from sentrail.forensics.stored import StoredRun, load_run
 from sentrail.forensics.summary import encode_summary, evidence_summary
 from sentrail.store import open_store
@@ -86,8 +86,8 @@ def run_summary(
 
 
 def open_database(database: str | None) -> LogStore:
-    """The store at ``--database`` (default ``$SENTRAIL_HOME/sentrail.db``), migrated."""
-    url = database or f"sqlite:///{default_home().absolute() / 'sentrail.db'}"
+    """The store every command uses (:func:`sentrail.cli.defaults.store_url`), migrated."""
+    url = store_url(database)
     try:
         store = open_store(url)
         store.migrate()

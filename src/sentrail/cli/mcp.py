@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from sentrail.cli.common import EXIT_OK, fail
+from sentrail.cli.defaults import pinned_store_url, sentrail_home, shown_url, store_url
 from sentrail.errors import SentrailError
 from sentrail.gateway.install import (
     Action,
@@ -37,6 +38,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+PROXY_EXIT = (
+    "Exit code: the MCP server's own (128 + N when signal N ended it); 2 when the server "
+    "cannot be started, an option is wrong or the store cannot be opened."
+)
+HomeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        metavar="DIR",
+        help="sentrail home: keys, decision logs and the default store "
+        "(default: $SENTRAIL_HOME, else ~/.sentrail)",
+    ),
+]
 
 
 def _notice(text: str) -> None:
@@ -88,10 +104,14 @@ def mcp_proxy(
         str | None,
         typer.Option(
             "--database",
+            metavar="URL",
             help="Evidence store: decisions also go into the run's hash chain, and approvals "
-            "and containment are shared with `sentrail approvals|contain` and the service",
+            "and containment are shared with `sentrail approvals|contain` and the service "
+            "(default: the store every sentrail command uses: $SENTRAIL_DATABASE, else "
+            "sentrail.db under the sentrail home)",
         ),
     ] = None,
+    home: HomeOption = None,
 ) -> None:
     """Relay an MCP server's stdio, deciding every tools/call before the server sees it."""
     if not command:
@@ -102,6 +122,7 @@ def mcp_proxy(
     except ImportError as exc:
         extras = "pip install 'sentrail[mcp,evidence]'"
         fail(f"mcp-proxy needs the mcp and evidence extras ({extras}): {exc}")
+    url = store_url(database, home)
     options = ProxyOptions(
         command=list(command),
         policy=str(policy) if policy else None,
@@ -111,7 +132,8 @@ def mcp_proxy(
         timeout=timeout,
         monitor=monitor,
         decisions=str(decisions) if decisions else None,
-        database=database,
+        database=url,
+        home=str(sentrail_home(home)),
     )
     try:
         gate, log = open_gate(options, notice=_notice)
@@ -120,7 +142,7 @@ def mcp_proxy(
     mode = " in monitor mode (nothing is blocked)" if monitor else ""
     _notice(
         f"governing {' '.join(command)} as agent {gate.agent_id} (tenant {gate.tenant}, "
-        f"run {gate.run_id}){mode}; decisions: {log.path}"
+        f"run {gate.run_id}){mode}; decisions: {log.path}; store: {shown_url(url)}"
     )
     try:
         code = asyncio.run(
@@ -191,9 +213,22 @@ def install_command(
         str | None,
         typer.Option("--proxy-command", help="Path of the sentrail executable to run"),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            metavar="URL",
+            help="Store the proxies share with `sentrail contain|approvals` "
+            "(default: the one sentrail commands use now)",
+        ),
+    ] = None,
+    home: HomeOption = None,
     dry_run: DryRunOption = False,
 ) -> None:
-    """Wrap every stdio server of the config in `sentrail mcp-proxy` (backup first)."""
+    """Wrap every stdio server of the config in `sentrail mcp-proxy` (backup first).
+
+    The proxies get the sentrail home and the store written into their arguments, so they
+    share quarantines and approvals with the sentrail commands you run."""
     policy_path = None
     if policy is not None:
         from sentrail.policy.load import load_policy
@@ -215,11 +250,18 @@ def install_command(
             tenant=tenant,
             monitor=monitor,
             servers=frozenset(server) if server else None,
+            home=str(sentrail_home(home)),
+            database=pinned_store_url(database, home),
         )
         result = install(config or default_config(client), client, options, dry_run=dry_run)
     except SentrailError as exc:
         fail(str(exc))
     _report(result, dry_run)
+    if any(c.action in (Action.WRAPPED, Action.UPDATED) for c in result.changes):
+        typer.echo(
+            f"The proxies use the store {safe_text(shown_url(options.database or ''))} "
+            f"and the sentrail home {safe_text(options.home)}."
+        )
     if any(c.action is Action.NOT_FOUND for c in result.changes):
         raise typer.Exit(2)
     raise typer.Exit(EXIT_OK)
@@ -253,7 +295,7 @@ standalone = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-standalone.command("mcp-proxy")(mcp_proxy)
+standalone.command("mcp-proxy", epilog=PROXY_EXIT)(mcp_proxy)
 standalone.command("install")(install_command)
 standalone.command("uninstall")(uninstall_command)
 

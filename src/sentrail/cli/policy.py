@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sentrail.cli.common import EXIT_FINDINGS, colour_for, fail
+from sentrail.cli.common import EXIT_FINDINGS, EXIT_USAGE, colour_for, fail
 from sentrail.engine.engine import Engine
 from sentrail.errors import SentrailError
 from sentrail.model.decode import decode_run
@@ -40,12 +40,14 @@ def validate(file: Annotated[Path, typer.Argument(help="Policy bundle YAML")]) -
 
 @app.command("test")
 def test_(file: Annotated[Path, typer.Argument(help="Policy bundle YAML")]) -> None:
-    """Run each rule's examples: traces that must fire the rule and traces that must not."""
+    """Run each rule's examples: traces that must fire the rule and traces that must not.
+
+    Example paths are relative to the bundle file's directory."""
     loaded = _load(file)
     engine = Engine(Policy(loaded))
     base = file.parent
     colour = colour_for(typer.get_text_stream("stdout"))
-    failed = passed = 0
+    failed = passed = unreadable = 0
     untested: list[str] = []
     for rule in loaded.bundle.rules:
         ex = rule.examples
@@ -59,19 +61,30 @@ def test_(file: Annotated[Path, typer.Argument(help="Policy bundle YAML")]) -> N
             try:
                 result = engine.analyze(decode_run(read_document(str(path))))
             except SentrailError as exc:
-                typer.echo(f"  [FAIL] {rule.id}: {safe_text(rel)}: cannot analyse: {exc.message}")
-                failed += 1
+                typer.echo(
+                    f"  [ERROR] {safe_text(rule.id)}: {safe_text(rel)}: cannot analyse "
+                    f"{safe_text(path.absolute())}: {safe_text(str(exc))}"
+                )
+                unreadable += 1
                 continue
             fired = any(f.rule == f"policy.rule.{rule.id}" for f in result.findings)
             ok = fired == should
             label = "PASS" if ok else "FAIL"
             badge = f"\x1b[{'32' if ok else '31;1'}m[{label}]\x1b[0m" if colour else f"[{label}]"
             verb = "fires" if fired else "does not fire"
-            typer.echo(f"  {badge} {rule.id}: {safe_text(rel)} {verb}")
+            typer.echo(f"  {badge} {safe_text(rule.id)}: {safe_text(rel)} {verb}")
             passed += ok
             failed += not ok
     for rule_id in untested:
         typer.echo(f"  [NOTE] {rule_id}: no examples")
-    typer.echo(f"{passed} passed, {failed} failed")
+    errors = f", {unreadable} could not be analysed" if unreadable else ""
+    typer.echo(f"{passed} passed, {failed} failed{errors}")
+    if unreadable:
+        typer.echo(
+            "Example paths are relative to the bundle's directory "
+            f"({safe_text(base.absolute())}): copy the examples along with the bundle."
+        )
+    if unreadable:  # an input error wins over a failed example: the test is incomplete
+        raise typer.Exit(EXIT_USAGE)
     if failed:
         raise typer.Exit(EXIT_FINDINGS)

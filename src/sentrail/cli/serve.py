@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import socket
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sentrail.cli.common import EXIT_OK, fail
+from sentrail.cli.common import EXIT_OK, echo_table, fail
+from sentrail.cli.defaults import shown_url, store_url
 from sentrail.cli.store import Database, _keys, _open
-from sentrail.errors import SentrailError
+from sentrail.errors import SentrailError, UsageError
 from sentrail.report.escape import safe_text
 
 apikey_app = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=True)
@@ -72,11 +75,48 @@ def serve(
         )
     except (SentrailError, ValueError, OSError) as exc:
         fail(str(exc))
-    typer.echo(f"sentrail serving on http://{safe_text(host)}:{port} (log key {signer.name})")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
-    finally:
+        sock = _listen(host, port)
+    except SentrailError as exc:
         store.close()
+        fail(str(exc))
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(
+        f"sentrail serving on http://{safe_text(shown)}:{port} (store "
+        f"{safe_text(shown_url(store_url(database)))}, log key {signer.name})"
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        store.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The bound listening socket, before anything says it is serving: a busy port is
+    one clear error (exit 2), not a "serving on" line followed by a bind failure."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = "the address is already in use (another process listens there; --port)"
+        elif exc.errno == errno.EACCES:
+            reason = "permission denied (ports below 1024 need privileges; --port)"
+        else:
+            reason = exc.strerror or str(exc)
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}") from None
+    except OverflowError:  # a port outside 0..65535
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: not a port number") from None
+    return sock
 
 
 @apikey_app.command("create")
@@ -123,13 +163,19 @@ def list_keys(
         fail(str(exc))
     finally:
         store.close()
-    for r in rows:
-        created = dt.datetime.fromtimestamp(r.created_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        state = "revoked" if r.revoked_at is not None else "active"
-        typer.echo(
-            f"{r.key_id}  {safe_text(r.tenant_id)}  {safe_text(r.app_id)}  "
-            f"{','.join(r.scopes)}  {created}  {state}"
-        )
+    table = [
+        [
+            r.key_id,
+            safe_text(r.tenant_id),
+            safe_text(r.app_id),
+            ",".join(r.scopes),
+            dt.datetime.fromtimestamp(r.created_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "revoked" if r.revoked_at is not None else "active",
+        ]
+        for r in rows
+    ]
+    headers = ["KEY ID", "TENANT", "APP", "SCOPES", "CREATED", "STATE"]
+    echo_table(headers, table, "no API keys (create one: sentrail apikey create)")
     raise typer.Exit(EXIT_OK)
 
 

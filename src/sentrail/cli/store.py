@@ -4,7 +4,9 @@
 document is one log event of kind ``trace`` with the file's bytes; an NDJSON stream is one
 event per line. Ingesting the same files twice stores nothing new.
 
-Default database: ``sqlite:///$SENTRAIL_HOME/sentrail.db``; keys: ``$SENTRAIL_HOME/keys``.
+Default database: :func:`sentrail.cli.defaults.store_url` (``--database``, else
+``$SENTRAIL_DATABASE``, else ``sqlite:///$SENTRAIL_HOME/sentrail.db``); keys:
+``$SENTRAIL_HOME/keys``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import typer
 
 from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail
 from sentrail.cli.investigate import run_summary
+from sentrail.cli.defaults import store_url
 from sentrail.errors import InputError, SentrailError
 from sentrail.evidence.bundle import EventRecord, build_bundle
 from sentrail.evidence.keys import KeyStore, default_home, default_key_dir
 from sentrail.evidence.merkle import MerkleTree
-from sentrail.evidence.note import Signer
+from sentrail.evidence.note import Signer, Verifier
 from sentrail.evidence.redaction import RedactionInfo
 from sentrail.evidence.verify import verify_bundle
 from sentrail.report.escape import safe_text
@@ -43,13 +46,16 @@ evidence_app = typer.Typer(help="Offline-verifiable evidence bundles.", no_args_
 Database = Annotated[
     str | None,
     typer.Option(
-        "--database", help="sqlite:///PATH or postgresql://HOST/DB (default under SENTRAIL_HOME)"
+        "--database",
+        metavar="URL",
+        help="sqlite:///PATH or postgresql://HOST/DB (default: $SENTRAIL_DATABASE, else "
+        "sentrail.db under $SENTRAIL_HOME)",
     ),
 ]
 
 
 def _url(database: str | None) -> str:
-    return database or f"sqlite:///{default_home().absolute() / 'sentrail.db'}"
+    return store_url(database)
 
 
 def _keys() -> KeyStore:
@@ -217,16 +223,12 @@ def verify(
         str | None, typer.Option("--key", help="Trusted verifier key (or a file of them)")
     ] = None,
 ) -> None:
-    """Verify a bundle offline. Exit 0 valid, 1 invalid, 2 usage error."""
-    trusted: list[str] | None = None
-    if key is not None:
-        kp = Path(key)
-        trusted = (
-            [ln.strip() for ln in kp.read_text().splitlines() if ln.strip()]
-            if kp.is_file()
-            else [key]
-        )
-    else:
+    """Verify a bundle offline. Exit 0 valid; 1 the bundle does not verify (tampered,
+    corrupt, or not signed by --key); 2 the file cannot be read or --key is malformed."""
+    trusted = trusted_keys(key) if key is not None else None
+    if not bundle.is_file():
+        fail(f"cannot read {bundle}: no such file")
+    if trusted is None:
         typer.echo(
             "WARNING: no --key given: the signer is NOT pinned. The bundle was checked "
             "against the keys it carries itself, which proves it is intact but not who "
@@ -250,6 +252,31 @@ def verify(
         typer.echo(_redaction_line(r))
     if not report.key_pinned:
         typer.echo("WARNING: signer not pinned", err=True)
+
+
+def trusted_keys(key: str) -> list[str]:
+    """The verifier keys ``--key`` names (a key, or a file of them, one a line), each
+    checked now: a malformed key is a usage error (2), not a bundle that fails (1)."""
+    path = Path(key)
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"--key: cannot read {key}: {getattr(exc, 'strerror', None) or exc}")
+        keys = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if not keys:
+            fail(f"--key: {key} holds no verifier key")
+    else:
+        keys = [key]
+    for k in keys:
+        try:
+            Verifier.parse(k)
+        except SentrailError as exc:
+            fail(
+                f"--key: not a verifier key (name+keyid+base64, as `sentrail evidence key` "
+                f"prints): {exc}"
+            )
+    return keys
 
 
 def _seqs(seqs: tuple[int, ...], limit: int = 20) -> str:

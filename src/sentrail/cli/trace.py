@@ -54,7 +54,14 @@ def analyze(
     path: Annotated[
         str, typer.Argument(help="Trace file, directory, NDJSON stream, or - for stdin")
     ],
-    batch: Annotated[bool, typer.Option("--batch", help="Analyse every trace under PATH")] = False,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="Print the batch summary instead of each run's report, even for one file "
+            "(a directory, or a stream of several runs, always gets the summary)",
+        ),
+    ] = False,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the JSON report here")
     ] = None,
@@ -73,7 +80,7 @@ def analyze(
         bool, typer.Option("--explain", help="Under each finding, its full chain of facts")
     ] = False,
 ) -> None:
-    """Judge one trace or thousands. Exit 0 ok, 1 findings at or above --fail-on, 2 input error."""
+    """Judge one trace or thousands; an invalid file is reported and the rest go on."""
     config = EngineConfig(
         policy_path=str(policy) if policy else None,
         baseline_path=str(baseline) if baseline else None,
@@ -138,10 +145,11 @@ def analyze(
             typer.echo(f"invalid: {safe_text(err.path)}: {safe_text(err.error)}", err=True)
         if output is not None and fmt is Format.text and not batch:
             typer.echo(f"Report written to: {safe_text(output)}")
-        if tripped:
-            raise typer.Exit(EXIT_FINDINGS)
+        # An input error wins over findings: a result with unread inputs is incomplete.
         if report.summary.invalid:
             raise typer.Exit(EXIT_USAGE)
+        if tripped:
+            raise typer.Exit(EXIT_FINDINGS)
         raise typer.Exit(EXIT_OK)
 
 
@@ -162,9 +170,10 @@ def _record(report: JsonReportWriter, outcome: Outcome, threshold: Severity | No
 
 def _print_batch_summary(report: JsonReportWriter, output: Path | None) -> None:
     s = report.summary
-    typer.echo(f"Critical anomalies: {s.critical}")
-    typer.echo(f"Warnings: {s.warnings}")
-    typer.echo(f"Clean runs: {s.clean}")
-    typer.echo(f"Invalid files: {s.invalid}")
+    typer.echo(f"Runs analysed: {s.runs}")  # each run counted once, by its worst finding
+    typer.echo(f"  worst finding critical: {s.critical}")
+    typer.echo(f"  worst finding warning:  {s.warnings}")
+    typer.echo(f"  clean (info at most):   {s.clean}")
+    typer.echo(f"Invalid inputs: {s.invalid}")
     if output is not None:
         typer.echo(f"Report written to: {safe_text(output)}")

@@ -8,10 +8,13 @@ other than ``stdio``) are left alone.
 
 A wrapped entry keeps everything but ``command`` and ``args``, which become
 ``sentrail mcp-proxy [options] -- <command> <args...>``: the original command is in the
-entry itself, so ``uninstall`` restores it from there (not from a stale backup), and an
-entry already wrapped is recognised and left alone. Every write is preceded by a backup
-(``<file>.sentrail-backup-<UTC time>``, same mode) and is atomic (temporary file, fsync,
-rename), through a symlink to its target.
+entry itself, so ``uninstall`` restores it from there (not from a stale backup). The
+options carry the sentrail home and the store, because a client starts the proxy without
+the user's shell environment: without them a proxy would not see the quarantines and
+approvals of ``sentrail contain|approvals``. An entry already wrapped is rewrapped with the
+current options (``updated``), or left alone when they are the same. Every write is
+preceded by a backup (``<file>.sentrail-backup-<UTC time>``, same mode) and is atomic
+(temporary file, fsync, rename), through a symlink to its target.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class McpClient(enum.StrEnum):
 class Action(enum.StrEnum):
     WRAPPED = "wrapped"
     ALREADY_WRAPPED = "already wrapped"
+    UPDATED = "updated"
     RESTORED = "restored"
     NOT_WRAPPED = "not wrapped"
     REMOTE = "remote, left alone"
@@ -73,6 +77,8 @@ class WrapOptions(msgspec.Struct, frozen=True):
     tenant: str | None = None
     monitor: bool = False
     servers: frozenset[str] | None = None  # only these entries (by name)
+    home: str | None = None  # the sentrail home the proxy uses (keys, decision logs)
+    database: str | None = None  # the store shared with `sentrail contain|approvals`
 
 
 def default_config(
@@ -142,6 +148,10 @@ def wrap(entry: dict[str, Any], name: str, options: WrapOptions) -> dict[str, An
         args += ["--tenant", options.tenant]
     if options.monitor:
         args.append("--monitor")
+    if options.home:
+        args += ["--home", options.home]
+    if options.database:
+        args += ["--database", options.database]
     return {**entry, "command": options.proxy_command, "args": [*args, "--", *original]}
 
 
@@ -233,7 +243,8 @@ def _rewrite(
             changes.append(Change(scope, name, action, command))
     changes += [Change("", n, Action.NOT_FOUND) for n in sorted((servers or set()) - seen)]
     result = Result(str(real), changes)
-    if dry_run or not any(c.action in (Action.WRAPPED, Action.RESTORED) for c in changes):
+    writes = (Action.WRAPPED, Action.UPDATED, Action.RESTORED)
+    if dry_run or not any(c.action in writes for c in changes):
         return result
     mode = real.stat().st_mode & 0o777
     text = json.dumps(doc, indent=_indent(data), ensure_ascii=False) + "\n"
@@ -251,7 +262,13 @@ def install(
 ) -> Result:
     def edit(name: str, entry: dict[str, Any]) -> tuple[dict[str, Any] | None, Action]:
         if is_wrapped(entry):
-            return None, Action.ALREADY_WRAPPED
+            inner = unwrap(entry)
+            if inner is None:
+                return None, Action.MALFORMED
+            again = wrap(inner, name, options)
+            if again == entry:
+                return None, Action.ALREADY_WRAPPED
+            return again, Action.UPDATED
         if _is_remote(entry):
             return None, Action.REMOTE
         if _server_command(entry) is None:

@@ -30,6 +30,7 @@ class ProxyOptions(msgspec.Struct, frozen=True):
     monitor: bool = False
     decisions: str | None = None
     database: str | None = None  # shared approvals, containment and the tamper-evident log
+    home: str | None = None  # keys and decision logs (default: $SENTRAIL_HOME)
 
 
 def new_run_id() -> str:
@@ -79,14 +80,18 @@ def build_point(
     )
 
 
-def default_signer() -> Signer:
-    return KeyStore(default_key_dir(default_home())).ensure()
+def _home(options: ProxyOptions) -> Path:
+    return Path(options.home) if options.home else default_home()
+
+
+def default_signer(home: Path | None = None) -> Signer:
+    return KeyStore(default_key_dir(home or default_home())).ensure()
 
 
 def decisions_path(options: ProxyOptions, run_id: str) -> Path:
     if options.decisions:
         return Path(options.decisions)
-    return default_home() / "decisions" / f"{run_id}.ndjson"
+    return _home(options) / "decisions" / f"{run_id}.ndjson"
 
 
 def open_gate(
@@ -104,7 +109,7 @@ def open_gate(
     tenant = check_name(options.tenant, "tenant")
     agent = check_name(options.agent_id or agent_from_command(options.command), "agent id")
     run_id = check_name(options.run_id or new_run_id(), "run id")
-    signer = signer or default_signer()
+    signer = signer or default_signer(_home(options))
     if point is None:
         point = build_point(
             options.policy, signer, monitor=options.monitor, database=options.database

@@ -108,6 +108,8 @@ def reason_text(head: str, d: Decision) -> str:
     parts = [f"{head}: {d.explanation}"]
     if d.rule_ids:
         parts.append(f"rules: {', '.join(d.rule_ids[:8])}")
+    if d.approval_id:  # held in the store: `sentrail approvals approve <id>` lets it through
+        parts.append(f"approval id {d.approval_id}")
     parts.append(f"decision {d.decision_id}")
     return safe_text(" — ".join(parts), limit=MAX_REASON)
 

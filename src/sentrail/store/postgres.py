@@ -7,6 +7,7 @@ commits are durable with the server's default ``synchronous_commit = on``. ``sch
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -18,11 +19,13 @@ from sentrail.store.sql import SqlTx, _bytes, apply_migrations, run_key, seq_of
 
 try:
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
     from psycopg_pool import ConnectionPool
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise StoreError("PostgreSQL needs the extra: pip install 'sentrail[postgres]'") from _exc
 
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+CONNECT_TIMEOUT_S = 5  # the first connection's; libpq counts whole seconds (2 at least)
 _MIGRATION_LOCK = 0x5E47A11  # advisory lock key for schema migrations
 
 
@@ -55,6 +58,36 @@ class PgTx(SqlTx):
         return {str(r): run_key(d, e, f"run {r!r}") for r, d, e in rows}
 
 
+def _probe(conninfo: str, kwargs: dict[str, str | int]) -> dict[str, str | int]:
+    """Connect once, directly and with a short timeout, before the pool starts.
+
+    A pool retries an unreachable server in the background and reports each attempt;
+    a user would wait ten seconds for four raw errors. One direct connection fails at
+    once with one error that names the server. Returns the connect timeout for the pool
+    when the URL sets none.
+    """
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        raise StoreError(f"not a PostgreSQL URL: {_first_line(exc)}") from None
+    host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
+    port = str(params.get("port") or os.environ.get("PGPORT") or 5432)
+    where = f"{host}:{port}" + (f" (database {params['dbname']})" if params.get("dbname") else "")
+    extra: dict[str, str | int] = {}
+    if not params.get("connect_timeout") and not os.environ.get("PGCONNECT_TIMEOUT"):
+        extra["connect_timeout"] = CONNECT_TIMEOUT_S
+    try:
+        psycopg.connect(make_conninfo(conninfo, **kwargs, **extra)).close()
+    except psycopg.Error as exc:
+        reason = _first_line(exc).rsplit("failed: ", 1)[-1]  # libpq repeats the address
+        raise StoreError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
+    return extra
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class PostgresStore(LogStore):
     def __init__(
         self,
@@ -70,12 +103,13 @@ class PostgresStore(LogStore):
         super().__init__(
             signer, checkpoint_every=checkpoint_every, clock=clock, seal_payloads=seal_payloads
         )
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, str | int] = {}
         if schema is not None:
             if not _SCHEMA.fullmatch(schema):
                 raise StoreError(f"not a plain schema name: {schema!r}")
             kwargs["options"] = f"-c search_path={schema}"
         self.schema = schema
+        kwargs.update(_probe(conninfo, kwargs))
         try:
             self._pool: ConnectionPool[psycopg.Connection[tuple[object, ...]]] = ConnectionPool(
                 conninfo, min_size=1, max_size=max_size, kwargs=kwargs, open=True, timeout=10
