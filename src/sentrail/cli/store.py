@@ -17,8 +17,8 @@ from typing import Annotated
 import typer
 
 from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail
-from sentrail.cli.investigate import run_summary
 from sentrail.cli.defaults import store_url
+from sentrail.cli.investigate import run_summary
 from sentrail.errors import InputError, SentrailError
 from sentrail.evidence.bundle import EventRecord, build_bundle
 from sentrail.evidence.keys import KeyStore, default_home, default_key_dir
