@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from sentrail.enforce.model import DecisionRequest
 from sentrail.enforce.state import EnforcementError
-from sentrail.model.trace import ToolResult
+from sentrail.model.trace import StepIndex, ToolResult
 from sentrail.service.deps import Approve, Contain, Decide, LogRead
 from sentrail.service.http import decode_body, json_response, read_body
 from sentrail.service.problems import ProblemError
@@ -23,7 +23,7 @@ class ObserveBody(msgspec.Struct, forbid_unknown_fields=True):
     run_id: str
     result: ToolResult
     agent_id: str | None = None
-    step_index: int | None = None
+    step_index: StepIndex | None = None
 
 
 class ApprovalBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -80,7 +80,7 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         body = decode_body(data or b"{}", ApprovalBody)
         try:
             a = svc.approvals.decide(
-                approval_id, who.tenant_id, verdict == "approve", f"key:{who.key_id}", body.reason
+                approval_id, who.tenant_id, verdict == "approve", who.actor, body.reason
             )
         except EnforcementError as exc:
             if exc.message.startswith("no approval"):
@@ -96,7 +96,7 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         ``release`` is refused here: it needs the guarded re-enable (CLI)."""
         data = await read_body(request, 64 * 1024)
         body = decode_body(data, ContainBody)
-        c, t, by = svc.containment, who.tenant_id, f"key:{who.key_id}"
+        c, t, by = svc.containment, who.tenant_id, who.actor
         try:
             if body.action == "quarantine":
                 changed = c.quarantine(t, body.agent, by, body.reason)
