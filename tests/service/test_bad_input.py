@@ -183,3 +183,36 @@ def test_ingest_of_a_step_index_past_64_bits_exits_2_naming_the_step(
     assert "big-index.json" in r.output and "steps[3].step_index" in r.output
     assert "Traceback" not in r.output
     assert "1 invalid" in r.output  # the good file was still stored
+
+
+def test_a_repeated_step_index_is_stored_and_reported_not_a_503(api: Api) -> None:
+    doc = json.loads(example("triage-restart.json"))
+    doc["steps"][1]["step_index"] = doc["steps"][0]["step_index"]
+    r = api.client.post(
+        "/v1/apps/app1/traces", content=json.dumps(doc).encode(), headers=api.auth("a")
+    )
+    assert r.status_code == 201, r.text
+    assert any(f["category"] == "missing_telemetry" for f in r.json()["findings"])
+    body = b"\n".join(
+        [
+            b'{"type":"run_started","run_id":"rep","agent_id":"a"}',
+            step_line("rep", 0, "s1"),
+            step_line("rep", 0, "s2"),
+            b'{"type":"run_completed","run_id":"rep"}',
+        ]
+    )
+    r = api.client.post("/v1/apps/app1/events", content=body, headers=api.auth("a"))
+    assert r.status_code == 200, r.text
+    assert r.json()["completed_runs"] == ["rep"]
+
+
+def test_a_value_the_backend_cannot_hold_is_a_400_never_a_503(api: Api) -> None:
+    r = api.client.post(
+        "/v1/apps/app1/traces", content=trace_with(agent_id="a\u0000b"), headers=api.auth("a")
+    )
+    # SQLite holds a NUL in text; PostgreSQL cannot (a data exception): a 400 naming it.
+    assert r.status_code in (201, 400), r.text
+    if r.status_code == 400:
+        problem = assert_problem(r, 400)
+        assert problem["type"] == "https://sentrail.dev/problems/unstorable-value"
+        assert "NUL" in str(problem["detail"])

@@ -13,6 +13,7 @@ from sentrail.enforce.state import EnforcementError
 from sentrail.model.trace import StepIndex, ToolResult
 from sentrail.service.deps import Approve, Contain, Decide, LogRead
 from sentrail.service.http import decode_body, json_response, read_body
+from sentrail.service.openapi import json_body
 from sentrail.service.problems import ProblemError
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class ContainBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> None:
-    @app.post("/v1/decide", tags=["enforcement"])
+    @app.post("/v1/decide", tags=["enforcement"], openapi_extra=json_body(DecisionRequest))
     async def post_decide(request: Request, who: Decide) -> Response:
         """Ask the decision point about one tool call; the signed decision is recorded
         (in the run's chain) before it is returned. Fail closed: any error is a deny."""
@@ -53,7 +54,7 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         svc.decisions.labels(decision.outcome.value).inc()
         return json_response(decision)
 
-    @app.post("/v1/observe", tags=["enforcement"])
+    @app.post("/v1/observe", tags=["enforcement"], openapi_extra=json_body(ObserveBody))
     async def post_observe(request: Request, who: Decide) -> Response:
         """Feed a tool's result back to its run (injected instructions taint later calls)."""
         data = await read_body(request, cfg.max_body_bytes)
@@ -68,7 +69,11 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         """Pending approvals of the key's tenant."""
         return json_response({"items": svc.approvals.pending(who.tenant_id)})
 
-    @app.post("/v1/approvals/{approval_id}/{verdict}", tags=["enforcement"])
+    @app.post(
+        "/v1/approvals/{approval_id}/{verdict}",
+        tags=["enforcement"],
+        openapi_extra=json_body(ApprovalBody, required=False),
+    )
     async def post_approval(
         approval_id: Annotated[str, Path(max_length=64)],
         verdict: Annotated[str, Path(pattern="^(approve|deny)$")],
@@ -90,7 +95,7 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
             svc.approval_latency.labels(a.status).observe(a.decided_at - a.requested_at)
         return json_response(a)
 
-    @app.post("/v1/containment", tags=["enforcement"])
+    @app.post("/v1/containment", tags=["enforcement"], openapi_extra=json_body(ContainBody))
     async def post_containment(request: Request, who: Contain) -> Response:
         """Quarantine, revoke a grant, disable a tool, freeze a run (idempotent, recorded).
         ``release`` is refused here: it needs the guarded re-enable (CLI)."""

@@ -26,8 +26,10 @@ import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from sentrail.model.events import Event
 from sentrail.model.trace import Run
 from sentrail.service.problems import MEDIA_TYPE, Problem
+from sentrail.store.core import MAX_ID_CHARS
 
 _REF = "#/components/schemas/{name}"
 _COMPONENTS: dict[str, Any] = {}
@@ -71,7 +73,7 @@ EVENTS_BODY: dict[str, Any] = {
         "each line is stored as is. Also accepted gzip-compressed.",
         "content": {
             NDJSON: {"schema": {"type": "string"}},
-            "application/json": {"schema": {"type": "object"}},
+            "application/json": {"schema": _schema_of(Event)[0]},  # one event: one line
             GZIP: {"schema": _BINARY},
         },
     }
@@ -105,13 +107,16 @@ def _problem(status: int) -> dict[str, Any]:
 
 
 def _statuses(path: str, method: str, op: dict[str, Any]) -> list[int]:
-    statuses = {400, 503}
+    statuses = {503}
+    if op.get("parameters") or "requestBody" in op:
+        statuses.add(400)
     if op.get("security"):
         statuses |= {401, 403, 429}
-    if "{" in path:
+    named = path.replace("{app_id}", "")  # an app is checked against the key (403)
+    if "{" in named or path == "/v1/log/checkpoint":
         statuses.add(404)
-    if "requestBody" in op or method in ("post", "patch"):
-        statuses |= {413, 415}
+    if "requestBody" in op:
+        statuses |= {400, 413, 415}
     if (path.endswith(("/traces", "/events")) and method == "post") or "/approvals/" in path:
         statuses.add(409)
     return sorted(statuses)
@@ -128,6 +133,10 @@ def describe(app: FastAPI) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     schemas.update(_COMPONENTS)
+    for name in ("Run", "RunStarted", "StepEvent", "RunCompleted"):  # what the store keeps
+        run_id = schemas.get(name, {}).get("properties", {}).get("run_id")
+        if run_id is not None:
+            run_id.update(minLength=1, maxLength=MAX_ID_CHARS)
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             responses = op.setdefault("responses", {})

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 import msgspec
 from starlette.responses import Response
 
-from sentrail.store.base import EventIdConflict, InvalidStoreId, RunRedacted, StoreRefusal
+from sentrail.store.base import (
+    EventIdConflict,
+    InvalidStoreId,
+    RunRedacted,
+    StoreRefusal,
+    UnstorableValue,
+)
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://sentrail.dev/problems/"
@@ -91,6 +97,7 @@ def problem_response(
 # A store refusal is a permanent input problem; each kind has its own status and type.
 _REFUSALS: tuple[tuple[type[StoreRefusal], int, str], ...] = (
     (InvalidStoreId, 400, "invalid-id"),
+    (UnstorableValue, 400, "unstorable-value"),
     (RunRedacted, 409, "run-redacted"),
     (EventIdConflict, 409, "event-id-conflict"),
 )

@@ -19,6 +19,7 @@ from sentrail.model.finding import Finding, Severity
 from sentrail.model.trace import INT64_MAX
 from sentrail.service.deps import AppId, LogRead, Read, Triage
 from sentrail.service.http import b64, iso, json_response, parse_time, read_body
+from sentrail.service.openapi import json_body
 from sentrail.service.problems import ErrorItem, ProblemError
 from sentrail.service.run_pages import runs_page
 from sentrail.store.records import (
@@ -230,7 +231,7 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
             }
         )
 
-    @app.patch("/v1/findings/{finding_id}", tags=["triage"])
+    @app.patch("/v1/findings/{finding_id}", tags=["triage"], openapi_extra=json_body(FindingPatch))
     async def patch_finding(
         finding_id: Annotated[str, Path(max_length=1024)], request: Request, who: Triage
     ) -> Response:

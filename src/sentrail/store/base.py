@@ -35,6 +35,11 @@ class RunRedacted(StoreRefusal):
     """An event for a run whose data key was erased: a redacted run takes no more events."""
 
 
+class UnstorableValue(StoreRefusal):
+    """A value the backend cannot hold as sent (PostgreSQL: a NUL character in text, a
+    number out of its column's range): the database's data exceptions, SQLSTATE class 22."""
+
+
 class EventIdConflict(StoreRefusal):
     """An event id already stored with other bytes: the same id must mean the same event."""
 
