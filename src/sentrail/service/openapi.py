@@ -37,7 +37,7 @@ GZIP = "application/gzip"
 NDJSON = "application/x-ndjson"
 
 
-def _schema_of(*kinds: type[Any]) -> list[dict[str, Any]]:
+def _schema_of(*kinds: Any) -> list[dict[str, Any]]:
     refs, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     _COMPONENTS.update(components)
     return list(refs)
