@@ -1,12 +1,15 @@
 """A bounded key-guessing attack on a real ``sentrail serve``, on loopback only.
 
 What it measures, while ``--clients`` threads send ``--attempts`` requests in all, each
-with a wrong secret for a key id that exists (so every one would cost an argon2id check):
+with a wrong secret for a key id that exists (so every one would cost an argon2id check),
+spread over at least ``--seconds`` (each thread pauses between its attempts, so a service
+that answers fast is still attacked for the whole window):
 
 - ``rss_idle_mb`` / ``rss_peak_mb``: the server's resident memory before and during the
   attack (``VmRSS`` / ``VmHWM`` of its process);
 - ``legit_p50_ms`` / ``legit_p99_ms``: the latency of a legitimate request (a valid key,
-  ``GET /v1/apps/{app}/traces``) made one after another during the attack;
+  ``GET /v1/apps/{app}/traces``) made one after another during the attack, from another
+  loopback address than the attack's (127.0.0.4; the attackers share 127.0.0.1);
 - ``attack_statuses``: how the attack's requests were answered (401, 429, 503, ...);
 - ``unknown_id_ms`` / ``known_id_ms``: the median time of a wrong secret for a key id that
   does not exist and for one that does, from a fresh client address each (127.0.0.2 and
@@ -18,7 +21,7 @@ temporary ``SENTRAIL_HOME``. Every request has a timeout and the attack has a fi
 count, so the run stops by itself. Nothing is asserted; prints JSON. Figures from a
 shared machine are noisy: compare runs made on the same machine at the same time.
 
-    .venv/bin/python benchmarks/auth_attack.py --clients 32 --attempts 320
+    .venv/bin/python benchmarks/auth_attack.py --clients 32 --attempts 320 --seconds 20
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from pathlib import Path
 import httpx
 
 APP = "bench"
+ATTACK_ADDRESS = "127.0.0.1"  # every attacking thread: one client address
+LEGIT_ADDRESS = "127.0.0.4"  # the legitimate client: another host, as it would be
 
 
 def _free_port() -> int:
@@ -92,7 +97,7 @@ def _timed_probe(base: str, token: str, source: str, n: int) -> float:
     return statistics.median(times)
 
 
-def run(clients: int, attempts: int) -> dict[str, object]:
+def run(clients: int, attempts: int, seconds: float) -> dict[str, object]:
     home = Path(tempfile.mkdtemp(prefix="sentrail-auth-bench-"))
     env = {**os.environ, "SENTRAIL_HOME": str(home)}
     cli = [sys.executable, "-m", "sentrail"]
@@ -125,11 +130,13 @@ def run(clients: int, attempts: int) -> dict[str, object]:
         statuses: Counter[int | str] = Counter()
         lock = threading.Lock()
         per_client = max(1, attempts // clients)
+        pause = seconds / per_client  # each attacker spreads its attempts over the window
         stop = threading.Event()
         peak = [rss_idle]
 
         def attacker() -> None:
-            with httpx.Client(timeout=30) as client:
+            transport = httpx.HTTPTransport(local_address=ATTACK_ADDRESS)
+            with httpx.Client(timeout=30, transport=transport) as client:
                 for _ in range(per_client):
                     try:
                         r = client.get(
@@ -141,6 +148,7 @@ def run(clients: int, attempts: int) -> dict[str, object]:
                         status = type(exc).__name__
                     with lock:
                         statuses[status] += 1
+                    time.sleep(pause)
 
         def sampler() -> None:
             while not stop.wait(0.05):
@@ -157,7 +165,8 @@ def run(clients: int, attempts: int) -> dict[str, object]:
         started = time.perf_counter()
         for t in threads:
             t.start()
-        with httpx.Client(timeout=60) as client:
+        legit_transport = httpx.HTTPTransport(local_address=LEGIT_ADDRESS)
+        with httpx.Client(timeout=60, transport=legit_transport) as client:
             while any(t.is_alive() for t in threads):
                 start = time.perf_counter()
                 r = client.get(f"{base}/v1/apps/{APP}/traces", headers=good)
@@ -195,10 +204,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--attempts", type=int, default=320)
+    parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     if not 1 <= args.clients <= 64 or not 1 <= args.attempts <= 2000:
         raise SystemExit("--clients 1-64 and --attempts 1-2000 keep the attack bounded")
-    print(json.dumps(run(args.clients, args.attempts), indent=2))
+    if not 0 <= args.seconds <= 120:
+        raise SystemExit("--seconds 0-120 keeps the attack bounded")
+    print(json.dumps(run(args.clients, args.attempts, args.seconds), indent=2))
 
 
 if __name__ == "__main__":

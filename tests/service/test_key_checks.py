@@ -196,3 +196,87 @@ def test_actions_are_recorded_under_a_label_not_the_key_id(api: Api) -> None:
     texts = [r.text, listed.text]
     assert all(key_id not in t for t in texts)
     assert key_id not in actor_label(key_id)
+
+
+def test_checks_in_flight_count_against_the_client_before_any_has_failed(
+    store: SqliteStore,
+) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    class SlowHasher(CountingHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+            entered.set()
+            release.wait(30)
+            return super().verify(hash, password)
+
+    hasher = SlowHasher()
+    key, _ = create_key(store, "t", "app", "read", hasher=CHEAP)
+    limiter = FailureLimiter(Rate(2, 0.001), Rate(100, 1.0))
+    verifier = KeyVerifier(store, hasher=hasher, slots=1, wait_s=30, limiter=limiter)
+
+    async def scenario() -> None:
+        first = asyncio.create_task(verifier.averify(wrong(key), "flood"))
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(verifier.averify(wrong(key), "flood"))
+        await asyncio.sleep(0)  # admitted: now waiting for the one slot
+        with pytest.raises(KeyCheckDeferred) as refused:
+            await verifier.averify(wrong(key), "flood")  # two in flight, none failed yet
+        assert refused.value.limited
+        release.set()
+        assert await first is None and await second is None
+
+    release_later = threading.Timer(10, release.set)  # never hang if the scenario breaks
+    release_later.start()
+    try:
+        asyncio.run(scenario())
+    finally:
+        release_later.cancel()
+
+
+def test_a_known_good_token_renews_past_an_attack_holding_every_slot(
+    store: SqliteStore,
+) -> None:
+    release = threading.Event()
+    blocked = threading.Event()
+    key, row = create_key(store, "t", "app", "read", hasher=CHEAP)
+
+    class AttackBlockedHasher(CountingHasher):
+        """Wrong secrets hang until released; the owner's key checks at once."""
+
+        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+            if password != key:
+                blocked.set()
+                release.wait(30)
+            return super().verify(hash, password)
+
+    clock = Clock()
+    hasher = AttackBlockedHasher()
+    limiter = FailureLimiter(Rate(1, 0.001), Rate(1, 0.001), clock=clock)
+    verifier = KeyVerifier(
+        store, hasher=hasher, slots=1, wait_s=30, limiter=limiter, clock=clock, ttl=5.0
+    )
+
+    async def scenario() -> None:
+        assert await verifier.averify(key, "owner") is not None  # verified once
+        clock.now += 6  # the cache entry expired: the next request hashes again
+        attack = asyncio.create_task(verifier.averify(wrong(key), "owner"))  # same address
+        while not blocked.is_set():
+            await asyncio.sleep(0.01)
+        # The one general slot is held and the address and key id are out of tokens,
+        # yet the owner's token renews in its own slot, past the failure limits.
+        renewed = await verifier.averify(key, "owner")
+        assert renewed is not None and renewed.key_id == row.key_id
+        assert not attack.done()
+        release.set()
+        assert await attack is None
+        with pytest.raises(KeyCheckDeferred):
+            await verifier.averify(wrong(key), "owner")  # the attack is still limited
+
+    release_later = threading.Timer(20, release.set)  # never hang if the scenario breaks
+    release_later.start()
+    try:
+        asyncio.run(scenario())
+    finally:
+        release_later.cancel()

@@ -160,8 +160,11 @@ class KeyVerifier:
     3. Failures are rate-limited per client address and per key id (:mod:`.ratelimit`);
        past the limit the check is refused before any hashing (429).
     4. At most ``slots`` argon2id checks run at once, in their own threads; a check that
-       waits longer than ``wait_s`` for a slot is refused (503). Memory is then bounded by
-       ``slots`` times the hash's memory cost, whatever the number of callers.
+       waits longer than ``wait_s`` for a slot is refused (503). A token that verified
+       within ``renewal_s`` (its keyed digest is remembered, not the token) is re-checked
+       in one slot of its own and skips the failure limits: an attack, which cannot
+       present such a token, does not delay its owner's renewals. Memory is bounded by
+       ``slots + 1`` times the hash's memory cost, whatever the number of callers.
     5. An unknown or revoked key id is checked against a dummy hash of the same cost, so
        the time of an answer does not tell which key ids exist.
 
@@ -180,6 +183,7 @@ class KeyVerifier:
         wait_s: float = 2.0,
         limiter: FailureLimiter | None = None,
         hasher: PasswordHasher = _HASHER,
+        renewal_s: float = 600.0,
     ) -> None:
         self.store = store
         self.ttl = ttl
@@ -188,12 +192,15 @@ class KeyVerifier:
         self.wait_s = wait_s
         self.limiter = limiter or FailureLimiter()
         self.hasher = hasher
+        self.renewal_s = renewal_s
         self._mac_key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[Principal, float]] = {}
+        self._known: dict[bytes, float] = {}  # digest -> until when it may renew
         self._lock = threading.Lock()
         self._dummy: str | None = None
-        self._executor = ThreadPoolExecutor(self.slots, thread_name_prefix="key-check")
-        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._executor = ThreadPoolExecutor(self.slots + 1, thread_name_prefix="key-check")
+        self._gates: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore, asyncio.Semaphore] | None
+        self._gates = None  # (loop, general slots, the renewal slot), made on first use
 
     # -- the checks ---------------------------------------------------------------------
     async def averify(self, presented: str, client: str) -> Principal | None:
@@ -201,10 +208,12 @@ class KeyVerifier:
         key_id, digest, hit = self._precheck(presented, client)
         if hit is not None or key_id is None:
             return hit
-        gate = self._semaphore()
+        gate = self._semaphore(renewal=self._renews(digest))
         try:
             await asyncio.wait_for(gate.acquire(), self.wait_s)
         except TimeoutError:
+            if not self._renews(digest):  # not checked: neither a failure nor a try
+                self.limiter.refund(client, key_id)
             raise KeyCheckDeferred(
                 "every key check slot is busy", max(1.0, self.wait_s), limited=False
             ) from None
@@ -235,7 +244,9 @@ class KeyVerifier:
             hit = self._cache.get(digest)
         if hit is not None and hit[1] > self.clock():
             return match.group(1), digest, hit[0]
-        wait = self.limiter.retry_after(client, match.group(1))
+        if self._renews(digest):
+            return match.group(1), digest, None
+        wait = self.limiter.admit(client, match.group(1))
         if wait is not None:
             raise KeyCheckDeferred("too many failed key checks", wait, limited=True)
         return match.group(1), digest, None
@@ -248,9 +259,13 @@ class KeyVerifier:
         ok: bool = False  # a mismatch, or a stored hash that is not one
         with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
             ok = self.hasher.verify(stored, presented)
+        renewal = self._renews(digest)
         if not ok or row is None or row.revoked_at is not None:
-            self.limiter.failed(client, key_id)
-            return None
+            with self._lock:
+                self._known.pop(digest, None)
+            return None  # the tokens admit() took stay taken: a failure
+        if not renewal:
+            self.limiter.refund(client, key_id)
         principal = Principal(row.key_id, row.tenant_id, row.app_id, frozenset(row.scopes))
         now = self.clock()
         with self._lock:
@@ -259,6 +274,11 @@ class KeyVerifier:
                 if len(self._cache) >= MAX_CACHED:
                     self._cache.clear()
             self._cache[digest] = (principal, now + self.ttl)
+            if len(self._known) >= MAX_CACHED:
+                self._known = {d: t for d, t in self._known.items() if t > now}
+                if len(self._known) >= MAX_CACHED:
+                    self._known.clear()
+            self._known[digest] = now + self.renewal_s
         return principal
 
     def _dummy_hash(self) -> str:
@@ -268,11 +288,16 @@ class KeyVerifier:
                 self._dummy = self.hasher.hash(secrets.token_urlsafe(32))
             return self._dummy
 
-    def _semaphore(self) -> asyncio.Semaphore:
+    def _renews(self, digest: bytes) -> bool:
+        with self._lock:
+            until = self._known.get(digest)
+        return until is not None and until > self.clock()
+
+    def _semaphore(self, *, renewal: bool) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
-        if self._gate is None or self._gate[0] is not loop:
-            self._gate = (loop, asyncio.Semaphore(self.slots))
-        return self._gate[1]
+        if self._gates is None or self._gates[0] is not loop:
+            self._gates = (loop, asyncio.Semaphore(self.slots), asyncio.Semaphore(1))
+        return self._gates[2] if renewal else self._gates[1]
 
     # -- revocation and shutdown -----------------------------------------------------------
     def forget(self, key_id: str) -> None:

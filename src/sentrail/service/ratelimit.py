@@ -1,8 +1,10 @@
 """Token buckets of failed key checks, per client address and per key id.
 
-Each failed check (an unknown id, a wrong secret, a revoked key) takes one token from
-the bucket of the client's address and one from the bucket of the key id it named;
-buckets refill at a steady rate. A check is refused before any hashing when:
+Each check that needs hashing takes one token from the bucket of the client's address
+and one from the bucket of the key id it named when it starts, so checks still in flight
+count; a check that succeeds gives them back, so only failures (an unknown id, a wrong
+secret, a revoked key) use the buckets up. Buckets refill at a steady rate. A check is
+refused before any hashing when:
 
 1. the client's bucket is empty (this address has failed too often), or
 2. the key id's bucket is empty (this id is being guessed, perhaps from many addresses)
@@ -51,6 +53,10 @@ class _Buckets:
         if len(self._level) > self.max_entries:
             self._prune(now)
 
+    def give(self, name: str, now: float) -> None:
+        if name in self._level:
+            self._level[name] = (min(self.rate.burst, self.tokens(name, now) + 1.0), now)
+
     def wait(self, name: str, now: float) -> float:
         """Seconds until ``name`` has a whole token again (0 if it has one)."""
         missing = 1.0 - self.tokens(name, now)
@@ -69,7 +75,7 @@ class FailureLimiter:
 
     def __init__(
         self,
-        per_client: Rate = Rate(burst=10, per_second=0.5),  # noqa: B008 - frozen struct
+        per_client: Rate = Rate(burst=5, per_second=0.5),  # noqa: B008 - frozen struct
         per_key: Rate = Rate(burst=20, per_second=1.0),  # noqa: B008
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -80,8 +86,10 @@ class FailureLimiter:
         self._keys = _Buckets(per_key, max_entries)
         self._lock = threading.Lock()
 
-    def retry_after(self, client: str, key_id: str) -> float | None:
-        """None when ``client`` may check a key of ``key_id`` now; else seconds to wait."""
+    def admit(self, client: str, key_id: str) -> float | None:
+        """Charge one check of ``key_id`` by ``client``: None when it may go ahead (a token
+        is taken from both buckets now, so checks in flight count), else seconds to wait.
+        A check that then succeeds gets its tokens back (:meth:`refund`)."""
         with self._lock:
             now = self.clock()
             client_wait = self._clients.wait(client, now)
@@ -91,10 +99,13 @@ class FailureLimiter:
             recently_failed = self._clients.tokens(client, now) < self._clients.rate.burst
             if key_wait > 0 and recently_failed:
                 return key_wait
-            return None
-
-    def failed(self, client: str, key_id: str) -> None:
-        with self._lock:
-            now = self.clock()
             self._clients.take(client, now)
             self._keys.take(key_id, now)
+            return None
+
+    def refund(self, client: str, key_id: str) -> None:
+        """Give back what :meth:`admit` took: the check succeeded."""
+        with self._lock:
+            now = self.clock()
+            self._clients.give(client, now)
+            self._keys.give(key_id, now)
