@@ -53,16 +53,22 @@ def in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
-def test_health_and_reads_are_answered_while_a_large_ingest_is_in_progress(
-    gated: tuple[Api, GatedEngine],
-) -> None:
-    api, engine = gated
-    ingest, posted = in_thread(
+def start_ingest(api: Api, engine: GatedEngine) -> tuple[threading.Thread, list[Any]]:
+    """POST a trace in a thread; return once its analysis has started (and is held)."""
+    started = in_thread(
         lambda: api.client.post(
             "/v1/apps/app1/traces", content=example("prod-delete.json"), headers=api.auth("a")
         )
     )
     assert engine.started.wait(BOUND), "the ingest never reached the analysis"
+    return started
+
+
+def test_health_and_reads_are_answered_while_a_large_ingest_is_in_progress(
+    gated: tuple[Api, GatedEngine],
+) -> None:
+    api, engine = gated
+    ingest, posted = start_ingest(api, engine)
     health, answered = in_thread(lambda: api.client.get("/healthz"))
     health.join(BOUND)
     assert answered and answered[0].status_code == 200, "/healthz waited for the ingest"
@@ -82,12 +88,7 @@ def test_ingest_past_its_bound_is_a_503_with_retry_after_and_stores_nothing(
     gated: tuple[Api, GatedEngine],
 ) -> None:
     api, engine = gated
-    ingest, posted = in_thread(
-        lambda: api.client.post(
-            "/v1/apps/app1/traces", content=example("prod-delete.json"), headers=api.auth("a")
-        )
-    )
-    assert engine.started.wait(BOUND)
+    ingest, posted = start_ingest(api, engine)
     events = b'{"type":"run_started","run_id":"r2","agent_id":"a"}\n'
     for path, body in (("traces", example("triage-restart.json")), ("events", events)):
         r = api.client.post(f"/v1/apps/app1/{path}", content=body, headers=api.auth("a"))

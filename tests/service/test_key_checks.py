@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher, extract_parameters
@@ -39,6 +40,31 @@ class CountingHasher(PasswordHasher):
     def verify(self, hash: str | bytes, password: str | bytes) -> bool:
         self.checked.append(hash if isinstance(hash, str) else hash.decode())
         return super().verify(hash, password)
+
+
+class SlowHasher(CountingHasher):
+    """Says when a check started (``entered``), then holds it until ``release``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        self.entered.set()
+        self.release.wait(30)
+        return super().verify(hash, password)
+
+
+def run_holding(scenario: Any, release: threading.Event) -> None:
+    """Run ``scenario`` (a coroutine function); never hang if it breaks while a check is
+    held: the held checks are let go after a while."""
+    release_later = threading.Timer(20, release.set)
+    release_later.start()
+    try:
+        asyncio.run(scenario())
+    finally:
+        release_later.cancel()
 
 
 def wrong(key: str) -> str:
@@ -133,16 +159,8 @@ def test_a_verified_key_is_cached_briefly_under_a_keyed_digest(store: SqliteStor
 def test_concurrent_checks_are_bounded_and_the_excess_is_told_to_retry(
     store: SqliteStore,
 ) -> None:
-    release = threading.Event()
-    entered = threading.Event()
-
-    class SlowHasher(CountingHasher):
-        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
-            entered.set()
-            release.wait(30)
-            return super().verify(hash, password)
-
     hasher = SlowHasher()
+    entered, release = hasher.entered, hasher.release
     key, _ = create_key(store, "t", "app", "read", hasher=CHEAP)
     verifier = KeyVerifier(store, hasher=hasher, slots=1, wait_s=0.05)
 
@@ -156,7 +174,7 @@ def test_concurrent_checks_are_bounded_and_the_excess_is_told_to_retry(
         release.set()
         assert await first is not None
 
-    asyncio.run(scenario())
+    run_holding(scenario, release)
     assert len(hasher.checked) == 1  # the refused check never hashed
 
 
@@ -201,16 +219,8 @@ def test_actions_are_recorded_under_a_label_not_the_key_id(api: Api) -> None:
 def test_checks_in_flight_count_against_the_client_before_any_has_failed(
     store: SqliteStore,
 ) -> None:
-    release = threading.Event()
-    entered = threading.Event()
-
-    class SlowHasher(CountingHasher):
-        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
-            entered.set()
-            release.wait(30)
-            return super().verify(hash, password)
-
     hasher = SlowHasher()
+    entered, release = hasher.entered, hasher.release
     key, _ = create_key(store, "t", "app", "read", hasher=CHEAP)
     limiter = FailureLimiter(Rate(2, 0.001), Rate(100, 1.0))
     verifier = KeyVerifier(store, hasher=hasher, slots=1, wait_s=30, limiter=limiter)
@@ -227,12 +237,7 @@ def test_checks_in_flight_count_against_the_client_before_any_has_failed(
         release.set()
         assert await first is None and await second is None
 
-    release_later = threading.Timer(10, release.set)  # never hang if the scenario breaks
-    release_later.start()
-    try:
-        asyncio.run(scenario())
-    finally:
-        release_later.cancel()
+    run_holding(scenario, release)
 
 
 def test_a_known_good_token_renews_past_an_attack_holding_every_slot(
@@ -274,9 +279,4 @@ def test_a_known_good_token_renews_past_an_attack_holding_every_slot(
         with pytest.raises(KeyCheckDeferred):
             await verifier.averify(wrong(key), "owner")  # the attack is still limited
 
-    release_later = threading.Timer(20, release.set)  # never hang if the scenario breaks
-    release_later.start()
-    try:
-        asyncio.run(scenario())
-    finally:
-        release_later.cancel()
+    run_holding(scenario, release)
