@@ -15,7 +15,7 @@ from sentrail.store.base import EventIdConflict, StoreError
 from tests.service.conftest import EXAMPLES, Api, example
 from tests.service.test_api import PROBLEM, log_size
 
-TOO_BIG = [2**63, 2**64, 10**30]
+TOO_BIG = [2**63, 2**64, 10**30, -(2**63) - 1]
 
 
 def trace_with(**fields: object) -> bytes:
@@ -60,9 +60,14 @@ def test_a_step_index_that_does_not_fit_64_bits_is_a_located_400(api: Api, big: 
     assert log_size(api) == 0
 
 
-def test_a_negative_step_index_is_refused_as_the_format_says(api: Api) -> None:
+def test_a_negative_step_index_fits_and_is_reported_as_telemetry_not_refused(api: Api) -> None:
     doc = json.loads(example("triage-restart.json"))
     doc["steps"][0]["step_index"] = -1
+    r = api.client.post(
+        "/v1/apps/app1/traces", content=json.dumps(doc).encode(), headers=api.auth("a")
+    )
+    assert r.status_code == 201, r.text
+    doc["run_id"], doc["steps"][0]["step_index"] = "run-2", -(2**63) - 1
     r = api.client.post(
         "/v1/apps/app1/traces", content=json.dumps(doc).encode(), headers=api.auth("a")
     )

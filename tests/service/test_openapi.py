@@ -65,7 +65,7 @@ def test_the_document_says_what_the_service_does(api: Api) -> None:
     events = bodies[("/v1/apps/{app_id}/events", "post")]["content"]
     assert {"application/x-ndjson", "application/gzip"} <= set(events)
     step = doc["components"]["schemas"]["Step"]["properties"]["step_index"]
-    assert step["minimum"] == 0 and step["maximum"] == 2**63 - 1
+    assert step["minimum"] == -(2**63) and step["maximum"] == 2**63 - 1
     metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain"]
     assert doc["paths"]["/healthz"]["get"].get("security") is None

@@ -12,8 +12,9 @@ import msgspec
 
 # Integers that are stored must fit a signed 64-bit column (SQLite INTEGER, PostgreSQL
 # BIGINT); a larger one would pass decoding and fail in the store, far from its input.
-INT64_MAX = 2**63 - 1
-StepIndex = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+# (A negative step index fits: it is odd telemetry, reported as such, not an error.)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+StepIndex = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
 
 
 class ToolCall(msgspec.Struct, omit_defaults=True):

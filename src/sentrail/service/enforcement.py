@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
@@ -58,9 +59,9 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
     async def post_observe(request: Request, who: Decide) -> Response:
         """Feed a tool's result back to its run (injected instructions taint later calls)."""
         data = await read_body(request, cfg.max_body_bytes)
-        body = decode_body(data, ObserveBody)
-        found = svc.pdp.observe(
-            who.tenant_id, body.run_id, body.result, body.agent_id, body.step_index
+        body = await asyncio.to_thread(decode_body, data, ObserveBody)  # up to the body limit:
+        found = await asyncio.to_thread(  # decoding and scanning stay off the event loop
+            svc.pdp.observe, who.tenant_id, body.run_id, body.result, body.agent_id, body.step_index
         )
         return json_response({"findings": found})
 
