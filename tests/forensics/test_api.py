@@ -13,7 +13,7 @@ def test_the_api_graphs_a_run_and_finds_the_runs_that_paid_an_iban(api: Api) -> 
         "/v1/apps/app1/traces", content=example("injected-transfer.json"), headers=api.auth("a")
     )
     assert r.status_code == 201, r.text
-    run_id, trace_hash = r.json()["runId"], r.json()["traceHash"]
+    run_id, trace_hash = r.json()["run_id"], r.json()["trace_hash"]
     api.store.checkpoint("tenant-a")
     g = api.client.get(f"/v1/apps/app1/runs/{run_id}/graph", headers=api.auth("a")).json()
     assert {

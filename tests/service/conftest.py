@@ -18,6 +18,7 @@ from sentrail.alerts.router import AlertRouter
 from sentrail.engine.engine import Engine
 from sentrail.service.app import ServiceConfig, create_app
 from sentrail.service.auth import create_key
+from sentrail.service.ratelimit import FailureLimiter, Rate
 from sentrail.store.core import LogStore
 from tests.store.conftest import SIGNER, Backend, _postgres, _sqlite
 
@@ -54,6 +55,11 @@ def make_api(
         ServiceConfig(**config),  # type: ignore[arg-type]
         alerts=alerts,
     )
+    # Keys here are cheap to hash (CHEAP), so is the dummy that unknown ids are checked
+    # against; the matrices make many failed checks from one client: no limit on them.
+    keys = app.state.services.keys
+    keys.hasher = CHEAP
+    keys.limiter = FailureLimiter(Rate(1e9, 1e9), Rate(1e9, 1e9))
     api = Api(TestClient(app), store)
     for name, tenant, app_id, scopes in (
         ("a", "tenant-a", "app1", ALL_SCOPES),

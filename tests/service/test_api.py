@@ -42,12 +42,12 @@ def test_post_trace_analyses_stores_exact_bytes_and_is_idempotent(api: Api) -> N
     r = api.client.post("/v1/apps/app1/traces", content=data, headers=api.auth("a"))
     assert r.status_code == 201, r.text
     body = r.json()
-    assert body["traceHash"] == hashlib.sha256(data).hexdigest()
+    assert body["trace_hash"] == hashlib.sha256(data).hexdigest()
     assert body["verdict"] == "unauthorized"
     assert body["status"] == "executed"
-    assert 0 < body["riskScore"] <= 100
+    assert 0 < body["risk_score"] <= 100
     assert any(f["category"] == "policy_violation" for f in body["findings"])
-    (stored,) = api.store.run_events("tenant-a", body["runId"])
+    (stored,) = api.store.run_events("tenant-a", body["run_id"])
     assert stored.payload == data and stored.kind == "trace"
 
     again = api.client.post("/v1/apps/app1/traces", content=data, headers=api.auth("a"))
@@ -100,7 +100,7 @@ def test_events_are_acknowledged_with_seqs_idempotently(api: Api) -> None:
     acks = r.json()["acknowledged"]
     assert [a["seq"] for a in acks] == list(range(len(lines)))
     assert not any(a["duplicate"] for a in acks)
-    assert r.json()["completedRuns"] == ["run-a4f8c312-9e7b"]
+    assert r.json()["completed_runs"] == ["run-a4f8c312-9e7b"]
     stored = api.store.run_events("tenant-a", "run-a4f8c312-9e7b")
     assert [e.payload for e in stored] == lines  # the exact lines
 
@@ -110,10 +110,10 @@ def test_events_are_acknowledged_with_seqs_idempotently(api: Api) -> None:
 
     listed = api.client.get("/v1/apps/app1/traces", headers=api.auth("a")).json()["items"]
     (item,) = listed
-    assert item["runId"] == "run-a4f8c312-9e7b" and item["verdict"] == "suspicious"
-    assert item["traceHash"] == hashlib.sha256(lines[0]).hexdigest()
+    assert item["run_id"] == "run-a4f8c312-9e7b" and item["verdict"] == "suspicious"
+    assert item["trace_hash"] == hashlib.sha256(lines[0]).hexdigest()
     detail = api.client.get(
-        f"/v1/apps/app1/traces/{item['traceHash']}", headers=api.auth("a")
+        f"/v1/apps/app1/traces/{item['trace_hash']}", headers=api.auth("a")
     ).json()
     assert detail["trace"]["run_id"] == "run-a4f8c312-9e7b"
     assert len(detail["trace"]["steps"]) == item["steps"]
@@ -151,34 +151,34 @@ def test_listing_filters_and_paginates_with_a_stable_cursor(api: Api) -> None:
         q = "limit=2" + (f"&cursor={cursor}" if cursor else "")
         page = api.client.get(f"/v1/apps/app1/traces?{q}", headers=api.auth("a")).json()
         assert len(page["items"]) <= 2
-        seen += [i["runId"] for i in page["items"]]
-        cursor = page["nextCursor"]
+        seen += [i["run_id"] for i in page["items"]]
+        cursor = page["next_cursor"]
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == 6
     started = [
-        i["startedAt"]
+        i["started_at"]
         for i in api.client.get("/v1/apps/app1/traces", headers=api.auth("a")).json()["items"]
     ]
     assert started == sorted(started, reverse=True)
 
     blocked = api.client.get("/v1/apps/app1/traces?status=blocked", headers=api.auth("a"))
-    items = {i["runId"]: i for i in blocked.json()["items"]}
+    items = {i["run_id"]: i for i in blocked.json()["items"]}
     assert "run-blocked-1" in items
-    assert all(i["status"] == "blocked" and i["blockedBy"] for i in items.values())
+    assert all(i["status"] == "blocked" and i["blocked_by"] for i in items.values())
     bad = api.client.get("/v1/apps/app1/traces?verdict=unauthorized", headers=api.auth("a"))
     assert {i["verdict"] for i in bad.json()["items"]} == {"unauthorized"}
     assert all(
         set(i)
         >= {
-            "traceHash",
+            "trace_hash",
             "agent_id",
             "status",
-            "riskScore",
-            "blockedBy",
-            "durationMs",
+            "risk_score",
+            "blocked_by",
+            "duration_ms",
             "verdict",
-            "findingCounts",
+            "finding_counts",
         }
         for i in bad.json()["items"]
     )
@@ -197,26 +197,26 @@ def test_listing_filters_and_paginates_with_a_stable_cursor(api: Api) -> None:
 def test_trace_detail_proves_itself(api: Api) -> None:
     posted = post_trace(api, "exfil-base64.json")
     post_trace(api, "triage-restart.json")
-    r = api.client.get(f"/v1/apps/app1/traces/{posted['traceHash']}", headers=api.auth("a"))
+    r = api.client.get(f"/v1/apps/app1/traces/{posted['trace_hash']}", headers=api.auth("a"))
     assert r.status_code == 200
     d = r.json()
     assert d["trace"] == json.loads(example("exfil-base64.json"))
     assert {f["id"] for f in d["findings"]} == {f["id"] for f in posted["findings"]}
     flagged = [s for s in d["steps"] if s["findings"]]
     assert flagged and all(s["verdict"] in ("suspicious", "unauthorized") for s in flagged)
-    verifier = Verifier.parse(d["verifierKey"])
+    verifier = Verifier.parse(d["verifier_key"])
     head = verify_checkpoint(d["checkpoint"]["note"], [verifier])
-    assert head.size == d["checkpoint"]["treeSize"] == 2
-    (proof,) = d["inclusionProofs"]
+    assert head.size == d["checkpoint"]["tree_size"] == 2
+    (proof,) = d["inclusion_proofs"]
     (event,) = d["events"]
     assert verify_inclusion(
-        bytes.fromhex(event["leafHash"]),
-        proof["leafIndex"],
-        proof["treeSize"],
+        bytes.fromhex(event["leaf_hash"]),
+        proof["leaf_index"],
+        proof["tree_size"],
         [base64.b64decode(p) for p in proof["path"]],
         head.root_hash,
     )
-    assert d["signatures"][0]["keyName"] == verifier.name
+    assert d["signatures"][0]["key_name"] == verifier.name
     missing = "0" * 64
     r = api.client.get(f"/v1/apps/app1/traces/{missing}", headers=api.auth("a"))
     assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
@@ -238,7 +238,7 @@ def test_findings_can_be_resolved_and_reopened_with_an_audit_trail(api: Api) -> 
         headers=api.auth("a"),
     )
     assert r.status_code == 200, r.text
-    assert r.json()["resolved"] is True and r.json()["resolvedBy"].startswith("key:")
+    assert r.json()["resolved"] is True and r.json()["resolved_by"].startswith("apikey:")
     r = api.client.patch(
         f"/v1/findings/{fid}",
         json={"resolved": False, "comment": "reopened"},
@@ -262,7 +262,7 @@ def test_log_checkpoint_and_proofs_verify(api: Api) -> None:
         post_trace(api, name)
         api.store.checkpoint("tenant-a")
         cp = api.client.get("/v1/log/checkpoint", headers=api.auth("a")).json()
-        verifier = Verifier.parse(cp["verifierKey"])
+        verifier = Verifier.parse(cp["verifier_key"])
         head = verify_checkpoint(cp["note"], [verifier])
         roots[i + 1] = head.root_hash
     for index in range(3):
@@ -270,7 +270,7 @@ def test_log_checkpoint_and_proofs_verify(api: Api) -> None:
             f"/v1/log/proof/inclusion?leaf_index={index}&tree_size=3", headers=api.auth("a")
         ).json()
         path = [base64.b64decode(p) for p in r["path"]]
-        assert verify_inclusion(base64.b64decode(r["leafHash"]), index, 3, path, roots[3])
+        assert verify_inclusion(base64.b64decode(r["leaf_hash"]), index, 3, path, roots[3])
     for first in (1, 2):
         r = api.client.get(
             f"/v1/log/proof/consistency?first={first}&second=3", headers=api.auth("a")
@@ -325,7 +325,7 @@ def test_health_metrics_and_openapi(api: Api) -> None:
 
 def test_a_resent_trace_does_not_restore_what_redaction_erased(api: Api) -> None:
     posted = post_trace(api, "exfil-base64.json")
-    api.store.redact("tenant-a", posted["runId"], by="dpo", reason="GDPR art. 17")
+    api.store.redact("tenant-a", posted["run_id"], by="dpo", reason="GDPR art. 17")
     again = api.client.post(
         "/v1/apps/app1/traces", content=example("exfil-base64.json"), headers=api.auth("a")
     )

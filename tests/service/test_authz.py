@@ -221,12 +221,12 @@ def _seed(api: Api, key: str, trace: bytes) -> dict[str, str]:
     api.store.checkpoint("tenant-a" if key == "a" else "tenant-b")
     tenant = "tenant-a" if key == "a" else "tenant-b"
     held = api.client.app.state.services.approvals.request(  # type: ignore[attr-defined]
-        tenant, body["runId"], "agent", "db.delete_table", "0" * 64, "matrix"
+        tenant, body["run_id"], "agent", "db.delete_table", "0" * 64, "matrix"
     )
     return {
-        "hash": body["traceHash"],
+        "hash": body["trace_hash"],
         "finding": body["findings"][0]["id"],
-        "run": body["runId"],
+        "run": body["run_id"],
         "approval": held.approval_id,
     }
 
@@ -304,7 +304,7 @@ def _b_sees_only_b(world: World, ep: Endpoint, body: object) -> None:
     for secret in world.a.values():
         assert secret not in text, (ep.name, "tenant B saw tenant A's", secret)
     if ep.name == "list traces":
-        assert body["items"] and {i["runId"] for i in body["items"]} <= {  # type: ignore[index]
+        assert body["items"] and {i["run_id"] for i in body["items"]} <= {  # type: ignore[index]
             world.b["run"],
             "run-a4f8c312-9e7b",
             "authz-run",
@@ -312,7 +312,7 @@ def _b_sees_only_b(world: World, ep: Endpoint, body: object) -> None:
     if ep.name == "value graph":  # A's value, asked for by B: none of A's runs
         assert not [n for n in body["nodes"] if n["kind"] == "run"]  # type: ignore[index]
     if ep.name == "checkpoint":
-        assert body["treeSize"] == len(world.api.store.leaf_hashes("tenant-b"))  # type: ignore[index]
+        assert body["tree_size"] == len(world.api.store.leaf_hashes("tenant-b"))  # type: ignore[index]
 
 
 def test_tenant_b_cannot_reach_tenant_a_by_any_id(world: World) -> None:
@@ -334,7 +334,7 @@ def test_tenant_b_cannot_reach_tenant_a_by_any_id(world: World) -> None:
         row = rtx.get_finding("tenant-a", a["finding"])
     assert row is not None and not row.resolved and rtx is not None
     findings = _req(api, "GET", "/v1/apps/app1/findings?limit=500", hb)[1]
-    assert {f["runId"] for f in findings["items"]} == {b["run"]}  # type: ignore[index]
+    assert {f["run_id"] for f in findings["items"]} == {b["run"]}  # type: ignore[index]
     # Tenant B's log has one leaf: a proof into A's larger tree is out of range.
     size_a = len(api.store.leaf_hashes("tenant-a"))
     status, _ = _req(api, "GET", f"/v1/log/proof/inclusion?leaf_index=0&tree_size={size_a + 1}", hb)

@@ -235,10 +235,10 @@ class IngestStub(BaseHTTPRequestHandler):
             self.send_response(401)
         else:
             acks = [
-                {"eventId": json.loads(ln)["event_id"], "seq": 1, "duplicate": False}
+                {"event_id": json.loads(ln)["event_id"], "seq": 1, "duplicate": False}
                 for ln in body.splitlines()
             ]
-            payload = json.dumps({"acknowledged": acks, "completedRuns": []}).encode()
+            payload = json.dumps({"acknowledged": acks, "completed_runs": []}).encode()
             self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -324,7 +324,7 @@ def test_emit_into_the_real_service(tmp_path: Path) -> None:
         r = api.client.get("/v1/apps/app1/traces", headers=api.auth("a"))
         assert r.status_code == 200, r.text
         (item,) = r.json()["items"]
-        assert item["runId"] == "run-a4f8c312-9e7b" and item["steps"] == 12
+        assert item["run_id"] == "run-a4f8c312-9e7b" and item["steps"] == 12
         assert item["verdict"] == "suspicious"
     finally:
         api_iter.close()

@@ -184,7 +184,7 @@ def revoke(
     key_id: Annotated[str, typer.Argument(help="Key id (the 16 hex after sk_)")],
     database: Database = None,
 ) -> None:
-    """Revoke a key (running services stop accepting it within 30 seconds)."""
+    """Revoke a key (running services stop accepting it within 5 seconds)."""
     from sentrail.store.records import records
 
     store = _open(database)

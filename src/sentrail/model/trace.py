@@ -6,9 +6,15 @@ decoded run by the loader, so nothing a producer sent is lost.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+# Integers that are stored must fit a signed 64-bit column (SQLite INTEGER, PostgreSQL
+# BIGINT); a larger one would pass decoding and fail in the store, far from its input.
+# (A negative step index fits: it is odd telemetry, reported as such, not an error.)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+StepIndex = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
 
 
 class ToolCall(msgspec.Struct, omit_defaults=True):
@@ -29,7 +35,7 @@ class Alternative(msgspec.Struct, omit_defaults=True):
 
 
 class Step(msgspec.Struct, omit_defaults=True):
-    step_index: int
+    step_index: StepIndex
     action: str | None = None
     reasoning: str | None = None
     tool_call: ToolCall | None = None

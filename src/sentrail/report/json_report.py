@@ -1,8 +1,17 @@
-"""The JSON report (docs/report.md), written incrementally so memory stays flat."""
+"""The JSON report (docs/report.md), written incrementally so memory stays flat.
+
+The report is meant to be printed as well as parsed, so it is as inert on a terminal as
+the text output: the characters that :mod:`sentrail.report.escape` shows as escapes there
+(C1 controls such as U+009B CSI, DEL, bidi overrides and isolates, zero-width and other
+format characters) are written as JSON ``\\uXXXX`` escapes here. A JSON reader gets the
+same strings back; a terminal never sees the raw characters. (C0 controls are escaped by
+every JSON encoder already.)
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from types import TracebackType
@@ -14,6 +23,23 @@ from sentrail.forensics.explain import Explanation, explain
 from sentrail.model.finding import Finding, RiskContribution, RunResult, Severity
 
 REPORT_FORMAT = "sentrail.report/1"
+
+# The UTF-8 encodings of DEL, U+0080-U+009F, U+200B-U+200F, U+202A-U+202E, U+2060-U+2069,
+# U+FEFF and U+FFF9-U+FFFB (the set escape.py makes visible). UTF-8 is self-synchronising,
+# so these byte sequences only ever match whole characters, and only inside JSON strings.
+_UNSAFE_UTF8 = re.compile(
+    rb"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\x8b-\x8f\xaa-\xae]|\xe2\x81[\xa0-\xa9]"
+    rb"|\xef\xbb\xbf|\xef\xbf[\xb9-\xbb]"
+)
+
+
+def _json_escape(m: re.Match[bytes]) -> bytes:
+    return b"\\u%04x" % ord(m.group(0).decode("utf-8"))
+
+
+def terminal_safe_json(data: bytes) -> bytes:
+    """Encoded JSON with every character a terminal could act on written as ``\\uXXXX``."""
+    return _UNSAFE_UTF8.sub(_json_escape, data)
 
 
 class Summary(msgspec.Struct):
@@ -88,14 +114,17 @@ class JsonReportWriter:
         if not self._first:
             self._spool.write(b",\n")
         self._first = False
-        self._spool.write(self._enc.encode(run_entry(path, result)))
+        self._spool.write(self._encode(run_entry(path, result)))
 
     def add_error(self, path: str, error: str) -> None:
         self.summary.invalid += 1
         self.errors.append(ErrorEntry(path, error))
 
+    def _encode(self, obj: Any) -> bytes:
+        return terminal_safe_json(self._enc.encode(obj))
+
     def write_to(self, out: IO[bytes]) -> None:
-        enc = self._enc.encode
+        enc = self._encode
         out.write(b'{"format":' + enc(REPORT_FORMAT))
         out.write(b',\n"summary":' + enc(self.summary))
         out.write(b',\n"policy":' + enc(self.policy))

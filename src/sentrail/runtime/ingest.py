@@ -93,8 +93,10 @@ def event_id_of(event: Event, line: bytes) -> str:
 
 
 def step_rows(run: Run) -> list[StepRow]:
-    return [
-        StepRow(
+    """One index row per step index. A repeated index is legal input (reported as missing
+    telemetry, the trace kept whole in the log); its last step stands for it here."""
+    by_index = {
+        s.step_index: StepRow(
             idx=s.step_index,
             action=s.action or "",
             tool=s.tool_call.tool if s.tool_call else None,
@@ -103,7 +105,8 @@ def step_rows(run: Run) -> list[StepRow]:
             permissions=list(s.permissions_used),
         )
         for s in run.steps
-    ]
+    }
+    return list(by_index.values())
 
 
 def run_status(run: Run, findings: Sequence[Finding]) -> tuple[str, str | None]:

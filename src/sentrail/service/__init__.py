@@ -1,9 +1,13 @@
 """The HTTP service (``sentrail serve``): ingest, query and prove, per tenant and app.
 
-- :mod:`.app` — ``create_app``: the shared services, errors, metrics, ingest routes.
-- :mod:`.queries` — runs, a run's detail with proofs, findings and triage, log proofs.
+- :mod:`.app` — ``create_app``: the shared services, errors, metrics, operations routes.
+- :mod:`.ingestion` — traces and events, run off the event loop under :mod:`.admission`.
+- :mod:`.queries` — runs (:mod:`.run_pages` for agent globs), a run's detail with proofs,
+  findings and triage, log proofs.
 - :mod:`.enforcement` — decide, observe, approvals, containment.
-- :mod:`.deps`, :mod:`.auth` — API keys (argon2id-hashed), scopes, the key cache.
-- :mod:`.http`, :mod:`.problems` — bounded bodies, JSON, RFC 9457 problem details.
+- :mod:`.deps`, :mod:`.auth`, :mod:`.ratelimit` — API keys (argon2id-hashed, bounded and
+  rate-limited checks, a short keyed cache), scopes.
+- :mod:`.http`, :mod:`.problems`, :mod:`.openapi` — bounded bodies, JSON, RFC 9457 problem
+  details, the OpenAPI document.
 - :mod:`.background` — the 1-second checkpoint signer; :mod:`.alerting` — alert metrics.
 """

@@ -2,7 +2,10 @@
 
 Every endpoint but ``/healthz`` needs ``Authorization: Bearer <API key>`` and a scope;
 every query is bounded by the key's tenant, and ``/v1/apps/{app_id}/...`` also by the
-key's app. Responses are JSON encoded by msgspec; errors are RFC 9457 problems.
+key's app. Responses are JSON encoded by msgspec, every field name in snake_case (like
+the trace format); errors are RFC 9457 problems. A refusal of the store (an id too long,
+an event for a redacted run) is the request's fault: 4xx naming it; any other store
+error is 503 with ``Retry-After``. The OpenAPI document is :mod:`.openapi`'s.
 
 Request bodies are read as a stream and refused with 413 past ``max_body_bytes`` (also
 after ``Content-Encoding: gzip`` decompression); nothing is written before the whole
@@ -30,22 +33,25 @@ from sentrail.alerts.router import AlertRouter
 from sentrail.enforce.pdp import DecisionPoint
 from sentrail.enforce.persist import StoreApprovals, StoreContainment, store_recorder
 from sentrail.engine.engine import Engine
-from sentrail.errors import InputError, SentrailError
+from sentrail.errors import SentrailError
 from sentrail.evidence.note import Signer
 from sentrail.model.decode import MAX_DOCUMENT_BYTES
 from sentrail.model.finding import Finding
 from sentrail.model.trace import Run
-from sentrail.runtime.ingest import Ingestor, InvalidLines
+from sentrail.runtime.ingest import Ingestor
+from sentrail.service.admission import IngestGate
 from sentrail.service.alerting import AlertCollector
 from sentrail.service.auth import KeyVerifier
 from sentrail.service.background import CheckpointTimer
-from sentrail.service.deps import AppId, Ingest, Metrics
+from sentrail.service.deps import Metrics
 from sentrail.service.enforcement import add_enforcement_routes
 from sentrail.service.forensics import add_forensics_routes
-from sentrail.service.http import json_response, read_body
-from sentrail.service.problems import ErrorItem, ProblemError, problem_response
+from sentrail.service.http import json_response
+from sentrail.service.ingestion import add_ingest_routes
+from sentrail.service.openapi import describe
+from sentrail.service.problems import ErrorItem, ProblemError, problem_response, refusal_status
 from sentrail.service.queries import add_query_routes
-from sentrail.store.base import StoreError
+from sentrail.store.base import StoreError, StoreRefusal
 from sentrail.store.core import LogStore
 
 log = logging.getLogger("sentrail.service")
@@ -59,6 +65,8 @@ class ServiceConfig(msgspec.Struct, frozen=True):
     checkpoint_interval_s: float = 1.0
     base_url: str = ""
     decide_timeout_s: float = 1.0
+    ingest_workers: int = 0  # threads that parse, analyse and store; 0: one per core
+    ingest_queue: int = 8  # ingest requests admitted beyond those (then 503)
 
 
 class Services:
@@ -77,6 +85,7 @@ class Services:
         self.config = config
         self.ingestor = Ingestor(store, engine, policy_sha256=policy_sha256)
         self.keys = KeyVerifier(store)
+        self.gate = IngestGate(config.ingest_workers, config.ingest_queue)
         self.timer = CheckpointTimer(store, config.checkpoint_interval_s)
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -174,6 +183,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = svc
+    app.openapi = lambda: describe(app)  # type: ignore[method-assign]
 
     # -- errors as problems -----------------------------------------------------------
     @app.exception_handler(ProblemError)
@@ -198,9 +208,17 @@ def create_app(
 
     @app.exception_handler(StoreError)
     async def _store(request: Request, exc: StoreError) -> Response:
+        if isinstance(exc, StoreRefusal):  # the request's fault: say what, never "retry"
+            status, slug = refusal_status(exc)
+            where = [ErrorItem(exc.location or "body", exc.message)]
+            return problem_response(status, slug, exc.message, request.url.path, where)
         log.error("store error on %s: %s", request.url.path, exc.message)
         return problem_response(
-            503, "store-unavailable", "the evidence store failed; retry", request.url.path
+            503,
+            "store-unavailable",
+            "the evidence store failed; retry",
+            request.url.path,
+            headers={"Retry-After": "1"},
         )
 
     @app.middleware("http")
@@ -213,76 +231,14 @@ def create_app(
         svc.latency.labels(name).observe(time.perf_counter() - start)
         return response
 
-    # -- ingest ------------------------------------------------------------------------------
-    @app.post("/v1/apps/{app_id}/traces", tags=["ingest"], status_code=201)
-    async def post_trace(app_id: AppId, request: Request, who: Ingest) -> Response:
-        """Store one whole trace document (its exact bytes), analyse it, index it."""
-        data = await read_body(request, cfg.max_body_bytes)
-        try:
-            done = svc.ingestor.ingest_trace(who.tenant_id, app_id, data)
-        except InputError as exc:
-            raise ProblemError(
-                400,
-                "invalid-trace",
-                f"not a valid trace document: {exc.message}",
-                [ErrorItem(f"body: {exc.location}" if exc.location else "body", exc.message)],
-            ) from None
-        svc.timer.touch(who.tenant_id)
-        if done.ack.duplicate:
-            svc.duplicate_events.inc()
-        else:
-            svc.ingested_events.inc()
-            svc.analysed_runs.inc()
-            for f in done.result.findings:
-                svc.findings.labels(f.severity.value).inc()
-            svc.alert(app_id, done.run, done.result.findings, done.trace_hash)
-        body = {
-            "traceHash": done.trace_hash,
-            "runId": done.run_id,
-            "seq": done.ack.seq,
-            "duplicate": done.ack.duplicate,
-            "status": done.row.status,
-            "riskScore": done.row.risk_score,
-            "verdict": done.row.verdict,
-            "findings": done.result.findings,
-        }
-        return json_response(body, 200 if done.ack.duplicate else 201)
-
-    @app.post("/v1/apps/{app_id}/events", tags=["ingest"])
-    async def post_events(app_id: AppId, request: Request, who: Ingest) -> Response:
-        """Store NDJSON events (idempotent by event id); acknowledges each with its seq."""
-        data = await read_body(request, cfg.max_body_bytes)
-        try:
-            done = svc.ingestor.ingest_events(who.tenant_id, app_id, data)
-        except InvalidLines as exc:
-            items = [ErrorItem(loc, msg) for loc, msg in exc.errors]
-            raise ProblemError(400, "invalid-events", exc.message, items) from None
-        except InputError as exc:
-            raise ProblemError(
-                400, "invalid-events", exc.message, [ErrorItem("body", exc.message)]
-            ) from None
-        svc.timer.touch(who.tenant_id)
-        new = sum(not a.duplicate for a in done.acks)
-        svc.ingested_events.inc(new)
-        svc.duplicate_events.inc(len(done.acks) - new)
-        svc.analysed_runs.inc(len(done.completed_runs))
-        return json_response(
-            {
-                "acknowledged": [
-                    {"eventId": a.event_id, "seq": a.seq, "duplicate": a.duplicate}
-                    for a in done.acks
-                ],
-                "completedRuns": done.completed_runs,
-            }
-        )
-
+    add_ingest_routes(app, svc)
     add_query_routes(app, svc)
     add_forensics_routes(app, svc)
     add_enforcement_routes(app, svc, cfg)
 
     # -- operations --------------------------------------------------------------------------
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> Response:
+    def healthz() -> Response:  # a sync route: the store is asked in a thread, not the loop
         """200 when the store answers, 503 otherwise (no authentication)."""
         try:
             svc.store.tenants()

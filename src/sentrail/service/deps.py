@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from sentrail.service.auth import Principal, Scope
+from sentrail.service.auth import KeyCheckDeferred, Principal, Scope
 from sentrail.service.problems import ProblemError
 
 if TYPE_CHECKING:
@@ -16,10 +18,22 @@ if TYPE_CHECKING:
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
-def authenticated(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key from `sentrail apikey create`: sk_<key id>_<secret>",
+)
+
+
+async def authenticated(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_BEARER),  # noqa: B008
+) -> Principal:
+    """The key's principal. Async: the argon2id check runs in the verifier's own bounded
+    threads, so callers waiting for a slot hold no thread of the shared pool. (The
+    ``HTTPBearer`` dependency puts the security scheme in the OpenAPI document.)"""
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token:
         raise ProblemError(
             401,
             "unauthorized",
@@ -27,7 +41,18 @@ def authenticated(request: Request) -> Principal:
             headers={"WWW-Authenticate": "Bearer"},
         )
     services: Services = request.app.state.services
-    principal = services.keys.verify(token.strip())
+    client = request.client.host if request.client is not None else "unknown"
+    try:
+        principal = await services.keys.averify(token, client)
+    except KeyCheckDeferred as exc:
+        retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        if exc.limited:
+            raise ProblemError(
+                429, "too-many-failures", "too many failed key checks; retry later", [], retry
+            ) from None
+        raise ProblemError(
+            503, "busy", "the service is busy checking keys; retry", [], retry
+        ) from None
     if principal is None:
         raise ProblemError(
             401,
@@ -40,8 +65,8 @@ def authenticated(request: Request) -> Principal:
 
 # The closures take their dependencies as default values: annotations are strings here
 # (postponed evaluation) and could not see the closure's ``scope``.
-def needs(scope: Scope) -> Callable[..., Principal]:
-    def check(principal: Principal = Depends(authenticated)) -> Principal:  # noqa: B008
+def needs(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    async def check(principal: Principal = Depends(authenticated)) -> Principal:  # noqa: B008
         if scope.value not in principal.scopes:
             raise ProblemError(403, "forbidden", f"this key lacks the {scope.value!r} scope")
         return principal
@@ -49,8 +74,8 @@ def needs(scope: Scope) -> Callable[..., Principal]:
     return check
 
 
-def app_scope(scope: Scope) -> Callable[..., Principal]:
-    def check(
+def app_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    async def check(
         app_id: str = Path(pattern=ID_PATTERN),
         principal: Principal = Depends(needs(scope)),  # noqa: B008
     ) -> Principal:

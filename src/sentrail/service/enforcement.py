@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
@@ -10,9 +11,10 @@ from starlette.responses import Response
 
 from sentrail.enforce.model import DecisionRequest
 from sentrail.enforce.state import EnforcementError
-from sentrail.model.trace import ToolResult
+from sentrail.model.trace import StepIndex, ToolResult
 from sentrail.service.deps import Approve, Contain, Decide, LogRead
 from sentrail.service.http import decode_body, json_response, read_body
+from sentrail.service.openapi import json_body
 from sentrail.service.problems import ProblemError
 
 if TYPE_CHECKING:
@@ -23,7 +25,7 @@ class ObserveBody(msgspec.Struct, forbid_unknown_fields=True):
     run_id: str
     result: ToolResult
     agent_id: str | None = None
-    step_index: int | None = None
+    step_index: StepIndex | None = None
 
 
 class ApprovalBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -42,7 +44,7 @@ class ContainBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> None:
-    @app.post("/v1/decide", tags=["enforcement"])
+    @app.post("/v1/decide", tags=["enforcement"], openapi_extra=json_body(DecisionRequest))
     async def post_decide(request: Request, who: Decide) -> Response:
         """Ask the decision point about one tool call; the signed decision is recorded
         (in the run's chain) before it is returned. Fail closed: any error is a deny."""
@@ -53,13 +55,13 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         svc.decisions.labels(decision.outcome.value).inc()
         return json_response(decision)
 
-    @app.post("/v1/observe", tags=["enforcement"])
+    @app.post("/v1/observe", tags=["enforcement"], openapi_extra=json_body(ObserveBody))
     async def post_observe(request: Request, who: Decide) -> Response:
         """Feed a tool's result back to its run (injected instructions taint later calls)."""
         data = await read_body(request, cfg.max_body_bytes)
-        body = decode_body(data, ObserveBody)
-        found = svc.pdp.observe(
-            who.tenant_id, body.run_id, body.result, body.agent_id, body.step_index
+        body = await asyncio.to_thread(decode_body, data, ObserveBody)  # up to the body limit:
+        found = await asyncio.to_thread(  # decoding and scanning stay off the event loop
+            svc.pdp.observe, who.tenant_id, body.run_id, body.result, body.agent_id, body.step_index
         )
         return json_response({"findings": found})
 
@@ -68,7 +70,11 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         """Pending approvals of the key's tenant."""
         return json_response({"items": svc.approvals.pending(who.tenant_id)})
 
-    @app.post("/v1/approvals/{approval_id}/{verdict}", tags=["enforcement"])
+    @app.post(
+        "/v1/approvals/{approval_id}/{verdict}",
+        tags=["enforcement"],
+        openapi_extra=json_body(ApprovalBody, required=False),
+    )
     async def post_approval(
         approval_id: Annotated[str, Path(max_length=64)],
         verdict: Annotated[str, Path(pattern="^(approve|deny)$")],
@@ -80,7 +86,7 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         body = decode_body(data or b"{}", ApprovalBody)
         try:
             a = svc.approvals.decide(
-                approval_id, who.tenant_id, verdict == "approve", f"key:{who.key_id}", body.reason
+                approval_id, who.tenant_id, verdict == "approve", who.actor, body.reason
             )
         except EnforcementError as exc:
             if exc.message.startswith("no approval"):
@@ -90,13 +96,13 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
             svc.approval_latency.labels(a.status).observe(a.decided_at - a.requested_at)
         return json_response(a)
 
-    @app.post("/v1/containment", tags=["enforcement"])
+    @app.post("/v1/containment", tags=["enforcement"], openapi_extra=json_body(ContainBody))
     async def post_containment(request: Request, who: Contain) -> Response:
         """Quarantine, revoke a grant, disable a tool, freeze a run (idempotent, recorded).
         ``release`` is refused here: it needs the guarded re-enable (CLI)."""
         data = await read_body(request, 64 * 1024)
         body = decode_body(data, ContainBody)
-        c, t, by = svc.containment, who.tenant_id, f"key:{who.key_id}"
+        c, t, by = svc.containment, who.tenant_id, who.actor
         try:
             if body.action == "quarantine":
                 changed = c.quarantine(t, body.agent, by, body.reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 import zlib
 from typing import Any
 
@@ -27,14 +28,31 @@ def iso(epoch: float | None) -> str | None:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+# The instants a query may name: what ``datetime`` can represent (years 1-9999). A time
+# outside it (or NaN, or an infinity) cannot be a run's start and is refused, not clamped.
+EARLIEST = dt.datetime(1, 1, 1, tzinfo=dt.UTC).timestamp()
+LATEST = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC).timestamp()
+
+
 def parse_time(value: str | None, name: str) -> float | None:
-    """RFC 3339 (``2026-11-25T10:00:00Z``) or Unix seconds."""
+    """RFC 3339 (``2026-11-25T10:00:00Z``) or Unix seconds, within years 1-9999."""
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = _rfc3339(value, name)
+    if not math.isfinite(seconds) or not EARLIEST <= seconds <= LATEST:
+        raise ProblemError(
+            400,
+            "invalid-query",
+            f"{name} is not a time between the years 1 and 9999",
+            [ErrorItem(f"query.{name}", "expected a finite time in years 1-9999")],
+        )
+    return seconds
+
+
+def _rfc3339(value: str, name: str) -> float:
     try:
         when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -46,7 +64,10 @@ def parse_time(value: str | None, name: str) -> float | None:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
+    try:
+        return when.timestamp()
+    except (OverflowError, ValueError):  # an offset that moves it past year 1 or 9999
+        return math.nan
 
 
 def b64(b: bytes) -> str:
@@ -54,7 +75,8 @@ def b64(b: bytes) -> str:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body (gunzipped if so encoded), refused past ``limit`` bytes."""
+    """The request body, refused past ``limit`` bytes; gunzipped when sent with
+    ``Content-Encoding: gzip`` or as ``Content-Type: application/gzip``."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -64,7 +86,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip"):
         raise ProblemError(415, "unsupported-encoding", f"Content-Encoding {encoding!r}")
-    gz = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    gzipped = encoding == "gzip" or media == "application/gzip"
+    gz = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
     chunks: list[bytes] = []
     size = 0
     try:

@@ -12,6 +12,14 @@ from collections.abc import Sequence
 import msgspec
 from starlette.responses import Response
 
+from sentrail.store.base import (
+    EventIdConflict,
+    InvalidStoreId,
+    RunRedacted,
+    StoreRefusal,
+    UnstorableValue,
+)
+
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://sentrail.dev/problems/"
 
@@ -26,6 +34,7 @@ _TITLES = {
     413: "Content too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
+    429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -83,3 +92,20 @@ def problem_response(
     return Response(
         msgspec.json.encode(body), status_code=status, media_type=MEDIA_TYPE, headers=headers
     )
+
+
+# A store refusal is a permanent input problem; each kind has its own status and type.
+_REFUSALS: tuple[tuple[type[StoreRefusal], int, str], ...] = (
+    (InvalidStoreId, 400, "invalid-id"),
+    (UnstorableValue, 400, "unstorable-value"),
+    (RunRedacted, 409, "run-redacted"),
+    (EventIdConflict, 409, "event-id-conflict"),
+)
+
+
+def refusal_status(exc: StoreRefusal) -> tuple[int, str]:
+    """The HTTP status and problem type of a store refusal (400 for one not listed)."""
+    for kind, status, slug in _REFUSALS:
+        if isinstance(exc, kind):
+            return status, slug
+    return 400, "refused"

@@ -16,10 +16,13 @@ from sentrail.evidence.note import split_note
 from sentrail.model.decode import decode_event
 from sentrail.model.events import fold_run
 from sentrail.model.finding import Finding, Severity
+from sentrail.model.trace import INT64_MAX
 from sentrail.service.deps import AppId, LogRead, Read, Triage
 from sentrail.service.forensics import explanations_of, stored_run
 from sentrail.service.http import b64, iso, json_response, parse_time, read_body
+from sentrail.service.openapi import json_body
 from sentrail.service.problems import ErrorItem, ProblemError
+from sentrail.service.run_pages import runs_page
 from sentrail.store.records import (
     FindingFilter,
     FindingRow,
@@ -36,33 +39,33 @@ if TYPE_CHECKING:
 
 def _run_item(row: RunRow) -> dict[str, Any]:
     return {
-        "traceHash": row.trace_hash,
-        "runId": row.run_id,
+        "trace_hash": row.trace_hash,
+        "run_id": row.run_id,
         "agent_id": row.agent_id,
         "status": row.status,
         "verdict": row.verdict,
-        "riskScore": row.risk_score,
-        "blockedBy": row.blocked_by,
-        "durationMs": row.duration_ms,
-        "startedAt": iso(row.started_at),
+        "risk_score": row.risk_score,
+        "blocked_by": row.blocked_by,
+        "duration_ms": row.duration_ms,
+        "started_at": iso(row.started_at),
         "steps": row.steps,
         "findings": row.findings,
-        "findingCounts": row.counts,
+        "finding_counts": row.counts,
     }
 
 
 def _finding_item(row: FindingRow) -> dict[str, Any]:
     return {
         "id": row.finding_id,
-        "runId": row.run_id,
+        "run_id": row.run_id,
         "category": row.category,
         "severity": row.severity,
         "rule": row.rule_id,
         "step": row.step,
         "resolved": row.resolved,
-        "resolvedAt": iso(row.resolved_at),
-        "resolvedBy": row.resolved_by,
-        "createdAt": iso(row.created_at),
+        "resolved_at": iso(row.resolved_at),
+        "resolved_by": row.resolved_by,
+        "created_at": iso(row.created_at),
         "finding": msgspec.Raw(row.body),
     }
 
@@ -89,14 +92,17 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
         status: Annotated[
             str | None, Query(pattern="^(executed|blocked|pending_approval|running)$")
         ] = None,
-        agent: Annotated[str | None, Query(max_length=1024)] = None,
+        agent: Annotated[
+            str | None,
+            Query(max_length=1024, description="Agent id glob (a plain value is a prefix)"),
+        ] = None,
         verdict: Annotated[str | None, Query(pattern="^(allowed|suspicious|unauthorized)$")] = None,
         since: Annotated[str | None, Query(description="RFC 3339 or Unix seconds")] = None,
         until: Annotated[str | None, Query(description="RFC 3339 or Unix seconds")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=4096)] = None,
     ) -> Response:
-        """Runs, newest first, with cursor pagination (pass ``nextCursor`` back)."""
+        """Runs, newest first, with cursor pagination (pass ``next_cursor`` back)."""
         after = None
         if cursor is not None:
             try:
@@ -107,17 +113,14 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
                 ) from None
         flt = RunFilter(
             status=status,
-            agent=agent,
             verdict=verdict,
             since=parse_time(since, "since"),
             until=parse_time(until, "until"),
         )
         with records(svc.store) as rtx:
-            rows = rtx.list_runs(who.tenant_id, app_id, flt, limit + 1, after)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].started_at, rows[-1].run_id) if more else None
-        return json_response({"items": [_run_item(r) for r in rows], "nextCursor": next_cursor})
+            rows, more = runs_page(rtx, who.tenant_id, app_id, flt, agent, limit, after)
+        next_cursor = encode_cursor(*more) if more is not None else None
+        return json_response({"items": [_run_item(r) for r in rows], "next_cursor": next_cursor})
 
     @app.get("/v1/apps/{app_id}/traces/{trace_hash}", tags=["query"])
     def get_trace(
@@ -173,36 +176,36 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
             "events": [
                 {
                     "seq": e.seq,
-                    "eventId": e.event_id,
+                    "event_id": e.event_id,
                     "kind": e.kind,
-                    "payloadSha256": e.payload_sha256.hex(),
-                    "prevHash": e.prev_hash.hex(),
-                    "chainHash": e.chain_hash.hex(),
-                    "leafHash": e.leaf_hash.hex(),
+                    "payload_sha256": e.payload_sha256.hex(),
+                    "prev_hash": e.prev_hash.hex(),
+                    "chain_hash": e.chain_hash.hex(),
+                    "leaf_hash": e.leaf_hash.hex(),
                     "redacted": e.payload is None,
                 }
                 for e in events
             ],
             "checkpoint": {
                 "origin": head.origin,
-                "treeSize": head.size,
-                "rootHash": b64(head.root_hash),
+                "tree_size": head.size,
+                "root_hash": b64(head.root_hash),
                 "note": checkpoint.note,
             },
             "signatures": [
-                {"keyName": name, "keyId": kid.hex(), "signature": b64(sig)}
+                {"key_name": name, "key_id": kid.hex(), "signature": b64(sig)}
                 for name, kid, sig in split_note(checkpoint.note)[1]
             ],
-            "inclusionProofs": [
+            "inclusion_proofs": [
                 {
                     "seq": e.seq,
-                    "leafIndex": e.seq,
-                    "treeSize": checkpoint.size,
+                    "leaf_index": e.seq,
+                    "tree_size": checkpoint.size,
                     "path": [b64(h) for h in path],
                 }
                 for e, path in zip(in_tree, paths, strict=True)
             ],
-            "verifierKey": svc.signer.verifier_key(),
+            "verifier_key": svc.signer.verifier_key(),
             "explanations": explanations_of(stored_run(svc.store, tenant, app_id, row.run_id)),
         }
         return json_response(body)
@@ -217,7 +220,7 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=1024)] = None,
     ) -> Response:
-        """Findings of the app's runs, by id; pass ``nextCursor`` back for the next page."""
+        """Findings of the app's runs, by id; pass ``next_cursor`` back for the next page."""
         flt = FindingFilter(category=category, severity=severity, resolved=resolved)
         with records(svc.store) as rtx:
             rows = rtx.list_findings(who.tenant_id, app_id, flt, limit + 1, cursor)
@@ -226,11 +229,11 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
         return json_response(
             {
                 "items": [_finding_item(r) for r in rows],
-                "nextCursor": rows[-1].finding_id if more else None,
+                "next_cursor": rows[-1].finding_id if more else None,
             }
         )
 
-    @app.patch("/v1/findings/{finding_id}", tags=["triage"])
+    @app.patch("/v1/findings/{finding_id}", tags=["triage"], openapi_extra=json_body(FindingPatch))
     async def patch_finding(
         finding_id: Annotated[str, Path(max_length=1024)], request: Request, who: Triage
     ) -> Response:
@@ -257,7 +260,7 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
                 who.tenant_id,
                 finding_id,
                 patch.resolved,
-                f"key:{who.key_id}",
+                who.actor,
                 patch.comment,
                 time.time(),
             )
@@ -282,18 +285,18 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
         return json_response(
             {
                 "origin": head.origin,
-                "treeSize": head.size,
-                "rootHash": b64(head.root_hash),
+                "tree_size": head.size,
+                "root_hash": b64(head.root_hash),
                 "note": cp.note,
-                "verifierKey": svc.signer.verifier_key(),
+                "verifier_key": svc.signer.verifier_key(),
             }
         )
 
     @app.get("/v1/log/proof/inclusion", tags=["log"])
     def get_inclusion(
         who: LogRead,
-        leaf_index: Annotated[int, Query(ge=0)],
-        tree_size: Annotated[int, Query(ge=1)],
+        leaf_index: Annotated[int, Query(ge=0, le=INT64_MAX)],
+        tree_size: Annotated[int, Query(ge=1, le=INT64_MAX)],
     ) -> Response:
         """RFC 9162 inclusion proof of leaf ``leaf_index`` in the tree of ``tree_size``."""
         if leaf_index >= tree_size:
@@ -307,9 +310,9 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
         (event,) = list(svc.store.events(who.tenant_id, leaf_index, leaf_index + 1))
         return json_response(
             {
-                "leafIndex": leaf_index,
-                "treeSize": tree_size,
-                "leafHash": b64(event.leaf_hash),
+                "leaf_index": leaf_index,
+                "tree_size": tree_size,
+                "leaf_hash": b64(event.leaf_hash),
                 "path": [b64(h) for h in paths[0]],
             }
         )
@@ -317,8 +320,8 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
     @app.get("/v1/log/proof/consistency", tags=["log"])
     def get_consistency(
         who: LogRead,
-        first: Annotated[int, Query(ge=0)],
-        second: Annotated[int, Query(ge=0)],
+        first: Annotated[int, Query(ge=0, le=INT64_MAX)],
+        second: Annotated[int, Query(ge=0, le=INT64_MAX)],
     ) -> Response:
         """RFC 9162 consistency proof from tree size ``first`` to ``second``."""
         if first > second:

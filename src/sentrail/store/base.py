@@ -13,11 +13,35 @@ from typing import Protocol
 
 import msgspec
 
-from sentrail.errors import SentrailError
+from sentrail.errors import InputError, SentrailError
 
 
 class StoreError(SentrailError):
     """The store cannot do what was asked, or holds data that is not well formed."""
+
+
+class StoreRefusal(StoreError, InputError):
+    """The store refuses what was asked because of what was asked, not because of its
+    state: sending it again unchanged fails the same way. Callers treat it as input
+    (the service answers 4xx naming the problem, never "retry"; ``ingest`` reports the
+    file and goes on); every other StoreError is a failure of the store itself."""
+
+
+class InvalidStoreId(StoreRefusal):
+    """A tenant, run or event id (or an event kind) that is empty, too long or reserved."""
+
+
+class RunRedacted(StoreRefusal):
+    """An event for a run whose data key was erased: a redacted run takes no more events."""
+
+
+class UnstorableValue(StoreRefusal):
+    """A value the backend cannot hold as sent (PostgreSQL: a NUL character in text, a
+    number out of its column's range): the database's data exceptions, SQLSTATE class 22."""
+
+
+class EventIdConflict(StoreRefusal):
+    """An event id already stored with other bytes: the same id must mean the same event."""
 
 
 class NewEvent(msgspec.Struct, frozen=True):

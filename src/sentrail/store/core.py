@@ -42,10 +42,12 @@ from sentrail.store import erasure, leafdata
 from sentrail.store.base import (
     Appended,
     Checkpoint,
+    InvalidStoreId,
     NewEvent,
     Redaction,
     RetentionDue,
     RunKey,
+    RunRedacted,
     StoredEvent,
     StoreError,
 )
@@ -109,11 +111,15 @@ def check_event(e: NewEvent) -> None:
     ):
         for name in ("tenant_id", "run_id", "event_id", "kind"):
             if _bad_id(getattr(e, name)):
-                raise StoreError(f"{name} must be a non-empty string of at most {MAX_ID_CHARS}")
+                raise InvalidStoreId(
+                    f"{name} must be a non-empty string of at most {MAX_ID_CHARS} characters"
+                )
     if not isinstance(e.payload, bytes):
         raise StoreError("the payload must be bytes", f"event {e.event_id}")
     if e.kind == REDACTION_KIND:
-        raise StoreError(f"the kind {REDACTION_KIND!r} is the store's own", f"event {e.event_id}")
+        raise InvalidStoreId(
+            f"the kind {REDACTION_KIND!r} is the store's own", f"event {e.event_id}"
+        )
 
 
 class LogStore(abc.ABC):
@@ -244,7 +250,7 @@ class LogStore(abc.ABC):
                 continue
             key = keys.get(e.run_id)
             if not internal and key is not None and key.erased:
-                raise StoreError(
+                raise RunRedacted(
                     f"run {e.run_id!r} was redacted (its data key is erased): "
                     "it takes no more events",
                     f"tenant {tenant}: event {e.event_id}",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
 from sentrail.evidence.note import Signer
-from sentrail.store.base import RunKey, StoreError
+from sentrail.store.base import RunKey, StoreError, UnstorableValue
 from sentrail.store.core import CHECKPOINT_EVERY, LogStore, Tx
 from sentrail.store.sql import SqlTx, _bytes, apply_migrations, run_key, seq_of
 
@@ -123,6 +123,8 @@ class PostgresStore(LogStore):
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield PgTx(cur, "%s")
+        except psycopg.DataError as exc:  # the values sent, not the database: 4xx
+            raise UnstorableValue(f"the store cannot hold a value of this request: {exc}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL: {exc}") from exc
 
