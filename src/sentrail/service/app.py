@@ -58,6 +58,8 @@ class ServiceConfig(msgspec.Struct, frozen=True):
     checkpoint_interval_s: float = 1.0
     base_url: str = ""
     decide_timeout_s: float = 1.0
+    dashboard: bool = True  # the web interface at /ui (docs/dashboard.md)
+    session_ttl_s: float = 8 * 3600.0
 
 
 class Services:
@@ -277,6 +279,10 @@ def create_app(
 
     add_query_routes(app, svc)
     add_enforcement_routes(app, svc, cfg)
+    if cfg.dashboard:
+        from sentrail.ui import add_dashboard  # the front end sits above the service
+
+        add_dashboard(app, svc, cfg.session_ttl_s)
 
     # -- operations --------------------------------------------------------------------------
     @app.get("/healthz", tags=["operations"])
