@@ -11,6 +11,7 @@ import msgspec
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from sentrail.errors import SentrailError
 from sentrail.model.decode import decode_event
 from sentrail.model.events import RunCompleted, RunStarted
 from sentrail.model.trace import PermissionsSummary, Run
@@ -21,10 +22,12 @@ from sentrail.store.records import RunFilter, decode_cursor, encode_cursor, reco
 from sentrail.ui import queries as q
 from sentrail.ui.queries import DAY, FeedFilter
 from sentrail.ui.render import path_part, query
+from sentrail.ui.runs import finding_message
 from sentrail.ui.web import Dashboard, UiError, redirect
 
 PAGE = 50
 CHART_DAYS = 14
+STATUSES = ("executed", "blocked", "pending_approval", "running")
 WINDOWS = {"24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY, "365d": 365 * DAY}
 REPEATED_ESCALATION = 2  # escalated in this many runs or more: the grant needs updating
 CATEGORIES = (
@@ -97,7 +100,7 @@ def router(dash: Dashboard) -> APIRouter:
     ) -> Response:
         session = dash.for_app(request, app)
         flt = RunFilter(
-            status=_choice(status, ("executed", "blocked", "pending_approval", "running"), "status"),
+            status=_choice(status, STATUSES, "status"),
             agent=_text(agent, "agent"),
             verdict=_choice(verdict, ("allowed", "suspicious", "unauthorized"), "verdict"),
             since=_time(since, "since"),
@@ -175,9 +178,7 @@ def router(dash: Dashboard) -> APIRouter:
         tenant = session.tenant_id
         with records(store) as rtx:
             items = q.anomaly_feed(rtx, tenant, app, flt, PAGE + 1, _cursor(cursor))
-            audits = {
-                i.finding.finding_id: rtx.audit(tenant, i.finding.finding_id) for i in items
-            }
+            audits = {i.finding.finding_id: rtx.audit(tenant, i.finding.finding_id) for i in items}
             agents = q.feed_agents(rtx, tenant, app)
         more = len(items) > PAGE
         items = items[:PAGE]
@@ -208,7 +209,7 @@ def router(dash: Dashboard) -> APIRouter:
             nav="anomalies",
             items=items,
             audits=audits,
-            messages={i.finding.finding_id: _message(i.finding.body) for i in items},
+            messages={i.finding.finding_id: finding_message(i.finding.body) for i in items},
             filters=filters,
             next_url=next_url,
             agents=agents,
@@ -306,16 +307,8 @@ def _granted(dash: Dashboard, tenant: str, agent: str, run_id: str) -> set[str]:
         elif e.kind in ("run_started", "run_completed"):
             try:
                 ev = decode_event(e.payload)
-            except Exception:  # noqa: BLE001 - a bad stored line only hides a grant
-                continue
+            except SentrailError:  # a bad stored line only hides a grant
+                ev = None
             if isinstance(ev, RunStarted | RunCompleted) and ev.permissions_summary is not None:
                 summary = ev.permissions_summary
     return set(summary.granted) if summary is not None else set()
-
-
-def _message(body: bytes) -> str:
-    try:
-        msg = msgspec.json.decode(body, type=dict[str, object]).get("message", "")
-    except msgspec.DecodeError:
-        return ""
-    return msg if isinstance(msg, str) else ""

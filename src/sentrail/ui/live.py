@@ -21,7 +21,8 @@ from starlette.responses import StreamingResponse
 
 from sentrail.store.records import records
 from sentrail.ui import queries as q
-from sentrail.ui.run_page import _load, _timeline_ctx
+from sentrail.ui.run_page import load_for_app, timeline_context
+from sentrail.ui.runs import finding_message
 from sentrail.ui.sessions import Session
 from sentrail.ui.web import Dashboard, SignInNeeded
 
@@ -85,7 +86,7 @@ def router(dash: Dashboard) -> APIRouter:
                     html = template.render(
                         item=item,
                         audit=[],
-                        message=_message(item),
+                        message=finding_message(item.finding.body),
                         app=app,
                         csrf=dash.sessions.csrf_token(session),
                         can_triage=can_triage,
@@ -105,7 +106,7 @@ def router(dash: Dashboard) -> APIRouter:
     async def run_live(
         request: Request, app: str, trace_hash: str, after: int = -1
     ) -> StreamingResponse:
-        _load(dash, request, app, trace_hash)  # checks the session, the app and the run
+        load_for_app(dash, request, app, trace_hash)  # checks the session, the app and the run
         resume = request.headers.get("last-event-id")
         last_seq = int(resume) if resume and resume.isdigit() else after
 
@@ -118,13 +119,15 @@ def router(dash: Dashboard) -> APIRouter:
             while time.monotonic() - started < MAX_AGE_S:
                 if await request.is_disconnected() or _still_signed_in(dash, request) is None:
                     return
-                loaded = await to_thread.run_sync(_load, dash, request, app, trace_hash)
+                loaded = await to_thread.run_sync(load_for_app, dash, request, app, trace_hash)
                 newest = max((e.seq for e in loaded.events), default=-1)
                 if newest > last_seq:
-                    ctx = _timeline_ctx(dash, loaded)
+                    ctx = timeline_context(dash, loaded)
                     tl = ctx["timeline"]
                     fresh = [
-                        b for b in tl.bars if loaded.step_events.get(b.step.step_index, -1) > last_seq
+                        b
+                        for b in tl.bars
+                        if loaded.step_events.get(b.step.step_index, -1) > last_seq
                     ]
                     for bar in fresh:
                         yield sse("step", step_tpl.render(bar=bar, app=app))
@@ -140,9 +143,3 @@ def router(dash: Dashboard) -> APIRouter:
         return _stream(body())
 
     return r
-
-
-def _message(item: q.FeedItem) -> str:
-    from sentrail.ui.fleet import _message as message_of
-
-    return message_of(item.finding.body)

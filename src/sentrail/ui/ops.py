@@ -11,11 +11,13 @@ belongs to its app; a key for every app (``*``) sees its whole tenant.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from sentrail.enforce.model import args_hash
+from sentrail.enforce.model import Approval, args_hash
 from sentrail.enforce.state import EnforcementError
 from sentrail.model.trace import Step
 from sentrail.service.auth import Scope
@@ -28,6 +30,7 @@ from sentrail.ui.sessions import Session
 from sentrail.ui.web import PREFIX, Dashboard, UiError, redirect, safe_next
 
 MAX_COMMENT = 4096
+A = TypeVar("A", ApprovalRow, Approval)
 
 
 class Visible:
@@ -36,7 +39,7 @@ class Visible:
     def __init__(self, dash: Dashboard, session: Session, app: str) -> None:
         self.dash, self.session, self.app = dash, session, app
 
-    def approvals(self, rows: list[ApprovalRow]) -> list[ApprovalRow]:
+    def approvals(self, rows: Sequence[A]) -> list[A]:
         rows = [a for a in rows if a.tenant_id == self.session.tenant_id]
         if self.session.app_id == "*":
             return rows
@@ -96,7 +99,7 @@ def current_state(log: list[ContainmentRow]) -> dict[str, list[ContainmentRow]]:
     }
 
 
-def _call_of(dash: Dashboard, session: Session, app: str, a: ApprovalRow) -> Step | None:
+def _call_of(dash: Dashboard, session: Session, app: str, a: Approval) -> Step | None:
     """The stored step whose tool and arguments hash to the approval's (the approval
     binds a SHA-256 of the arguments; the arguments are shown only when a stored step of
     the run matches it exactly, so what is shown is what would be approved)."""
@@ -154,7 +157,9 @@ def router(dash: Dashboard) -> APIRouter:
         log = visible.containment(log)
         calls = {a.approval_id: _call_of(dash, session, app, a) for a in pending}
         with records(svc.store) as rtx:
-            hashes = {a.approval_id: q.run_by_id(rtx, session.tenant_id, app, a.run_id) for a in pending}
+            hashes = {
+                a.approval_id: q.run_by_id(rtx, session.tenant_id, app, a.run_id) for a in pending
+            }
         return dash.render(
             request,
             "approvals.html",

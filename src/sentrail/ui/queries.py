@@ -56,7 +56,11 @@ def _run_where(tenant: str, app: str, flt: RunFilter, alias: str = "") -> tuple[
     p = f"{alias}." if alias else ""
     sql = f"{p}tenant_id = ? AND {p}app_id = ?"
     params: list[object] = [tenant, app]
-    for column, value in (("status", flt.status), ("agent_id", flt.agent), ("verdict", flt.verdict)):
+    for column, value in (
+        ("status", flt.status),
+        ("agent_id", flt.agent),
+        ("verdict", flt.verdict),
+    ):
         if value is not None:
             sql += f" AND {p}{column} = ?"
             params.append(value)

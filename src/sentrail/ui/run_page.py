@@ -35,7 +35,7 @@ class RunTab(msgspec.Struct, frozen=True):
     context: Callable[[Dashboard, LoadedRun], dict[str, Any]]
 
 
-def _timeline_ctx(dash: Dashboard, loaded: LoadedRun) -> dict[str, Any]:
+def timeline_context(dash: Dashboard, loaded: LoadedRun) -> dict[str, Any]:
     steps = loaded.run.steps if loaded.run is not None else []
     registry = dash.svc.ingestor.engine.policy.registry
     return {"timeline": timeline.build(steps, loaded.findings, lambda t: registry.risk(t).value)}
@@ -51,13 +51,13 @@ def _provenance_ctx(dash: Dashboard, loaded: LoadedRun) -> dict[str, Any]:
 
 
 TABS: tuple[RunTab, ...] = (
-    RunTab("timeline", "Timeline", "run_timeline.html", _timeline_ctx),
+    RunTab("timeline", "Timeline", "run_timeline.html", timeline_context),
     RunTab("decisions", "Decision tree", "run_decisions.html", _decisions_ctx),
     RunTab("provenance", "Provenance", "run_provenance.html", _provenance_ctx),
 )
 
 
-def _load(dash: Dashboard, request: Request, app: str, trace_hash: str) -> LoadedRun:
+def load_for_app(dash: Dashboard, request: Request, app: str, trace_hash: str) -> LoadedRun:
     session = dash.for_app(request, app)
     if len(trace_hash) != 64 or any(c not in "0123456789abcdef" for c in trace_hash):
         raise UiError(404, "no such run")
@@ -124,7 +124,7 @@ def router(dash: Dashboard) -> APIRouter:
 
     @r.get("/apps/{app}/runs/{trace_hash}")
     def run_view(request: Request, app: str, trace_hash: str, tab: str = "timeline") -> Response:
-        loaded = _load(dash, request, app, trace_hash)
+        loaded = load_for_app(dash, request, app, trace_hash)
         session = dash.for_app(request, app)
         chosen = next((t for t in TABS if t.slug == tab), None)
         if chosen is None:
@@ -147,15 +147,14 @@ def router(dash: Dashboard) -> APIRouter:
             tab=chosen,
             frozen=frozen,
             by_step={
-                i: [f for f in loaded.findings if f.step_index == i]
-                for i in loaded.step_events
+                i: [f for f in loaded.findings if f.step_index == i] for i in loaded.step_events
             },
             **chosen.context(dash, loaded),
         )
 
     @r.get("/apps/{app}/runs/{trace_hash}/provenance.json")
     def provenance(request: Request, app: str, trace_hash: str) -> Response:
-        loaded = _load(dash, request, app, trace_hash)
+        loaded = load_for_app(dash, request, app, trace_hash)
         return Response(
             msgspec.json.encode(proof_document(dash, loaded)),
             media_type="application/json",
@@ -164,7 +163,7 @@ def router(dash: Dashboard) -> APIRouter:
 
     @r.get("/apps/{app}/runs/{trace_hash}/payloads.bin")
     def payloads(request: Request, app: str, trace_hash: str) -> Response:
-        loaded = _load(dash, request, app, trace_hash)
+        loaded = load_for_app(dash, request, app, trace_hash)
         return Response(
             payload_stream(loaded),
             media_type="application/octet-stream",

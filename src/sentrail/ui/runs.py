@@ -83,3 +83,12 @@ def load_run_row(store: LogStore, row: RunRow, finding_rows: list[FindingRow]) -
         except msgspec.DecodeError:
             continue
     return LoadedRun(row, run, events, finding_rows, findings, step_events, source)
+
+
+def finding_message(body: bytes) -> str:
+    """A stored finding's message (empty when the body is not a finding)."""
+    try:
+        msg = msgspec.json.decode(body, type=dict[str, object]).get("message", "")
+    except msgspec.DecodeError:
+        return ""
+    return msg if isinstance(msg, str) else ""

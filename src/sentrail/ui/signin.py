@@ -118,7 +118,7 @@ def router(dash: Dashboard) -> APIRouter:
         """Browsers post CSP violations here; they are counted and logged (bounded)."""
         try:
             body = await read_body(request, 16 * 1024)
-        except Exception:  # noqa: BLE001 - a report is best-effort
+        except Exception:
             body = b""
         dash.csp_reports += 1
         log.warning("CSP violation reported (%d bytes)", len(body))

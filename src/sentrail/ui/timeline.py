@@ -83,9 +83,7 @@ def build(
     by_step: dict[int, list[Marker]] = {}
     for f in findings:
         if f.step_index is not None:
-            by_step.setdefault(f.step_index, []).append(
-                Marker(f.id, f.severity.value, f.message)
-            )
+            by_step.setdefault(f.step_index, []).append(Marker(f.id, f.severity.value, f.message))
     bars = [
         StepBar(
             idx=i,
