@@ -177,3 +177,13 @@ def sign_in(page: Any, site: Site, key: str = "all") -> None:
     page.fill("#api_key", site.keys[key])
     page.click("button[type=submit]")
     page.wait_for_url("**/ui/apps/**")
+
+
+def wait_until(page: Any, expression: str, timeout_s: float = 20.0) -> None:
+    """Poll ``expression`` until it is truthy. (Playwright's ``wait_for_function`` evaluates
+    its predicate with ``eval``, which the dashboard's CSP rightly refuses; ``evaluate``
+    goes through the DevTools protocol instead.)"""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s}s: {expression}"
+        page.wait_for_timeout(100)

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from sentrail.store.records import records
-from tests.ui.conftest import EXAMPLES, Site, sign_in
+from tests.ui.conftest import EXAMPLES, Site, sign_in, wait_until
 
 PROD_DELETE = hashlib.sha256((EXAMPLES / "traces" / "prod-delete.json").read_bytes()).hexdigest()
 
@@ -79,7 +79,7 @@ def test_a_timeline_step_opens_by_click_and_by_keyboard_with_its_details(
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
     page.keyboard.press("Enter")
-    page.wait_for_function("location.hash === '#step-3'")
+    wait_until(page, "location.hash === '#step-3'")
     assert page.locator("details#step-3").get_attribute("open") is not None
     page.locator("details#step-4 > summary").focus()
     page.keyboard.press("Enter")

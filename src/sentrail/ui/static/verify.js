@@ -56,9 +56,9 @@
 
   /* name+keyid(8 hex)+base64(0x01 || 32-byte Ed25519 key); the key id is checked too. */
   async function parseVerifierKey(text) {
-    const parts = text.split("+");
-    if (parts.length !== 3) throw new Error("the pinned key is not name+keyid+base64");
-    const [name, id, b64] = parts;
+    const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/]+=*)$/.exec(text);
+    if (!m) throw new Error("the pinned key is not name+keyid+base64");
+    const [, name, id, b64] = m;
     const raw = unb64(b64);
     if (raw.length !== 33 || raw[0] !== 1) throw new Error("the pinned key is not an Ed25519 key");
     const pub = raw.slice(1);
