@@ -53,9 +53,7 @@ def assert_inert(page: Any) -> None:
         page.evaluate("document.querySelectorAll('iframe, main script, object, embed').length") == 0
     )
     hrefs = page.evaluate("[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))")
-    assert all(
-        h and (h.startswith("/ui/") or h.startswith("#") or h.startswith("?")) for h in hrefs
-    ), hrefs
+    assert all(h and h.startswith(("/ui/", "#", "?")) for h in hrefs), hrefs
     assert page.errors == []
 
 

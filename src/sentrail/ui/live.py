@@ -114,7 +114,7 @@ def router(dash: Dashboard) -> APIRouter:
             nonlocal last_seq
             started = last_sent = time.monotonic()
             yield "retry: 2000\n\n"
-            step_tpl = dash.env.get_template("_step.html")
+            step_macro = dash.env.get_template("_step.html").module.step  # type: ignore[attr-defined]
             bar_tpl = dash.env.get_template("_timeline_svg.html")
             while time.monotonic() - started < MAX_AGE_S:
                 if await request.is_disconnected() or _still_signed_in(dash, request) is None:
@@ -130,7 +130,7 @@ def router(dash: Dashboard) -> APIRouter:
                         if loaded.step_events.get(b.step.step_index, -1) > last_seq
                     ]
                     for bar in fresh:
-                        yield sse("step", step_tpl.render(bar=bar, app=app))
+                        yield sse("step", str(step_macro(bar)))
                     yield sse("timeline", bar_tpl.render(timeline=tl))
                     yield sse("status", loaded.row.status, str(newest))
                     last_seq = newest

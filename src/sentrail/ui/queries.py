@@ -109,9 +109,9 @@ def findings_per_day(
     """Findings of runs started in [since, until), by the run's UTC day and severity."""
     day = _day_expr(rtx, "r.started_at")
     rows = rtx.tx.all(
-        f"SELECT {day}, f.severity, COUNT(*) FROM findings f JOIN runs r "  # noqa: S608
-        "ON r.tenant_id = f.tenant_id AND r.run_id = f.run_id "
-        "WHERE f.tenant_id = ? AND f.app_id = ? AND r.app_id = ? "
+        f"SELECT {day}, f.severity, COUNT(*) FROM findings f CROSS JOIN runs r "  # noqa: S608
+        "WHERE r.tenant_id = f.tenant_id AND r.run_id = f.run_id "
+        "AND f.tenant_id = ? AND f.app_id = ? AND r.app_id = ? "
         "AND r.started_at >= ? AND r.started_at < ? GROUP BY 1, f.severity",
         (tenant, app, app, since, until),
     )
@@ -169,8 +169,8 @@ def anomaly_feed(
     """Findings (flagged steps) newest run first, keyset-paged by (run start, finding id)."""
     sql = (
         f"SELECT {_FEED_COLS} FROM findings f "  # noqa: S608
-        "JOIN runs r ON r.tenant_id = f.tenant_id AND r.run_id = f.run_id "
-        "WHERE f.tenant_id = ? AND f.app_id = ? AND r.app_id = ?"
+        "CROSS JOIN runs r WHERE r.tenant_id = f.tenant_id AND r.run_id = f.run_id "
+        "AND f.tenant_id = ? AND f.app_id = ? AND r.app_id = ?"
     )
     params: list[object] = [tenant, app, app]
     for column, value in (
@@ -204,8 +204,8 @@ def findings_created_after(
     """Findings stored after ``after`` (the live feed's poll), oldest first."""
     rows = rtx.tx.all(
         f"SELECT {_FEED_COLS} FROM findings f "  # noqa: S608
-        "JOIN runs r ON r.tenant_id = f.tenant_id AND r.run_id = f.run_id "
-        "WHERE f.tenant_id = ? AND f.app_id = ? AND r.app_id = ? AND f.created_at > ? "
+        "CROSS JOIN runs r WHERE r.tenant_id = f.tenant_id AND r.run_id = f.run_id "
+        "AND f.tenant_id = ? AND f.app_id = ? AND r.app_id = ? AND f.created_at > ? "
         "ORDER BY f.created_at, f.finding_id LIMIT ?",
         (tenant, app, app, after, limit),
     )
@@ -245,9 +245,9 @@ def escalations(
 ) -> dict[str, dict[str, set[str]]]:
     """Per agent and permission, the runs in which it was used outside the boundary."""
     rows = rtx.tx.all(
-        "SELECT r.agent_id, f.run_id, f.body FROM findings f JOIN runs r "
-        "ON r.tenant_id = f.tenant_id AND r.run_id = f.run_id "
-        "WHERE f.tenant_id = ? AND f.app_id = ? AND r.app_id = ? AND f.category = ? "
+        "SELECT r.agent_id, f.run_id, f.body FROM findings f CROSS JOIN runs r "
+        "WHERE r.tenant_id = f.tenant_id AND r.run_id = f.run_id AND f.tenant_id = ? "
+        "AND f.app_id = ? AND r.app_id = ? AND f.category = ? "
         "AND r.started_at >= ? AND r.started_at < ? LIMIT ?",
         (tenant, app, app, ESCALATION, since, until, limit),
     )
