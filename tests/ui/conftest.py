@@ -134,8 +134,11 @@ def any_site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
     yield from example_site(request.param, tmp_path)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module. (Not per session: Playwright's sync API keeps an
+    event loop running in this thread while it is open, which would break later tests
+    that call ``asyncio.run``.)"""
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"

@@ -104,3 +104,4 @@ def test_hostile_trace_content_renders_as_inert_bounded_text_in_every_view(
     page.goto(base + "?tab=provenance")
     wait_until(page, "document.querySelector('[data-prov=run]').dataset.state === 'ok'", 60)
     assert_inert(page)
+    assert site.app.state.dashboard.csp_reports == 0  # nor did the browser report any

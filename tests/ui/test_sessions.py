@@ -134,6 +134,14 @@ def test_every_page_carries_a_strict_content_security_policy(client: tuple) -> N
     assert "content-security-policy" not in c.get("/healthz").headers  # the API is unchanged
 
 
+def test_csp_violation_reports_are_accepted_and_counted(client: tuple) -> None:
+    c, _ = client
+    before = c.app.state.dashboard.csp_reports
+    r = c.post("/ui/csp-report", content=b'{"csp-report": {"violated-directive": "script-src"}}')
+    assert r.status_code == 204
+    assert c.app.state.dashboard.csp_reports == before + 1
+
+
 def test_a_bad_key_or_a_key_without_read_is_refused_at_sign_in(client: tuple) -> None:
     c, keys = client
     r = c.post("/ui/login", data={"api_key": "sk_0000000000000000_" + "A" * 43}, headers=SAME)

@@ -52,25 +52,27 @@ class FleetCounts(msgspec.Struct, frozen=True):
     agents: int
 
 
-def _run_where(tenant: str, app: str, flt: RunFilter, alias: str = "") -> tuple[str, list[object]]:
-    p = f"{alias}." if alias else ""
-    sql = f"{p}tenant_id = ? AND {p}app_id = ?"
-    params: list[object] = [tenant, app]
-    for column, value in (
-        ("status", flt.status),
-        ("agent_id", flt.agent),
-        ("verdict", flt.verdict),
-    ):
+def _conditions(terms: Sequence[tuple[str, str, object]]) -> tuple[str, list[object]]:
+    """``AND column op ?`` for each (column, op, value) whose value is not None."""
+    sql, params = "", []
+    for column, op, value in terms:
         if value is not None:
-            sql += f" AND {p}{column} = ?"
+            sql += f" AND {column} {op} ?"
             params.append(value)
-    if flt.since is not None:
-        sql += f" AND {p}started_at >= ?"
-        params.append(flt.since)
-    if flt.until is not None:
-        sql += f" AND {p}started_at < ?"
-        params.append(flt.until)
     return sql, params
+
+
+def _run_where(tenant: str, app: str, flt: RunFilter) -> tuple[str, list[object]]:
+    extra, params = _conditions(
+        [
+            ("status", "=", flt.status),
+            ("agent_id", "=", flt.agent),
+            ("verdict", "=", flt.verdict),
+            ("started_at", ">=", flt.since),
+            ("started_at", "<", flt.until),
+        ]
+    )
+    return "tenant_id = ? AND app_id = ?" + extra, [tenant, app, *params]
 
 
 def fleet_counts(rtx: RecordTx, tenant: str, app: str, flt: RunFilter) -> FleetCounts:
@@ -172,24 +174,18 @@ def anomaly_feed(
         "CROSS JOIN runs r WHERE r.tenant_id = f.tenant_id AND r.run_id = f.run_id "
         "AND f.tenant_id = ? AND f.app_id = ? AND r.app_id = ?"
     )
-    params: list[object] = [tenant, app, app]
-    for column, value in (
-        ("r.agent_id", flt.agent),
-        ("f.category", flt.category),
-        ("f.severity", flt.severity),
-    ):
-        if value is not None:
-            sql += f" AND {column} = ?"
-            params.append(value)
-    if flt.resolved is not None:
-        sql += " AND f.resolved = ?"
-        params.append(int(flt.resolved))
-    if flt.since is not None:
-        sql += " AND r.started_at >= ?"
-        params.append(flt.since)
-    if flt.until is not None:
-        sql += " AND r.started_at < ?"
-        params.append(flt.until)
+    extra, params = _conditions(
+        [
+            ("r.agent_id", "=", flt.agent),
+            ("f.category", "=", flt.category),
+            ("f.severity", "=", flt.severity),
+            ("f.resolved", "=", None if flt.resolved is None else int(flt.resolved)),
+            ("r.started_at", ">=", flt.since),
+            ("r.started_at", "<", flt.until),
+        ]
+    )
+    sql += extra
+    params = [tenant, app, app, *params]
     if after is not None:
         sql += " AND (r.started_at < ? OR (r.started_at = ? AND f.finding_id < ?))"
         params.extend((after[0], after[0], after[1]))

@@ -16,7 +16,6 @@ from sentrail.ui.web import (
     PREFIX,
     Dashboard,
     SignInNeeded,
-    UiError,
     log,
     redirect,
     safe_next,
@@ -123,12 +122,5 @@ def router(dash: Dashboard) -> APIRouter:
         dash.csp_reports += 1
         log.warning("CSP violation reported (%d bytes)", len(body))
         return Response(status_code=204)
-
-    @r.get("/csp-reports")
-    def csp_count(request: Request) -> Response:
-        dash.session(request)
-        if not request.app.state.dashboard:
-            raise UiError(404, "not found")
-        return Response(str(dash.csp_reports), media_type="text/plain")
 
     return r
