@@ -215,6 +215,7 @@ def test_a_key_sees_only_its_tenant_and_app_and_acts_only_with_its_scopes(
         csrf = login(c, keys[who]) if who == "other_tenant" else login_any(c, keys[who])
         if who == "app2":
             assert c.get("/ui/apps/app1/runs").status_code == 404
+            assert c.get("/ui/apps/app2%20x/runs").status_code == 404
             assert c.get(f"/ui/apps/app1/runs/{run.trace_hash}").status_code == 404
         else:  # same app name, another tenant: nothing of tenant-a is there
             page = c.get("/ui/apps/app1/runs").text

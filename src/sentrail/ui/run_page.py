@@ -124,8 +124,8 @@ def router(dash: Dashboard) -> APIRouter:
 
     @r.get("/apps/{app}/runs/{trace_hash}")
     def run_view(request: Request, app: str, trace_hash: str, tab: str = "timeline") -> Response:
-        loaded = load_for_app(dash, request, app, trace_hash)
         session = dash.for_app(request, app)
+        loaded = load_for_app(dash, request, app, trace_hash)
         chosen = next((t for t in TABS if t.slug == tab), None)
         if chosen is None:
             raise UiError(404, f"no tab {tab!r}")

@@ -9,6 +9,7 @@ images and connections from this origin only, no inline script or style, no fram
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 MAX_FORM_BYTES = 64 * 1024
+APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # as the API's app ids
 
 
 class UiError(SentrailError):
@@ -80,7 +82,7 @@ class Dashboard:
     def for_app(self, request: Request, app: str, scope: str = "read") -> Session:
         """The session, if it may use ``app`` with ``scope`` (404 hides other apps)."""
         session = self.session(request)
-        if not session.may_use_app(app):
+        if not APP_ID.fullmatch(app) or not session.may_use_app(app):
             raise UiError(404, "no such app for this key")
         if not session.has(scope):
             raise UiError(403, f"this key lacks the {scope!r} scope")
