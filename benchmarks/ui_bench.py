@@ -137,6 +137,9 @@ def main() -> None:
                     client, "/ui/apps/bench/runs?verdict=suspicious", args.repeat
                 ),
                 "anomaly_feed": timed(client, "/ui/apps/bench/anomalies", args.repeat),
+                "permission_heatmap_30d": timed(
+                    client, "/ui/apps/bench/permissions?window=30d", args.repeat
+                ),
                 "timeline_steps": args.steps,
                 "timeline": timed(client, run_page, args.repeat),
                 "provenance_json": timed(client, run_page + "/provenance.json", args.repeat),

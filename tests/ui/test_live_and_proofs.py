@@ -186,3 +186,34 @@ def test_another_apps_key_sees_neither_the_approval_nor_the_containment(
     assert doc["run_id"] not in page.content()
     response = page.goto("/ui/apps/app1/approvals")
     assert response is not None and response.status == 404
+
+
+def test_a_run_is_frozen_and_its_agent_quarantined_from_the_run_page_with_a_reason(
+    page: Any, site: Site
+) -> None:
+    sign_in(page, site)
+    page.goto(run_url())
+    page.locator("details.contain summary").click()
+    form = page.locator("details.contain form")
+    form.locator("input[name=reason]").fill("INC-77: stop the drops")
+    form.locator("button[value=freeze_run]").click()
+    page.wait_for_url(f"**{run_url()}")
+    assert "frozen" in page.locator("#run-status").inner_text()
+    page.locator("details.contain summary").click()
+    form.locator("input[name=reason]").fill("INC-77: quarantine")
+    form.locator("button[value=quarantine]").click()
+    page.wait_for_url(f"**{run_url()}")
+    with records(site.store) as rtx:
+        log = rtx.containment_log("tenant-a")
+    key = f"key:{site.keys['all'].split('_')[1]}"
+    assert [(c.kind, c.actor) for c in log] == [("freeze_run", key), ("quarantine", key)]
+    assert log[0].target == "run-e4b70d19-8c2f" and log[1].target == "dba-assistant-prod"
+    page.goto("/ui/apps/app1/approvals")
+    assert "dba-assistant-prod" in page.locator("section.card", has_text="Quarantined").inner_text()
+    no_script_ran(page)
+
+
+def test_a_read_key_has_no_containment_controls(page: Any, site: Site) -> None:
+    sign_in(page, site, "read")
+    page.goto(run_url())
+    assert page.locator("details.contain").count() == 0

@@ -47,6 +47,7 @@ def client(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
         ("read", "app1", "read"),
         ("ingest", "app1", "ingest"),
         ("app2", "app2", "read,triage"),
+        ("app2_contain", "app2", "read,contain"),
         ("other_tenant", "app1", "read,triage"),
     ):
         tenant = "tenant-b" if name == "other_tenant" else "tenant-a"
@@ -246,3 +247,20 @@ def login_any(c: TestClient, key: str) -> str:
     r = c.post("/ui/login", data={"api_key": key}, headers=SAME, follow_redirects=False)
     assert r.status_code == 303
     return csrf_of(c, "/ui/apps/app2/anomalies")
+
+
+def test_containment_needs_the_scope_and_a_run_of_the_keys_own_app(client: tuple) -> None:
+    c, keys = client
+    store = c.app_store  # type: ignore[attr-defined]
+    with records(store) as rtx:
+        run = rtx.list_runs("tenant-a", "app1", RunFilter(), 1)[0]
+    form = {"action": "freeze_run", "run_id": run.run_id, "reason": "x"}
+    csrf = login(c, keys["all"])  # read, triage, approve: no contain
+    r = c.post("/ui/apps/app1/containment", data={**form, "csrf": csrf}, headers=SAME)
+    assert r.status_code == 403
+    c.cookies.clear()
+    csrf = login_any(c, keys["app2_contain"])
+    r = c.post("/ui/apps/app2/containment", data={**form, "csrf": csrf}, headers=SAME)
+    assert r.status_code == 404  # app1's run, named through app2
+    with records(store) as rtx:
+        assert rtx.containment_log("tenant-a") == []

@@ -175,6 +175,39 @@ def router(dash: Dashboard) -> APIRouter:
             now=time.time(),
         )
 
+    @r.post("/apps/{app}/containment")
+    async def contain(request: Request, app: str) -> Response:
+        """Freeze a run of this app or quarantine an agent with runs in it (as
+        ``POST /v1/containment``, recorded with the key); release stays guarded (CLI)."""
+        session = dash.for_app(request, app, Scope.CONTAIN.value)
+        fields = await dash.form(request, session)
+        action, reason = fields.get("action"), fields.get("reason", "").strip()
+        if not reason or len(reason) > MAX_COMMENT:
+            raise UiError(400, f"a reason of 1-{MAX_COMMENT} characters is required")
+        by, tenant = f"key:{session.key_id}", session.tenant_id
+        with records(svc.store) as rtx:
+            if action == "freeze_run":
+                target = fields.get("run_id", "")
+                known = bool(q.runs_in_app(rtx, tenant, app, [target]))
+            elif action == "quarantine":
+                target = fields.get("agent", "")
+                known = bool(q.agents_in_app(rtx, tenant, app, [target]))
+            else:
+                raise UiError(400, "action must be freeze_run or quarantine")
+        if not target or not known:
+            raise UiError(404, "no such run or agent in this app")
+        try:
+            if action == "freeze_run":
+                svc.containment.freeze_run(tenant, target, by, reason)
+            else:
+                svc.containment.quarantine(tenant, target, by, reason)
+        except EnforcementError as exc:
+            raise UiError(400, exc.message) from None
+        back = safe_next(fields.get("next"))
+        return redirect(
+            back if back != PREFIX + "/" else f"{PREFIX}/apps/{path_part(app)}/approvals"
+        )
+
     @r.post("/apps/{app}/approvals/{approval_id}/{verdict}")
     async def decide(request: Request, app: str, approval_id: str, verdict: str) -> Response:
         session = dash.for_app(request, app, Scope.APPROVE.value)
