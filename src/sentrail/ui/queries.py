@@ -223,16 +223,18 @@ def permission_uses(
 ) -> dict[str, Counter[str]]:
     """Per agent, how many steps used each permission in runs started in [since, until)."""
     rows = rtx.tx.all(
-        "SELECT r.agent_id, s.permissions FROM steps s JOIN runs r "
-        "ON r.tenant_id = s.tenant_id AND r.run_id = s.run_id "
-        "WHERE r.tenant_id = ? AND r.app_id = ? AND r.started_at >= ? AND r.started_at < ? "
-        "AND s.permissions <> ''",
+        "SELECT r.agent_id, s.permissions, COUNT(*) FROM runs r CROSS JOIN steps s "
+        "WHERE s.tenant_id = r.tenant_id AND s.run_id = r.run_id "
+        "AND r.tenant_id = ? AND r.app_id = ? AND r.started_at >= ? AND r.started_at < ? "
+        "AND s.permissions <> '' GROUP BY r.agent_id, s.permissions",
         (tenant, app, since, until),
     )
     out: dict[str, Counter[str]] = {}
-    for agent, perms in rows:
+    for agent, perms, n in rows:  # a step's permissions are stored comma-joined
         counter = out.setdefault(_s(agent, "runs.agent_id"), Counter())
-        counter.update(p for p in _s(perms, "steps.permissions").split(",") if p)
+        for p in _s(perms, "steps.permissions").split(","):
+            if p:
+                counter[p] += _i(n, "steps.count")
     return out
 
 
