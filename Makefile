@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 
 EXTRAS := dev evidence postgres server alerts nats mcp openai-agents langchain
 
-.PHONY: demo test lint typecheck layers unit bench clean lock
+DEMO   := .demo
+
+.PHONY: demo test lint typecheck layers unit bench clean lock screenshots
 
 # Exactly the locked set: every transitive dependency pinned with its hashes
 # (requirements.lock), then sentrail itself, editable, without resolving anything.
@@ -32,6 +34,18 @@ demo: $(STAMP)
 	@echo
 	$(BIN)/sentrail trace analyze examples/traces/triage-restart.json --policy examples/policy.yaml \
 	    --fail-on never
+	@# The dashboard: a demo store with the example traces, and a key to sign in with.
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@SENTRAIL_HOME=$(DEMO) $(BIN)/sentrail ingest examples/traces --tenant demo --app demo \
+	    > $(DEMO)/ingest.log 2>&1 || [ $$? -eq 2 ]
+	@SENTRAIL_HOME=$(DEMO) $(BIN)/sentrail apikey create --tenant demo --app demo \
+	    --scopes read,triage,approve,contain > $(DEMO)/demo-key 2>/dev/null
+	@echo
+	@echo "Dashboard: run   SENTRAIL_HOME=$(DEMO) $(BIN)/sentrail serve"
+	@echo "           open  http://127.0.0.1:8080/ui/  and sign in with the demo key:"
+	@echo "                 $$(cat $(DEMO)/demo-key)   (also in $(DEMO)/demo-key)"
+	@echo "           pin   $$($(BIN)/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["keys"][0]["verifier_key"])' $(DEMO)/keys/keys.json)"
+	@echo "                 on the Verifier key page to see the provenance badges verified in the browser."
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -54,6 +68,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/store_bench.py
 	$(BIN)/python benchmarks/stream_bench.py
 	$(BIN)/python benchmarks/decide_bench.py
+	$(BIN)/python benchmarks/ui_bench.py
+
+# Screenshots of every dashboard view (docs/screenshots/), taken by the system Chromium.
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.ui.screenshots docs/screenshots
 
 clean:
-	rm -rf $(VENV) .venv-lock .mypy_cache .pytest_cache .ruff_cache demo-report.json
+	rm -rf $(VENV) .venv-lock .mypy_cache .pytest_cache .ruff_cache demo-report.json $(DEMO)

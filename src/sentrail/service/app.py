@@ -67,6 +67,8 @@ class ServiceConfig(msgspec.Struct, frozen=True):
     decide_timeout_s: float = 1.0
     ingest_workers: int = 0  # threads that parse, analyse and store; 0: one per core
     ingest_queue: int = 8  # ingest requests admitted beyond those (then 503)
+    dashboard: bool = True  # the web interface at /ui (docs/dashboard.md)
+    session_ttl_s: float = 8 * 3600.0
 
 
 class Services:
@@ -235,6 +237,10 @@ def create_app(
     add_query_routes(app, svc)
     add_forensics_routes(app, svc)
     add_enforcement_routes(app, svc, cfg)
+    if cfg.dashboard:
+        from sentrail.ui import add_dashboard  # the front end sits above the service
+
+        add_dashboard(app, svc, cfg.session_ttl_s)
 
     # -- operations --------------------------------------------------------------------------
     @app.get("/healthz", tags=["operations"])
