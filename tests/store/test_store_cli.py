@@ -52,7 +52,7 @@ def test_upgrade_ingest_verify_export_round_trip(home: Path, tmp_path: Path) -> 
 
     r = run("evidence", "verify", str(bundle), "--key", key)
     assert r.exit_code == 0, r.output
-    assert f"OK: run {RUN} of tenant acme: 1 event(s)" in r.output
+    assert f"OK: run {RUN} of app default of tenant acme: 1 event(s)" in r.output
     assert "NOT pinned" not in r.output
 
     r = run("evidence", "verify", str(bundle))

@@ -44,7 +44,7 @@ from sentrail.service.enforcement import add_enforcement_routes
 from sentrail.service.http import json_response, read_body
 from sentrail.service.problems import ErrorItem, ProblemError, problem_response
 from sentrail.service.queries import add_query_routes
-from sentrail.store.base import StoreError
+from sentrail.store.base import EventConflict, StoreError
 from sentrail.store.core import LogStore
 
 log = logging.getLogger("sentrail.service")
@@ -194,6 +194,10 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return problem_response(exc.status_code, "http-error", str(exc.detail), request.url.path)
+
+    @app.exception_handler(EventConflict)
+    async def _conflict(request: Request, exc: EventConflict) -> Response:
+        return problem_response(409, "event-conflict", exc.message, request.url.path)
 
     @app.exception_handler(StoreError)
     async def _store(request: Request, exc: StoreError) -> Response:

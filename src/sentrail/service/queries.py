@@ -1,8 +1,15 @@
 """The query routes: runs, a run's proof-carrying detail, findings and their triage, and
-the tenant log's checkpoint and proofs (docs/service.md)."""
+the tenant log's checkpoint and proofs (docs/service.md).
+
+Every run, event, finding and result read here is the caller's app's: queries are keyed
+by (tenant, app, run), and a finding is triaged only within an app the key may use. A
+triage change is a ``triage`` event in the run's log chain (:mod:`sentrail.store.triage`).
+Actors are shown as :func:`public_actor` pseudonyms, never as other keys' ids.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,14 +19,16 @@ from fastapi import FastAPI, Path, Query, Request
 from starlette.responses import Response
 
 from sentrail.evidence.checkpoint import Checkpoint as TreeHead
+from sentrail.evidence.checkpoint import log_signer
 from sentrail.evidence.note import split_note
-from sentrail.model.decode import decode_event
-from sentrail.model.events import fold_run
 from sentrail.model.finding import Finding, Severity
+from sentrail.runtime.logged_runs import run_of
+from sentrail.service.auth import Principal
 from sentrail.service.deps import AppId, LogRead, Read, Triage
 from sentrail.service.http import b64, iso, json_response, parse_time, read_body
 from sentrail.service.problems import ErrorItem, ProblemError
 from sentrail.store.records import (
+    AuditRow,
     FindingFilter,
     FindingRow,
     RunFilter,
@@ -28,6 +37,7 @@ from sentrail.store.records import (
     encode_cursor,
     records,
 )
+from sentrail.store.triage import triage_finding
 
 if TYPE_CHECKING:
     from sentrail.service.app import Services
@@ -50,6 +60,15 @@ def _run_item(row: RunRow) -> dict[str, Any]:
     }
 
 
+def public_actor(actor: str | None) -> str | None:
+    """An actor as an API response shows it: an API key as a pseudonym
+    (``key-sha256:<12 hex of SHA-256 of its id>``), so that no response hands one app the
+    key ids of another (key ids are half of a credential); anything else as recorded."""
+    if actor is None or not actor.startswith("key:"):
+        return actor
+    return "key-sha256:" + hashlib.sha256(actor[4:].encode()).hexdigest()[:12]
+
+
 def _finding_item(row: FindingRow) -> dict[str, Any]:
     return {
         "id": row.finding_id,
@@ -60,7 +79,7 @@ def _finding_item(row: FindingRow) -> dict[str, Any]:
         "step": row.step,
         "resolved": row.resolved,
         "resolvedAt": iso(row.resolved_at),
-        "resolvedBy": row.resolved_by,
+        "resolvedBy": public_actor(row.resolved_by),
         "createdAt": iso(row.created_at),
         "finding": msgspec.Raw(row.body),
     }
@@ -130,11 +149,11 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
             row = rtx.run_by_hash(tenant, app_id, trace_hash)
             if row is None:
                 raise ProblemError(404, "not-found", "no trace with this hash in this app")
-            steps = rtx.steps(tenant, row.run_id)
+            steps = rtx.steps(tenant, app_id, row.run_id)
             finding_rows = rtx.list_findings(
                 tenant, app_id, FindingFilter(run_id=row.run_id), 10_000
             )
-        events = svc.store.run_events(tenant, row.run_id)
+        events = svc.store.run_events(tenant, app_id, row.run_id)
         checkpoint = svc.store.latest_checkpoint(tenant)
         if checkpoint is None or checkpoint.size <= max((e.seq for e in events), default=-1):
             checkpoint = svc.store.checkpoint(tenant)
@@ -151,7 +170,7 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
             if e.kind == "trace" and e.payload is not None and e.payload_sha256.hex() == trace_hash:
                 trace = msgspec.Raw(e.payload)
         if trace is None:
-            trace = _rebuilt_trace(svc, tenant, row.run_id)
+            trace = _rebuilt_trace(svc, tenant, app_id, row.run_id)
         head = TreeHead.parse(split_note(checkpoint.note)[0])
         body = {
             **_run_item(row),
@@ -201,7 +220,7 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
                 }
                 for e, path in zip(in_tree, paths, strict=True)
             ],
-            "verifierKey": svc.signer.verifier_key(),
+            "verifierKey": log_signer(svc.signer, tenant).verifier_key(),
         }
         return json_response(body)
 
@@ -230,44 +249,41 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
 
     @app.patch("/v1/findings/{finding_id}", tags=["triage"])
     async def patch_finding(
-        finding_id: Annotated[str, Path(max_length=1024)], request: Request, who: Triage
+        finding_id: Annotated[str, Path(max_length=1024)],
+        request: Request,
+        who: Triage,
+        app: Annotated[str | None, Query(max_length=128)] = None,
     ) -> Response:
-        """Resolve or reopen a finding with a comment; the change is audited."""
-        data = await read_body(request, 64 * 1024)
-        try:
-            patch = msgspec.json.decode(data, type=FindingPatch)
-        except msgspec.DecodeError as exc:
+        """Resolve or reopen a finding with a comment; the change is a ``triage`` event in
+        the run's log chain and an audit row. Only a finding of an app the key may use;
+        a key for every app names the app with ``?app=`` when two apps hold the id."""
+        patch = await _finding_patch(request)
+        with records(svc.store) as rtx:
+            apps = [a for a in rtx.finding_apps(who.tenant_id, finding_id) if who.may_use_app(a)]
+        if app is not None:
+            apps = [a for a in apps if a == app]
+        if not apps:
+            raise ProblemError(404, "not-found", "no such finding")
+        if len(apps) > 1:
             raise ProblemError(
-                400, "invalid-body", str(exc), [ErrorItem("body", str(exc))]
-            ) from None
-        if not patch.comment.strip() or len(patch.comment) > 4096:
-            raise ProblemError(
-                400,
-                "invalid-body",
-                "a comment of 1-4096 characters is required",
-                [ErrorItem("body.comment", "required, 1-4096 characters")],
+                409,
+                "ambiguous-finding",
+                f"apps {', '.join(apps)} each hold a finding {finding_id}: name one with ?app=",
             )
-        with records(svc.store, write=True) as rtx:
-            row = rtx.get_finding(who.tenant_id, finding_id)
-            if row is None or not who.may_use_app(row.app_id):
-                raise ProblemError(404, "not-found", "no such finding")
-            rtx.resolve_finding(
-                who.tenant_id,
-                finding_id,
-                patch.resolved,
-                f"key:{who.key_id}",
-                patch.comment,
-                time.time(),
-            )
-            row = rtx.get_finding(who.tenant_id, finding_id)
-            audit = rtx.audit(who.tenant_id, finding_id)
-        assert row is not None
-        item = _finding_item(row)
-        item["audit"] = [
-            {"at": iso(a.at), "actor": a.actor, "action": a.action, "comment": a.comment}
-            for a in audit
-        ]
-        return json_response(item)
+        return _triage(svc, who, apps[0], finding_id, patch)
+
+    @app.patch("/v1/apps/{app_id}/findings/{finding_id}", tags=["triage"])
+    async def patch_app_finding(
+        app_id: AppId,
+        finding_id: Annotated[str, Path(max_length=1024)],
+        request: Request,
+        who: Triage,
+    ) -> Response:
+        """:func:`patch_finding` for a finding of one app."""
+        patch = await _finding_patch(request)
+        if not who.may_use_app(app_id):
+            raise ProblemError(403, "forbidden", f"this key is not for app {app_id!r}")
+        return _triage(svc, who, app_id, finding_id, patch)
 
     # -- the log ---------------------------------------------------------------------------
     @app.get("/v1/log/checkpoint", tags=["log"])
@@ -283,7 +299,7 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
                 "treeSize": head.size,
                 "rootHash": b64(head.root_hash),
                 "note": cp.note,
-                "verifierKey": svc.signer.verifier_key(),
+                "verifierKey": log_signer(svc.signer, who.tenant_id).verifier_key(),
             }
         )
 
@@ -344,12 +360,54 @@ def _proofs(
         raise ProblemError(400, "invalid-query", str(exc), [ErrorItem("query", str(exc))]) from None
 
 
-def _rebuilt_trace(svc: Services, tenant: str, run_id: str) -> Any:
+async def _finding_patch(request: Request) -> FindingPatch:
+    data = await read_body(request, 64 * 1024)
+    try:
+        patch = msgspec.json.decode(data, type=FindingPatch)
+    except msgspec.DecodeError as exc:
+        raise ProblemError(400, "invalid-body", str(exc), [ErrorItem("body", str(exc))]) from None
+    if not patch.comment.strip() or len(patch.comment) > 4096:
+        raise ProblemError(
+            400,
+            "invalid-body",
+            "a comment of 1-4096 characters is required",
+            [ErrorItem("body.comment", "required, 1-4096 characters")],
+        )
+    return patch
+
+
+def _triage(
+    svc: Services, who: Principal, app: str, finding_id: str, patch: FindingPatch
+) -> Response:
+    done = triage_finding(
+        svc.store,
+        who.tenant_id,
+        app,
+        finding_id,
+        resolved=patch.resolved,
+        by=f"key:{who.key_id}",
+        comment=patch.comment,
+        now=time.time(),
+    )
+    if done is None:
+        raise ProblemError(404, "not-found", "no such finding")
+    svc.timer.touch(who.tenant_id)  # the triage event is checkpointed within a second
+    row, audit = done
+    item = _finding_item(row)
+    item["audit"] = [_audit_item(a) for a in audit]
+    return json_response(item)
+
+
+def _audit_item(a: AuditRow) -> dict[str, Any]:
+    return {
+        "at": iso(a.at),
+        "actor": public_actor(a.actor),
+        "action": a.action,
+        "comment": a.comment,
+    }
+
+
+def _rebuilt_trace(svc: Services, tenant: str, app: str, run_id: str) -> Any:
     """A streamed run's trace document, folded from its stored events (None if redacted)."""
-    decoded = [
-        decode_event(e.payload)
-        for e in svc.store.run_events(tenant, run_id)
-        if e.payload is not None and e.kind in ("run_started", "step", "run_completed")
-    ]
-    run = fold_run(decoded)
+    run = run_of(svc.store.run_events(tenant, app, run_id))
     return None if run is None else msgspec.to_builtins(run)

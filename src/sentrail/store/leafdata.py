@@ -1,9 +1,9 @@
 """The append hot path's encoding of :meth:`sentrail.evidence.chain.EventLeaf.leaf_data`.
 
-Byte for byte the same leaf data and chain link as :mod:`sentrail.evidence.chain` (the
-contract tests and a property test compare them, and log verification recomputes every
-leaf with :class:`EventLeaf`), but the part every event of a run shares (domain, tenant,
-run id) is encoded once per run instead of once per event.
+Byte for byte the same leaf data (version 2) and chain link as
+:mod:`sentrail.evidence.chain` (a property test compares them, and log verification
+recomputes every leaf with :class:`EventLeaf`), but the part every event of a run shares
+(domain, tenant, app, run id) is encoded once per run instead of once per event.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from sentrail.evidence.chain import CHAIN_DOMAIN, LEAF_DOMAIN
+from sentrail.evidence.chain import CHAIN_DOMAIN, LEAF_DOMAIN_V2, SEALED_FLAG
 
 _U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
+_SEQ_TIME = struct.Struct(">Qd")
+_FLAGS = (b"\x00", bytes([SEALED_FLAG]))
 
 
 def _str(value: str) -> bytes:
@@ -22,17 +23,33 @@ def _str(value: str) -> bytes:
     return _U32.pack(len(raw)) + raw
 
 
-def run_prefix(tenant: str, run_id: str) -> bytes:
-    """The leaf data's leading part for every event of ``run_id``."""
-    return LEAF_DOMAIN + _str(tenant) + _str(run_id)
+def run_prefix(tenant: str, app: str, run_id: str) -> bytes:
+    """The leaf data's leading part for every event of ``run_id`` of ``app``."""
+    return LEAF_DOMAIN_V2 + _str(tenant) + _str(app) + _str(run_id)
 
 
 def leaf_data(
-    prefix: bytes, seq: int, event_id: str, kind: str, payload_sha256: bytes, prev: bytes
+    prefix: bytes,
+    seq: int,
+    event_id: str,
+    kind: str,
+    received_at: float,
+    sealed: bool,
+    payload_sha256: bytes,
+    prev: bytes,
 ) -> bytes:
-    """``EventLeaf(tenant, seq, run_id, event_id, kind, payload_sha256, prev).leaf_data()``
-    given ``prefix = run_prefix(tenant, run_id)`` (digests of 32 bytes, 0 <= seq < 2**64)."""
-    return prefix + _str(event_id) + _str(kind) + _U64.pack(seq) + payload_sha256 + prev
+    """``EventLeaf(tenant, seq, run_id, event_id, kind, payload_sha256, prev, app,
+    received_at, sealed, version=2).leaf_data()`` given ``prefix = run_prefix(tenant, app,
+    run_id)`` (digests of 32 bytes, 0 <= seq < 2**64)."""
+    return (
+        prefix
+        + _str(event_id)
+        + _str(kind)
+        + _SEQ_TIME.pack(seq, received_at)
+        + _FLAGS[sealed]
+        + payload_sha256
+        + prev
+    )
 
 
 def link(prev: bytes, data: bytes) -> bytes:

@@ -12,7 +12,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sentrail.store.base import Checkpoint, RunKey, StoredEvent, StoreError
+from sentrail.evidence.chain import LEAF_VERSIONS
+from sentrail.store.base import Checkpoint, Prior, RunKey, StoredEvent, StoreError
 from sentrail.store.seal import KEY_BYTES, aad, cipher, unseal
 
 # Each migration: (version, statements); {blob} and {int} are the dialect's type names.
@@ -132,17 +133,172 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
+# Schema v4 scopes every run by app: the log's rows, run keys, index rows and results are
+# keyed by (tenant, app, run), and event ids are unique per (tenant, app). Tables whose
+# keys change are rebuilt (SQLite cannot alter a key). Rows from before v4 get their app
+# from the run's index row (else its decisions, else "default") and keep leaf version 1
+# (their leaves do not commit to the app); new rows are leaf version 2.
+_RUN_APP = (
+    "COALESCE((SELECT a.app_id FROM v4_run_apps a WHERE a.tenant_id = {t}.tenant_id "
+    "AND a.run_id = {t}.run_id), 'default')"
+)
+
+
+def _rebuild(table: str, create: str, columns: str, select: str, indexes: list[str]) -> list[str]:
+    """Statements that rebuild ``table`` as ``create`` (its new definition, named
+    ``{table}_v4``) from ``SELECT {select} FROM {table} x``, then its indexes."""
+    return [
+        create,
+        f"INSERT INTO {table}_v4 ({columns}) SELECT {select} FROM {table} x",  # noqa: S608 (constants)
+        f"DROP TABLE {table}",
+        f"ALTER TABLE {table}_v4 RENAME TO {table}",
+        *indexes,
+    ]
+
+
+_EVENT_COLS = (
+    "tenant_id, seq, app_id, run_id, event_id, kind, payload, payload_sha256, prev_hash, "
+    "chain_hash, leaf_hash, received_at, sealed, view, leaf_version"
+)
+_V4: list[str] = [
+    """CREATE TABLE v4_run_apps (
+        tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, app_id TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, run_id))""",
+    """INSERT INTO v4_run_apps (tenant_id, run_id, app_id)
+        SELECT t.tenant_id, t.run_id, COALESCE(
+            (SELECT r.app_id FROM runs r WHERE r.tenant_id = t.tenant_id AND r.run_id = t.run_id),
+            (SELECT MIN(d.app_id) FROM decisions d
+             WHERE d.tenant_id = t.tenant_id AND d.run_id = t.run_id),
+            'default')
+        FROM (SELECT tenant_id, run_id FROM events UNION SELECT tenant_id, run_id FROM run_keys
+              UNION SELECT tenant_id, run_id FROM results
+              UNION SELECT tenant_id, run_id FROM steps) t""",
+    *_rebuild(
+        "events",
+        """CREATE TABLE events_v4 (
+            tenant_id TEXT NOT NULL, seq {int} NOT NULL, app_id TEXT NOT NULL,
+            run_id TEXT NOT NULL, event_id TEXT NOT NULL, kind TEXT NOT NULL, payload {blob},
+            payload_sha256 {blob} NOT NULL, prev_hash {blob} NOT NULL,
+            chain_hash {blob} NOT NULL, leaf_hash {blob} NOT NULL,
+            received_at DOUBLE PRECISION NOT NULL, sealed {int} NOT NULL DEFAULT 0,
+            view {blob}, leaf_version {int} NOT NULL DEFAULT 1,
+            PRIMARY KEY (tenant_id, seq), UNIQUE (tenant_id, app_id, event_id))""",
+        _EVENT_COLS,
+        "x.tenant_id, x.seq, "
+        + _RUN_APP.format(t="x")
+        + ", x.run_id, x.event_id, x.kind, x.payload, x.payload_sha256, x.prev_hash, "
+        "x.chain_hash, x.leaf_hash, x.received_at, x.sealed, x.view, 1",
+        ["CREATE INDEX events_by_run ON events (tenant_id, app_id, run_id, seq)"],
+    ),
+    *_rebuild(
+        "run_keys",
+        """CREATE TABLE run_keys_v4 (
+            tenant_id TEXT NOT NULL, app_id TEXT NOT NULL, run_id TEXT NOT NULL, dek {blob},
+            created_at DOUBLE PRECISION NOT NULL, erased_at DOUBLE PRECISION,
+            erased_by TEXT, PRIMARY KEY (tenant_id, app_id, run_id))""",
+        "tenant_id, app_id, run_id, dek, created_at, erased_at, erased_by",
+        "x.tenant_id, "
+        + _RUN_APP.format(t="x")
+        + ", x.run_id, x.dek, x.created_at, x.erased_at, x.erased_by",
+        [],
+    ),
+    *_rebuild(
+        "runs",
+        """CREATE TABLE runs_v4 (
+            tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, app_id TEXT NOT NULL,
+            trace_hash TEXT NOT NULL, agent_id TEXT NOT NULL, status TEXT NOT NULL,
+            verdict TEXT NOT NULL, risk_score {int} NOT NULL, blocked_by TEXT,
+            duration_ms {int}, started_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL, steps {int} NOT NULL,
+            findings {int} NOT NULL, counts TEXT NOT NULL, policy_sha256 TEXT,
+            PRIMARY KEY (tenant_id, app_id, run_id))""",
+        "tenant_id, run_id, app_id, trace_hash, agent_id, status, verdict, risk_score, "
+        "blocked_by, duration_ms, started_at, updated_at, steps, findings, counts, policy_sha256",
+        "x.tenant_id, x.run_id, x.app_id, x.trace_hash, x.agent_id, x.status, x.verdict, "
+        "x.risk_score, x.blocked_by, x.duration_ms, x.started_at, x.updated_at, x.steps, "
+        "x.findings, x.counts, x.policy_sha256",
+        [
+            "CREATE UNIQUE INDEX runs_by_hash ON runs (tenant_id, app_id, trace_hash)",
+            "CREATE INDEX runs_by_app ON runs (tenant_id, app_id, started_at, run_id)",
+            "CREATE INDEX runs_by_agent ON runs (tenant_id, app_id, agent_id, started_at)",
+            "CREATE INDEX runs_by_status ON runs (tenant_id, app_id, status, started_at)",
+            "CREATE INDEX runs_by_verdict ON runs (tenant_id, app_id, verdict, started_at)",
+        ],
+    ),
+    *_rebuild(
+        "steps",
+        """CREATE TABLE steps_v4 (
+            tenant_id TEXT NOT NULL, app_id TEXT NOT NULL, run_id TEXT NOT NULL,
+            idx {int} NOT NULL, action TEXT NOT NULL, tool TEXT, status TEXT, ts TEXT,
+            permissions TEXT NOT NULL, PRIMARY KEY (tenant_id, app_id, run_id, idx))""",
+        "tenant_id, app_id, run_id, idx, action, tool, status, ts, permissions",
+        "x.tenant_id, "
+        + _RUN_APP.format(t="x")
+        + ", x.run_id, x.idx, x.action, x.tool, x.status, x.ts, x.permissions",
+        ["CREATE INDEX steps_by_tool ON steps (tenant_id, app_id, tool)"],
+    ),
+    *_rebuild(
+        "finding_audit",
+        """CREATE TABLE finding_audit_v4 (
+            tenant_id TEXT NOT NULL, app_id TEXT NOT NULL, finding_id TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+            comment TEXT NOT NULL)""",
+        "tenant_id, app_id, finding_id, at, actor, action, comment",
+        "x.tenant_id, COALESCE((SELECT MIN(f.app_id) FROM findings f WHERE "
+        "f.tenant_id = x.tenant_id AND f.finding_id = x.finding_id), 'default'), "
+        "x.finding_id, x.at, x.actor, x.action, x.comment",
+        ["CREATE INDEX finding_audit_by_finding ON finding_audit (tenant_id, app_id, finding_id)"],
+    ),
+    *_rebuild(
+        "findings",
+        """CREATE TABLE findings_v4 (
+            tenant_id TEXT NOT NULL, finding_id TEXT NOT NULL, app_id TEXT NOT NULL,
+            run_id TEXT NOT NULL, category TEXT NOT NULL, severity TEXT NOT NULL,
+            severity_rank {int} NOT NULL, rule_id TEXT NOT NULL, step {int},
+            resolved {int} NOT NULL DEFAULT 0, resolved_at DOUBLE PRECISION,
+            resolved_by TEXT, created_at DOUBLE PRECISION NOT NULL,
+            body {blob} NOT NULL, PRIMARY KEY (tenant_id, app_id, finding_id))""",
+        "tenant_id, finding_id, app_id, run_id, category, severity, severity_rank, rule_id, "
+        "step, resolved, resolved_at, resolved_by, created_at, body",
+        "x.tenant_id, x.finding_id, x.app_id, x.run_id, x.category, x.severity, "
+        "x.severity_rank, x.rule_id, x.step, x.resolved, x.resolved_at, x.resolved_by, "
+        "x.created_at, x.body",
+        [
+            "CREATE INDEX findings_by_app ON findings (tenant_id, app_id, category, severity_rank)",
+            "CREATE INDEX findings_by_status ON findings (tenant_id, app_id, resolved)",
+            "CREATE INDEX findings_by_run ON findings (tenant_id, app_id, run_id)",
+            "CREATE INDEX findings_by_id ON findings (tenant_id, finding_id)",
+        ],
+    ),
+    *_rebuild(
+        "results",
+        """CREATE TABLE results_v4 (
+            tenant_id TEXT NOT NULL, app_id TEXT NOT NULL, run_id TEXT NOT NULL,
+            result {blob} NOT NULL, PRIMARY KEY (tenant_id, app_id, run_id))""",
+        "tenant_id, app_id, run_id, result",
+        "x.tenant_id, " + _RUN_APP.format(t="x") + ", x.run_id, x.result",
+        [],
+    ),
+    "DROP INDEX decisions_by_run",
+    "CREATE INDEX decisions_by_run ON decisions (tenant_id, app_id, run_id)",
+    # Approvals and containment actions belong to the app of the key (or run) that made
+    # them; '*' is tenant-wide (a `*` key, the CLI, or an action on agents and tools).
+    "ALTER TABLE approvals ADD COLUMN app_id TEXT NOT NULL DEFAULT '*'",
+    "ALTER TABLE containment ADD COLUMN app_id TEXT NOT NULL DEFAULT '*'",
+    "DROP TABLE v4_run_apps",
+]
+MIGRATIONS.append((4, _V4))
 LATEST_VERSION = MIGRATIONS[-1][0]
 _COLUMNS = (
-    "seq, tenant_id, run_id, event_id, kind, payload, payload_sha256, prev_hash, "
-    "chain_hash, leaf_hash, received_at, sealed"
+    "seq, tenant_id, app_id, run_id, event_id, kind, payload, payload_sha256, prev_hash, "
+    "chain_hash, leaf_hash, received_at, sealed, leaf_version"
 )
 # Events with their run's key: a sealed payload is opened as it is read.
 _SELECT = (
-    "SELECT e.seq, e.tenant_id, e.run_id, e.event_id, e.kind, e.payload, e.payload_sha256, "
-    "e.prev_hash, e.chain_hash, e.leaf_hash, e.received_at, e.sealed, e.view, k.dek, "
-    "k.erased_at FROM events e LEFT JOIN run_keys k "
-    "ON k.tenant_id = e.tenant_id AND k.run_id = e.run_id"
+    "SELECT e.seq, e.tenant_id, e.app_id, e.run_id, e.event_id, e.kind, e.payload, "
+    "e.payload_sha256, e.prev_hash, e.chain_hash, e.leaf_hash, e.received_at, e.sealed, "
+    "e.view, e.leaf_version, k.dek, k.erased_at FROM events e LEFT JOIN run_keys k "
+    "ON k.tenant_id = e.tenant_id AND k.app_id = e.app_id AND k.run_id = e.run_id"
 )
 _IN_CHUNK = 500  # bound parameters per IN (...) look-up
 _BAD_SEAL = (
@@ -170,6 +326,16 @@ def seq_of(value: object) -> int:
     return value
 
 
+def prior(seq: object, run_id: object, kind: object, digest: object) -> Prior:
+    """A stored event's identity columns (for idempotency and conflicts), checked."""
+    return Prior(
+        seq_of(seq),
+        _text(run_id, seq, "run_id"),
+        _text(kind, seq, "kind"),
+        _bytes(digest, seq, "payload_sha256"),
+    )
+
+
 def _flag(value: object, seq: object, column: str) -> bool:
     if isinstance(value, bool) or value not in (0, 1):
         raise StoreError(f"malformed {column}", f"stored event seq {seq}")
@@ -192,13 +358,16 @@ def run_key(dek: object, erased_at: object, where: str) -> RunKey:
 def row_to_event(row: Sequence[Any], ciphers: dict[bytes, AESGCM] | None = None) -> StoredEvent:
     """A stored event from a row in ``_SELECT`` order, every column checked and a sealed
     payload opened with its run's key (``ciphers`` caches one AES-GCM per key)."""
-    seq, tenant, run_id, event_id, kind, blob, digest, prev, link, leaf, at = row[:11]
-    sealed_col, view, dek, erased_at = row[11:15]
+    seq, tenant, app, run_id, event_id, kind, blob, digest, prev, link, leaf, at = row[:12]
+    sealed_col, view, version, dek, erased_at = row[12:17]
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise StoreError("malformed seq", f"stored event seq {seq!r}")
     if not isinstance(at, int | float) or isinstance(at, bool):
         raise StoreError("malformed received_at", f"stored event seq {seq}")
+    if version not in LEAF_VERSIONS or isinstance(version, bool):
+        raise StoreError("malformed leaf_version", f"stored event seq {seq}")
     tenant = _text(tenant, seq, "tenant_id")
+    app = _text(app, seq, "app_id")
     run_id = _text(run_id, seq, "run_id")
     event_id = _text(event_id, seq, "event_id")
     sealed = _flag(sealed_col, seq, "sealed")
@@ -218,6 +387,7 @@ def row_to_event(row: Sequence[Any], ciphers: dict[bytes, AESGCM] | None = None)
     return StoredEvent(
         seq=seq,
         tenant_id=tenant,
+        app_id=app,
         run_id=run_id,
         event_id=event_id,
         kind=_text(kind, seq, "kind"),
@@ -230,7 +400,16 @@ def row_to_event(row: Sequence[Any], ciphers: dict[bytes, AESGCM] | None = None)
         sealed=sealed,
         view=None if view is None else _bytes(view, seq, "view", None),
         seal_error=problem,
+        leaf_version=int(version),
     )
+
+
+def by_app(items: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """``(app, id)`` pairs grouped by app, ids in first-seen order without repeats."""
+    out: dict[str, list[str]] = {}
+    for app, item in dict.fromkeys(items):
+        out.setdefault(app, []).append(item)
+    return out
 
 
 class SqlTx:
@@ -263,53 +442,73 @@ class SqlTx:
             out.append((", ".join("?" * len(chunk)), chunk))
         return out
 
-    def find_events(self, tenant: str, event_ids: Sequence[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for marks, chunk in self._chunks(event_ids):
-            sql = f"SELECT event_id, seq FROM events WHERE tenant_id = ? AND event_id IN ({marks})"  # noqa: S608 (placeholders only)
-            for event_id, seq in self.all(sql, (tenant, *chunk)):
-                out[_text(event_id, seq, "event_id")] = seq_of(seq)
+    def find_events(
+        self, tenant: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Prior]:
+        """What is stored under each ``(app, event_id)`` of ``keys`` that is taken."""
+        out: dict[tuple[str, str], Prior] = {}
+        for app, event_ids in by_app(keys).items():
+            for marks, chunk in self._chunks(event_ids):
+                sql = (
+                    "SELECT event_id, seq, run_id, kind, payload_sha256 FROM events "  # noqa: S608 (placeholders only)
+                    f"WHERE tenant_id = ? AND app_id = ? AND event_id IN ({marks})"
+                )
+                for event_id, seq, run_id, kind, digest in self.all(sql, (tenant, app, *chunk)):
+                    out[(app, _text(event_id, seq, "event_id"))] = prior(seq, run_id, kind, digest)
         return out
 
-    def run_keys(self, tenant: str, run_ids: Sequence[str]) -> dict[str, RunKey]:
-        """The data keys (or erasure records) of ``run_ids`` that have one."""
-        out: dict[str, RunKey] = {}
-        for marks, chunk in self._chunks(run_ids):
-            sql = (
-                "SELECT run_id, dek, erased_at FROM run_keys "  # noqa: S608 (placeholders only)
-                f"WHERE tenant_id = ? AND run_id IN ({marks})"
-            )
-            for run_id, dek, erased_at in self.all(sql, (tenant, *chunk)):
-                out[str(run_id)] = run_key(dek, erased_at, f"run {run_id!r}")
+    def run_keys(
+        self, tenant: str, runs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], RunKey]:
+        """The data keys (or erasure records) of the ``(app, run_id)`` that have one."""
+        out: dict[tuple[str, str], RunKey] = {}
+        for app, run_ids in by_app(runs).items():
+            for marks, chunk in self._chunks(run_ids):
+                sql = (
+                    "SELECT run_id, dek, erased_at FROM run_keys "  # noqa: S608 (placeholders only)
+                    f"WHERE tenant_id = ? AND app_id = ? AND run_id IN ({marks})"
+                )
+                for run_id, dek, erased_at in self.all(sql, (tenant, app, *chunk)):
+                    out[(app, str(run_id))] = run_key(dek, erased_at, f"run {run_id!r}")
         return out
 
-    def insert_run_keys(self, tenant: str, keys: Sequence[tuple[str, bytes]], now: float) -> None:
+    def insert_run_keys(
+        self, tenant: str, keys: Sequence[tuple[str, str, bytes]], now: float
+    ) -> None:
         self.cur.executemany(
-            self.q("INSERT INTO run_keys (tenant_id, run_id, dek, created_at) VALUES (?, ?, ?, ?)"),
-            [(tenant, run_id, dek, now) for run_id, dek in keys],
+            self.q(
+                "INSERT INTO run_keys (tenant_id, app_id, run_id, dek, created_at) "
+                "VALUES (?, ?, ?, ?, ?)"
+            ),
+            [(tenant, app, run_id, dek, now) for app, run_id, dek in keys],
         )
 
-    def run_heads(self, tenant: str, run_ids: Sequence[str]) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
-        for marks, chunk in self._chunks(run_ids):
-            sql = (
-                "SELECT run_id, seq, chain_hash FROM events WHERE tenant_id = ? AND seq IN "  # noqa: S608 (placeholders only)
-                "(SELECT MAX(seq) FROM events WHERE tenant_id = ? "
-                f"AND run_id IN ({marks}) GROUP BY run_id)"
-            )
-            for run_id, seq, link in self.all(sql, (tenant, tenant, *chunk)):
-                out[_text(run_id, seq, "run_id")] = _bytes(link, seq, "chain_hash")
+    def run_heads(
+        self, tenant: str, runs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], bytes]:
+        """The last chain hash of each ``(app, run_id)`` that has events."""
+        out: dict[tuple[str, str], bytes] = {}
+        for app, run_ids in by_app(runs).items():
+            for marks, chunk in self._chunks(run_ids):
+                sql = (
+                    "SELECT run_id, seq, chain_hash FROM events WHERE tenant_id = ? AND seq IN "  # noqa: S608 (placeholders only)
+                    "(SELECT MAX(seq) FROM events WHERE tenant_id = ? AND app_id = ? "
+                    f"AND run_id IN ({marks}) GROUP BY run_id)"
+                )
+                for run_id, seq, link in self.all(sql, (tenant, tenant, app, *chunk)):
+                    out[(app, _text(run_id, seq, "run_id"))] = _bytes(link, seq, "chain_hash")
         return out
 
     def insert_events(self, rows: Sequence[StoredEvent]) -> None:
         """Insert rows as written: ``payload`` is the bytes at rest (sealed when ``sealed``)."""
-        sql = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 (constant columns)
+        sql = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 (constant columns)
         self.cur.executemany(
             self.q(sql),
             [
                 (
                     r.seq,
                     r.tenant_id,
+                    r.app_id,
                     r.run_id,
                     r.event_id,
                     r.kind,
@@ -320,6 +519,7 @@ class SqlTx:
                     r.leaf_hash,
                     r.received_at,
                     int(r.sealed),
+                    r.leaf_version,
                 )
                 for r in rows
             ],
@@ -361,10 +561,18 @@ class SqlTx:
         rows = self.all(sql + " ORDER BY e.seq LIMIT ?", params)
         return [row_to_event(r, ciphers) for r in rows]
 
-    def run_events(self, tenant: str, run_id: str) -> list[StoredEvent]:
-        sql = f"{_SELECT} WHERE e.tenant_id = ? AND e.run_id = ? ORDER BY e.seq"
+    def run_events(self, tenant: str, app: str, run_id: str) -> list[StoredEvent]:
+        sql = f"{_SELECT} WHERE e.tenant_id = ? AND e.app_id = ? AND e.run_id = ? ORDER BY e.seq"
         ciphers: dict[bytes, AESGCM] = {}
-        return [row_to_event(r, ciphers) for r in self.all(sql, (tenant, run_id))]
+        return [row_to_event(r, ciphers) for r in self.all(sql, (tenant, app, run_id))]
+
+    def log_runs(self, tenant: str) -> list[tuple[str, str]]:
+        """Every ``(app, run_id)`` with at least one event in ``tenant``'s log."""
+        rows = self.all(
+            "SELECT DISTINCT app_id, run_id FROM events WHERE tenant_id = ? ORDER BY 1, 2",
+            (tenant,),
+        )
+        return [(_text(a, "?", "app_id"), _text(r, "?", "run_id")) for a, r in rows]
 
     def tenants(self) -> list[str]:
         rows = self.all(
@@ -372,17 +580,18 @@ class SqlTx:
         )
         return [str(r[0]) for r in rows]
 
-    def put_result(self, tenant: str, run_id: str, result: bytes) -> None:
+    def put_result(self, tenant: str, app: str, run_id: str, result: bytes) -> None:
         self.all(
-            "INSERT INTO results (tenant_id, run_id, result) VALUES (?, ?, ?) "
-            "ON CONFLICT (tenant_id, run_id) DO UPDATE SET result = excluded.result "
+            "INSERT INTO results (tenant_id, app_id, run_id, result) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (tenant_id, app_id, run_id) DO UPDATE SET result = excluded.result "
             "RETURNING run_id",
-            (tenant, run_id, result),
+            (tenant, app, run_id, result),
         )
 
-    def get_result(self, tenant: str, run_id: str) -> bytes | None:
+    def get_result(self, tenant: str, app: str, run_id: str) -> bytes | None:
         rows = self.all(
-            "SELECT result FROM results WHERE tenant_id = ? AND run_id = ?", (tenant, run_id)
+            "SELECT result FROM results WHERE tenant_id = ? AND app_id = ? AND run_id = ?",
+            (tenant, app, run_id),
         )
         return _bytes(rows[0][0], run_id, "result", None) if rows else None
 

@@ -86,6 +86,6 @@ class SqliteStore(LogStore):
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite: {exc}", str(self.path)) from exc
 
-    def close(self) -> None:
+    def _close(self) -> None:
         with self._lock:
             self._conn.close()
