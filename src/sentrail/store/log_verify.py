@@ -214,7 +214,7 @@ def verify_log(
         if tree.root(head.size) != head.root_hash:
             return bad(where, f"the log's root at size {cp.size} differs from its checkpoint")
     for held in outside:
-        reason = _against_outside(tree, held, trusted, origins)
+        reason = against_outside(tree, held, trusted, origins)
         if reason is not None:
             return bad(len(tree), reason, len(checkpoints))
     problems = walk.redactions.problems()
@@ -229,7 +229,26 @@ def verify_log(
     return LogReport(tenant, len(tree), len(checkpoints), None, len(outside), max(unsigned, 0))
 
 
-def _against_outside(
+def recomputed_tree(store: Store, tenant: str) -> MerkleTree:
+    """The tree of the leaves the rows' fields give, in seq order, nothing else checked
+    (what a checkpoint held outside is compared with when the log has other problems)."""
+    tree = MerkleTree()
+    for e in store.events(tenant):
+        tree.append(leaf_hash(_leaf(tenant, e, e.sealed).leaf_data()))
+    return tree
+
+
+def outside_problem(
+    store: Store, tenant: str, verifiers: Iterable[Verifier | str], held: Outside
+) -> str | None:
+    """Why ``tenant``'s log is not consistent with ``held``, or None (other problems of
+    the log aside)."""
+    base = [Verifier.parse(v) if isinstance(v, str) else v for v in verifiers]
+    trusted = log_verifiers(base, tenant)
+    return against_outside(recomputed_tree(store, tenant), held, trusted, {v.name for v in trusted})
+
+
+def against_outside(
     tree: MerkleTree, held: Outside, trusted: Sequence[Verifier], origins: set[str]
 ) -> str | None:
     """Why the log is not consistent with a checkpoint held outside, or None."""
