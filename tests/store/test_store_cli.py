@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sentrail.cli.app import app
 from sentrail.evidence.keys import KeyStore
-from sentrail.store.sql import LATEST_VERSION
+from sentrail.store.schema import LATEST_VERSION
 from tests.conftest import EXAMPLES
 
 runner = CliRunner()

@@ -20,7 +20,7 @@ from sentrail.runtime.ingest import Ingestor
 from sentrail.store.base import NewEvent
 from sentrail.store.core import LogStore
 from sentrail.store.log_verify import verify_log
-from sentrail.store.sql import LATEST_VERSION, MIGRATIONS
+from sentrail.store.schema import LATEST_VERSION, MIGRATIONS
 from tests.conftest import EXAMPLES
 from tests.store.conftest import SIGNER, Backend
 

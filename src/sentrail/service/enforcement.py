@@ -20,11 +20,11 @@ from starlette.responses import Response
 from sentrail.enforce.model import DecisionRequest
 from sentrail.enforce.state import EnforcementError
 from sentrail.model.trace import ToolResult
+from sentrail.service.actors import public_actor
 from sentrail.service.auth import ALL_APPS, Principal
 from sentrail.service.deps import Approve, Contain, Decide, LogRead
 from sentrail.service.http import decode_body, json_response, read_body
 from sentrail.service.problems import ProblemError
-from sentrail.service.queries import public_actor
 from sentrail.store.enforcement_records import ContainmentRow
 from sentrail.store.records import records
 

@@ -2,20 +2,17 @@
 the tenant log's checkpoint and proofs (docs/service.md).
 
 Every run, event, finding and result read here is the caller's app's: queries are keyed
-by (tenant, app, run), and a finding is triaged only within an app the key may use. A
-triage change is a ``triage`` event in the run's log chain (:mod:`sentrail.store.triage`).
-Actors are shown as :func:`public_actor` pseudonyms, never as other keys' ids.
+by (tenant, app, run). Triage (a ``triage`` event in the run's log chain) is in
+:mod:`.triage`; actors are shown as pseudonyms (:mod:`.actors`), never as key ids.
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query
 from starlette.responses import Response
 
 from sentrail.evidence.checkpoint import Checkpoint as TreeHead
@@ -23,21 +20,18 @@ from sentrail.evidence.checkpoint import log_signer
 from sentrail.evidence.note import split_note
 from sentrail.model.finding import Finding, Severity
 from sentrail.runtime.logged_runs import run_of
-from sentrail.service.auth import Principal
-from sentrail.service.deps import AppId, LogRead, Read, Triage
-from sentrail.service.http import b64, iso, json_response, parse_time, read_body
+from sentrail.service.deps import AppId, LogRead, Read
+from sentrail.service.http import b64, iso, json_response, parse_time
 from sentrail.service.problems import ErrorItem, ProblemError
+from sentrail.service.triage import add_triage_routes, finding_item
 from sentrail.store.records import (
-    AuditRow,
     FindingFilter,
-    FindingRow,
     RunFilter,
     RunRow,
     decode_cursor,
     encode_cursor,
     records,
 )
-from sentrail.store.triage import triage_finding
 
 if TYPE_CHECKING:
     from sentrail.service.app import Services
@@ -60,42 +54,12 @@ def _run_item(row: RunRow) -> dict[str, Any]:
     }
 
 
-def public_actor(actor: str | None) -> str | None:
-    """An actor as an API response shows it: an API key as a pseudonym
-    (``key-sha256:<12 hex of SHA-256 of its id>``), so that no response hands one app the
-    key ids of another (key ids are half of a credential); anything else as recorded."""
-    if actor is None or not actor.startswith("key:"):
-        return actor
-    return "key-sha256:" + hashlib.sha256(actor[4:].encode()).hexdigest()[:12]
-
-
-def _finding_item(row: FindingRow) -> dict[str, Any]:
-    return {
-        "id": row.finding_id,
-        "runId": row.run_id,
-        "category": row.category,
-        "severity": row.severity,
-        "rule": row.rule_id,
-        "step": row.step,
-        "resolved": row.resolved,
-        "resolvedAt": iso(row.resolved_at),
-        "resolvedBy": public_actor(row.resolved_by),
-        "createdAt": iso(row.created_at),
-        "finding": msgspec.Raw(row.body),
-    }
-
-
 _STEP_VERDICT = {Severity.CRITICAL: "unauthorized", Severity.WARNING: "suspicious"}
 
 
 def _step_verdict(findings: list[Finding]) -> str:
     worst = max((f.severity for f in findings), key=lambda s: s.rank, default=None)
     return _STEP_VERDICT.get(worst, "allowed") if worst is not None else "allowed"
-
-
-class FindingPatch(msgspec.Struct, forbid_unknown_fields=True):
-    resolved: bool
-    comment: str
 
 
 # -- the application ----------------------------------------------------------------------
@@ -175,7 +139,7 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
         body = {
             **_run_item(row),
             "trace": trace,
-            "findings": [_finding_item(f) for f in finding_rows],
+            "findings": [finding_item(f) for f in finding_rows],
             "steps": [
                 {
                     "step_index": s.idx,
@@ -242,48 +206,12 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
         rows = rows[:limit]
         return json_response(
             {
-                "items": [_finding_item(r) for r in rows],
+                "items": [finding_item(r) for r in rows],
                 "nextCursor": rows[-1].finding_id if more else None,
             }
         )
 
-    @app.patch("/v1/findings/{finding_id}", tags=["triage"])
-    async def patch_finding(
-        finding_id: Annotated[str, Path(max_length=1024)],
-        request: Request,
-        who: Triage,
-        app: Annotated[str | None, Query(max_length=128)] = None,
-    ) -> Response:
-        """Resolve or reopen a finding with a comment; the change is a ``triage`` event in
-        the run's log chain and an audit row. Only a finding of an app the key may use;
-        a key for every app names the app with ``?app=`` when two apps hold the id."""
-        patch = await _finding_patch(request)
-        with records(svc.store) as rtx:
-            apps = [a for a in rtx.finding_apps(who.tenant_id, finding_id) if who.may_use_app(a)]
-        if app is not None:
-            apps = [a for a in apps if a == app]
-        if not apps:
-            raise ProblemError(404, "not-found", "no such finding")
-        if len(apps) > 1:
-            raise ProblemError(
-                409,
-                "ambiguous-finding",
-                f"apps {', '.join(apps)} each hold a finding {finding_id}: name one with ?app=",
-            )
-        return _triage(svc, who, apps[0], finding_id, patch)
-
-    @app.patch("/v1/apps/{app_id}/findings/{finding_id}", tags=["triage"])
-    async def patch_app_finding(
-        app_id: AppId,
-        finding_id: Annotated[str, Path(max_length=1024)],
-        request: Request,
-        who: Triage,
-    ) -> Response:
-        """:func:`patch_finding` for a finding of one app."""
-        patch = await _finding_patch(request)
-        if not who.may_use_app(app_id):
-            raise ProblemError(403, "forbidden", f"this key is not for app {app_id!r}")
-        return _triage(svc, who, app_id, finding_id, patch)
+    add_triage_routes(app, svc)
 
     # -- the log ---------------------------------------------------------------------------
     @app.get("/v1/log/checkpoint", tags=["log"])
@@ -358,53 +286,6 @@ def _proofs(
         return svc.store.proofs(tenant, size, leaves=leaves, old_size=old_size)
     except ValueError as exc:
         raise ProblemError(400, "invalid-query", str(exc), [ErrorItem("query", str(exc))]) from None
-
-
-async def _finding_patch(request: Request) -> FindingPatch:
-    data = await read_body(request, 64 * 1024)
-    try:
-        patch = msgspec.json.decode(data, type=FindingPatch)
-    except msgspec.DecodeError as exc:
-        raise ProblemError(400, "invalid-body", str(exc), [ErrorItem("body", str(exc))]) from None
-    if not patch.comment.strip() or len(patch.comment) > 4096:
-        raise ProblemError(
-            400,
-            "invalid-body",
-            "a comment of 1-4096 characters is required",
-            [ErrorItem("body.comment", "required, 1-4096 characters")],
-        )
-    return patch
-
-
-def _triage(
-    svc: Services, who: Principal, app: str, finding_id: str, patch: FindingPatch
-) -> Response:
-    done = triage_finding(
-        svc.store,
-        who.tenant_id,
-        app,
-        finding_id,
-        resolved=patch.resolved,
-        by=f"key:{who.key_id}",
-        comment=patch.comment,
-        now=time.time(),
-    )
-    if done is None:
-        raise ProblemError(404, "not-found", "no such finding")
-    svc.timer.touch(who.tenant_id)  # the triage event is checkpointed within a second
-    row, audit = done
-    item = _finding_item(row)
-    item["audit"] = [_audit_item(a) for a in audit]
-    return json_response(item)
-
-
-def _audit_item(a: AuditRow) -> dict[str, Any]:
-    return {
-        "at": iso(a.at),
-        "actor": public_actor(a.actor),
-        "action": a.action,
-        "comment": a.comment,
-    }
 
 
 def _rebuilt_trace(svc: Services, tenant: str, app: str, run_id: str) -> Any:

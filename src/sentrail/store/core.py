@@ -34,9 +34,9 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Literal, Protocol
+from typing import Literal
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -47,7 +47,6 @@ from sentrail.evidence.merkle import MerkleTree, leaf_hash
 from sentrail.evidence.note import Signer
 from sentrail.store import erasure, leafdata
 from sentrail.store.base import (
-    RECORD_KINDS,
     TRIAGE_KIND,
     Appended,
     Checkpoint,
@@ -60,85 +59,17 @@ from sentrail.store.base import (
     StoredEvent,
     StoreError,
 )
+from sentrail.store.reads import LogReads
 from sentrail.store.seal import aad_prefix, cipher, event_aad, new_key, nonces, seal
+from sentrail.store.tx import MAX_ID_CHARS, RunRef, Tx, check_event
+
+__all__ = ["CHECKPOINT_EVERY", "MAX_ID_CHARS", "LogStore", "Tx", "check_event"]
 
 CHECKPOINT_EVERY = 1000
-MAX_ID_CHARS = 1024
 log = logging.getLogger("sentrail.store")
-RunRef = tuple[str, str]  # (app, run_id)
 
 
-class Tx(Protocol):
-    """Row access inside one transaction (or one read snapshot). Runs and event ids are
-    ``(app, id)`` pairs: the log is the tenant's, everything in it belongs to an app."""
-
-    def lock_tenant(self, tenant: str) -> None: ...
-
-    def log_size(self, tenant: str) -> int: ...
-
-    def find_events(
-        self, tenant: str, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], Prior]: ...
-
-    def run_heads(self, tenant: str, runs: Sequence[RunRef]) -> dict[RunRef, bytes]: ...
-
-    def run_keys(self, tenant: str, runs: Sequence[RunRef]) -> dict[RunRef, RunKey]: ...
-
-    def insert_run_keys(
-        self, tenant: str, keys: Sequence[tuple[str, str, bytes]], now: float
-    ) -> None: ...
-
-    def insert_events(self, rows: Sequence[StoredEvent]) -> None: ...
-
-    def leaf_hashes(self, tenant: str, start: int) -> list[bytes]: ...
-
-    def insert_checkpoint(self, tenant: str, size: int, note: str) -> None: ...
-
-    def checkpoints(self, tenant: str, latest_only: bool) -> list[Checkpoint]: ...
-
-    def events(self, tenant: str, start: int, end: int | None, limit: int) -> list[StoredEvent]: ...
-
-    def run_events(self, tenant: str, app: str, run_id: str) -> list[StoredEvent]: ...
-
-    def log_runs(self, tenant: str) -> list[RunRef]: ...
-
-    def tenants(self) -> list[str]: ...
-
-    def put_result(self, tenant: str, app: str, run_id: str, result: bytes) -> None: ...
-
-    def get_result(self, tenant: str, app: str, run_id: str) -> bytes | None: ...
-
-
-def _bad_id(value: object) -> bool:
-    return not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS
-
-
-def check_event(e: NewEvent, *, record: bool = False) -> None:
-    """``e`` is well formed; only the store's own records (``record``) take their kinds."""
-    t, a, r, i, k = e.tenant_id, e.app_id, e.run_id, e.event_id, e.kind
-    if not (  # the common case without a call per field (this runs for every event)
-        type(t) is str
-        and type(a) is str
-        and type(r) is str
-        and type(i) is str
-        and type(k) is str
-        and 0 < len(t) <= MAX_ID_CHARS
-        and 0 < len(a) <= MAX_ID_CHARS
-        and 0 < len(r) <= MAX_ID_CHARS
-        and 0 < len(i) <= MAX_ID_CHARS
-        and 0 < len(k) <= MAX_ID_CHARS
-    ):
-        for name in ("tenant_id", "app_id", "run_id", "event_id", "kind"):
-            if _bad_id(getattr(e, name)):
-                raise StoreError(f"{name} must be a non-empty string of at most {MAX_ID_CHARS}")
-    if not isinstance(e.payload, bytes):
-        raise StoreError("the payload must be bytes", f"event {e.event_id}")
-    if (k in RECORD_KINDS) != record:
-        what = "is the store's own" if not record else "is not one of the store's records"
-        raise StoreError(f"the kind {k!r} {what}", f"event {e.event_id}")
-
-
-class LogStore(abc.ABC):
+class LogStore(LogReads):
     """The shared implementation of :class:`sentrail.store.base.Store`."""
 
     def __init__(
@@ -169,10 +100,6 @@ class LogStore(abc.ABC):
         """A write transaction: commit (durably) on exit, roll back on an exception."""
 
     @abc.abstractmethod
-    def _read(self) -> AbstractContextManager[Tx]:
-        """A consistent read."""
-
-    @abc.abstractmethod
     def migrate(self) -> int:
         """Apply pending schema migrations; return the schema version."""
 
@@ -187,7 +114,7 @@ class LogStore(abc.ABC):
             hook()
         self._close()
 
-    def _after_erasure(self) -> None:  # noqa: B027 (an optional hook)
+    def _after_erasure(self) -> None:
         """After a redaction commits: make the erased bytes physically gone where the
         backend can (SQLite: checkpoint and truncate the WAL)."""
 
@@ -469,63 +396,6 @@ class LogStore(abc.ABC):
         with self._write() as tx:
             tx.put_result(tenant, app, run_id, bytes(result_json))
 
-    # -- reads ------------------------------------------------------------------------------
-    def events(self, tenant: str, start: int = 0, end: int | None = None) -> Iterator[StoredEvent]:
-        """Stored events of ``tenant`` with ``start <= seq < end``, in seq order."""
-        page = 5000
-        while True:
-            with self._read() as tx:
-                rows = tx.events(tenant, start, end, page)
-            yield from rows
-            if len(rows) < page:
-                return
-            start = rows[-1].seq + 1
-
-    def run_events(self, tenant: str, app: str, run_id: str) -> list[StoredEvent]:
-        with self._read() as tx:
-            return tx.run_events(tenant, app, run_id)
-
-    def log_runs(self, tenant: str) -> list[RunRef]:
-        """Every ``(app, run_id)`` with events in ``tenant``'s log."""
-        with self._read() as tx:
-            return tx.log_runs(tenant)
-
-    def leaf_hashes(self, tenant: str) -> list[bytes]:
-        with self._read() as tx:
-            return tx.leaf_hashes(tenant, 0)
-
-    def tenants(self) -> list[str]:
-        with self._read() as tx:
-            return tx.tenants()
-
-    def latest_checkpoint(self, tenant: str) -> Checkpoint | None:
-        with self._read() as tx:
-            rows = tx.checkpoints(tenant, latest_only=True)
-        return rows[0] if rows else None
-
-    def checkpoints(self, tenant: str) -> list[Checkpoint]:
-        with self._read() as tx:
-            return tx.checkpoints(tenant, latest_only=False)
-
-    def get_result(self, tenant: str, app: str, run_id: str) -> bytes | None:
-        with self._read() as tx:
-            return tx.get_result(tenant, app, run_id)
-
-    def proofs(
-        self, tenant: str, size: int, *, leaves: Sequence[int] = (), old_size: int | None = None
-    ) -> tuple[list[list[bytes]], list[bytes]]:
-        """Inclusion proofs of ``leaves`` in the tree of ``size`` and, with ``old_size``,
-        the consistency proof from ``old_size`` to ``size``. ValueError if out of range."""
-        with self._tree_lock:
-            with self._read() as tx:
-                log_size = tx.log_size(tenant)
-                if not 0 <= size <= log_size:
-                    raise ValueError(f"tree size {size} is outside 0..{log_size}")
-                tree = self._tree(tx, tenant, log_size)
-            paths = [tree.inclusion_proof(i, size) for i in leaves]
-            consistency = [] if old_size is None else tree.consistency_proof(old_size, size)
-        return paths, consistency
-
     # -- redaction and retention (see :mod:`.erasure`) -----------------------------------------
     def redact(
         self,
@@ -539,29 +409,6 @@ class LogStore(abc.ABC):
     ) -> Redaction:
         """Erase the payloads of a run, keeping redacted views when ``fields`` are given."""
         return erasure.redact(self, tenant, app, run_id, by=by, reason=reason, fields=fields)
-
-    def stored_runs(self, tenant: str, app: str, run_ids: Sequence[str]) -> set[str]:
-        """Which of ``run_ids`` of ``app`` have at least one stored event (one query)."""
-        if not run_ids:
-            return set()
-        with self._read() as tx:
-            heads = tx.run_heads(tenant, [(app, r) for r in dict.fromkeys(run_ids)])
-        return {r for _, r in heads}
-
-    def erased_runs(self, tenant: str, app: str, run_ids: Sequence[str]) -> set[str]:
-        """Which of ``run_ids`` of ``app`` were redacted (one query)."""
-        if not run_ids:
-            return set()
-        with self._read() as tx:
-            keys = tx.run_keys(tenant, [(app, r) for r in dict.fromkeys(run_ids)])
-        return {r for (_, r), k in keys.items() if k.erased}
-
-    def is_erased(self, tenant: str, app: str, run_id: str) -> bool:
-        """Whether ``run_id`` of ``app`` was redacted (its key erased): it takes no more
-        events, and nothing derived from its payloads should be stored again."""
-        with self._read() as tx:
-            key = tx.run_keys(tenant, [(app, run_id)]).get((app, run_id))
-        return key is not None and key.erased
 
     def set_retention(self, tenant: str, days: int | None) -> None:
         erasure.set_retention(self, tenant, days)

@@ -14,7 +14,8 @@ from contextlib import AbstractContextManager, contextmanager
 from sentrail.evidence.note import Signer
 from sentrail.store.base import Prior, RunKey, StoreError
 from sentrail.store.core import CHECKPOINT_EVERY, LogStore, Tx
-from sentrail.store.sql import SqlTx, _bytes, apply_migrations, by_app, prior, run_key
+from sentrail.store.schema import apply_migrations
+from sentrail.store.sql import SqlTx, _bytes, by_app, prior, run_key
 
 try:
     import psycopg

@@ -22,6 +22,7 @@ from sentrail.store.admin_records import AdminRecords
 from sentrail.store.base import StoreError
 from sentrail.store.core import LogStore
 from sentrail.store.enforcement_records import EnforcementRecords
+from sentrail.store.finding_records import AuditRow, FindingRecords
 from sentrail.store.rowcheck import opt_f as _opt_f
 from sentrail.store.rowcheck import opt_s as _opt_s
 from sentrail.store.rowcheck import req_b as _b
@@ -29,6 +30,19 @@ from sentrail.store.rowcheck import req_f as _f
 from sentrail.store.rowcheck import req_i as _i
 from sentrail.store.rowcheck import req_s as _s
 from sentrail.store.sql import SqlTx
+
+__all__ = [
+    "AuditRow",
+    "FindingFilter",
+    "FindingRow",
+    "RecordTx",
+    "RunFilter",
+    "RunRow",
+    "StepRow",
+    "decode_cursor",
+    "encode_cursor",
+    "records",
+]
 
 
 class RunRow(msgspec.Struct, frozen=True):
@@ -74,14 +88,6 @@ class FindingRow(msgspec.Struct, frozen=True):
     resolved_by: str | None
     created_at: float
     body: bytes  # msgspec JSON of sentrail.model.finding.Finding
-
-
-class AuditRow(msgspec.Struct, frozen=True):
-    finding_id: str
-    at: float
-    actor: str
-    action: str
-    comment: str
 
 
 class RunFilter(msgspec.Struct, frozen=True):
@@ -168,7 +174,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     return started_at, run_id
 
 
-class RecordTx(AdminRecords, EnforcementRecords):
+class RecordTx(AdminRecords, EnforcementRecords, FindingRecords):
     """Record reads and writes inside one transaction of the store."""
 
     def __init__(self, tx: SqlTx) -> None:
@@ -364,61 +370,6 @@ class RecordTx(AdminRecords, EnforcementRecords):
             (tenant, app, finding_id),
         )
         return _finding(rows[0]) if rows else None
-
-    def finding_apps(self, tenant: str, finding_id: str) -> list[str]:
-        """The apps of ``tenant`` that hold a finding ``finding_id`` (finding ids derive
-        from run ids, and two apps may use one run id)."""
-        rows = self.tx.all(
-            "SELECT app_id FROM findings WHERE tenant_id = ? AND finding_id = ? ORDER BY 1",
-            (tenant, finding_id),
-        )
-        return [_s(r[0], "findings.app_id") for r in rows]
-
-    def resolve_finding(
-        self,
-        tenant: str,
-        app: str,
-        finding_id: str,
-        resolved: bool,
-        actor: str,
-        comment: str,
-        now: float,
-    ) -> None:
-        """Set the resolution status and append the audit row, in this transaction."""
-        self.tx.all(
-            "UPDATE findings SET resolved = ?, resolved_at = ?, resolved_by = ? "
-            "WHERE tenant_id = ? AND app_id = ? AND finding_id = ? RETURNING finding_id",
-            (
-                int(resolved),
-                now if resolved else None,
-                actor if resolved else None,
-                tenant,
-                app,
-                finding_id,
-            ),
-        )
-        self.tx.all(
-            "INSERT INTO finding_audit (tenant_id, app_id, finding_id, at, actor, action, "
-            "comment) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING finding_id",
-            (tenant, app, finding_id, now, actor, "resolve" if resolved else "reopen", comment),
-        )
-
-    def audit(self, tenant: str, app: str, finding_id: str) -> list[AuditRow]:
-        rows = self.tx.all(
-            "SELECT finding_id, at, actor, action, comment FROM finding_audit "
-            "WHERE tenant_id = ? AND app_id = ? AND finding_id = ? ORDER BY at",
-            (tenant, app, finding_id),
-        )
-        return [
-            AuditRow(
-                _s(r[0], "audit.finding_id"),
-                _f(r[1], "audit.at"),
-                _s(r[2], "audit.actor"),
-                _s(r[3], "audit.action"),
-                _s(r[4], "audit.comment"),
-            )
-            for r in rows
-        ]
 
     def runs_of(self, tenant: str) -> list[RunRow]:
         """Every run row of ``tenant`` (all apps), for an audit of the index."""

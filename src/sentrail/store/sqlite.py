@@ -17,7 +17,8 @@ from pathlib import Path
 from sentrail.evidence.note import Signer
 from sentrail.store.base import StoreError
 from sentrail.store.core import CHECKPOINT_EVERY, LogStore, Tx
-from sentrail.store.sql import SqlTx, apply_migrations
+from sentrail.store.schema import apply_migrations
+from sentrail.store.sql import SqlTx
 
 
 class SqliteStore(LogStore):
