@@ -97,10 +97,11 @@ class Attacker:
     def delete_checkpoints(self, above: int = -1) -> None:
         self.sql("DELETE FROM checkpoints WHERE tenant_id = ? AND size > ?", (self.tenant, above))
 
-    def forge_checkpoint(self) -> None:
-        """A checkpoint of the log as it now is, signed with the attacker's own key."""
+    def forge_checkpoint(self, key: Signer = ROGUE) -> None:
+        """A checkpoint of the log as it now is, signed with the attacker's own key (or,
+        for an insider who holds it, the log's)."""
         tree = MerkleTree([e.leaf_hash for e in self.store.events(self.tenant)])
-        rogue = Signer(log_origin(ROGUE.name, self.tenant), ROGUE.private_key)
+        rogue = Signer(log_origin(key.name, self.tenant), key.private_key)
         note = sign_checkpoint(Checkpoint(rogue.name, len(tree), tree.root()), rogue)
         self.sql(
             "INSERT INTO checkpoints (tenant_id, size, note) VALUES (?, ?, ?)",

@@ -180,6 +180,12 @@ def rewrite_forge_checkpoints(w: World) -> None:
     w.attacker.forge_checkpoint()
 
 
+def rewrite_resign_with_the_log_key(w: World) -> None:  # an insider holding the key
+    rewrite_rehash(w)
+    w.attacker.delete_checkpoints()
+    w.attacker.forge_checkpoint(SIGNER)
+
+
 def delete_checkpoints(w: World) -> None:
     w.attacker.delete_checkpoints()
 
@@ -265,6 +271,11 @@ MATRIX: dict[str, tuple[Callable[[World], None], set[str], set[str]]] = {
         rewrite_forge_checkpoints,
         {"verify", "checkpoint", "witness"},
         set(),
+    ),
+    "rewrite, rehash, re-sign with the log's key": (
+        rewrite_resign_with_the_log_key,
+        {"checkpoint", "witness"},
+        {"verify"},
     ),
     "delete checkpoints": (delete_checkpoints, {"verify", "witness"}, set()),
     "move a run to another app": (move_run, {"verify", "checkpoint"}, set()),
