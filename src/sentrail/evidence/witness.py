@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from sentrail.evidence.errors import EvidenceError
-from sentrail.evidence.note import SIG_PREFIX, check_key_name, split_note
+from sentrail.evidence.note import SIG_PREFIX, split_note, split_vkey
 
 COSIGNATURE_V1 = 0x04
 MAX_PROOF_LINES = 63
@@ -117,19 +117,8 @@ class Cosigner:
 
     @classmethod
     def parse(cls, vkey: str) -> Cosigner:
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3:
-            raise EvidenceError("a witness key is name+keyid+base64key", "witness key")
-        name, hex_id, b64 = parts
-        check_key_name(name)
-        try:
-            claimed = bytes.fromhex(hex_id) if len(hex_id) == 8 else b""
-            raw = base64.b64decode(b64, validate=True)
-        except (ValueError, binascii.Error):
-            raise EvidenceError("bad key ID or base64 key", f"witness key {name}") from None
-        if len(raw) != 33 or raw[0] != COSIGNATURE_V1:
-            raise EvidenceError("not an Ed25519 cosignature (0x04) key", f"witness key {name}")
-        cosigner = cls(name, Ed25519PublicKey.from_public_bytes(raw[1:]))
+        name, claimed, public = split_vkey(vkey, COSIGNATURE_V1, "witness key")
+        cosigner = cls(name, Ed25519PublicKey.from_public_bytes(public))
         if cosigner.key_id != claimed:
             raise EvidenceError("the key ID does not match the key", f"witness key {name}")
         return cosigner
