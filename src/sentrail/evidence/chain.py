@@ -52,6 +52,8 @@ CHAIN_DOMAIN = b"sentrail.evidence.chain.v1\x00"
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _F64 = struct.Struct(">d")
+_SEQ_TIME = struct.Struct(">Qd")
+_FLAGS = (b"\x00", bytes([SEALED_FLAG]))
 
 
 def chain_hash(prev: bytes, entry_digest: bytes) -> bytes:
@@ -59,6 +61,30 @@ def chain_hash(prev: bytes, entry_digest: bytes) -> bytes:
     if len(prev) != 32 or len(entry_digest) != 32:
         raise EvidenceError("chain hashes and entry digests have 32 bytes")
     return hashlib.sha256(CHAIN_DOMAIN + prev + entry_digest).digest()
+
+
+def run_prefix(version: int, tenant: str, app: str, run_id: str) -> bytes:
+    """The leading part of the leaf data of every event of one run (encoded once)."""
+    if version == 2:
+        return LEAF_DOMAIN_V2 + _str(tenant) + _str(app) + _str(run_id)
+    return LEAF_DOMAIN + _str(tenant) + _str(run_id)
+
+
+def leaf_data_after(
+    prefix: bytes,
+    version: int,
+    seq: int,
+    event_id: str,
+    kind: str,
+    received_at: float,
+    sealed: bool,
+    payload_sha256: bytes,
+    prev: bytes,
+) -> bytes:
+    """:meth:`EventLeaf.leaf_data` given the run's :func:`run_prefix` (digests of 32
+    bytes, 0 <= seq < 2**64: the caller checks)."""
+    tail = _SEQ_TIME.pack(seq, received_at) + _FLAGS[sealed] if version == 2 else _U64.pack(seq)
+    return prefix + _str(event_id) + _str(kind) + tail + payload_sha256 + prev
 
 
 def verify_chain(links: Sequence[tuple[bytes, bytes]], start: bytes = GENESIS) -> int | None:

@@ -53,11 +53,17 @@ from sentrail.evidence.bundle import (
     IndexFile,
     ProofsFile,
 )
-from sentrail.evidence.chain import CHAIN_DOMAIN, GENESIS, LEAF_VERSIONS, EventLeaf
+from sentrail.evidence.chain import (
+    CHAIN_DOMAIN,
+    GENESIS,
+    LEAF_VERSIONS,
+    leaf_data_after,
+    run_prefix,
+)
 from sentrail.evidence.checkpoint import log_verifiers, verify_checkpoint
 from sentrail.evidence.dsse import parse_statement, verify_envelope
 from sentrail.evidence.errors import EvidenceError
-from sentrail.evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
+from sentrail.evidence.merkle import InclusionChecker, leaf_hash, verify_consistency
 from sentrail.evidence.note import Verifier
 from sentrail.evidence.redaction import RedactionCheck, RedactionInfo
 
@@ -279,6 +285,8 @@ def verify_bundle(
     check = RedactionCheck(require_records=False)
     tenant, run_id, app = index.tenant, index.run_id, index.app
     version = 1
+    prefixes = {v: run_prefix(v, tenant, app or "", run_id) for v in LEAF_VERSIONS}
+    included = InclusionChecker(size, root)
     for i, e in enumerate(events):
         where = f"{INDEX}: event {i} (seq {e.seq})"
         if e.seq <= last_seq:
@@ -319,25 +327,24 @@ def verify_bundle(
                 )
             )
             raise EvidenceError(reason, where)
-        leaf = EventLeaf(
-            tenant,
+        if not 0 <= e.seq < 1 << 64:
+            raise EvidenceError(f"sequence number {e.seq} is out of range", where)
+        data = leaf_data_after(
+            prefixes[version],
+            version,
             e.seq,
-            run_id,
             e.event_id,
             e.kind,
-            digest,
-            prev_hash,
-            app or "",
             e.received_at or 0.0,
             e.sealed,
-            e.leaf_version,
+            digest,
+            prev_hash,
         )
-        data = leaf.leaf_data()
         chained = sha256(CHAIN_DOMAIN + prev + sha256(data).digest())
         if chained.digest() != _hex32(e.chain_hash, where):
             raise EvidenceError("chain hash does not match the entry", where)
         proof = resolve(proofs.inclusion[i], where)
-        if not verify_inclusion(leaf_hash(data), e.seq, size, proof, root):
+        if not included.verify(leaf_hash(data), e.seq, proof):
             raise EvidenceError(f"inclusion proof does not verify at tree size {size}", where)
         prev, last_seq = chained.digest(), e.seq
     if offset != len(payloads):

@@ -1,31 +1,22 @@
-"""The append hot path's encoding of :meth:`sentrail.evidence.chain.EventLeaf.leaf_data`.
+"""The append hot path's leaf encoding: version 2 leaves, the run's part encoded once.
 
-Byte for byte the same leaf data (version 2) and chain link as
-:mod:`sentrail.evidence.chain` (a property test compares them, and log verification
-recomputes every leaf with :class:`EventLeaf`), but the part every event of a run shares
-(domain, tenant, app, run id) is encoded once per run instead of once per event.
+The same bytes as :meth:`sentrail.evidence.chain.EventLeaf.leaf_data` (a property test
+compares them, and log verification recomputes every leaf with :class:`EventLeaf`), built
+from :func:`sentrail.evidence.chain.run_prefix` so that the domain, tenant, app and run id
+are encoded once per run instead of once per event.
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
 
-from sentrail.evidence.chain import CHAIN_DOMAIN, LEAF_DOMAIN_V2, SEALED_FLAG
-
-_U32 = struct.Struct(">I")
-_SEQ_TIME = struct.Struct(">Qd")
-_FLAGS = (b"\x00", bytes([SEALED_FLAG]))
-
-
-def _str(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    return _U32.pack(len(raw)) + raw
+from sentrail.evidence import chain
+from sentrail.evidence.chain import CHAIN_DOMAIN
 
 
 def run_prefix(tenant: str, app: str, run_id: str) -> bytes:
     """The leaf data's leading part for every event of ``run_id`` of ``app``."""
-    return LEAF_DOMAIN_V2 + _str(tenant) + _str(app) + _str(run_id)
+    return chain.run_prefix(2, tenant, app, run_id)
 
 
 def leaf_data(
@@ -38,17 +29,9 @@ def leaf_data(
     payload_sha256: bytes,
     prev: bytes,
 ) -> bytes:
-    """``EventLeaf(tenant, seq, run_id, event_id, kind, payload_sha256, prev, app,
-    received_at, sealed, version=2).leaf_data()`` given ``prefix = run_prefix(tenant, app,
-    run_id)`` (digests of 32 bytes, 0 <= seq < 2**64)."""
-    return (
-        prefix
-        + _str(event_id)
-        + _str(kind)
-        + _SEQ_TIME.pack(seq, received_at)
-        + _FLAGS[sealed]
-        + payload_sha256
-        + prev
+    """The version 2 leaf data given ``prefix = run_prefix(tenant, app, run_id)``."""
+    return chain.leaf_data_after(
+        prefix, 2, seq, event_id, kind, received_at, sealed, payload_sha256, prev
     )
 
 
