@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +153,21 @@ def test_a_checkpoint_is_read_from_a_file_or_the_apis_json(tmp_path: Path) -> No
         fetch_note(str(tmp_path / "bad.json"))
     with pytest.raises(WitnessError, match="cannot read"):
         fetch_note(str(tmp_path / "missing.txt"))
+
+
+def test_a_store_that_signs_automatically_leaves_nothing_uncovered(backend: Backend) -> None:
+    """A writer without a timer of its own (a gateway recording decisions) still has
+    every event covered: within the delay, and when it closes."""
+    store = backend.open()
+    store.sign_automatically(0.01)
+    store.append([ev(0)])
+    deadline = time.monotonic() + 30
+    while store.behind() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.behind() == [] and store.latest_checkpoint("t1") is not None
+    store.append([ev(1), ev(2)])
+    store.close()  # signs what is left
+    again = backend.open()
+    latest = again.latest_checkpoint("t1")
+    assert latest is not None and latest.size == 3
+    assert verify_log(again, "t1", KEYS, max_unsigned_age=0).problem is None

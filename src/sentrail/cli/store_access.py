@@ -1,10 +1,11 @@
 """How the CLI opens the evidence store and the signing keys (shared by the commands).
 
 Default database: ``sqlite:///$SENTRAIL_HOME/sentrail.db``; keys: ``$SENTRAIL_HOME/keys``.
-A store opened with a signer pushes every checkpoint it signs to the witnesses named in
-``$SENTRAIL_WITNESS`` (comma-separated: a file path, or an http(s) tlog-witness URL; see
-:mod:`sentrail.store.witness`), so every process that signs (``serve``, ``worker``,
-``ingest``, ``redact``) keeps the outside record current.
+A store opened with a signer signs a checkpoint within a second of every append (and when
+it closes), so no command leaves events uncovered, and pushes every checkpoint it signs to
+the witnesses named in ``$SENTRAIL_WITNESS`` (comma-separated: a file path, or an http(s)
+tlog-witness URL; see :mod:`sentrail.store.witness`), so every process that signs
+(``serve``, ``worker``, ``ingest``, ``redact``) keeps the outside record current.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def open_migrated(database: str | None, signer: Signer | None = None) -> LogStor
         store = open_store(url_of(database), signer)
         store.migrate()
         if signer is not None:
+            store.sign_automatically()
             witness.attach(store, witness_specs())
     except SentrailError as exc:
         fail(str(exc))

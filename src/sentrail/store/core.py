@@ -46,6 +46,7 @@ from sentrail.evidence.checkpoint import log_origin, log_signer, sign_checkpoint
 from sentrail.evidence.merkle import MerkleTree, leaf_hash
 from sentrail.evidence.note import Signer
 from sentrail.store import erasure, leafdata
+from sentrail.store.autosign import AutoSigner
 from sentrail.store.base import (
     TRIAGE_KIND,
     Appended,
@@ -93,6 +94,7 @@ class LogStore(LogReads):
         self._signers: dict[str, Signer] = {}
         self._signed: list[Checkpoint] = []  # signed in the open transaction
         self._behind: set[str] = set()  # tenants with events past their latest checkpoint
+        self._autosign: AutoSigner | None = None
 
     # -- what a backend provides ----------------------------------------------------------
     @abc.abstractmethod
@@ -170,12 +172,22 @@ class LogStore(LogReads):
         for cp in signed:
             if cp.size >= len(self._trees.get(cp.tenant_id, ())):
                 self._behind.discard(cp.tenant_id)
+        if self._behind and self._autosign is not None:
+            self._autosign.poke()
         for cp in signed:
             for hook in self.on_checkpoint:
                 try:
                     hook(cp)
                 except Exception as exc:  # a witness that fails must not fail the log
                     log.error("checkpoint hook failed: %s", exc)
+
+    def sign_automatically(self, delay: float = 1.0) -> None:
+        """Sign a checkpoint within ``delay`` seconds of every append that leaves a tenant
+        behind (:mod:`.autosign`), and what is left when the store closes."""
+        if self.signer is None or self._autosign is not None:
+            return
+        self._autosign = AutoSigner(self, delay)
+        self.on_close.insert(0, self._autosign.close)
 
     def behind(self) -> list[str]:
         """Tenants whose log grew, in this process, past their latest checkpoint."""
