@@ -32,6 +32,7 @@ from sentrail.runtime.sources import (
     looks_like_event_stream,
     read_document,
 )
+from sentrail.store.base import EventConflict
 from sentrail.store.log_verify import verify_log
 
 db_app = typer.Typer(help="The evidence database.", no_args_is_help=True)
@@ -84,7 +85,7 @@ def ingest(
                 else:
                     acks = [ingestor.ingest_trace(tenant, app_id, data).ack]
                     runs += 1
-            except InputError as exc:
+            except (InputError, EventConflict) as exc:  # this file; the others go on
                 errors.append(f"{p}: {exc}")
                 continue
             stored += sum(not a.duplicate for a in acks)
