@@ -1,7 +1,8 @@
 """Evidence figures: Merkle append rate and offline verification of a 100,000-event bundle.
 
-Builds, in a temporary directory, a tenant log whose run has ``--events`` events (plus a
-few events of other runs interleaved), a signed checkpoint and the run's bundle, then
+Builds, in a temporary directory, a tenant log whose run has ``--events`` events (version 2
+leaves: app, time received, sealed flag; plus a few events of other runs interleaved), a
+signed checkpoint of the tenant's log origin and the run's bundle, then
 times ``verify_bundle``. Prints JSON: ``merkle_append_per_s``, ``bundle_verify_s`` and
 sizes. Usage: ``python benchmarks/evidence_bench.py [--events N]``.
 """
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sentrail.evidence.bundle import EventRecord, build_bundle
 from sentrail.evidence.chain import GENESIS, EventLeaf
-from sentrail.evidence.checkpoint import Checkpoint, sign_checkpoint
+from sentrail.evidence.checkpoint import Checkpoint, log_signer, sign_checkpoint
 from sentrail.evidence.merkle import MerkleTree, leaf_hash
 from sentrail.evidence.note import Signer
 from sentrail.evidence.verify import verify_bundle
@@ -52,12 +53,19 @@ def build(directory: Path, n_events: int) -> tuple[Path, str]:
             {"seq": seq, "tool": "metrics.query", "args": {"q": "x" * (i % 200)}}
         ).encode()
         digest = hashlib.sha256(payload).digest()
-        leaf = EventLeaf("t1", seq, "run-1", f"e{i}", "step", digest, prev)
+        at = 1_760_000_000.0 + seq / 1000
+        leaf = EventLeaf("t1", seq, "run-1", f"e{i}", "step", digest, prev, "app", at, True, 2)
         chained = leaf.chain_hash()
         tree.append(leaf_hash(leaf.leaf_data()))
-        records.append(EventRecord(seq, "run-1", f"e{i}", "step", payload, digest, prev, chained))
+        records.append(
+            EventRecord(
+                seq, "run-1", f"e{i}", "step", payload, digest, prev, chained, None,
+                "app", at, True, 2,
+            )
+        )  # fmt: skip
         prev = chained
-    note = sign_checkpoint(Checkpoint(ORIGIN, len(tree), tree.root()), signer)
+    log_key = log_signer(signer, "t1")
+    note = sign_checkpoint(Checkpoint(log_key.name, len(tree), tree.root()), log_key)
     path = directory / "bundle.zip"
     build_bundle(
         path,

@@ -57,7 +57,7 @@ def make_events(n: int) -> list[NewEvent]:
                 else "step"
             )
             eid = f"{e.run_id}/{kind}/{hashlib.sha256(payload).hexdigest()[:32]}"
-            out.append(NewEvent("bench", e.run_id, eid, kind, payload))
+            out.append(NewEvent("bench", "app", e.run_id, eid, kind, payload))
         i += 1
     return out[:n]
 

@@ -97,6 +97,7 @@ BAD_INPUT: dict[tuple[str, ...], Args] = {
     ("hook", "install"): lambda d: ["--client", "codex", "--settings", str(_bad_json(d))],
     ("hook", "uninstall"): lambda d: ["--client", "codex", "--settings", str(_bad_json(d))],
     ("ingest",): lambda d: [str(_bad_trace(d))],
+    ("log", "checkpoint"): lambda d: ["--tenant", "t", *STORE],
     ("log", "verify"): lambda d: STORE,
     ("mcp", "install"): lambda d: ["--client", "cursor", "--config", str(_bad_json(d))],
     ("mcp", "uninstall"): lambda d: ["--client", "cursor", "--config", str(_bad_json(d))],

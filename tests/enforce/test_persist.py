@@ -56,7 +56,7 @@ def test_decisions_are_in_the_run_chain_and_approvals_shared(backend: Backend) -
         req("db.delete_table", params, environment="staging", approval_id=held.approval_id)
     )
     assert again.outcome is Outcome.APPROVAL_REQUIRED  # used once
-    events = store.run_events("default", "run-1")
+    events = store.run_events("default", "default", "run-1")
     assert [e.kind for e in events] == ["decision"] * 3
     assert json.loads(events[1].payload or b"{}")["outcome"] == "allow"
     assert verify_log(store, "default", [SIGNER.verifier]).problem is None

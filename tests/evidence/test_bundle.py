@@ -24,7 +24,7 @@ from sentrail.evidence.bundle import (
     write_zip,
 )
 from sentrail.evidence.chain import GENESIS, EventLeaf
-from sentrail.evidence.checkpoint import Checkpoint, sign_checkpoint
+from sentrail.evidence.checkpoint import Checkpoint, log_signer, sign_checkpoint
 from sentrail.evidence.dsse import IN_TOTO_PAYLOAD_TYPE, make_statement, sign_envelope
 from sentrail.evidence.errors import EvidenceError
 from sentrail.evidence.merkle import MerkleTree, leaf_hash
@@ -306,3 +306,59 @@ def test_exporter_refuses_inconsistent_input(tmp_path: Path) -> None:
     with pytest.raises(EvidenceError, match="checkpoint's root"):
         build_bundle(tmp_path / "b.zip", tenant="t1", run_id="run-1", events=records, tree=tree,
                      checkpoint_note=stale, signer=SIGNER)  # fmt: skip
+
+
+def make_v2_bundle(tmp_path: Path) -> Path:
+    """A run whose first two events are version 1 leaves and the rest version 2."""
+    tree, records, prev = MerkleTree(), [], GENESIS
+    for seq in range(5):
+        payload = json.dumps({"step": seq}).encode()
+        digest = hashlib.sha256(payload).digest()
+        version = 1 if seq < 2 else 2
+        leaf = EventLeaf("t1", seq, "run-1", f"e{seq}", "step", digest, prev,
+                         "pay", 1_760_000_000.5 + seq, True, version)  # fmt: skip
+        tree.append(leaf_hash(leaf.leaf_data()))
+        records.append(EventRecord(seq, "run-1", f"e{seq}", "step", payload, digest, prev,
+                                   leaf.chain_hash(), None, "pay", 1_760_000_000.5 + seq,
+                                   True, version))  # fmt: skip
+        prev = leaf.chain_hash()
+    log_key = log_signer(SIGNER, "t1")  # the tenant log's origin, signed by the log key
+    note = sign_checkpoint(Checkpoint(log_key.name, len(tree), tree.root()), log_key)
+    path = tmp_path / "v2.zip"
+    build_bundle(path, tenant="t1", run_id="run-1", events=records, tree=tree,
+                 checkpoint_note=note, signer=SIGNER)  # fmt: skip
+    return path
+
+
+def test_version_2_leaves_verify_and_bind_app_time_and_seal(tmp_path: Path) -> None:
+    path = make_v2_bundle(tmp_path)
+    report = verify_bundle(path, trusted_key=SIGNER.verifier_key())
+    assert (report.app, report.events, report.checkpoint_origin) == (
+        "pay",
+        5,
+        "test.sentrail.local/log/t1",
+    )
+    doc = index(path)
+    events = doc["events"]  # type: ignore[index]
+    assert [e["leaf_version"] for e in events] == [1, 1, 2, 2, 2]
+    edits = {
+        "received_at": lambda d: d["events"][3].update(received_at=0.0),
+        "sealed": lambda d: d["events"][3].update(sealed=False),
+        "version": lambda d: d["events"][1].update(leaf_version=2, received_at=0.0),
+        "downgrade": lambda d: d["events"][4].update(leaf_version=1),
+    }
+    for name, edit in edits.items():
+        changed = json.loads(json.dumps(doc))
+        edit(changed)
+        copy = tmp_path / f"{name}.zip"
+        copy.write_bytes(path.read_bytes())
+        rewrite(copy, {INDEX: json.dumps(changed).encode()}, resign=True)
+        with pytest.raises(EvidenceError):
+            verify_bundle(copy, trusted_key=SIGNER.verifier_key())
+    moved = json.loads(json.dumps(doc))
+    moved["app"] = "web"  # another app: the index and the signed manifest disagree ...
+    copy = tmp_path / "moved.zip"
+    copy.write_bytes(path.read_bytes())
+    rewrite(copy, {INDEX: json.dumps(moved).encode()}, resign=True)
+    with pytest.raises(EvidenceError, match="tenant, app or run id differs"):
+        verify_bundle(copy, trusted_key=SIGNER.verifier_key())

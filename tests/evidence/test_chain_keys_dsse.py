@@ -7,12 +7,23 @@ import hashlib
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sentrail.evidence.chain import CHAIN_DOMAIN, GENESIS, EventLeaf, chain_hash, verify_chain
+from sentrail.evidence.chain import (
+    CHAIN_DOMAIN,
+    GENESIS,
+    EventLeaf,
+    chain_hash,
+    leaf_data_after,
+    run_prefix,
+    verify_chain,
+)
 from sentrail.evidence.checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint
 from sentrail.evidence.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
@@ -131,3 +142,28 @@ def test_envelope_rejections() -> None:
         make_statement({"a": "xyz"}, "p", {"k": 1})
     with pytest.raises(EvidenceError, match="Statement"):
         make_statement({"a": "0" * 64}, "p", {})  # the library requires a predicate
+
+
+ids = st.text(min_size=1, max_size=12)
+
+
+@given(st.sampled_from([1, 2]), ids, ids, ids, ids, ids, st.integers(0, 2**64 - 1),
+       st.floats(allow_nan=False), st.booleans())  # fmt: skip
+def test_the_run_prefixed_encoding_is_the_leafs_in_both_versions(
+    version: int, tenant: str, app: str, run: str, event_id: str, kind: str, seq: int,
+    at: float, sealed: bool,
+) -> None:  # fmt: skip
+    digest, prev = hashlib.sha256(b"p").digest(), hashlib.sha256(b"q").digest()
+    leaf = EventLeaf(tenant, seq, run, event_id, kind, digest, prev, app, at, sealed, version)
+    prefix = run_prefix(version, tenant, app, run)
+    data = leaf_data_after(prefix, version, seq, event_id, kind, at, sealed, digest, prev)
+    assert data == leaf.leaf_data()
+
+
+def test_version_2_commits_to_app_time_and_seal_and_version_1_does_not() -> None:
+    digest = hashlib.sha256(b"p").digest()
+    base = EventLeaf("t", 1, "r", "e", "step", digest, GENESIS, "pay", 1.0, True, 2)
+    for changed in ({"app": "web"}, {"received_at": 2.0}, {"sealed": False}):
+        assert replace(base, **changed).leaf_data() != base.leaf_data()  # type: ignore[arg-type]
+        v1 = replace(base, version=1)
+        assert replace(v1, **changed).leaf_data() == v1.leaf_data()  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sentrail.cli.app import app
+from sentrail.store import open_store
 from tests.conftest import EXAMPLES
 
 runner = CliRunner()
@@ -97,6 +98,14 @@ def test_findings_list_resolve_and_reopen_are_audited(home: Path) -> None:
         ).exit_code
         == 2
     )
+    # Each change is a triage event in the run's chain (as the API's), and the log verifies.
+    store = open_store(f"sqlite:///{home / 'sentrail.db'}")
+    try:
+        triage = [e for e in store.run_events("acme", "pay", RUN) if e.kind == "triage"]
+        assert [json.loads(e.payload or b"")["by"] for e in triage] == ["cli:alice", "cli:bob"]
+    finally:
+        store.close()
+    assert run("log", "verify", "--tenant", "acme").exit_code == 0
 
 
 def test_graph_of_a_run_and_of_a_value_in_json_and_dot(home: Path) -> None:

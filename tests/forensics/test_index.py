@@ -60,7 +60,7 @@ def test_a_redacted_run_leaves_the_index_and_a_backfill_does_not_bring_it_back(
     ingest = Ingestor(store, Engine())
     ingest.ingest_trace("t", "pay", _trace("r1", IBAN))
     ingest.ingest_trace("t", "pay", _trace("r2", IBAN))
-    store.redact("t", "r1", by="dpo", reason="erasure request")
+    store.redact("t", "pay", "r1", by="dpo", reason="erasure request")
     assert {u.run_id for u in value_uses(store, "t", IBAN)[0]} == {"r2"}
     assert backend.sql is not None
     backend.sql("DELETE FROM run_values_indexed WHERE tenant_id = ?", ("t",))

@@ -184,7 +184,7 @@ def test_an_approval_given_in_the_store_lets_the_same_call_through(box: Box) -> 
             assert other.is_error
             again = await client.call_tool("delete_file", {"path": "/srv/old"})
             assert not again.is_error, text_of(again)
-            kinds = [e.kind for e in store.run_events("default", "run-approve")]
+            kinds = [e.kind for e in store.run_events("default", "default", "run-approve")]
             assert kinds.count("decision") == 3  # in the tamper-evident log too
             store.close()
 

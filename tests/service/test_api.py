@@ -13,6 +13,7 @@ import pytest
 from sentrail.evidence.checkpoint import verify_checkpoint
 from sentrail.evidence.merkle import verify_consistency, verify_inclusion
 from sentrail.evidence.note import Verifier
+from sentrail.service.auth import actor_label
 from sentrail.service.background import CheckpointTimer
 from tests.service.conftest import EXAMPLES, Api, example, make_api
 from tests.store.conftest import Backend
@@ -47,7 +48,7 @@ def test_post_trace_analyses_stores_exact_bytes_and_is_idempotent(api: Api) -> N
     assert body["status"] == "executed"
     assert 0 < body["risk_score"] <= 100
     assert any(f["category"] == "policy_violation" for f in body["findings"])
-    (stored,) = api.store.run_events("tenant-a", body["run_id"])
+    (stored,) = api.store.run_events("tenant-a", "app1", body["run_id"])
     assert stored.payload == data and stored.kind == "trace"
 
     again = api.client.post("/v1/apps/app1/traces", content=data, headers=api.auth("a"))
@@ -101,7 +102,7 @@ def test_events_are_acknowledged_with_seqs_idempotently(api: Api) -> None:
     assert [a["seq"] for a in acks] == list(range(len(lines)))
     assert not any(a["duplicate"] for a in acks)
     assert r.json()["completed_runs"] == ["run-a4f8c312-9e7b"]
-    stored = api.store.run_events("tenant-a", "run-a4f8c312-9e7b")
+    stored = api.store.run_events("tenant-a", "app1", "run-a4f8c312-9e7b")
     assert [e.payload for e in stored] == lines  # the exact lines
 
     r = api.client.post("/v1/apps/app1/events", content=data, headers=api.auth("a"))
@@ -238,13 +239,23 @@ def test_findings_can_be_resolved_and_reopened_with_an_audit_trail(api: Api) -> 
         headers=api.auth("a"),
     )
     assert r.status_code == 200, r.text
-    assert r.json()["resolved"] is True and r.json()["resolved_by"].startswith("apikey:")
+    assert r.json()["resolved"] is True
+    key_id = api.keys["a"].split("_")[1]
+    assert r.json()["resolved_by"] == actor_label(key_id) and key_id not in r.text
     r = api.client.patch(
         f"/v1/findings/{fid}",
         json={"resolved": False, "comment": "reopened"},
         headers=api.auth("a"),
     )
     assert [a["action"] for a in r.json()["audit"]] == ["resolve", "reopen"]
+    # Both changes are log events in the run's chain, with who and why.
+    run_id = crit[0]["run_id"]
+    triage = [e for e in api.store.run_events("tenant-a", "app1", run_id) if e.kind == "triage"]
+    records = [json.loads(e.payload or b"") for e in triage]
+    assert [(t["finding_id"], t["action"], t["comment"]) for t in records] == [
+        (fid, "resolve", "approved change CHG-1"),
+        (fid, "reopen", "reopened"),
+    ]
     open_ = api.client.get("/v1/apps/app1/findings?resolved=false", headers=api.auth("a"))
     assert fid in {i["id"] for i in open_.json()["items"]}
     for body in ({"resolved": True}, {"resolved": True, "comment": " "}, {"x": 1}):
@@ -325,7 +336,7 @@ def test_health_metrics_and_openapi(api: Api) -> None:
 
 def test_a_resent_trace_does_not_restore_what_redaction_erased(api: Api) -> None:
     posted = post_trace(api, "exfil-base64.json")
-    api.store.redact("tenant-a", posted["run_id"], by="dpo", reason="GDPR art. 17")
+    api.store.redact("tenant-a", "app1", posted["run_id"], by="dpo", reason="GDPR art. 17")
     again = api.client.post(
         "/v1/apps/app1/traces", content=example("exfil-base64.json"), headers=api.auth("a")
     )
@@ -378,7 +389,7 @@ def _decide_over_http(api: Api) -> None:
     assert d.status_code == 200, d.text
     assert d.json()["outcome"] == "deny" and d.json()["tenant_id"] == "tenant-a"  # key's tenant
     assert d.json()["signature"]
-    (logged,) = api.store.run_events("tenant-a", "r-http")
+    (logged,) = api.store.run_events("tenant-a", "app1", "r-http")
     assert logged.kind == "decision" and json.loads(logged.payload or b"{}")["outcome"] == "deny"
     staging = {**call, "environment": "staging", "run_id": "r-held"}
     held = api.client.post("/v1/decide", json=staging, headers=h).json()

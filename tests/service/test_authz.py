@@ -221,7 +221,7 @@ def _seed(api: Api, key: str, trace: bytes) -> dict[str, str]:
     api.store.checkpoint("tenant-a" if key == "a" else "tenant-b")
     tenant = "tenant-a" if key == "a" else "tenant-b"
     held = api.client.app.state.services.approvals.request(  # type: ignore[attr-defined]
-        tenant, body["run_id"], "agent", "db.delete_table", "0" * 64, "matrix"
+        tenant, body["run_id"], "agent", "db.delete_table", "0" * 64, "matrix", app="app1"
     )
     return {
         "hash": body["trace_hash"],
@@ -272,8 +272,9 @@ def _expected(ep: Endpoint, tenant: str | None, scopes: set[str], app: str | Non
     ):
         return {404}  # tenant A's ids, asked for by another tenant or app: not found
     if ep.name == "approve":
-        # Tenant A's approval: the first of A's callers denies it, later ones conflict.
-        return {404} if tenant != "tenant-a" else {200, 409}
+        # Tenant A's approval of app1: the first of A's app1 callers denies it, later ones
+        # conflict; another tenant or another app does not find it.
+        return {404} if tenant != "tenant-a" or app == "app2" else {200, 409}
     if ep.name == "post trace":
         return {200, 201}
     return {200}
@@ -295,7 +296,7 @@ def test_every_endpoint_for_every_caller(world: World, ep: Endpoint) -> None:
             if status < 300:  # a problem only echoes the path B asked for
                 _b_sees_only_b(world, ep, body)
             assert len(api.store.leaf_hashes("tenant-a")) == size_a  # B never writes into A
-        elif ep.method == "POST" and status < 300:
+        elif ep.method in ("POST", "PATCH") and status < 300:  # a triage is a log event
             size_a = len(api.store.leaf_hashes("tenant-a"))
 
 
@@ -331,7 +332,7 @@ def test_tenant_b_cannot_reach_tenant_a_by_any_id(world: World) -> None:
         == 404
     )
     with records(api.store) as rtx:
-        row = rtx.get_finding("tenant-a", a["finding"])
+        row = rtx.get_finding("tenant-a", "app1", a["finding"])
     assert row is not None and not row.resolved and rtx is not None
     findings = _req(api, "GET", "/v1/apps/app1/findings?limit=500", hb)[1]
     assert {f["run_id"] for f in findings["items"]} == {b["run"]}  # type: ignore[index]
@@ -339,3 +340,169 @@ def test_tenant_b_cannot_reach_tenant_a_by_any_id(world: World) -> None:
     size_a = len(api.store.leaf_hashes("tenant-a"))
     status, _ = _req(api, "GET", f"/v1/log/proof/inclusion?leaf_index=0&tree_size={size_a + 1}", hb)
     assert status == 400
+
+
+# -- one tenant, two apps: app1 ("pay") is attacked by app2 ("web") -------------------------
+# Both keys are tenant A's, each bound to its own app, with every scope. Every attack of
+# issue 10 item 1 and 3 must fail to read, hide or alter app1's data.
+PAY, WEB = "a", "a_app2"
+
+
+def _pay_run(world: World) -> tuple[str, str, dict[str, object]]:
+    """app1's run id, trace hash, and its detail as app1 sees it."""
+    r = world.api.client.get(f"/v1/apps/app1/traces/{world.a['hash']}", headers=world.api.auth(PAY))
+    assert r.status_code == 200, r.text
+    return world.a["run"], world.a["hash"], r.json()
+
+
+def _pay_sees_its_run_unchanged(world: World, before: dict[str, object]) -> None:
+    api, a = world.api, world.a
+    after = api.client.get(f"/v1/apps/app1/traces/{a['hash']}", headers=api.auth(PAY)).json()
+    for field in ("run_id", "verdict", "risk_score", "status", "events", "findings", "trace"):
+        assert after[field] == before[field], field
+    listed = api.client.get("/v1/apps/app1/traces?limit=500", headers=api.auth(PAY)).json()
+    assert a["run"] in {i["run_id"] for i in listed["items"]}
+
+
+def test_web_cannot_complete_or_read_pays_run_with_a_run_completed(world: World) -> None:
+    api = world.api
+    run_id, trace_hash, before = _pay_run(world)
+    line = json.dumps({"type": "run_completed", "run_id": run_id, "status": "completed"})
+    r = api.client.post("/v1/apps/app2/events", content=line + "\n", headers=api.auth(WEB))
+    assert r.status_code == 200, r.text
+    assert _req(api, "GET", f"/v1/apps/app2/traces/{trace_hash}", api.auth(WEB))[0] == 404
+    web_runs = api.client.get("/v1/apps/app2/traces?limit=500", headers=api.auth(WEB)).json()
+    assert all(i["trace_hash"] != trace_hash for i in web_runs["items"])
+    assert trace_hash not in json.dumps(web_runs)
+    _pay_sees_its_run_unchanged(world, before)
+    # The event went to web's own (run id, app) chain, not into pay's.
+    pay_events = api.store.run_events("tenant-a", "app1", run_id)
+    assert [e.kind for e in pay_events] == ["trace"]
+    assert [e.kind for e in api.store.run_events("tenant-a", "app2", run_id)] == ["run_completed"]
+
+
+def test_a_whole_trace_with_pays_run_id_does_not_hide_pays_run(world: World) -> None:
+    api = world.api
+    run_id, _, before = _pay_run(world)
+    assert before["verdict"] == "unauthorized"
+    benign = json.loads(TRACE_A)
+    benign["steps"] = benign["steps"][:1]  # same run id, another (harmless) run
+    for body in (TRACE_A, json.dumps(benign).encode()):
+        r = api.client.post("/v1/apps/app2/traces", content=body, headers=api.auth(WEB))
+        assert r.status_code == 201, r.text  # web's own run, not a duplicate of pay's
+        assert r.json()["run_id"] == run_id
+    _pay_sees_its_run_unchanged(world, before)
+    findings = api.client.get("/v1/apps/app1/findings?limit=500", headers=api.auth(PAY)).json()
+    assert world.a["finding"] in {f["id"] for f in findings["items"]}
+
+
+def test_web_cannot_pre_claim_an_event_id_of_pay(world: World) -> None:
+    api = world.api
+    claimed = {"type": "run_started", "run_id": "web-run", "agent_id": "w", "event_id": "evt-1"}
+    r = api.client.post(
+        "/v1/apps/app2/events", content=json.dumps(claimed) + "\n", headers=api.auth(WEB)
+    )
+    assert r.json()["acknowledged"][0]["duplicate"] is False
+    real = {"type": "run_started", "run_id": "pay-run", "agent_id": "p", "event_id": "evt-1"}
+    r = api.client.post(
+        "/v1/apps/app1/events", content=json.dumps(real) + "\n", headers=api.auth(PAY)
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["acknowledged"][0]["duplicate"] is False  # stored, not swallowed
+    (stored,) = api.store.run_events("tenant-a", "app1", "pay-run")
+    assert stored.event_id == "evt-1" and json.loads(stored.payload or b"")["agent_id"] == "p"
+    listed = api.client.get("/v1/apps/app1/traces?status=running", headers=api.auth(PAY)).json()
+    assert "pay-run" in {i["run_id"] for i in listed["items"]}
+    # The same bytes again are a duplicate; other bytes under the id are a conflict (409).
+    again = api.client.post(
+        "/v1/apps/app1/events", content=json.dumps(real) + "\n", headers=api.auth(PAY)
+    )
+    assert again.json()["acknowledged"][0]["duplicate"] is True
+    other = {**real, "agent_id": "someone-else"}
+    size = len(api.store.leaf_hashes("tenant-a"))
+    r = api.client.post(
+        "/v1/apps/app1/events", content=json.dumps(other) + "\n", headers=api.auth(PAY)
+    )
+    assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
+    assert "evt-1" in r.json()["detail"] and "different content" in r.json()["detail"]
+    assert len(api.store.leaf_hashes("tenant-a")) == size  # nothing stored
+
+
+def test_web_cannot_read_or_resolve_pays_finding(world: World) -> None:
+    api, fid = world.api, world.a["finding"]
+    patch = {"resolved": True, "comment": "web says fine"}
+    size = len(api.store.leaf_hashes("tenant-a"))
+    assert _req(api, "PATCH", f"/v1/findings/{fid}", api.auth(WEB), json=patch)[0] == 404
+    assert _req(api, "PATCH", f"/v1/apps/app1/findings/{fid}", api.auth(WEB), json=patch)[0] == 403
+    assert _req(api, "GET", "/v1/apps/app1/findings", api.auth(WEB))[0] == 403
+    web = _req(api, "GET", "/v1/apps/app2/findings?limit=500", api.auth(WEB))[1]
+    assert fid not in json.dumps(web)
+    with records(api.store) as rtx:
+        row = rtx.get_finding("tenant-a", "app1", fid)
+    assert row is not None and not row.resolved
+    assert len(api.store.leaf_hashes("tenant-a")) == size  # no triage event either
+    # A key for every app names the app when two apps hold the same finding id.
+    api.client.post("/v1/apps/app2/traces", content=TRACE_A, headers=api.auth(WEB))
+    status, body = _req(api, "PATCH", f"/v1/findings/{fid}", api.auth("a_all"), json=patch)
+    assert status == 409 and "?app=" in body["detail"]  # type: ignore[index]
+    status, _ = _req(api, "PATCH", f"/v1/findings/{fid}?app=app2", api.auth("a_all"), json=patch)
+    assert status == 200
+    with records(api.store) as rtx:
+        pay_row = rtx.get_finding("tenant-a", "app1", fid)
+        web_row = rtx.get_finding("tenant-a", "app2", fid)
+    assert pay_row is not None and not pay_row.resolved
+    assert web_row is not None and web_row.resolved
+
+
+def test_containment_and_approvals_are_scoped_by_app(world: World) -> None:
+    api = world.api
+    freeze = {"action": "freeze_run", "run_id": world.a["run"], "reason": "pay incident"}
+    assert _req(api, "POST", "/v1/containment", api.auth(PAY), json=freeze)[0] == 200
+    quarantine = {"action": "quarantine", "agent": "shared-agent", "reason": "fleet-wide"}
+    assert _req(api, "POST", "/v1/containment", api.auth(PAY), json=quarantine)[0] == 200
+    pay_view = _req(api, "GET", "/v1/containment", api.auth(PAY))[1]
+    web_view = _req(api, "GET", "/v1/containment", api.auth(WEB))[1]
+    assert {i["kind"] for i in pay_view["items"]} >= {"freeze_run", "quarantine"}  # type: ignore[index]
+    assert {i["kind"] for i in web_view["items"]} == {"quarantine"}  # type: ignore[index]
+    assert "pay incident" not in json.dumps(web_view)
+    key_ids = {k.split("_")[1] for k in api.keys.values() if k.startswith("sk_")}
+    for view in (pay_view, web_view):
+        assert not any(kid in json.dumps(view) for kid in key_ids)  # pseudonyms only
+    # app1's pending approval: listed for app1, not for app2, not decidable by app2.
+    approvals = _req(api, "GET", "/v1/approvals", api.auth(PAY))[1]
+    assert world.a["approval"] in json.dumps(approvals)
+    assert world.a["approval"] not in json.dumps(
+        _req(api, "GET", "/v1/approvals", api.auth(WEB))[1]
+    )
+    deny = f"/v1/approvals/{world.a['approval']}/deny"
+    assert _req(api, "POST", deny, api.auth(WEB), json={"reason": "web"})[0] == 404
+    assert _req(api, "POST", deny, api.auth(PAY), json={"reason": "pay"})[0] == 200
+
+
+VALUE = "orders-prod-primary.corp.example.com"  # a host pay's run (TRACE_A) connects to
+
+
+def _value_runs(world: World, app: str, key: str) -> list[dict[str, object]]:
+    status, body = _req(
+        world.api, "GET", f"/v1/apps/{app}/graph?value={VALUE}", world.api.auth(key)
+    )
+    assert status == 200, body
+    return [n["attrs"] for n in body["nodes"] if n["kind"] == "run"]  # type: ignore[index]
+
+
+def test_a_value_query_bound_to_one_app_never_shows_another_apps_runs(world: World) -> None:
+    api = world.api
+    assert {r["app_id"] for r in _value_runs(world, "app1", PAY)} == {"app1"}
+    assert _value_runs(world, "app2", WEB) == []  # pay's run used it; web sees nothing
+    assert world.a["run"] not in json.dumps(_value_runs(world, "app2", "a_all"))
+    assert _req(api, "GET", f"/v1/apps/app1/graph?value={VALUE}", api.auth(WEB))[0] == 403
+    # web's own run under pay's run id uses the value too: two runs, each in its own app.
+    r = api.client.post("/v1/apps/app2/traces", content=TRACE_A, headers=api.auth(WEB))
+    assert r.status_code == 201, r.text
+    for app, key in (("app1", PAY), ("app2", WEB), ("app2", "a_all")):
+        runs = _value_runs(world, app, key)
+        assert [(x["app_id"], x["run_id"]) for x in runs] == [(app, world.a["run"])], (app, key)
+    # Redacting web's run drops web's index rows only.
+    api.store.redact("tenant-a", "app2", world.a["run"], by="dpo", reason="web's erasure")
+    assert _value_runs(world, "app2", WEB) == []
+    assert [x["app_id"] for x in _value_runs(world, "app1", PAY)] == ["app1"]

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sentrail.cli.app import app as cli
-from sentrail.store.base import EventIdConflict, StoreError
+from sentrail.store.base import EventConflict, StoreError
 from tests.service.conftest import EXAMPLES, Api, example
 from tests.service.test_api import PROBLEM, log_size
 
@@ -109,7 +109,7 @@ def test_an_event_for_a_redacted_run_is_a_409_that_says_so(api: Api) -> None:
     data = (EXAMPLES / "events" / "triage-restart.ndjson").read_bytes()
     r = api.client.post("/v1/apps/app1/events", content=data, headers=api.auth("a"))
     assert r.status_code == 200, r.text
-    api.store.redact("tenant-a", "run-a4f8c312-9e7b", by="dpo", reason="erasure request")
+    api.store.redact("tenant-a", "app1", "run-a4f8c312-9e7b", by="dpo", reason="erasure request")
     before = log_size(api)
     late = step_line("run-a4f8c312-9e7b", 99, event_id="late-step")
     r = api.client.post("/v1/apps/app1/events", content=late, headers=api.auth("a"))
@@ -123,12 +123,12 @@ def test_an_event_id_conflict_from_the_store_is_a_409(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def conflict(*_: object) -> None:
-        raise EventIdConflict("event id 'e1' was stored with other bytes", "event e1")
+        raise EventConflict("event id 'e1' was stored with other bytes", "event e1")
 
     monkeypatch.setattr(api.client.app.state.services.ingestor, "ingest_events", conflict)  # type: ignore[attr-defined]
     r = api.client.post("/v1/apps/app1/events", content=b"{}", headers=api.auth("a"))
     problem = assert_problem(r, 409, "event e1")
-    assert problem["type"] == "https://sentrail.dev/problems/event-id-conflict"
+    assert problem["type"] == "https://sentrail.dev/problems/event-conflict"
 
 
 def test_a_real_store_failure_is_still_a_503_with_retry_after(

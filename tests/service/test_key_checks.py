@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher, extract_parameters
 
-from sentrail.service.auth import KeyCheckDeferred, KeyVerifier, actor_label, create_key
+from sentrail.service.auth import (
+    KeyCheckDeferred,
+    KeyVerifier,
+    actor_label,
+    create_key,
+    shown_actor,
+)
 from sentrail.service.ratelimit import FailureLimiter, Rate
 from sentrail.store.records import records
 from sentrail.store.sqlite import SqliteStore
@@ -214,6 +220,23 @@ def test_actions_are_recorded_under_a_label_not_the_key_id(api: Api) -> None:
     texts = [r.text, listed.text]
     assert all(key_id not in t for t in texts)
     assert key_id not in actor_label(key_id)
+    # The triage event in the log names the key by its label too.
+    (triage,) = [
+        e for e in api.store.run_events("tenant-a", "app1", posted["run_id"]) if e.kind == "triage"
+    ]
+    assert key_id not in (triage.payload or b"").decode()
+
+
+def test_a_record_that_names_a_key_by_its_id_is_shown_as_the_keys_label(api: Api) -> None:
+    """Records written before actors were labels said ``key:<id>``: never shown as such."""
+    key_id = api.keys["a"].split("_")[1]
+    svc = api.client.app.state.services  # type: ignore[attr-defined]
+    svc.containment.quarantine("tenant-a", "agent-y", f"key:{key_id}", "from before labels")
+    listed = api.client.get("/v1/containment", headers=api.auth("a_app2"))
+    assert listed.status_code == 200 and key_id not in listed.text
+    (item,) = [i for i in listed.json()["items"] if i["target"] == "agent-y"]
+    assert item["by"] == actor_label(key_id)
+    assert shown_actor("cli:alice") == "cli:alice" and shown_actor(None) is None
 
 
 def test_checks_in_flight_count_against_the_client_before_any_has_failed(

@@ -25,8 +25,8 @@ PG_URL = os.environ.get("SENTRAIL_TEST_PG", "postgresql://127.0.0.1:5432/test")
 ORIGIN = "test.sentrail.local/log"
 SIGNER = Signer(ORIGIN, Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
 COLS = (
-    "tenant_id, run_id, event_id, kind, payload, payload_sha256, prev_hash, chain_hash, "
-    "leaf_hash, received_at"
+    "tenant_id, app_id, run_id, event_id, kind, payload, payload_sha256, prev_hash, "
+    "chain_hash, leaf_hash, received_at, sealed, view, leaf_version"
 )
 
 
@@ -73,9 +73,9 @@ class SqlTamper:
             (tenant, 1000000),
         )
         self.run(
-            f"INSERT INTO events (seq, {COLS}) SELECT ?, tenant_id, run_id, 'forged', kind, "
-            "payload, payload_sha256, prev_hash, chain_hash, leaf_hash, received_at "
-            "FROM events WHERE tenant_id = ? AND seq = ?",
+            f"INSERT INTO events (seq, {COLS}) SELECT ?, tenant_id, app_id, run_id, 'forged', "
+            "kind, payload, payload_sha256, prev_hash, chain_hash, leaf_hash, received_at, "
+            "sealed, view, leaf_version FROM events WHERE tenant_id = ? AND seq = ?",
             (at, tenant, at - 1),
         )
 

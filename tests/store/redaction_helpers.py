@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sentrail.evidence.bundle import EventRecord, build_bundle
+from sentrail.evidence.bundle import build_bundle
 from sentrail.evidence.merkle import MerkleTree
 from sentrail.store.base import NewEvent
 from sentrail.store.core import LogStore
@@ -28,7 +28,7 @@ def step(run: str, i: int, tenant: str = "t1") -> NewEvent:
             "result": {"status": "success", "data": {"email": EMAIL, "rows": [1, 2, i]}},
         },
     }
-    return NewEvent(tenant, run, f"{run}/e{i}", "step", json.dumps(doc).encode())
+    return NewEvent(tenant, "default", run, f"{run}/e{i}", "step", json.dumps(doc).encode())
 
 
 def fill_run(store: LogStore, run: str, n: int = 4, tenant: str = "t1") -> list[NewEvent]:
@@ -54,20 +54,7 @@ def export(store: LogStore, tenant: str, run: str, path: Path) -> Path:
     """The evidence bundle of ``run``, exported as ``sentrail evidence export`` does."""
     checkpoint = store.checkpoint(tenant)
     assert checkpoint is not None
-    records = [
-        EventRecord(
-            e.seq,
-            e.run_id,
-            e.event_id,
-            e.kind,
-            e.payload,
-            e.payload_sha256,
-            e.prev_hash,
-            e.chain_hash,
-            e.view,
-        )
-        for e in store.run_events(tenant, run)
-    ]
+    records = [e.record() for e in store.run_events(tenant, "default", run)]
     build_bundle(
         path,
         tenant=tenant,
@@ -76,6 +63,6 @@ def export(store: LogStore, tenant: str, run: str, path: Path) -> Path:
         tree=MerkleTree(store.leaf_hashes(tenant)),
         checkpoint_note=checkpoint.note,
         signer=SIGNER,
-        findings=store.get_result(tenant, run) or b"[]",
+        findings=store.get_result(tenant, "default", run) or b"[]",
     )
     return path

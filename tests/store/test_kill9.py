@@ -28,7 +28,10 @@ pid = os.getpid()
 i = 0
 while True:
     batch = [
-        NewEvent("t1", f"run-{pid}-{(i + k) % 4}", f"{pid}-{i + k}", "step", b"x" * (i % 97 + k))
+        NewEvent(
+            "t1", "default", f"run-{pid}-{(i + k) % 4}", f"{pid}-{i + k}", "step",
+            b"x" * (i % 97 + k),
+        )
         for k in range(5)
     ]
     for ack in store.append(batch):

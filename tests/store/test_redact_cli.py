@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,16 @@ def test_redact_fields_then_export_and_verify(home: Path, tmp_path: Path) -> Non
         "--by", "dpo@acme", "--reason", "ticket SEC-7: \x1b[31mcredentials in a trace",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert f"Redacted run {RUN} of tenant acme (fields reasoning, {command})" in r.output
+    assert (
+        f"Redacted run {RUN} of app default of tenant acme (fields reasoning, {command})"
+        in r.output
+    )
     assert "1 payload(s) erased, 1 view(s) kept" in r.output and "by dpo@acme" in r.output
     assert "\x1b" not in r.output  # escaped
 
     store = SqliteStore(home / "sentrail.db")
     try:
-        trace, record = store.run_events("acme", RUN)
+        trace, record = store.run_events("acme", "default", RUN)
     finally:
         store.close()
     assert trace.payload is None and trace.view is not None and record.kind == "redaction"
@@ -104,25 +108,26 @@ def test_redact_errors_are_usage_errors(home: Path) -> None:
     assert r.exit_code == 2  # --by and --reason are required
 
 
-def test_retention_set_dry_run_and_apply(home: Path) -> None:
+def test_retention_set_dry_run_and_apply(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = run("retention", "set", "--tenant", "acme", "--days", "7")
     assert r.exit_code == 0, r.output
     assert "Retention of tenant acme: runs are kept 7 day(s)" in r.output
     r = run("retention", "apply", "--dry-run")
     assert r.exit_code == 0 and "0 run(s) would be erased" in r.output, r.output
 
-    with db(home) as conn:  # the run arrived 30 days ago (received_at is not in the log)
-        conn.execute("UPDATE events SET received_at = received_at - 30 * 86400")
+    later = time.time() + 30 * 86400  # 30 days on (received_at is in the log: not edited)
+    monkeypatch.setattr(time, "time", lambda: later)
     r = run("retention", "apply", "--dry-run", "--tenant", "acme")
     assert r.exit_code == 0, r.output
-    assert f"would erase: run {RUN} of tenant acme" in r.output and "retention 7 day(s)" in r.output
+    assert f"would erase: run {RUN} of app default of tenant acme" in r.output
+    assert "retention 7 day(s)" in r.output
     assert "1 run(s) would be erased (dry run: nothing changed)" in r.output
     with db(home) as conn:
         assert conn.execute("SELECT COUNT(*) FROM run_keys WHERE dek IS NULL").fetchone() == (0,)
 
     r = run("retention", "apply")
     assert r.exit_code == 0, r.output
-    assert f"Redacted run {RUN} of tenant acme (whole payloads)" in r.output
+    assert f"Redacted run {RUN} of app default of tenant acme (whole payloads)" in r.output
     assert "by retention" in r.output and "retention 7 days" in r.output
     assert "1 run(s) erased by retention" in r.output
     with db(home) as conn:

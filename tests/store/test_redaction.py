@@ -47,7 +47,7 @@ def test_whole_run_redaction(backend: Backend, tmp_path: Path) -> None:
     store = backend.open(clock=lambda: NOW)
     fill_run(store, "run-1")
     kept = fill_run(store, "run-2", 2)
-    done = store.redact("t1", "run-1", by="alice", reason="GDPR erasure request 42")
+    done = store.redact("t1", "default", "run-1", by="alice", reason="GDPR erasure request 42")
     assert (done.by, done.reason, done.fields, done.views) == (
         "alice",
         "GDPR erasure request 42",
@@ -56,7 +56,7 @@ def test_whole_run_redaction(backend: Backend, tmp_path: Path) -> None:
     )
     assert done.erased_seqs == (0, 1, 2, 3) and done.seq == 6 and done.redacted_at == NOW
 
-    events = store.run_events("t1", "run-1")
+    events = store.run_events("t1", "default", "run-1")
     assert [e.payload for e in events[:4]] == [None] * 4
     assert all(e.view is None and e.seal_error is None for e in events)
     record = events[4]
@@ -71,7 +71,9 @@ def test_whole_run_redaction(backend: Backend, tmp_path: Path) -> None:
     )
     assert parsed.redacted_at == "2025-10-09T08:53:20.000Z"
     assert record.payload == msgspec.json.encode(parsed, order="sorted")  # canonical
-    assert [e.payload for e in store.run_events("t1", "run-2")] == [e.payload for e in kept]
+    assert [e.payload for e in store.run_events("t1", "default", "run-2")] == [
+        e.payload for e in kept
+    ]
 
     key = raw_rows(store, "SELECT dek, erased_at, erased_by FROM run_keys WHERE run_id = 'run-1'")
     assert key == [(None, NOW, "alice")]
@@ -94,9 +96,11 @@ def test_field_redaction_keeps_a_vouched_view(backend: Backend, tmp_path: Path) 
     store = backend.open()
     originals = fill_run(store, "run-1", 3)
     fields = ["step.tool_call.parameters.password", "email"]
-    done = store.redact("t1", "run-1", by="dpo", reason="secrets in a trace", fields=fields)
+    done = store.redact(
+        "t1", "default", "run-1", by="dpo", reason="secrets in a trace", fields=fields
+    )
     assert done.fields == tuple(fields) and done.erased_seqs == (0, 1, 2)
-    events = store.run_events("t1", "run-1")
+    events = store.run_events("t1", "default", "run-1")
     for e, original in zip(events, originals, strict=False):
         assert e.payload is None and e.view is not None
         view, before = json.loads(e.view), json.loads(original.payload)
@@ -138,7 +142,7 @@ def test_a_bundle_without_the_redaction_event_is_rejected(
 ) -> None:
     store = backend.open()
     fill_run(store, "run-1", 2)
-    store.redact("t1", "run-1", by="dpo", reason="r", fields=["password"])
+    store.redact("t1", "default", "run-1", by="dpo", reason="r", fields=["password"])
     with pytest.raises(EvidenceError, match="not vouched for"):  # the exporter refuses ...
         export_without_redaction(store, tmp_path)
     # ... and a compromised exporter that leaves the redaction event out is caught
@@ -149,30 +153,17 @@ def test_a_bundle_without_the_redaction_event_is_rejected(
 
 
 def export_without_redaction(store: Any, tmp_path: Path) -> Path:
-    from sentrail.evidence.bundle import EventRecord, build_bundle
+    from sentrail.evidence.bundle import build_bundle
     from sentrail.evidence.merkle import MerkleTree
 
-    events = store.run_events("t1", "run-1")[:-1]
+    events = store.run_events("t1", "default", "run-1")[:-1]
     checkpoint = store.checkpoint("t1")
     path = tmp_path / "no-redaction.zip"
     build_bundle(
         path,
         tenant="t1",
         run_id="run-1",
-        events=[
-            EventRecord(
-                e.seq,
-                e.run_id,
-                e.event_id,
-                e.kind,
-                e.payload,
-                e.payload_sha256,
-                e.prev_hash,
-                e.chain_hash,
-                e.view,
-            )
-            for e in events
-        ],
+        events=[e.record() for e in events],
         tree=MerkleTree(store.leaf_hashes("t1")),
         checkpoint_note=checkpoint.note,
         signer=SIGNER,
@@ -200,7 +191,7 @@ def test_log_verify_catches_redaction_tampering(
 ) -> None:
     store = backend.open()
     fill_run(store, "run-1", 2)  # seqs 0, 1; the redaction is seq 2
-    store.redact("t1", "run-1", by="dpo", reason="r", fields=["password"])
+    store.redact("t1", "default", "run-1", by="dpo", reason="r", fields=["password"])
     store.append([step("run-2", 0)])  # seq 3, not redacted
     assert backend.sql is not None
     backend.sql(tamper, (value,))
@@ -211,12 +202,14 @@ def test_log_verify_catches_redaction_tampering(
 def test_append_after_erasure_is_refused(backend: Backend) -> None:
     store = backend.open()
     events = fill_run(store, "run-1", 2)
-    assert not store.is_erased("t1", "run-1")
-    store.redact("t1", "run-1", by="dpo", reason="r")
-    assert store.is_erased("t1", "run-1") and not store.is_erased("t1", "run-2")
+    assert not store.is_erased("t1", "default", "run-1")
+    store.redact("t1", "default", "run-1", by="dpo", reason="r")
+    assert store.is_erased("t1", "default", "run-1") and not store.is_erased(
+        "t1", "default", "run-2"
+    )
     with pytest.raises(StoreError, match="was redacted"):
         store.append([step("run-2", 0), step("run-1", 5)])
-    assert store.run_events("t1", "run-2") == []  # the whole batch was refused
+    assert store.run_events("t1", "default", "run-2") == []  # the whole batch was refused
     assert store.append(events)[0].duplicate  # retries of stored events are still answered
     assert store.append([step("run-2", 0)])[0].seq == 3
 
@@ -224,21 +217,23 @@ def test_append_after_erasure_is_refused(backend: Backend) -> None:
 def test_unsealed_payloads_are_dropped(backend: Backend) -> None:
     store = backend.open(seal_payloads=False)
     fill_run(store, "run-1", 2)
-    store.redact("t1", "run-1", by="dpo", reason="r", fields=["email"])
+    store.redact("t1", "default", "run-1", by="dpo", reason="r", fields=["email"])
     payloads = raw_rows(store, "SELECT seq, payload FROM events ORDER BY seq")
     assert [(s, p) for s, p in payloads[:2]] == [(0, None), (1, None)]
-    assert all(e.view is not None for e in store.run_events("t1", "run-1")[:2])
+    assert all(e.view is not None for e in store.run_events("t1", "default", "run-1")[:2])
     assert problem_of(store) is None
 
 
 def test_redacting_again_records_but_erases_nothing_new(backend: Backend) -> None:
     store = backend.open()
     fill_run(store, "run-1", 2)
-    first = store.redact("t1", "run-1", by="a", reason="first")
-    again = store.redact("t1", "run-1", by="b", reason="again", fields=["password"])
+    first = store.redact("t1", "default", "run-1", by="a", reason="first")
+    again = store.redact("t1", "default", "run-1", by="b", reason="again", fields=["password"])
     assert first.erased_seqs == (0, 1) and again.erased_seqs == () and again.views == {}
     assert again.seq == first.seq + 1
-    assert [e.kind for e in store.run_events("t1", "run-1")] == ["step"] * 2 + ["redaction"] * 2
+    assert [e.kind for e in store.run_events("t1", "default", "run-1")] == ["step"] * 2 + [
+        "redaction"
+    ] * 2
     key = raw_rows(store, "SELECT erased_by FROM run_keys WHERE run_id = 'run-1'")
     assert key == [("a",)]  # the first erasure is the one on record
     assert problem_of(store) is None
@@ -263,13 +258,20 @@ def test_findings_and_results_are_scrubbed(backend: Backend) -> None:
             store,
             "INSERT INTO findings (tenant_id, finding_id, app_id, run_id, category, severity, "
             "severity_rank, rule_id, step, resolved, created_at, body) "
-            "VALUES (?, ?, 'app', ?, 'tainted_action', 'critical', 3, 'taint', 1, 0, 0, ?)",
+            "VALUES (?, ?, 'default', ?, 'tainted_action', 'critical', 3, 'taint', 1, 0, 0, ?)",
             ("t1", fid, run, json.dumps({**finding, "id": fid}).encode()),
         )
     result = {"run_id": "run-1", "verdict": "unauthorized", "findings": [finding]}
-    store.put_result("t1", "run-1", json.dumps(result).encode())
+    store.put_result("t1", "default", "run-1", json.dumps(result).encode())
 
-    store.redact("t1", "run-1", by="dpo", reason="r", fields=["password", "step.result.data.email"])
+    store.redact(
+        "t1",
+        "default",
+        "run-1",
+        by="dpo",
+        reason="r",
+        fields=["password", "step.result.data.email"],
+    )
 
     def body(fid: str) -> dict[str, Any]:
         rows = raw_rows(store, "SELECT body FROM findings WHERE finding_id = ?", (fid,))
@@ -289,12 +291,12 @@ def test_findings_and_results_are_scrubbed(backend: Backend) -> None:
         ["OWASP-ASI01"],
     )
     assert body("f2") == {**finding, "id": "f2"}  # another run's finding is untouched
-    stored = store.get_result("t1", "run-1")
+    stored = store.get_result("t1", "default", "run-1")
     assert stored is not None
     assert SECRET not in stored.decode() and EMAIL not in stored.decode()
     assert json.loads(stored)["verdict"] == "unauthorized"
 
-    store.redact("t1", "run-2", by="dpo", reason="whole")
+    store.redact("t1", "default", "run-2", by="dpo", reason="whole")
     whole = body("f2")
     assert whole["evidence"] == dict.fromkeys(finding["evidence"], REDACTED)  # type: ignore[arg-type]
     assert whole["message"] == REDACTED and whole["category"] == "tainted_action"
@@ -307,27 +309,27 @@ def test_malformed_rows_are_replaced_not_kept(backend: Backend) -> None:
         store,
         "INSERT INTO findings (tenant_id, finding_id, app_id, run_id, category, severity, "
         "severity_rank, rule_id, step, resolved, created_at, body) "
-        "VALUES ('t1', 'f1', 'app', 'run-1', 'c', 's', 1, 'r', NULL, 0, 0, ?)",
+        "VALUES ('t1', 'f1', 'default', 'run-1', 'c', 's', 1, 'r', NULL, 0, 0, ?)",
         (f"not json {SECRET}".encode(),),
     )
-    store.put_result("t1", "run-1", b"[1, 2]")
-    store.redact("t1", "run-1", by="dpo", reason="r")
+    store.put_result("t1", "default", "run-1", b"[1, 2]")
+    store.redact("t1", "default", "run-1", by="dpo", reason="r")
     assert bytes(raw_rows(store, "SELECT body FROM findings")[0][0]) == b'"[REDACTED]"'
-    assert store.get_result("t1", "run-1") == b'"[REDACTED]"'
+    assert store.get_result("t1", "default", "run-1") == b'"[REDACTED]"'
 
 
 def test_bad_requests_are_refused(backend: Backend) -> None:
     store = backend.open()
     fill_run(store, "run-1", 1)
     with pytest.raises(StoreError, match="no events of run"):
-        store.redact("t1", "nope", by="a", reason="r")
+        store.redact("t1", "default", "nope", by="a", reason="r")
     with pytest.raises(StoreError, match="by must be"):
-        store.redact("t1", "run-1", by=" ", reason="r")
+        store.redact("t1", "default", "run-1", by=" ", reason="r")
     with pytest.raises(StoreError, match="empty component"):
-        store.redact("t1", "run-1", by="a", reason="r", fields=["a..b"])
+        store.redact("t1", "default", "run-1", by="a", reason="r", fields=["a..b"])
     with pytest.raises(StoreError, match="not one string"):
-        store.redact("t1", "run-1", by="a", reason="r", fields="password")
-    assert store.run_events("t1", "run-1")[0].payload is not None  # nothing happened
+        store.redact("t1", "default", "run-1", by="a", reason="r", fields="password")
+    assert store.run_events("t1", "default", "run-1")[0].payload is not None  # nothing happened
     assert problem_of(store) is None
 
 
@@ -335,11 +337,15 @@ def test_non_json_payloads_get_no_view(backend: Backend) -> None:
     store = backend.open()
     from sentrail.store.base import NewEvent
 
-    store.append([NewEvent("t1", "run-1", "e0", "blob", b"\xff\x00 password=x")])
+    store.append([NewEvent("t1", "default", "run-1", "e0", "blob", b"\xff\x00 password=x")])
     fill_run(store, "run-1", 1)
-    done = store.redact("t1", "run-1", by="a", reason="r", fields=["password"])
+    done = store.redact("t1", "default", "run-1", by="a", reason="r", fields=["password"])
     assert done.erased_seqs == (0, 1) and sorted(done.views) == [1]
-    assert [e.view is None for e in store.run_events("t1", "run-1")] == [True, False, True]
+    assert [e.view is None for e in store.run_events("t1", "default", "run-1")] == [
+        True,
+        False,
+        True,
+    ]
     assert problem_of(store) is None
 
 
@@ -413,7 +419,7 @@ def _bundle_with_views(tmp_path: Path) -> Path:
     store = SqliteStore(":memory:", SIGNER)
     store.migrate()
     fill_run(store, "run-1", 2)
-    store.redact("t1", "run-1", by="dpo", reason="r", fields=["password"])
+    store.redact("t1", "default", "run-1", by="dpo", reason="r", fields=["password"])
     return export(store, "t1", "run-1", tmp_path / "views.zip")
 
 

@@ -26,7 +26,8 @@ class Clock:
 def add_steps(store: LogStore, run: str) -> None:
     write_rows(
         store,
-        "INSERT INTO steps (tenant_id, run_id, idx, action, permissions) VALUES (?, ?, 0, 'x', '')",
+        "INSERT INTO steps (tenant_id, app_id, run_id, idx, action, permissions) "
+        "VALUES (?, 'default', ?, 0, 'x', '')",
         ("t1", run),
     )
 
@@ -64,12 +65,12 @@ def test_retention_erases_only_runs_past_the_limit(backend: Backend) -> None:
         (),
     )
     assert done.erased_seqs == (0, 1) and done.redacted_at == T0 + 7 * DAY
-    assert [e.payload for e in store.run_events("t1", "old")][:2] == [None, None]
-    assert all(e.payload is not None for e in store.run_events("t1", "mid"))
-    assert all(e.payload is not None for e in store.run_events("t2", "other-tenant"))
+    assert [e.payload for e in store.run_events("t1", "default", "old")][:2] == [None, None]
+    assert all(e.payload is not None for e in store.run_events("t1", "default", "mid"))
+    assert all(e.payload is not None for e in store.run_events("t2", "default", "other-tenant"))
     assert steps_of(store) == ["mid", "old-but-active"]  # the erased run's steps are gone
 
-    record = store.run_events("t1", "old")[-1]
+    record = store.run_events("t1", "default", "old")[-1]
     assert record.kind == "redaction" and record.payload is not None
     assert parse_record(record.payload).by == "retention"
 
@@ -93,7 +94,7 @@ def test_tenant_filter_and_clearing(backend: Backend) -> None:
     store.set_retention("t1", None)
     assert store.retention("t1") is None
     assert store.apply_retention(now=later) == []
-    assert store.run_events("t1", "a")[0].payload is not None
+    assert store.run_events("t1", "default", "a")[0].payload is not None
 
 
 @pytest.mark.parametrize("days", [0, -1, 36501, True, 1.5])
@@ -113,4 +114,4 @@ def test_a_hostile_retention_row_is_refused(backend: Backend) -> None:
     )
     with pytest.raises(StoreError, match="whole number of days"):
         store.apply_retention(now=T0 + 100 * DAY)
-    assert store.run_events("t1", "a")[0].payload is not None
+    assert store.run_events("t1", "default", "a")[0].payload is not None

@@ -36,7 +36,7 @@ def test_payloads_are_sealed_at_rest_and_read_back_in_plaintext(backend: Backend
         ("run-2", 32, None),
     ]
     assert bytes(keys[0][1]) != bytes(keys[1][1])  # one key per run
-    stored = store.run_events("t1", "run-1")
+    stored = store.run_events("t1", "default", "run-1")
     assert [s.payload for s in stored] == [e.payload for e in events[:4]]
     assert all(s.sealed and s.view is None and s.seal_error is None for s in stored)
     assert [s.payload for s in store.events("t1")] == [e.payload for e in events]
@@ -45,7 +45,7 @@ def test_payloads_are_sealed_at_rest_and_read_back_in_plaintext(backend: Backend
 
 def test_nonces_differ_and_duplicates_store_nothing(backend: Backend) -> None:
     store = backend.open()
-    same = [NewEvent("t1", "run-1", f"e{i}", "step", b"{}") for i in range(3)]
+    same = [NewEvent("t1", "default", "run-1", f"e{i}", "step", b"{}") for i in range(3)]
     store.append(same)
     assert store.append(same[:1])[0].duplicate
     raws = [bytes(r[0]) for r in raw_rows(store, "SELECT payload FROM events ORDER BY seq")]
@@ -58,7 +58,7 @@ def test_unsealed_store_keeps_plaintext(backend: Backend) -> None:
     rows = raw_rows(store, "SELECT payload, sealed FROM events ORDER BY seq")
     assert [(bytes(p), s) for p, s in rows] == [(e.payload, 0) for e in events]
     assert raw_rows(store, "SELECT run_id FROM run_keys") == []
-    assert [e.sealed for e in store.run_events("t1", "run-1")] == [False, False]
+    assert [e.sealed for e in store.run_events("t1", "default", "run-1")] == [False, False]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ def test_unsealed_store_keeps_plaintext(backend: Backend) -> None:
             "UPDATE events SET payload = (SELECT payload FROM events WHERE seq = 0) WHERE seq = 1",
             "does not authenticate",
         ),
-        ("UPDATE events SET sealed = 0 WHERE seq = 1", "payload does not match its stored digest"),
+        ("UPDATE events SET sealed = 0 WHERE seq = 1", "stored unsealed (plaintext at rest)"),
     ],
 )
 def test_moved_or_unflagged_ciphertext_fails_verification(
@@ -88,7 +88,7 @@ def test_a_key_removed_behind_the_stores_back_is_a_deletion(backend: Backend) ->
     store = backend.open()
     fill_run(store, "run-1", 2)
     write_rows(store, "UPDATE run_keys SET dek = NULL WHERE run_id = ?", ("run-1",))
-    assert [e.payload for e in store.run_events("t1", "run-1")] == [None, None]
+    assert [e.payload for e in store.run_events("t1", "default", "run-1")] == [None, None]
     problem = verify_log(store, "t1", KEYS).problem
     assert problem is not None and problem.seq == 0
     assert "payload erased without a redaction record" in problem.reason
@@ -99,26 +99,45 @@ def test_malformed_key_rows_are_refused(backend: Backend) -> None:
     fill_run(store, "run-1", 1)
     write_rows(store, "UPDATE run_keys SET dek = ? WHERE run_id = ?", (b"short", "run-1"))
     with pytest.raises(StoreError, match="malformed run data key"):
-        store.run_events("t1", "run-1")
+        store.run_events("t1", "default", "run-1")
     with pytest.raises(StoreError, match="malformed run data key"):
-        store.append([NewEvent("t1", "run-1", "next", "step", b"{}")])
+        store.append([NewEvent("t1", "default", "run-1", "next", "step", b"{}")])
 
 
 def test_the_redaction_kind_is_reserved(backend: Backend) -> None:
     store = backend.open()
     with pytest.raises(StoreError, match="the store's own"):
-        store.append([NewEvent("t1", "run-1", "e0", "redaction", b"{}")])
+        store.append([NewEvent("t1", "default", "run-1", "e0", "redaction", b"{}")])
 
 
 ids = st.text(min_size=1, max_size=20)
 
 
-@given(ids, ids, ids, ids, st.integers(0, 2**64 - 1), st.binary(min_size=32, max_size=32))
+@given(
+    ids,
+    ids,
+    ids,
+    ids,
+    ids,
+    st.integers(0, 2**64 - 1),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.binary(min_size=32, max_size=32),
+)
 def test_the_fast_leaf_encoding_is_the_evidence_cores(
-    tenant: str, run: str, event_id: str, kind: str, seq: int, prev: bytes
+    tenant: str,
+    app: str,
+    run: str,
+    event_id: str,
+    kind: str,
+    seq: int,
+    at: float,
+    sealed: bool,
+    prev: bytes,
 ) -> None:
     digest = hashlib.sha256(prev).digest()
-    leaf = EventLeaf(tenant, seq, run, event_id, kind, digest, prev)
-    data = leafdata.leaf_data(leafdata.run_prefix(tenant, run), seq, event_id, kind, digest, prev)
+    leaf = EventLeaf(tenant, seq, run, event_id, kind, digest, prev, app, at, sealed, 2)
+    prefix = leafdata.run_prefix(tenant, app, run)
+    data = leafdata.leaf_data(prefix, seq, event_id, kind, at, sealed, digest, prev)
     assert data == leaf.leaf_data()
     assert leafdata.link(prev, data) == leaf.chain_hash()

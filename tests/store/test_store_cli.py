@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sentrail.cli.app import app
 from sentrail.evidence.keys import KeyStore
-from sentrail.store.sql import LATEST_VERSION
+from sentrail.store.schema import LATEST_VERSION
 from tests.conftest import EXAMPLES
 
 runner = CliRunner()
@@ -52,7 +52,7 @@ def test_upgrade_ingest_verify_export_round_trip(home: Path, tmp_path: Path) -> 
 
     r = run("evidence", "verify", str(bundle), "--key", key)
     assert r.exit_code == 0, r.output
-    assert f"OK: run {RUN} of tenant acme: 1 event(s)" in r.output
+    assert f"OK: run {RUN} of app default of tenant acme: 1 event(s)" in r.output
     assert "NOT pinned" not in r.output
 
     r = run("evidence", "verify", str(bundle))
@@ -88,3 +88,19 @@ def test_bad_database_url_is_a_usage_error(home: Path) -> None:
 def test_export_of_an_unknown_run_is_a_usage_error(home: Path, tmp_path: Path) -> None:
     r = run("evidence", "export", "--run", "nope", "-o", str(tmp_path / "b.zip"))
     assert r.exit_code == 2 and "no events of run" in r.output
+
+
+def test_an_event_id_reused_with_other_bytes_is_named_and_the_rest_stored(
+    home: Path, tmp_path: Path
+) -> None:
+    streams = tmp_path / "streams"
+    streams.mkdir()
+    line = '{"type":"run_started","run_id":"%s","agent_id":"x","event_id":"%s"}\n'
+    (streams / "a.ndjson").write_text(line % ("r1", "e1"))
+    assert run("ingest", str(streams)).exit_code == 0
+    (streams / "b.ndjson").write_text(line % ("r2", "e1"))  # e1 again, other bytes
+    (streams / "c.ndjson").write_text(line % ("r3", "e3"))
+    r = run("ingest", str(streams))
+    assert r.exit_code == 2, r.output
+    assert "b.ndjson" in r.output and "'e1' is already stored" in r.output
+    assert "1 new event(s), 1 duplicate(s), 1 invalid" in r.output

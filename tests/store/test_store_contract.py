@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sentrail.evidence.chain import GENESIS, EventLeaf
-from sentrail.evidence.checkpoint import verify_checkpoint
+from sentrail.evidence.checkpoint import log_verifiers, verify_checkpoint
 from sentrail.evidence.merkle import MerkleTree, leaf_hash
 from sentrail.evidence.note import Signer
 from sentrail.store.base import NewEvent, StoreError
@@ -16,10 +16,12 @@ from sentrail.store.core import LogStore
 from sentrail.store.log_verify import verify_log
 from tests.store.conftest import SIGNER, Backend, SqlTamper
 
+ORIGIN_T1 = f"{SIGNER.name}/t1"  # each tenant's log has its own origin
+
 
 def ev(i: int, run: str = "run-1", tenant: str = "t1", eid: str | None = None) -> NewEvent:
     payload = b'{"type":"step","run_id":"%s","i":%d}' % (run.encode(), i)
-    return NewEvent(tenant, run, eid or f"{run}/e{i}", "step", payload)
+    return NewEvent(tenant, "default", run, eid or f"{run}/e{i}", "step", payload)
 
 
 def fill(store: LogStore, n: int, tenant: str = "t1") -> None:
@@ -34,14 +36,27 @@ def test_seqs_are_consecutive_and_runs_chain(backend: Backend) -> None:
     acks = store.append([ev(0), ev(1, "run-2"), ev(2), ev(3, "run-2"), ev(4)])
     assert [a.seq for a in acks] == [0, 1, 2, 3, 4]
     assert not any(a.duplicate for a in acks)
-    run1 = store.run_events("t1", "run-1")
+    run1 = store.run_events("t1", "default", "run-1")
     assert [e.seq for e in run1] == [0, 2, 4]
     prev = GENESIS
     for e in run1:
         assert e.prev_hash == prev
         assert e.payload is not None
         assert e.payload_sha256 == hashlib.sha256(e.payload).digest()
-        leaf = EventLeaf("t1", e.seq, e.run_id, e.event_id, e.kind, e.payload_sha256, prev)
+        assert (e.app_id, e.leaf_version, e.sealed) == ("default", 2, True)
+        leaf = EventLeaf(
+            "t1",
+            e.seq,
+            e.run_id,
+            e.event_id,
+            e.kind,
+            e.payload_sha256,
+            prev,
+            "default",
+            e.received_at,
+            True,
+            2,
+        )
         assert e.chain_hash == leaf.chain_hash()
         assert e.leaf_hash == leaf_hash(leaf.leaf_data())
         prev = e.chain_hash
@@ -56,7 +71,7 @@ def test_appends_are_idempotent_by_event_id(backend: Backend) -> None:
     acks = store.append([ev(1), ev(2), ev(2), ev(0, eid="run-1/e0")])
     assert [(a.seq, a.duplicate) for a in acks] == [(1, True), (2, False), (2, True), (0, True)]
     assert [e.seq for e in store.events("t1")] == [0, 1, 2]
-    assert [e.event_id for e in store.run_events("t1", "run-1")] == [
+    assert [e.event_id for e in store.run_events("t1", "default", "run-1")] == [
         "run-1/e0",
         "run-1/e1",
         "run-1/e2",
@@ -74,7 +89,7 @@ def test_tenants_have_separate_logs(backend: Backend) -> None:
 def test_a_bad_batch_stores_nothing(backend: Backend) -> None:
     store = backend.open()
     with pytest.raises(StoreError):
-        store.append([ev(0), NewEvent("t1", "run-1", "", "step", b"{}")])
+        store.append([ev(0), NewEvent("t1", "default", "run-1", "", "step", b"{}")])
     assert list(store.events("t1")) == []
     assert store.append([ev(0)])[0].seq == 0
 
@@ -90,17 +105,17 @@ def test_checkpoints_are_signed_every_n_events_and_on_request(backend: Backend) 
     assert latest is not None and latest.size == 25
     assert store.latest_checkpoint("t1") == latest
     for c in store.checkpoints("t1"):
-        head = verify_checkpoint(c.note, [SIGNER.verifier_key()], origin=SIGNER.name)
+        head = verify_checkpoint(c.note, log_verifiers([SIGNER.verifier], "t1"), origin=ORIGIN_T1)
         assert head.size == c.size and head.root_hash == tree.root(c.size)
     assert store.checkpoint("t1") == latest  # nothing new: the same checkpoint
 
 
 def test_results_round_trip(backend: Backend) -> None:
     store = backend.open()
-    assert store.get_result("t1", "run-1") is None
-    store.put_result("t1", "run-1", b'{"verdict":"allowed"}')
-    store.put_result("t1", "run-1", b'{"verdict":"suspicious"}')
-    assert store.get_result("t1", "run-1") == b'{"verdict":"suspicious"}'
+    assert store.get_result("t1", "default", "run-1") is None
+    store.put_result("t1", "default", "run-1", b'{"verdict":"allowed"}')
+    store.put_result("t1", "default", "run-1", b'{"verdict":"suspicious"}')
+    assert store.get_result("t1", "default", "run-1") == b'{"verdict":"suspicious"}'
 
 
 def test_migrate_is_idempotent(backend: Backend) -> None:

@@ -136,7 +136,9 @@ def test_a_replaced_worker_resumes_with_no_lost_or_doubled_finding(tmp_path: Pat
     assert second.stats.duplicates > 0 and second.stats.runs_restored > 0
     assert sorted(emitted) == expected  # every finding once
     with records(store) as rtx:
-        stored = sorted(fid for d in docs for fid in rtx.finding_ids(TENANT, decode_run(d).run_id))
+        stored = sorted(
+            fid for d in docs for fid in rtx.finding_ids(TENANT, "default", decode_run(d).run_id)
+        )
         listed = {r.run_id for r in rtx.list_runs(TENANT, "default", _all(), 100)}
     assert stored == expected
     assert listed == {decode_run(d).run_id for d in docs}

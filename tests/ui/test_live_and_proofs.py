@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sentrail.enforce.model import args_hash
 from sentrail.evidence.note import Signer
+from sentrail.service.auth import actor_label
 from sentrail.store.records import records
 from tests.ui.conftest import EXAMPLES, Site, sign_in, wait_until
 from tests.ui.test_views import PROD_DELETE, no_script_ran, run_url
@@ -105,12 +106,12 @@ def test_a_tampered_payload_fails_its_badge_in_the_browser(page: Any, site: Site
     with records(site.store) as rtx:
         run = rtx.run_by_hash("tenant-a", "app1", PROD_DELETE)
     assert run is not None
-    events = site.store.run_events("tenant-a", run.run_id)
+    events = site.store.run_events("tenant-a", "app1", run.run_id)
     # The server is compromised: it serves other bytes under the logged digest.
     original = site.store.run_events
 
-    def lying(tenant: str, run_id: str) -> Any:
-        out = original(tenant, run_id)
+    def lying(tenant: str, app: str, run_id: str) -> Any:
+        out = original(tenant, app, run_id)
         if run_id == run.run_id:
             import msgspec
 
@@ -136,6 +137,40 @@ def test_a_tampered_payload_fails_its_badge_in_the_browser(page: Any, site: Site
     assert events
 
 
+def test_the_browser_checks_the_version_2_leaf_fields_the_server_serves(
+    page: Any, site: Site
+) -> None:
+    """Version 2 leaves commit to when an event was received and whether it is sealed: a
+    server that serves another time or flag for an entry fails that entry's check."""
+    import msgspec
+
+    with records(site.store) as rtx:
+        run = rtx.run_by_hash("tenant-a", "app1", PROD_DELETE)
+    assert run is not None
+    (event,) = site.store.run_events("tenant-a", "app1", run.run_id)
+    assert event.leaf_version == 2
+    original = site.store.run_events
+    sign_in(page, site)
+    _pin(page, site.signer.verifier_key())
+    for field, value in (("received_at", event.received_at + 1.0), ("sealed", not event.sealed)):
+
+        def lying(
+            tenant: str, app: str, run_id: str, field: str = field, value: Any = value
+        ) -> Any:
+            out = original(tenant, app, run_id)
+            return [msgspec.structs.replace(e, **{field: value}) for e in out]
+
+        site.store.run_events = lying  # type: ignore[method-assign]
+        try:
+            page.goto(run_url(tab="provenance"))
+            wait_until(page, "document.querySelector('[data-prov=run]').dataset.state === 'bad'")
+            assert "v2" in page.locator("#prov-events .prov-leaf").first.inner_text()
+        finally:
+            site.store.run_events = original  # type: ignore[method-assign]
+    page.goto(run_url(tab="provenance"))
+    wait_until(page, "document.querySelector('[data-prov=run]').dataset.state === 'ok'")
+
+
 def test_the_approvals_inbox_shows_the_exact_held_call_and_records_who_approved(
     page: Any, site: Site
 ) -> None:
@@ -149,9 +184,10 @@ def test_the_approvals_inbox_shows_the_exact_held_call_and_records_who_approved(
         call["tool"],
         args_hash(call["parameters"]),
         "destructive action in prod",
+        app="app1",
     )
     svc.containment.quarantine("tenant-a", doc["agent_id"], "key:ops", "dropping tables")
-    svc.containment.freeze_run("tenant-a", doc["run_id"], "key:ops", "under review")
+    svc.containment.freeze_run("tenant-a", doc["run_id"], "key:ops", "under review", app="app1")
     sign_in(page, site)
     page.goto("/ui/apps/app1/approvals")
     item = page.locator(f'li.approval[data-approval="{held.approval_id}"]')
@@ -167,7 +203,7 @@ def test_the_approvals_inbox_shows_the_exact_held_call_and_records_who_approved(
     with records(site.store) as rtx:
         row = rtx.get_approval(held.approval_id)
     assert row is not None and row.status == "denied"
-    assert row.decided_by == f"key:{site.keys['all'].split('_')[1]}"
+    assert row.decided_by == actor_label(site.keys["all"].split("_")[1])
     no_script_ran(page)
 
 
@@ -177,9 +213,9 @@ def test_another_apps_key_sees_neither_the_approval_nor_the_containment(
     svc = site.app.state.services
     doc = json.loads((EXAMPLES / "traces" / "prod-delete.json").read_bytes())
     svc.approvals.request(
-        "tenant-a", doc["run_id"], doc["agent_id"], "db.delete_table", "0" * 64, "x"
+        "tenant-a", doc["run_id"], doc["agent_id"], "db.delete_table", "0" * 64, "x", app="app1"
     )
-    svc.containment.freeze_run("tenant-a", doc["run_id"], "key:ops", "under review")
+    svc.containment.freeze_run("tenant-a", doc["run_id"], "key:ops", "under review", app="app1")
     sign_in(page, site, "other_app")
     page.goto("/ui/apps/app2/approvals")
     assert page.locator("li.approval").count() == 0
@@ -205,7 +241,7 @@ def test_a_run_is_frozen_and_its_agent_quarantined_from_the_run_page_with_a_reas
     page.wait_for_url(f"**{run_url()}")
     with records(site.store) as rtx:
         log = rtx.containment_log("tenant-a")
-    key = f"key:{site.keys['all'].split('_')[1]}"
+    key = actor_label(site.keys["all"].split("_")[1])
     assert [(c.kind, c.actor) for c in log] == [("freeze_run", key), ("quarantine", key)]
     assert log[0].target == "run-e4b70d19-8c2f" and log[1].target == "dba-assistant-prod"
     page.goto("/ui/apps/app1/approvals")

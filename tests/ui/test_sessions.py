@@ -194,7 +194,7 @@ def test_a_state_change_without_the_sessions_csrf_token_is_refused(client: tuple
     r = c.post(url, data={**form, "csrf": csrf}, headers=SAME, follow_redirects=False)
     assert r.status_code == 303
     with records(store) as rtx:
-        assert rtx.get_finding("tenant-a", finding.finding_id).resolved  # type: ignore[union-attr]
+        assert rtx.get_finding("tenant-a", "app1", finding.finding_id).resolved  # type: ignore[union-attr]
 
 
 def _all() -> FindingFilter:
@@ -255,7 +255,7 @@ def test_a_key_sees_only_its_tenant_and_app_and_acts_only_with_its_scopes(
     )
     assert r.status_code == 403
     with records(store) as rtx:
-        assert not rtx.get_finding("tenant-a", finding.finding_id).resolved  # type: ignore[union-attr]
+        assert not rtx.get_finding("tenant-a", "app1", finding.finding_id).resolved  # type: ignore[union-attr]
 
 
 def login_any(c: TestClient, key: str) -> str:

@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any
 
+from sentrail.service.auth import actor_label
 from sentrail.store.records import records
 from tests.ui.conftest import EXAMPLES, Site, sign_in, wait_until
 
@@ -166,13 +167,26 @@ def test_the_anomaly_feed_filters_links_to_the_step_and_resolves_with_an_audited
     resolved.locator("details.audit summary").click()
     history = resolved.locator("details.audit").inner_text()
     key_id = site.keys["all"].split("_")[1]
-    assert "resolve" in history and f"key:{key_id}" in history and "planned drop" in history
+    assert "resolve" in history and actor_label(key_id) in history and "planned drop" in history
+    assert key_id not in history
     resolved.locator("input[name=comment]").fill("Reopened: the drop was not planned.")
     resolved.locator("button", has_text="Reopen").click()
     page.wait_for_load_state()
     with records(site.store) as rtx:
-        audit = rtx.audit("tenant-a", str(finding_id))
+        audit = rtx.audit("tenant-a", "app1", str(finding_id))
+        row = rtx.get_finding("tenant-a", "app1", str(finding_id))
     assert [a.action for a in audit] == ["resolve", "reopen"]
+    # As through the API: each change is a triage event in the run's log chain.
+    assert row is not None
+    logged = [
+        json.loads(e.payload or b"")
+        for e in site.store.run_events("tenant-a", "app1", row.run_id)
+        if e.kind == "triage"
+    ]
+    assert [(t["action"], t["by"]) for t in logged] == [
+        ("resolve", actor_label(key_id)),
+        ("reopen", actor_label(key_id)),
+    ]
     page.goto("/ui/apps/app1/anomalies?severity=critical&agent=dba-assistant-prod")
     page.locator("#feed li.anomaly a", has_text=re.compile(r"^step \d+$")).first.click()
     page.wait_for_url(re.compile(r".*/runs/[0-9a-f]{64}#step-\d+$"))

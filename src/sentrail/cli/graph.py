@@ -1,11 +1,12 @@
 """``sentrail graph``: the execution graph of one run, or every run that used a value.
 
-    sentrail graph --run ID [--tenant T] [--format json|dot]
+    sentrail graph --run ID [--tenant T] [--app A] [--format json|dot]
     sentrail graph --value VALUE [--since 30d] [--tenant T] [--app A] [--format json|dot]
     sentrail graph --reindex [--tenant T]     # backfill the value index (schema v4)
 
 JSON is documented in docs/forensics.md; DOT renders with Graphviz (``| dot -Tsvg``).
-Every query is bounded by ``--tenant`` (and ``--app`` when given).
+Every query is bounded by ``--tenant`` (and ``--app`` when given; ``--run`` without it
+finds the one app of the tenant that holds the run id).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Annotated
 import typer
 
 from sentrail.cli.common import EXIT_OK, fail
-from sentrail.cli.investigate import emit_json, investigate, open_database, since_epoch
+from sentrail.cli.investigate import emit_json, find_run, since_epoch
+from sentrail.cli.store_access import Database, open_migrated
 from sentrail.errors import SentrailError
 from sentrail.forensics.dot import render_dot
 from sentrail.forensics.graph import Graph, run_graph, value_graph
@@ -39,33 +41,27 @@ def graph(
         bool, typer.Option("--reindex", help="Backfill the value index from stored runs")
     ] = False,
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant id")] = "default",
-    app: Annotated[str | None, typer.Option("--app", help="Only this app (--value)")] = None,
+    app: Annotated[
+        str | None, typer.Option("--app", help="Only this app (default: every app)")
+    ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="--value: ISO time or 30m, 24h, 30d")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 1000,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.json,
-    database: Annotated[
-        str | None,
-        typer.Option(
-            "--database",
-            help="sqlite:///PATH or postgresql://HOST/DB (default under SENTRAIL_HOME)",
-        ),
-    ] = None,
+    database: Database = None,
 ) -> None:
     """The execution graph of a run, or the runs, agents and apps linked by a value."""
     if sum((run_id is not None, value is not None, rebuild)) != 1:
         fail("give exactly one of --run ID, --value VALUE or --reindex")
-    store = open_database(database)
+    store = open_migrated(database)
     try:
         if rebuild:
             done = reindex(store, tenant)
             typer.echo(f"Indexed the values of {done} run(s) of tenant {safe_text(tenant)}")
             raise typer.Exit(EXIT_OK)
         if run_id is not None:
-            found = investigate(store, tenant, run_id)
-            if found is None:
-                fail(f"no run {run_id!r} for tenant {tenant!r}")
+            found = find_run(store, tenant, app, run_id)
             s = found.stored
             if s.run is None:
                 fail(f"run {run_id!r} has no readable trace (its payloads were erased)")

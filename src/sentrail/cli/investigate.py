@@ -11,10 +11,8 @@ from collections.abc import Sequence
 import msgspec
 
 from sentrail.cli.common import fail
-from sentrail.cli.defaults import store_url
 from sentrail.cli.export import parse_since
 from sentrail.enforce.model import Decision, decode_decisions
-from sentrail.errors import SentrailError
 from sentrail.evidence.bundle import (
     CHECKPOINT,
     FINDINGS,
@@ -28,9 +26,8 @@ from sentrail.evidence.bundle import (
     VIEWS,
     EventRecord,
 )
-from sentrail.forensics.stored import StoredRun, load_run
+from sentrail.forensics.stored import StoredRun, load_run, run_apps
 from sentrail.forensics.summary import encode_summary, evidence_summary
-from sentrail.store import open_store
 from sentrail.store.core import LogStore
 from sentrail.store.records import records
 from sentrail.store.run_values import apps_with_runs
@@ -41,19 +38,20 @@ class Investigation(msgspec.Struct):
     decisions: list[Decision]
 
 
-def investigate(store: LogStore, tenant: str, run_id: str) -> Investigation | None:
-    """A run of ``tenant`` as stored, with its decisions (None when the log has none)."""
-    stored = load_run(store, tenant, run_id)
+def investigate(store: LogStore, tenant: str, app: str, run_id: str) -> Investigation | None:
+    """A run of ``tenant``'s ``app`` as stored, with its decisions (None when the log has
+    none)."""
+    stored = load_run(store, tenant, app, run_id)
     if stored is None:
         return None
     return Investigation(stored, decode_decisions(stored.decision_payloads))
 
 
 def run_summary(
-    store: LogStore, tenant: str, run_id: str, records: Sequence[EventRecord]
+    store: LogStore, tenant: str, app: str, run_id: str, records: Sequence[EventRecord]
 ) -> bytes | None:
     """``summary.json`` for the bundle of ``records`` (None when the log has no such run)."""
-    found = investigate(store, tenant, run_id)
+    found = investigate(store, tenant, app, run_id)
     if found is None:
         return None
     s = found.stored
@@ -65,6 +63,7 @@ def run_summary(
         "audit_log": {
             "member": INDEX,
             "tenant": tenant,
+            "app": app,
             "events": len(records),
             "first_seq": records[0].seq if records else None,
             "last_seq": records[-1].seq if records else None,
@@ -85,23 +84,35 @@ def run_summary(
     return encode_summary(summary)
 
 
-def open_database(database: str | None) -> LogStore:
-    """The store every command uses (:func:`sentrail.cli.defaults.store_url`), migrated."""
-    url = store_url(database)
-    try:
-        store = open_store(url)
-        store.migrate()
-    except SentrailError as exc:
-        fail(str(exc))
-    return store
-
-
 def tenant_apps(store: LogStore, tenant: str, app: str | None) -> list[str]:
     """``[app]``, or every app of ``tenant`` that holds runs."""
     if app is not None:
         return [app]
     with records(store) as rtx:
         return apps_with_runs(rtx.tx, tenant)
+
+
+def app_of_run(store: LogStore, tenant: str, app: str | None, run_id: str) -> str:
+    """``app``, or without ``--app`` the one app of ``tenant`` whose log holds a run
+    ``run_id``: a usage error when none does, or when several do (a run is ``(tenant, app,
+    run_id)``: the user names the app)."""
+    if app is not None:
+        return app
+    apps = run_apps(store, tenant, run_id)
+    if len(apps) > 1:
+        fail(f"apps {', '.join(apps)} each hold a run {run_id!r}: name one with --app")
+    if not apps:
+        fail(f"no events of run {run_id!r} in tenant {tenant!r}")
+    return apps[0]
+
+
+def find_run(store: LogStore, tenant: str, app: str | None, run_id: str) -> Investigation:
+    """The run ``run_id`` of ``app`` (:func:`app_of_run`), or a usage error."""
+    chosen = app_of_run(store, tenant, app, run_id)
+    found = investigate(store, tenant, chosen, run_id)
+    if found is None:
+        fail(f"no run {run_id!r} in app {chosen!r} of tenant {tenant!r}")
+    return found
 
 
 def since_epoch(text: str | None) -> float | None:

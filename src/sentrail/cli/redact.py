@@ -37,7 +37,8 @@ def _open_signed(database: str | None) -> LogStore:
 def _describe(r: Redaction) -> str:
     what = f"fields {', '.join(r.fields)}" if r.fields else "whole payloads"
     return (
-        f"Redacted run {safe_text(r.run_id)} of tenant {safe_text(r.tenant_id)} "
+        f"Redacted run {safe_text(r.run_id)} of app {safe_text(r.app_id)} of tenant "
+        f"{safe_text(r.tenant_id)} "
         f"({safe_text(what)}): {len(r.erased_seqs)} payload(s) erased, {len(r.views)} "
         f"view(s) kept; recorded at seq {r.seq} by {safe_text(r.by)} at "
         f"{iso_time(r.redacted_at)}: {safe_text(r.reason)}"
@@ -57,12 +58,13 @@ def redact(
             "without a dot matches at any depth). Without --field the whole payloads go.",
         ),
     ] = None,
+    app_id: Annotated[str, typer.Option("--app", help="App id of the run")] = "default",
     database: Database = None,
 ) -> None:
     """Erase a run's payloads (or fields of them); verification still passes."""
     store = _open_signed(database)
     try:
-        done = store.redact(tenant, run_id, by=by, reason=reason, fields=field or ())
+        done = store.redact(tenant, app_id, run_id, by=by, reason=reason, fields=field or ())
         store.checkpoint(tenant)
     except SentrailError as exc:
         fail(str(exc))
@@ -110,7 +112,8 @@ def retention_apply(
             due = store.retention_due(tenant=tenant)
             for d in due:
                 typer.echo(
-                    f"would erase: run {safe_text(d.run_id)} of tenant {safe_text(d.tenant_id)} "
+                    f"would erase: run {safe_text(d.run_id)} of app {safe_text(d.app_id)} of "
+                    f"tenant {safe_text(d.tenant_id)} "
                     f"(newest event {iso_time(d.newest_at)}, retention {d.days} day(s))"
                 )
             typer.echo(f"{len(due)} run(s) would be erased (dry run: nothing changed)")

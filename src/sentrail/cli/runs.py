@@ -17,20 +17,15 @@ import msgspec
 import typer
 
 from sentrail.cli.common import EXIT_OK, fail
-from sentrail.cli.investigate import (
-    emit_json,
-    investigate,
-    iso,
-    open_database,
-    since_epoch,
-    tenant_apps,
-)
+from sentrail.cli.investigate import emit_json, find_run, iso, since_epoch, tenant_apps
+from sentrail.cli.store_access import Database, key_store, open_migrated
 from sentrail.errors import SentrailError
 from sentrail.forensics.explain import explain, explain_finding
 from sentrail.model.finding import Finding
 from sentrail.report.escape import safe_text
 from sentrail.store.core import LogStore
 from sentrail.store.records import FindingFilter, FindingRow, RunFilter, RunRow, records
+from sentrail.store.triage import triage_finding
 
 runs_app = typer.Typer(help="Stored runs: find what to investigate.", no_args_is_help=True)
 findings_app = typer.Typer(help="Stored findings and their triage.", no_args_is_help=True)
@@ -63,12 +58,6 @@ class Severity(enum.StrEnum):
 
 Tenant = Annotated[str, typer.Option("--tenant", help="Tenant id")]
 App = Annotated[str | None, typer.Option("--app", help="Only this app (default: every app)")]
-Database = Annotated[
-    str | None,
-    typer.Option(
-        "--database", help="sqlite:///PATH or postgresql://HOST/DB (default under SENTRAIL_HOME)"
-    ),
-]
 Fmt = Annotated[Format, typer.Option("--format", "-f", help="text, or json for scripts")]
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="At most N")]
 
@@ -136,7 +125,7 @@ def list_runs(
         since=since_epoch(since),
         until=since_epoch(until),
     )
-    store = open_database(database)
+    store = open_migrated(database)
     try:
         rows = _runs(store, tenant, tenant_apps(store, tenant, app), flt, glob, limit)
     except SentrailError as exc:
@@ -168,13 +157,11 @@ def show_run(
     database: Database = None,
 ) -> None:
     """One run: its index row, its steps, and why each flagged step was flagged."""
-    store = open_database(database)
+    store = open_migrated(database)
     try:
-        found = investigate(store, tenant, run_id)
-        if found is None or (app is not None and found.stored.app_id not in (None, app)):
-            fail(f"no run {run_id!r} for tenant {tenant!r}")
+        found = find_run(store, tenant, app, run_id)
         with records(store) as rtx:
-            row = rtx.get_run(tenant, found.stored.app_id or "", run_id)
+            row = rtx.get_run(tenant, found.stored.app_id, run_id)
     except SentrailError as exc:
         fail(str(exc))
     finally:
@@ -264,7 +251,7 @@ def list_findings(
         resolved=resolved,
         run_id=run,
     )
-    store = open_database(database)
+    store = open_migrated(database)
     try:
         rows: list[FindingRow] = []
         apps = tenant_apps(store, tenant, app)
@@ -300,16 +287,40 @@ def list_findings(
 
 
 def _triage(
-    finding_id: str, resolve: bool, by: str, comment: str, tenant: str, db: str | None
+    finding_id: str,
+    resolve: bool,
+    by: str,
+    comment: str,
+    tenant: str,
+    app: str | None,
+    db: str | None,
 ) -> None:
+    """Resolve or reopen through the log: a ``triage`` event in the run's chain and the
+    audit row, in one transaction (:mod:`sentrail.store.triage`), signed like any append."""
     if not by.strip() or not comment.strip() or len(comment) > 4096:
         fail("--by and a --comment of 1-4096 characters are required")
-    store = open_database(database=db)
     try:
-        with records(store, write=True) as rtx:
-            if rtx.get_finding(tenant, finding_id) is None:
-                fail(f"no finding {finding_id!r} for tenant {tenant!r}")
-            rtx.resolve_finding(tenant, finding_id, resolve, f"cli:{by}", comment, time.time())
+        signer = key_store().ensure()
+    except SentrailError as exc:
+        fail(str(exc))
+    store = open_migrated(db, signer)
+    try:
+        with records(store) as rtx:
+            apps = [app] if app is not None else rtx.finding_apps(tenant, finding_id)
+        if len(apps) > 1:
+            fail(f"apps {', '.join(apps)} each hold a finding {finding_id!r}: name one with --app")
+        done = apps and triage_finding(
+            store,
+            tenant,
+            apps[0],
+            finding_id,
+            resolved=resolve,
+            by=f"cli:{by}",
+            comment=comment,
+            now=time.time(),
+        )
+        if not done:
+            fail(f"no finding {finding_id!r} for tenant {tenant!r}")
     except SentrailError as exc:
         fail(str(exc))
     finally:
@@ -327,10 +338,11 @@ def resolve(
     by: By,
     comment: Comment,
     tenant: Tenant = "default",
+    app: App = None,
     database: Database = None,
 ) -> None:
     """Mark a finding resolved (audited: who, when, why)."""
-    _triage(finding_id, True, by, comment, tenant, database)
+    _triage(finding_id, True, by, comment, tenant, app, database)
 
 
 @findings_app.command("reopen")
@@ -339,7 +351,8 @@ def reopen(
     by: By,
     comment: Comment,
     tenant: Tenant = "default",
+    app: App = None,
     database: Database = None,
 ) -> None:
     """Reopen a resolved finding (audited)."""
-    _triage(finding_id, False, by, comment, tenant, database)
+    _triage(finding_id, False, by, comment, tenant, app, database)

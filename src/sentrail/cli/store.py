@@ -1,4 +1,4 @@
-"""``sentrail db upgrade``, ``ingest``, ``log verify``, ``evidence export|verify``.
+"""``sentrail db upgrade``, ``ingest``, ``log checkpoint|verify``, ``evidence export|verify``.
 
 ``ingest`` stores exactly what it reads (see :mod:`sentrail.runtime.ingest`): a trace
 document is one log event of kind ``trace`` with the file's bytes; an NDJSON stream is one
@@ -6,7 +6,7 @@ event per line. Ingesting the same files twice stores nothing new.
 
 Default database: :func:`sentrail.cli.defaults.store_url` (``--database``, else
 ``$SENTRAIL_DATABASE``, else ``sqlite:///$SENTRAIL_HOME/sentrail.db``); keys:
-``$SENTRAIL_HOME/keys``.
+``$SENTRAIL_HOME/keys`` (:mod:`.store_access`); the ``log`` commands are in :mod:`.log_cli`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Annotated
 import typer
 
 from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail
-from sentrail.cli.defaults import store_url
-from sentrail.cli.investigate import run_summary
+from sentrail.cli.investigate import app_of_run, run_summary
+from sentrail.cli.log_cli import log_app
+from sentrail.cli.store_access import Database, key_store, open_migrated
 from sentrail.errors import InputError, SentrailError
-from sentrail.evidence.bundle import EventRecord, build_bundle
-from sentrail.evidence.keys import KeyStore, default_home, default_key_dir
+from sentrail.evidence.bundle import build_bundle
 from sentrail.evidence.merkle import MerkleTree
-from sentrail.evidence.note import Signer, Verifier
+from sentrail.evidence.note import Verifier
 from sentrail.evidence.redaction import RedactionInfo
 from sentrail.evidence.verify import verify_bundle
 from sentrail.report.escape import safe_text
@@ -35,40 +35,17 @@ from sentrail.runtime.sources import (
     looks_like_event_stream,
     read_document,
 )
-from sentrail.store import open_store
-from sentrail.store.core import LogStore
 from sentrail.store.log_verify import verify_log
 
 db_app = typer.Typer(help="The evidence database.", no_args_is_help=True)
-log_app = typer.Typer(help="The tamper-evident event log.", no_args_is_help=True)
 evidence_app = typer.Typer(help="Offline-verifiable evidence bundles.", no_args_is_help=True)
 
-Database = Annotated[
-    str | None,
-    typer.Option(
-        "--database",
-        metavar="URL",
-        help="sqlite:///PATH or postgresql://HOST/DB (default: $SENTRAIL_DATABASE, else "
-        "sentrail.db under $SENTRAIL_HOME)",
-    ),
-]
+__all__ = ["Database", "db_app", "evidence_app", "ingest", "log_app"]
 
-
-def _url(database: str | None) -> str:
-    return store_url(database)
-
-
-def _keys() -> KeyStore:
-    return KeyStore(default_key_dir(default_home()))
-
-
-def _open(database: str | None, signer: Signer | None = None) -> LogStore:
-    try:
-        store = open_store(_url(database), signer)
-        store.migrate()
-    except SentrailError as exc:
-        fail(str(exc))
-    return store
+# The opening helpers live in :mod:`.store_access` (the log commands share them); these
+# names stay for the command modules that import them from here.
+_keys = key_store
+_open = open_migrated
 
 
 @db_app.command("upgrade")
@@ -109,7 +86,7 @@ def ingest(
                 else:
                     acks = [ingestor.ingest_trace(tenant, app_id, data).ack]
                     runs += 1
-            except InputError as exc:
+            except InputError as exc:  # this file (an EventConflict too); the others go on
                 errors.append(f"{p}: {exc}")
                 continue
             stored += sum(not a.duplicate for a in acks)
@@ -129,36 +106,15 @@ def ingest(
     raise typer.Exit(EXIT_USAGE if errors else EXIT_OK)
 
 
-@log_app.command("verify")
-def log_verify(
-    database: Database = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant")] = None,
-) -> None:
-    """Recompute every chain, the Merkle tree and every checkpoint. Exit 1 on tampering."""
-    store = _open(database)
-    try:
-        verifiers = _keys().verifiers()
-        tenants = [tenant] if tenant else store.tenants()
-        for t in tenants:
-            report = verify_log(store, t, verifiers)
-            if report.problem is not None:
-                typer.echo(f"FAIL: {safe_text(str(report.problem))}")
-                raise typer.Exit(EXIT_FINDINGS)
-            typer.echo(
-                f"ok: tenant {safe_text(t)}: {report.size} event(s), "
-                f"{report.checkpoints} checkpoint(s)"
-            )
-    except SentrailError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
-
-
 @evidence_app.command("export")
 def export(
     run_id: Annotated[str, typer.Option("--run", help="Run id")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Bundle zip to write")],
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant id")] = "default",
+    app: Annotated[
+        str | None,
+        typer.Option("--app", help="App id of the run (default: the one app that holds it)"),
+    ] = None,
     database: Database = None,
 ) -> None:
     """Write the evidence bundle of one run (the tenant log is verified first)."""
@@ -169,32 +125,20 @@ def export(
         fail(str(exc))
     store = _open(database, signer)
     try:
+        app_id = app_of_run(store, tenant, app, run_id)
+        events = store.run_events(tenant, app_id, run_id)
+        if not events:
+            fail(f"no events of run {run_id!r} of app {app_id!r} for tenant {tenant!r}")
         report = verify_log(store, tenant, keys.verifiers())
         if report.problem is not None:
             typer.echo(f"FAIL: the log does not verify: {safe_text(str(report.problem))}")
             raise typer.Exit(EXIT_FINDINGS)
-        events = store.run_events(tenant, run_id)
-        if not events:
-            fail(f"no events of run {run_id!r} for tenant {tenant!r}")
         checkpoint = store.checkpoint(tenant)
         assert checkpoint is not None
         tree = MerkleTree(store.leaf_hashes(tenant))
-        records = [
-            EventRecord(
-                e.seq,
-                e.run_id,
-                e.event_id,
-                e.kind,
-                e.payload,
-                e.payload_sha256,
-                e.prev_hash,
-                e.chain_hash,
-                e.view,
-            )
-            for e in events
-        ]
-        findings = store.get_result(tenant, run_id) or b"[]"
-        summary = run_summary(store, tenant, run_id, records)
+        records = [e.record() for e in events]
+        findings = store.get_result(tenant, app_id, run_id) or b"[]"
+        summary = run_summary(store, tenant, app_id, run_id, records)
         build_bundle(
             output,
             tenant=tenant,
@@ -242,8 +186,9 @@ def verify(
         raise typer.Exit(EXIT_FINDINGS) from None
     except OSError as exc:
         fail(f"cannot read {bundle}: {exc.strerror}")
+    app = f" of app {safe_text(report.app)}" if report.app is not None else ""
     typer.echo(
-        f"OK: run {safe_text(report.run_id)} of tenant {safe_text(report.tenant)}: "
+        f"OK: run {safe_text(report.run_id)}{app} of tenant {safe_text(report.tenant)}: "
         f"{report.events} event(s) (seq {report.first_seq}..{report.last_seq}), "
         f"{len(report.redacted_seqs)} redacted, checkpoint {safe_text(report.checkpoint_origin)} "
         f"size {report.checkpoint_size}"

@@ -40,6 +40,7 @@ class DecisionRequest(msgspec.Struct, omit_defaults=True):
     tool: str
     parameters: dict[str, Any] = msgspec.field(default_factory=dict)
     tenant_id: str = "default"
+    app_id: str = "default"  # the app whose run this is (the service pins it to the key's)
     agent_id: str | None = None
     agent_type: str | None = None
     runtime_mode: str | None = None
@@ -74,6 +75,7 @@ class Decision(msgspec.Struct, omit_defaults=True):
     enforced: bool = True  # False in monitor mode: the call goes ahead regardless
     would_have: Outcome | None = None  # monitor mode: what enforcement would have said
     approval_id: str | None = None
+    app_id: str = "default"  # whose run: the decision is logged in that app's run chain
     key: str = ""
     signature: str = ""
 
@@ -101,6 +103,7 @@ class Approval(msgspec.Struct):
     decided_by: str | None = None
     decided_at: float | None = None
     reason: str = ""
+    app_id: str = "*"  # the app of the run that asked ('*': tenant-wide)
 
 
 def decode_decisions(payloads: Iterable[bytes]) -> list[Decision]:

@@ -246,7 +246,7 @@ class DecisionPoint(Controls):
             v.control = Control.ENFORCEMENT_MODE if would_have is not Outcome.ALLOW else v.control
         if outcome is Outcome.APPROVAL_REQUIRED:
             approval = self.approvals.request(
-                tenant, run_id, agent, req.tool, args, "; ".join(v.reasons[:3])
+                tenant, run_id, agent, req.tool, args, "; ".join(v.reasons[:3]), app=req.app_id
             )
             approval_id = approval.approval_id
         if outcome is not Outcome.ALLOW:
@@ -270,6 +270,7 @@ class DecisionPoint(Controls):
             enforced=enforced,
             would_have=would_have,
             approval_id=approval_id,
+            app_id=req.app_id,
         )
 
     # -- helpers --------------------------------------------------------------------------
@@ -324,6 +325,7 @@ class DecisionPoint(Controls):
             step_index=-1,
             decided_at=self.clock(),
             rule_ids=["fail_closed"],
+            app_id=str(getattr(req, "app_id", "default") or "default"),
         )
 
     def _sign(self, d: Decision) -> Decision:

@@ -47,7 +47,14 @@ class StoreApprovals(ApprovalBook):
         self.store = store
 
     def request(
-        self, tenant: str, run_id: str, agent: str, tool: str, args_sha256: str, reason: str
+        self,
+        tenant: str,
+        run_id: str,
+        agent: str,
+        tool: str,
+        args_sha256: str,
+        reason: str,
+        app: str = "*",
     ) -> Approval:
         now = time.time()
         with records(self.store, write=True) as rtx:
@@ -64,6 +71,7 @@ class StoreApprovals(ApprovalBook):
                 requested_at=now,
                 expires=now + self.ttl,
                 reason=reason[:2000],
+                app_id=app,
             )
             rtx.put_approval(_to_row(approval))
         return approval
@@ -85,7 +93,8 @@ class StoreApprovals(ApprovalBook):
                 raise EnforcementError(f"approval {approval_id} expired")
             if not rtx.set_approval_status(approval_id, "pending", status, by, now):
                 raise EnforcementError(f"approval {approval_id} changed meanwhile")
-            rtx.put_containment(_action_row(Action(status, tenant, approval_id, by, reason, now)))
+            action = Action(status, tenant, approval_id, by, reason, now, row.app_id)
+            rtx.put_containment(_action_row(action))
             row = rtx.get_approval(approval_id)
         assert row is not None
         return _from_row(row)
@@ -110,16 +119,24 @@ class StoreApprovals(ApprovalBook):
             row = rtx.find_approval(tenant, run_id, tool, args_sha256, "approved", time.time())
         return row.approval_id if row is not None else None
 
-    def pending(self, tenant: str | None = None) -> list[Approval]:
+    def pending(self, tenant: str | None = None, app: str | None = None) -> list[Approval]:
+        """Pending approvals (of ``app`` only, when given: see ``list_approvals``)."""
         now = time.time()
         with records(self.store) as rtx:
-            rows = rtx.list_approvals(tenant, "pending")
+            rows = rtx.list_approvals(tenant, "pending", app=app)
         return [_from_row(r) for r in rows if r.expires > now]
 
 
 def _action_row(a: Action) -> ContainmentRow:
     return ContainmentRow(
-        f"act_{secrets.token_hex(8)}", a.tenant_id, a.kind, a.target, a.by, a.reason, a.at
+        f"act_{secrets.token_hex(8)}",
+        a.tenant_id,
+        a.kind,
+        a.target,
+        a.by,
+        a.reason,
+        a.at,
+        a.app_id,
     )
 
 
@@ -149,7 +166,10 @@ class StoreContainment(Containment):
         with self._lock:
             self.quarantined, self.revoked = fresh.quarantined, fresh.revoked
             self.disabled, self.frozen = fresh.disabled, fresh.frozen
-            self.log = [Action(r.kind, r.tenant_id, r.target, r.actor, r.reason, r.at) for r in log]
+            self.log = [
+                Action(r.kind, r.tenant_id, r.target, r.actor, r.reason, r.at, r.app_id)
+                for r in log
+            ]
         self._seen = len(log)
         self._loaded_at = time.monotonic()
 
@@ -168,7 +188,7 @@ class StoreContainment(Containment):
 
 def _apply(c: Containment, row: ContainmentRow) -> None:
     """Replay one logged action into ``c`` (no recording: it is already durable)."""
-    action = Action(row.kind, row.tenant_id, row.target, row.actor, row.reason, row.at)
+    action = Action(row.kind, row.tenant_id, row.target, row.actor, row.reason, row.at, row.app_id)
     t = row.tenant_id
     if row.kind == "quarantine":
         c.quarantined[(t, row.target)] = action
@@ -192,12 +212,13 @@ def store_recorder(store: LogStore, app: str = "default") -> Callable[[Decision]
     def record(d: Decision) -> None:
         body = msgspec.json.encode(d)
         run_id = d.run_id or f"adhoc:{d.agent_id or '-'}"
-        store.append([NewEvent(d.tenant_id, run_id, d.decision_id, "decision", body)])
+        run_app = d.app_id or app
+        store.append([NewEvent(d.tenant_id, run_app, run_id, d.decision_id, "decision", body)])
         with records(store, write=True) as rtx:
             rtx.put_decision(
                 d.tenant_id,
                 d.decision_id,
-                app,
+                run_app,
                 run_id,
                 d.tool,
                 d.outcome.value,

@@ -33,6 +33,7 @@ class Action(msgspec.Struct, frozen=True):
     by: str
     reason: str
     at: float
+    app_id: str = "*"  # the app it belongs to (a run's freeze); '*': tenant-wide
 
 
 Recorder = Callable[[Action], None]
@@ -50,10 +51,12 @@ class Containment:
         self.log: list[Action] = []
         self._lock = threading.Lock()
 
-    def _do(self, kind: str, tenant: str, target: str, by: str, reason: str) -> Action:
+    def _do(
+        self, kind: str, tenant: str, target: str, by: str, reason: str, app: str = "*"
+    ) -> Action:
         if not by.strip() or not reason.strip():
             raise EnforcementError("containment needs who (by) and why (reason)")
-        action = Action(kind, tenant, target, by, reason, time.time())
+        action = Action(kind, tenant, target, by, reason, time.time(), app)
         self.on_change(action)  # durable first: a failure leaves the state unchanged
         self.log.append(action)
         return action
@@ -94,12 +97,13 @@ class Containment:
             held.discard(tool)
             return True
 
-    def freeze_run(self, tenant: str, run_id: str, by: str, reason: str) -> bool:
-        """Every further call of the run is denied."""
+    def freeze_run(self, tenant: str, run_id: str, by: str, reason: str, app: str = "*") -> bool:
+        """Every further call of the run is denied (``app``: whose run, for the record)."""
         with self._lock:
             if (tenant, run_id) in self.frozen:
                 return False
-            self.frozen[(tenant, run_id)] = self._do("freeze_run", tenant, run_id, by, reason)
+            action = self._do("freeze_run", tenant, run_id, by, reason, app)
+            self.frozen[(tenant, run_id)] = action
             return True
 
     def release(self, tenant: str, agent: str, by: str, reason: str) -> bool:
@@ -165,7 +169,14 @@ class ApprovalBook:
         self._lock = threading.Lock()
 
     def request(
-        self, tenant: str, run_id: str, agent: str, tool: str, args_sha256: str, reason: str
+        self,
+        tenant: str,
+        run_id: str,
+        agent: str,
+        tool: str,
+        args_sha256: str,
+        reason: str,
+        app: str = "*",
     ) -> Approval:
         """A pending approval for this exact call (the same pending one if asked again)."""
         now = time.time()
@@ -184,6 +195,7 @@ class ApprovalBook:
                 requested_at=now,
                 expires=now + self.ttl,
                 reason=reason,
+                app_id=app,
             )
             self.on_change(
                 Action("approval_requested", tenant, approval.approval_id, agent, reason, now)

@@ -22,11 +22,14 @@ Members (a fixed set; anything else is rejected by the verifier)::
                          seq, the run's head chain hash, tree sizes and the origin
 
 Each event is leaf ``seq`` of its tenant's log; its leaf data is
-:meth:`sentrail.evidence.chain.EventLeaf.leaf_data` (tenant, seq, run id, event id, kind,
-SHA-256 of the payload, previous chain hash). A redacted event keeps its digest and has no
-payload bytes, so it still verifies. A view (the redacted copy of a JSON payload) is not
-committed to by the log: it is vouched for by the run's ``redaction`` event, itself an
-event of the bundle (:mod:`sentrail.evidence.redaction`). Verification is in
+:meth:`sentrail.evidence.chain.EventLeaf.leaf_data` in the entry's ``leaf_version``:
+version 2 (tenant, app, run id, event id, kind, seq, ``received_at``, the ``sealed`` flag,
+SHA-256 of the payload, previous chain hash; the app is the index's and the manifest's
+``app``), or version 1 for events stored before schema v5 (no app, time or flag). A
+redacted event keeps its digest and has no payload bytes, so it still verifies. A view
+(the redacted copy of a JSON payload) is not committed to by the log: it is vouched for
+by the run's ``redaction`` event, itself an event of the bundle
+(:mod:`sentrail.evidence.redaction`). Verification is in
 :mod:`sentrail.evidence.verify`.
 """
 
@@ -81,6 +84,10 @@ class EventRecord:
     prev_hash: bytes
     chain_hash: bytes
     view: bytes | None = None
+    app: str = ""
+    received_at: float = 0.0
+    sealed: bool = False
+    leaf_version: int = 1
 
     def leaf(self, tenant: str) -> EventLeaf:
         return EventLeaf(
@@ -91,6 +98,10 @@ class EventRecord:
             self.kind,
             self.payload_sha256,
             self.prev_hash,
+            self.app,
+            self.received_at,
+            self.sealed,
+            self.leaf_version,
         )
 
 
@@ -108,12 +119,16 @@ class EventEntry(msgspec.Struct, forbid_unknown_fields=True):
     redacted: bool = False
     view_offset: int = 0
     view_length: int | None = None  # None: no view
+    leaf_version: int = 1
+    received_at: float | None = None  # version 2: the time received (in the leaf)
+    sealed: bool = False  # version 2: stored sealed at rest (in the leaf)
 
 
 class IndexFile(msgspec.Struct, forbid_unknown_fields=True):
     tenant: str
     run_id: str
     events: list[EventEntry]
+    app: str | None = None  # required by version 2 entries
 
 
 class ProofsFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -145,6 +160,7 @@ class BundlePredicate(msgspec.Struct, forbid_unknown_fields=True):
     checkpoint_size: int
     checkpoint_origin: str
     views: int = 0
+    app: str | None = None
 
 
 def check_records(tenant: str, run_id: str, events: Sequence[EventRecord]) -> None:
@@ -152,10 +168,13 @@ def check_records(tenant: str, run_id: str, events: Sequence[EventRecord]) -> No
     if not events:
         raise EvidenceError("a bundle needs at least one event", "export")
     prev, last_seq = GENESIS, -1
+    app = events[0].app
     for e in events:
         where = f"export: event seq {e.seq}"
         if e.run_id != run_id:
             raise EvidenceError(f"belongs to run {e.run_id!r}, not {run_id!r}", where)
+        if e.app != app:
+            raise EvidenceError(f"belongs to app {e.app!r}, not {app!r}", where)
         if e.seq <= last_seq:
             raise EvidenceError("events are not in increasing seq order", where)
         if e.payload is not None and hashlib.sha256(e.payload).digest() != e.payload_sha256:
@@ -273,6 +292,9 @@ def build_bundle(
                 redacted=e.payload is None,
                 view_offset=view_offset if e.view is not None else 0,
                 view_length=view_length,
+                leaf_version=e.leaf_version,
+                received_at=e.received_at if e.leaf_version == 2 else None,
+                sealed=e.sealed if e.leaf_version == 2 else False,
             )
         )
         if e.payload is not None:
@@ -292,8 +314,9 @@ def build_bundle(
         consistency=consistency,
     )
     key_lines = dict.fromkeys([signer.verifier_key(), *(v.verifier_key() for v in extra_verifiers)])
+    app = events[0].app or None
     files = {
-        INDEX: msgspec.json.encode(IndexFile(tenant, run_id, entries)),
+        INDEX: msgspec.json.encode(IndexFile(tenant, run_id, entries, app)),
         PAYLOADS: b"".join(chunks),
         **({VIEWS: b"".join(view_chunks)} if view_chunks else {}),
         PROOFS: msgspec.json.encode(proofs),
@@ -314,6 +337,7 @@ def build_bundle(
         checkpoint_size=checkpoint.size,
         checkpoint_origin=checkpoint.origin,
         views=len(view_chunks),
+        app=app,
     )
     statement = make_statement(
         {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},

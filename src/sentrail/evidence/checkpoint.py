@@ -6,6 +6,12 @@ The note text is at least three newline-terminated, non-empty lines::
     <tree size>              ASCII decimal, no leading zeroes ("0" for the empty tree)
     <base64 root hash>       the RFC 9162 root at that size (standard base64, 32 bytes)
     [<extension line>...]    optional, opaque, non-empty
+
+Each tenant's log is its own log, so it has its own origin: ``<log key name>/<tenant>``
+(the tenant percent-encoded, :func:`log_origin`), signed by the log key under that name
+(:func:`log_signer`: the same Ed25519 key; the C2SP key name matches the origin, and a
+witness keeps one state per tenant log). Checkpoints written before this rule have the
+log key's own name as origin; :func:`log_verifiers` accepts both.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import base64
 import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from sentrail.evidence.errors import EvidenceError
 from sentrail.evidence.merkle import HASH_SIZE
@@ -102,3 +109,20 @@ def verify_checkpoint(
             f"no verified signature by the log key {checkpoint.origin!r}", "checkpoint"
         )
     return checkpoint
+
+
+def log_origin(key_name: str, tenant: str) -> str:
+    """The origin of ``tenant``'s log under the log key ``key_name``."""
+    return f"{key_name}/{quote(tenant, safe='')}"
+
+
+def log_signer(signer: Signer, tenant: str) -> Signer:
+    """``signer``'s key under the name of ``tenant``'s log origin."""
+    return Signer(log_origin(signer.name, tenant), signer.private_key)
+
+
+def log_verifiers(verifiers: Iterable[Verifier | str], tenant: str) -> list[Verifier]:
+    """The trusted log keys under their own names (checkpoints from before per-tenant
+    origins) and under ``tenant``'s log origin."""
+    keys = [Verifier.parse(v) if isinstance(v, str) else v for v in verifiers]
+    return [*keys, *(Verifier(log_origin(v.name, tenant), v.public_key) for v in keys)]

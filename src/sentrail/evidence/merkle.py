@@ -182,23 +182,63 @@ def verify_inclusion(
     leaf: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes
 ) -> bool:
     """RFC 9162 §2.1.3.2: does ``proof`` show ``leaf`` at ``index`` under ``root``?"""
-    if not 0 <= index < tree_size or len(leaf) != HASH_SIZE or len(root) != HASH_SIZE:
-        return False
-    fn, sn, r = index, tree_size - 1, leaf
-    for p in proof:
-        if sn == 0 or len(p) != HASH_SIZE:
+    return InclusionChecker(tree_size, root).verify(leaf, index, proof)
+
+
+class InclusionChecker:
+    """RFC 9162 §2.1.3.2 for many leaves of one tree, sharing the work of their paths.
+
+    Every node an accepted proof passed through is remembered with the rest of that proof
+    (by its position: the algorithm's ``(fn, sn)`` pair at that height). A later proof
+    whose walk reaches a remembered node with the same hash and the same rest is accepted
+    there: going on would repeat a walk that reached the root. Another hash or another
+    rest is rejected (a canonical proof has one continuation). So the answers are those of
+    the algorithm, one proof at a time (a property test compares them with a fresh checker
+    per proof); leaves of one run, close together in the log, cost a few hashes each
+    instead of a whole path.
+    """
+
+    __slots__ = ("_nodes", "root", "size")
+
+    def __init__(self, tree_size: int, root: bytes) -> None:
+        self.size = tree_size
+        self.root = root
+        self._nodes: dict[tuple[int, int], tuple[bytes, tuple[bytes, ...]]] = {}
+
+    def verify(self, leaf: bytes, index: int, proof: Sequence[bytes]) -> bool:
+        if not 0 <= index < self.size or len(leaf) != HASH_SIZE or len(self.root) != HASH_SIZE:
             return False
-        if fn & 1 or fn == sn:
-            r = _sha256(b"\x01" + p + r).digest()
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = _sha256(b"\x01" + r + p).digest()
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
+        nodes = self._nodes
+        fn, sn, r = index, self.size - 1, leaf
+        seen: list[tuple[tuple[int, int], bytes, int]] = []
+        for k, p in enumerate(proof):
+            known = nodes.get((fn, sn))
+            if known is not None:
+                if known != (r, tuple(proof[k:])):
+                    return False
+                self._keep(seen, proof)
+                return True
+            seen.append(((fn, sn), r, k))
+            if sn == 0 or len(p) != HASH_SIZE:
+                return False
+            if fn & 1 or fn == sn:
+                r = _sha256(b"\x01" + p + r).digest()
+                if not fn & 1:
+                    while fn and not fn & 1:
+                        fn >>= 1
+                        sn >>= 1
+            else:
+                r = _sha256(b"\x01" + r + p).digest()
+            fn >>= 1
+            sn >>= 1
+        if sn != 0 or r != self.root:
+            return False
+        self._keep(seen, proof)
+        return True
+
+    def _keep(self, seen: list[tuple[tuple[int, int], bytes, int]], proof: Sequence[bytes]) -> None:
+        for key, r, k in seen:
+            self._nodes[key] = (r, tuple(proof[k:]))
 
 
 def verify_consistency(

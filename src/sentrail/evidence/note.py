@@ -42,6 +42,26 @@ def check_key_name(name: str) -> str:
     return name
 
 
+def split_vkey(vkey: str, key_type: int, what: str) -> tuple[str, bytes, bytes]:
+    """The name, claimed key ID and 32-byte Ed25519 key of a vkey
+    ``name+<key ID as 8 hex>+base64(key type || key)`` of ``key_type``."""
+    parts = vkey.strip().split("+", 2)
+    if len(parts) != 3:
+        raise EvidenceError(f"a {what} is name+keyid+base64key", what)
+    name, hex_id, b64 = parts
+    check_key_name(name)
+    try:
+        claimed = bytes.fromhex(hex_id) if len(hex_id) == 8 else b""
+        raw = base64.b64decode(b64, validate=True)
+    except (ValueError, binascii.Error):
+        raise EvidenceError("bad key ID or base64 key", f"{what} {name}") from None
+    if len(claimed) != 4:
+        raise EvidenceError("the key ID must be 8 hex digits", f"{what} {name}")
+    if len(raw) != 33 or raw[0] != key_type:
+        raise EvidenceError(f"not an Ed25519 (type 0x{key_type:02x}) key", f"{what} {name}")
+    return name, claimed, raw[1:]
+
+
 def key_id(name: str, public_key: bytes) -> bytes:
     """The 4-byte C2SP key ID of an Ed25519 ``public_key`` (32 raw bytes) named ``name``."""
     data = name.encode() + b"\n" + bytes([ED25519]) + public_key
@@ -83,21 +103,8 @@ class Verifier:
     @classmethod
     def parse(cls, vkey: str) -> Verifier:
         """Read a verifier key string; the key ID in it must match the key."""
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3:
-            raise EvidenceError("a verifier key is name+keyid+base64key", "verifier key")
-        name, hex_id, b64 = parts
-        check_key_name(name)
-        try:
-            claimed = bytes.fromhex(hex_id) if len(hex_id) == 8 else b""
-            raw = base64.b64decode(b64, validate=True)
-        except (ValueError, binascii.Error):
-            raise EvidenceError("bad key ID or base64 key", f"verifier key {name}") from None
-        if len(claimed) != 4:
-            raise EvidenceError("the key ID must be 8 hex digits", f"verifier key {name}")
-        if len(raw) != 33 or raw[0] != ED25519:
-            raise EvidenceError("not an Ed25519 (type 0x01) key", f"verifier key {name}")
-        verifier = cls(name, Ed25519PublicKey.from_public_bytes(raw[1:]))
+        name, claimed, public = split_vkey(vkey, ED25519, "verifier key")
+        verifier = cls(name, Ed25519PublicKey.from_public_bytes(public))
         if verifier.key_id != claimed:
             raise EvidenceError("the key ID does not match the key", f"verifier key {name}")
         return verifier

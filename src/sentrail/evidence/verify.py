@@ -6,9 +6,13 @@ The zip is hostile input. In order, the verifier checks:
    encryption), declared and actual sizes under the limits, CRCs;
 2. the manifest: a DSSE signature by a trusted key over an in-toto Statement v1;
 3. that the manifest lists exactly the zip's members, each with its SHA-256;
-4. the checkpoint: signed by a trusted key named after its origin, and matching proofs.json;
+4. the checkpoint: signed by a trusted key under the name of its origin (the tenant's log
+   origin, or the key's own name for checkpoints from before per-tenant origins), and
+   matching proofs.json;
 5. every event: seq order, payload digest, chain link (genesis first), leaf inclusion in
-   the export tree, and the totals and head chain hash signed in the manifest;
+   the export tree (in the entry's leaf version: version 2 commits to the app, the time
+   received and the sealed flag; version 1 entries may only precede version 2 ones), and
+   the totals and head chain hash signed in the manifest;
 6. redactions: every ``redaction`` event is a well-formed record of the run, and every
    view's SHA-256 is the one a later redaction record of the run gives for its seq (a
    view nobody vouched for, or one that differs, is rejected);
@@ -51,11 +55,17 @@ from sentrail.evidence.bundle import (
     ProofsFile,
     check_summary,
 )
-from sentrail.evidence.chain import CHAIN_DOMAIN, GENESIS, EventLeaf
-from sentrail.evidence.checkpoint import verify_checkpoint
+from sentrail.evidence.chain import (
+    CHAIN_DOMAIN,
+    GENESIS,
+    LEAF_VERSIONS,
+    leaf_data_after,
+    run_prefix,
+)
+from sentrail.evidence.checkpoint import log_verifiers, verify_checkpoint
 from sentrail.evidence.dsse import parse_statement, verify_envelope
 from sentrail.evidence.errors import EvidenceError
-from sentrail.evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
+from sentrail.evidence.merkle import InclusionChecker, leaf_hash, verify_consistency
 from sentrail.evidence.note import Verifier
 from sentrail.evidence.redaction import RedactionCheck, RedactionInfo
 
@@ -83,6 +93,7 @@ class BundleReport:
     key_pinned: bool
     view_seqs: tuple[int, ...] = ()
     redactions: tuple[RedactionInfo, ...] = ()  # what was redacted, when, by whom, why
+    app: str | None = None  # None: a bundle of events from before apps were in the log
 
 
 def _unsafe(name: str) -> bool:
@@ -198,6 +209,19 @@ def _check_manifest(files: dict[str, bytes], trusted: list[Verifier]) -> BundleP
         raise EvidenceError(f"malformed predicate: {e}", MANIFEST) from None
 
 
+def _leaf_version(
+    version: int, newest: int, app: str | None, received_at: float | None, where: str
+) -> int:
+    """``version`` if an entry may have it after entries up to ``newest``."""
+    if version not in LEAF_VERSIONS:
+        raise EvidenceError(f"unknown leaf version {version}", where)
+    if version < newest:
+        raise EvidenceError("a version 1 leaf after version 2 leaves", where)
+    if version == 2 and (app is None or received_at is None):
+        raise EvidenceError("a version 2 leaf needs the app and received_at", where)
+    return version
+
+
 def verify_bundle(
     path: Path | str,
     trusted_key: str | Sequence[str] | None = None,
@@ -210,7 +234,7 @@ def verify_bundle(
     trusted = _trusted(files, trusted_key)
     pred = _check_manifest(files, trusted)  # from here on every file is as signed
 
-    cp = verify_checkpoint(files[CHECKPOINT], trusted)
+    cp = verify_checkpoint(files[CHECKPOINT], log_verifiers(trusted, pred.tenant))
     proofs = _decode(files[PROOFS], ProofsFile, PROOFS)
     index = _decode(files[INDEX], IndexFile, INDEX)
     _decode(files[FINDINGS], msgspec.Raw, FINDINGS)
@@ -244,8 +268,8 @@ def verify_bundle(
             raise EvidenceError("proof refers to a node not in the node table", where) from None
 
     events = index.events
-    if (index.tenant, index.run_id) != (pred.tenant, pred.run_id):
-        raise EvidenceError("tenant or run id differs from the signed manifest", INDEX)
+    if (index.tenant, index.run_id, index.app) != (pred.tenant, pred.run_id, pred.app):
+        raise EvidenceError("tenant, app or run id differs from the signed manifest", INDEX)
     if SUMMARY in files:
         check_summary(files[SUMMARY], pred.run_id, SUMMARY)
     if len(events) != pred.events:
@@ -263,11 +287,15 @@ def verify_bundle(
     view_seqs: list[int] = []
     view_offset = 0
     check = RedactionCheck(require_records=False)
-    tenant, run_id = index.tenant, index.run_id
+    tenant, run_id, app = index.tenant, index.run_id, index.app
+    version = 1
+    prefixes = {v: run_prefix(v, tenant, app or "", run_id) for v in LEAF_VERSIONS}
+    included = InclusionChecker(size, root)
     for i, e in enumerate(events):
         where = f"{INDEX}: event {i} (seq {e.seq})"
         if e.seq <= last_seq:
             raise EvidenceError("events are out of order (swapped or duplicated)", where)
+        version = _leaf_version(e.leaf_version, version, app, e.received_at, where)
         digest = _hex32(e.payload_sha256, where)
         payload: bytes | None = None
         if e.redacted:
@@ -303,13 +331,24 @@ def verify_bundle(
                 )
             )
             raise EvidenceError(reason, where)
-        leaf = EventLeaf(tenant, e.seq, run_id, e.event_id, e.kind, digest, prev_hash)
-        data = leaf.leaf_data()
+        if not 0 <= e.seq < 1 << 64:
+            raise EvidenceError(f"sequence number {e.seq} is out of range", where)
+        data = leaf_data_after(
+            prefixes[version],
+            version,
+            e.seq,
+            e.event_id,
+            e.kind,
+            e.received_at or 0.0,
+            e.sealed,
+            digest,
+            prev_hash,
+        )
         chained = sha256(CHAIN_DOMAIN + prev + sha256(data).digest())
         if chained.digest() != _hex32(e.chain_hash, where):
             raise EvidenceError("chain hash does not match the entry", where)
         proof = resolve(proofs.inclusion[i], where)
-        if not verify_inclusion(leaf_hash(data), e.seq, size, proof, root):
+        if not included.verify(leaf_hash(data), e.seq, proof):
             raise EvidenceError(f"inclusion proof does not verify at tree size {size}", where)
         prev, last_seq = chained.digest(), e.seq
     if offset != len(payloads):
@@ -352,4 +391,5 @@ def verify_bundle(
         key_pinned=trusted_key is not None,
         view_seqs=tuple(view_seqs),
         redactions=tuple(check.records),
+        app=app,
     )

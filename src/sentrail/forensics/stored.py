@@ -4,7 +4,7 @@ the value index kept current.
 - :func:`load_run` reads a run back from the tamper-evident log — the trace document (the
   exact stored bytes of a ``trace`` event, or the run folded from its NDJSON events), the
   stored result, and the payloads of its ``decision`` events — everything bounded by the
-  tenant (and the app, where the caller names one).
+  tenant and the app (a run is ``(tenant, app, run_id)``: two apps may use one run id).
 - :func:`index_values` writes a run's rows of the value index in the caller's transaction
   (the ingestor calls it when it indexes a run); :func:`reindex` backfills the runs the
   index lacks (a store that predates schema v4, or runs indexed under another trace).
@@ -28,7 +28,7 @@ from sentrail.store.core import LogStore
 from sentrail.store.run_values import (
     ValueRow,
     put_run_values,
-    run_app_and_policy,
+    run_policy,
     runs_to_index,
     value_rows,
 )
@@ -41,19 +41,20 @@ class StoredRun(msgspec.Struct):
     """One run read back from the log (``run`` is None when its payloads were erased)."""
 
     tenant_id: str
+    app_id: str
     run_id: str
     run: Run | None
     result: RunResult | None
     trace_bytes: bytes | None  # the exact stored trace document, when it came as one
     decision_payloads: list[bytes]
     seqs: list[int]
-    app_id: str | None = None  # from the run's index row, when it has one
+    indexed: bool = False  # the run has an index row (it was analysed and indexed)
     policy_sha256: str | None = None
 
 
-def load_run(store: LogStore, tenant: str, run_id: str) -> StoredRun | None:
-    """A run of ``tenant`` as stored; None when the log has no event of it."""
-    events = store.run_events(tenant, run_id)
+def load_run(store: LogStore, tenant: str, app: str, run_id: str) -> StoredRun | None:
+    """A run of ``tenant``'s ``app`` as stored; None when the log has no event of it."""
+    events = store.run_events(tenant, app, run_id)
     if not events:
         return None
     run: Run | None = None
@@ -74,7 +75,7 @@ def load_run(store: LogStore, tenant: str, run_id: str) -> StoredRun | None:
             continue  # a stored payload that no longer decodes is left out, not guessed at
     if run is None and stream:
         run = fold_run(stream)
-    raw = store.get_result(tenant, run_id)
+    raw = store.get_result(tenant, app, run_id)
     result = None
     if raw is not None:
         try:
@@ -82,10 +83,22 @@ def load_run(store: LogStore, tenant: str, run_id: str) -> StoredRun | None:
         except (msgspec.DecodeError, msgspec.ValidationError):
             result = None
     with store.transaction() as tx:
-        indexed = run_app_and_policy(_sql(tx), tenant, run_id)
-    app, policy = indexed if indexed is not None else (None, None)
+        indexed, policy = run_policy(_sql(tx), tenant, app, run_id)
     seqs = [e.seq for e in events]
-    return StoredRun(tenant, run_id, run, result, trace_bytes, decisions, seqs, app, policy)
+    return StoredRun(
+        tenant, app, run_id, run, result, trace_bytes, decisions, seqs, indexed, policy
+    )
+
+
+def run_apps(store: LogStore, tenant: str, run_id: str) -> list[str]:
+    """The apps of ``tenant`` whose log holds a run ``run_id`` (a run is ``(tenant, app,
+    run_id)``: two apps may use one id), for a caller that names no app."""
+    with store.transaction() as tx:
+        rows = _sql(tx).all(
+            "SELECT DISTINCT app_id FROM events WHERE tenant_id = ? AND run_id = ? ORDER BY 1",
+            (tenant, run_id),
+        )
+    return [str(r[0]) for r in rows]
 
 
 def value_index_rows(tenant: str, app: str, run: Run, started_at: float) -> list[ValueRow]:
@@ -128,12 +141,11 @@ def reindex(store: LogStore, tenant: str) -> int:
     trace hash); returns how many were indexed. Redacted runs are left out."""
     with store.transaction() as tx:
         todo = runs_to_index(_sql(tx), tenant)
-    erased = store.erased_runs(tenant, [t.run_id for t in todo])
     done = 0
     for item in todo:
-        if item.run_id in erased:
+        if store.is_erased(tenant, item.app_id, item.run_id):
             continue
-        stored = load_run(store, tenant, item.run_id)
+        stored = load_run(store, tenant, item.app_id, item.run_id)
         if stored is None or stored.run is None:
             continue
         with store.transaction(write=True) as tx:

@@ -71,6 +71,7 @@ def build_point(
 
     store = open_store(database, signer)
     store.migrate()
+    store.sign_automatically()  # its decisions are covered by a checkpoint within a second
     return DecisionPoint(
         engine,
         signer,

@@ -11,8 +11,10 @@ Two inputs, one pipeline (used by ``sentrail ingest`` and by the HTTP service):
   SHA-256 of its ``run_started`` line.
 
 Everything is validated before anything is written: a stream with one bad line stores
-nothing and names the line. Events are idempotent by event id (an event without one gets
-``<run_id>/<kind>/<first 32 hex of the SHA-256 of its bytes>``). The events and the index
+nothing and names the line. Everything is the app's: runs, events and index rows are
+keyed by (tenant, app, run). Events are idempotent by (app, event id) (an event without
+one gets ``<run_id>/<kind>/<first 32 hex of the SHA-256 of its bytes>``); an id reused
+with other bytes is an ``EventConflict``. The events and the index
 rows they lead to (run, steps, findings, result) commit in one transaction, so nothing is
 ever half-written; a run's rows are rewritten whenever its trace or its ``run_completed``
 arrives again, which keeps them current with the engine.
@@ -180,7 +182,8 @@ class Ingestor:
         run = decode_run(data)
         result = self.engine.analyze(run)
         trace_hash = hashlib.sha256(data).hexdigest()
-        event = NewEvent(tenant, run.run_id, f"{run.run_id}/trace/{trace_hash[:32]}", "trace", data)
+        event_id = f"{run.run_id}/trace/{trace_hash[:32]}"
+        event = NewEvent(tenant, app, run.run_id, event_id, "trace", data)
         rows: list[RunRow] = []
 
         def index(tx: Tx, acks: list[Appended]) -> None:
@@ -191,7 +194,9 @@ class Ingestor:
         return TraceIngested(trace_hash, run.run_id, ack, rows[0], result, run)
 
     # -- event streams --------------------------------------------------------------------
-    def parse_events(self, tenant: str, data: bytes, where: str = "body") -> list[NewEvent]:
+    def parse_events(
+        self, tenant: str, app: str, data: bytes, where: str = "body"
+    ) -> list[NewEvent]:
         """Every line as a log event; one InputError naming up to 20 bad lines otherwise."""
         out: list[NewEvent] = []
         errors: list[tuple[str, str]] = []
@@ -206,7 +211,9 @@ class Ingestor:
                 errors.append((loc, exc.message))
                 continue
             out.append(
-                NewEvent(tenant, event.run_id, event_id_of(event, line), event_kind(event), line)
+                NewEvent(
+                    tenant, app, event.run_id, event_id_of(event, line), event_kind(event), line
+                )
             )
         if errors:
             raise InvalidLines(errors, where)
@@ -216,7 +223,7 @@ class Ingestor:
 
     def ingest_events(self, tenant: str, app: str, data: bytes) -> EventsIngested:
         """Store a batch of NDJSON events; index runs that started or completed in it."""
-        events = self.parse_events(tenant, data)
+        events = self.parse_events(tenant, app, data)
         started = {e.run_id for e in events if e.kind == "run_started"}
         completed = list(dict.fromkeys(e.run_id for e in events if e.kind == "run_completed"))
 
@@ -224,12 +231,12 @@ class Ingestor:
             rtx = RecordTx(_sql(tx))
             items = []
             for run_id in completed:  # analysed whole, from the log as it now stands
-                decoded, trace_hash = _stored_events(tx, tenant, run_id)
+                decoded, trace_hash = _stored_events(tx, tenant, app, run_id)
                 run = fold_run(decoded)
                 if run is not None:
                     items.append(ToIndex(run, self.engine.analyze(run), trace_hash))
             for run_id in started.difference(completed):
-                decoded, trace_hash = _stored_events(tx, tenant, run_id)
+                decoded, trace_hash = _stored_events(tx, tenant, app, run_id)
                 run = fold_run(decoded)
                 if run is not None and rtx.get_run(tenant, app, run_id) is None:
                     items.append(ToIndex(run, None, trace_hash, "running"))
@@ -267,8 +274,8 @@ class Ingestor:
         """Write the index rows of ``items`` in the caller's transaction; a redacted run
         keeps its scrubbed rows."""
         now = self.clock()
-        keys = rtx.tx.run_keys(tenant, list(dict.fromkeys(i.run.run_id for i in items)))
-        erased = {r for r, k in keys.items() if k.erased}
+        keys = rtx.tx.run_keys(tenant, list(dict.fromkeys((app, i.run.run_id) for i in items)))
+        erased = {r for (_, r), k in keys.items() if k.erased}
         if (tenant, app) not in self._apps:
             rtx.ensure_app(tenant, app, now)
         out: list[RunRow] = []
@@ -283,11 +290,9 @@ class Ingestor:
             findings = result.findings if result is not None else []
             rtx.put_run(row, step_rows(run))
             index_values(rtx.tx, tenant, app, run, row.trace_hash, row.started_at, now)
-            rtx.put_findings(
-                tenant, run.run_id, finding_rows(tenant, app, run.run_id, findings, now)
-            )
+            rtx.put_findings(finding_rows(tenant, app, run.run_id, findings, now))
             if result is not None:
-                rtx.tx.put_result(tenant, run.run_id, msgspec.json.encode(result))
+                rtx.tx.put_result(tenant, app, run.run_id, msgspec.json.encode(result))
             out.append(row)
         self._apps.add((tenant, app))
         return out
@@ -328,12 +333,12 @@ def _sql(tx: Tx) -> SqlTx:
     return tx
 
 
-def _stored_events(tx: Tx, tenant: str, run_id: str) -> tuple[list[Event], str]:
+def _stored_events(tx: Tx, tenant: str, app: str, run_id: str) -> tuple[list[Event], str]:
     """A streamed run's stored events (in this transaction) and its traceHash: the SHA-256
     of its ``run_started`` line."""
     decoded: list[Event] = []
     first = ""
-    for stored in tx.run_events(tenant, run_id):
+    for stored in tx.run_events(tenant, app, run_id):
         if stored.payload is None or stored.kind not in _STREAM_KINDS:
             continue
         if stored.kind == "run_started" and not first:

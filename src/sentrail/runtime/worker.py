@@ -157,17 +157,21 @@ class Worker:
             return
         unseen = list(dict.fromkeys(ev.run_id for _, ev in decoded if ev.run_id not in self.runs))
         if unseen and self.store is not None:
-            for run_id in self.store.stored_runs(self.tenant, unseen):
+            for run_id in self.store.stored_runs(self.tenant, self.app_id, unseen):
                 self._restore(run_id)  # a run this process has not seen, begun before
         fresh = [True] * len(decoded)
         if self.store is not None:
             acks = self.store.append(
                 [
-                    NewEvent(self.tenant, ev.run_id, m.event_id, event_kind(ev), m.data)
+                    NewEvent(
+                        self.tenant, self.app_id, ev.run_id, m.event_id, event_kind(ev), m.data
+                    )
                     for m, ev in decoded
-                ]
+                ],
+                on_conflict="report",  # an id reused with other bytes: counted, not stored
             )
-            fresh = [not a.duplicate for a in acks]
+            fresh = [not (a.duplicate or a.conflict) for a in acks]
+            self.stats.invalid += sum(a.conflict for a in acks)
         new_findings: list[tuple[str, Finding]] = []
         for (msg, ev), is_new in zip(decoded, fresh, strict=True):
             if not is_new:
@@ -254,7 +258,7 @@ class Worker:
             return
         stored = [
             e
-            for e in self.store.run_events(self.tenant, run_id)
+            for e in self.store.run_events(self.tenant, self.app_id, run_id)
             if e.payload is not None and e.kind in STREAM_KINDS
         ]
         if not stored:
@@ -271,7 +275,7 @@ class Worker:
                 closed = True
             replayed.extend(self._feed_silently(e.payload, ev))
         with records(self.store) as rtx:
-            known = rtx.finding_ids(self.tenant, run_id)
+            known = rtx.finding_ids(self.tenant, self.app_id, run_id)
         # Findings of events that were stored but not yet analysed when the previous
         # worker stopped: new, so they are emitted now (once: their ids are stored next).
         unseen = [(r, f) for r, f in replayed if f.id not in known]
@@ -300,10 +304,8 @@ class Worker:
         by_run: dict[str, list[Finding]] = {}
         for run_id, f in found:
             by_run.setdefault(run_id, []).append(f)
-        for run_id in self.store.erased_runs(self.tenant, list(by_run)):
+        for run_id in self.store.erased_runs(self.tenant, self.app_id, list(by_run)):
             del by_run[run_id]  # a redacted run keeps its scrubbed findings
         with records(self.store, write=True) as rtx:
             for run_id, batch in by_run.items():
-                rtx.put_findings(
-                    self.tenant, run_id, finding_rows(self.tenant, self.app_id, run_id, batch, now)
-                )
+                rtx.put_findings(finding_rows(self.tenant, self.app_id, run_id, batch, now))

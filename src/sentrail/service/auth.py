@@ -149,6 +149,18 @@ def actor_label(key_id: str) -> str:
     return "apikey:" + hashlib.sha256(b"sentrail actor label\0" + key_id.encode()).hexdigest()[:16]
 
 
+LEGACY_KEY_ACTOR = "key:"  # how records named a key before labels: by its id
+
+
+def shown_actor(actor: str | None) -> str | None:
+    """An actor as a response shows it. Records written before actors were labels name a
+    key by its id (``key:<id>``): those are shown as the key's :func:`actor_label`, so no
+    response hands one app another key's id; anything else as recorded."""
+    if actor is None or not actor.startswith(LEGACY_KEY_ACTOR):
+        return actor
+    return actor_label(actor.removeprefix(LEGACY_KEY_ACTOR))
+
+
 class KeyVerifier:
     """Bearer key → Principal, with bounded, rate-limited, constant-cost checks.
 

@@ -2,9 +2,11 @@
 
 The store also signs a checkpoint inside the append transaction every 1,000 events, so a
 checkpoint lags the log by at most 1,000 events or ``interval`` seconds, whichever comes
-first. ``touch(tenant)`` marks a tenant whose log grew; the timer thread signs a
-checkpoint for every marked tenant once per interval. A failure is logged and the tenant
-stays marked, so the next tick retries.
+first. ``touch(tenant)`` marks a tenant whose log grew; every tenant the store saw grow in
+this process (``store.behind()``: decisions, triage, redactions too) is marked as well,
+and on start every tenant whose stored log is ahead of its latest checkpoint. The timer
+thread signs a checkpoint for every marked tenant once per interval. A failure is logged
+and the tenant stays marked, so the next tick retries.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class CheckpointTimer:
         """Checkpoint every marked tenant now; returns how many were signed."""
         with self._lock:
             tenants, self._dirty = self._dirty, set()
+        tenants.update(self.store.behind())
         signed = 0
         for tenant in sorted(tenants):
             try:
@@ -59,6 +62,11 @@ class CheckpointTimer:
 
     def start(self) -> None:
         if self._thread is None:
+            try:
+                for tenant in self.store.tenants_behind():  # e.g. after a crash
+                    self.touch(tenant)
+            except SentrailError as exc:
+                log.error("cannot list the tenants behind their checkpoint: %s", exc.message)
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
             self._thread.start()

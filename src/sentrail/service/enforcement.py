@@ -1,4 +1,13 @@
-"""The enforcement routes: decide, observe, approvals, containment (docs/enforcement.md)."""
+"""The enforcement routes: decide, observe, approvals, containment (docs/enforcement.md).
+
+App scoping (docs/service.md): a key bound to an app decides for its app's runs only (its
+decisions go to that app's run chains; a key for every app may name the app); approvals
+belong to the app of the run that asked and are listed and decided only by keys of that
+app (or of every app); the containment log shows a key the actions of its app (freezing
+one of its runs, deciding one of its approvals) and the tenant-wide ones (quarantine,
+revoked grants, disabled tools: they apply to every app's calls). Actors are recorded as
+labels (:func:`sentrail.service.auth.actor_label`), never as another key's id.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +21,13 @@ from starlette.responses import Response
 from sentrail.enforce.model import DecisionRequest
 from sentrail.enforce.state import EnforcementError
 from sentrail.model.trace import StepIndex, ToolResult
+from sentrail.service.auth import ALL_APPS, Principal, shown_actor
 from sentrail.service.deps import Approve, Contain, Decide, LogRead
 from sentrail.service.http import decode_body, json_response, read_body
 from sentrail.service.openapi import json_body
 from sentrail.service.problems import ProblemError
+from sentrail.store.enforcement_records import ContainmentRow, action_visible
+from sentrail.store.records import records
 
 if TYPE_CHECKING:
     from sentrail.service.app import ServiceConfig, Services
@@ -51,6 +63,8 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         data = await read_body(request, 1024 * 1024)
         req = decode_body(data, DecisionRequest)
         req.tenant_id = who.tenant_id  # a key decides for its own tenant only
+        if who.app_id != ALL_APPS:
+            req.app_id = who.app_id  # ... and an app-bound key for its own app
         decision = await svc.pdp.adecide(req, timeout=cfg.decide_timeout_s)
         svc.decisions.labels(decision.outcome.value).inc()
         return json_response(decision)
@@ -67,8 +81,16 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
 
     @app.get("/v1/approvals", tags=["enforcement"])
     def get_approvals(who: Approve) -> Response:
-        """Pending approvals of the key's tenant."""
-        return json_response({"items": svc.approvals.pending(who.tenant_id)})
+        """Pending approvals of the key's tenant and app."""
+        app_id = None if who.app_id == ALL_APPS else who.app_id
+        items = svc.approvals.pending(who.tenant_id, app_id)
+        return json_response(
+            {
+                "items": [
+                    msgspec.structs.replace(a, decided_by=shown_actor(a.decided_by)) for a in items
+                ]
+            }
+        )
 
     @app.post(
         "/v1/approvals/{approval_id}/{verdict}",
@@ -84,6 +106,10 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         """Approve or deny one held call (the approver is the key, recorded)."""
         data = await read_body(request, 64 * 1024)
         body = decode_body(data or b"{}", ApprovalBody)
+        with records(svc.store) as rtx:
+            held = rtx.get_approval(approval_id)
+        if held is None or held.tenant_id != who.tenant_id or not who.may_use_app(held.app_id):
+            raise ProblemError(404, "not-found", f"no approval {approval_id!r}")
         try:
             a = svc.approvals.decide(
                 approval_id, who.tenant_id, verdict == "approve", who.actor, body.reason
@@ -94,7 +120,7 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
             raise ProblemError(409, "approval-conflict", exc.message) from None
         if a.decided_at is not None:
             svc.approval_latency.labels(a.status).observe(a.decided_at - a.requested_at)
-        return json_response(a)
+        return json_response(msgspec.structs.replace(a, decided_by=shown_actor(a.decided_by)))
 
     @app.post("/v1/containment", tags=["enforcement"], openapi_extra=json_body(ContainBody))
     async def post_containment(request: Request, who: Contain) -> Response:
@@ -107,7 +133,7 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
             if body.action == "quarantine":
                 changed = c.quarantine(t, body.agent, by, body.reason)
             elif body.action == "freeze_run":
-                changed = c.freeze_run(t, body.run_id, by, body.reason)
+                changed = c.freeze_run(t, body.run_id, by, body.reason, app=who.app_id)
             elif body.action == "revoke_grant":
                 changed = c.revoke_grant(t, body.agent, body.permission, by, body.reason)
             elif body.action == "disable_tool":
@@ -127,8 +153,25 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
 
     @app.get("/v1/containment", tags=["enforcement"])
     def get_containment(who: LogRead) -> Response:
-        """The tenant's containment log (chain of custody)."""
-        svc.containment.reload()
-        return json_response(
-            {"items": [a for a in svc.containment.log if a.tenant_id == who.tenant_id]}
-        )
+        """The containment log (chain of custody) of the key's app, and the tenant-wide
+        actions, which apply to every app."""
+        with records(svc.store) as rtx:
+            rows = rtx.containment_log(who.tenant_id)
+        return json_response({"items": [_action(r) for r in rows if _visible(who, r)]})
+
+
+def _visible(who: Principal, row: ContainmentRow) -> bool:
+    """An action is the app's (its run, its approval) or tenant-wide (:func:`action_visible`)."""
+    return action_visible(row, who.app_id)
+
+
+def _action(row: ContainmentRow) -> dict[str, object]:
+    return {
+        "kind": row.kind,
+        "tenant_id": row.tenant_id,
+        "app_id": row.app_id,
+        "target": row.target,
+        "by": shown_actor(row.actor),
+        "reason": row.reason,
+        "at": row.at,
+    }

@@ -28,9 +28,10 @@ RUN_ID = r"^[^\x00-\x1f\x7f]{1,1024}$"
 
 
 def stored_run(store: LogStore, tenant: str, app: str, run_id: str) -> StoredRun:
-    """The run of this tenant and app, or a 404 (another app's run is not found either)."""
-    stored = load_run(store, tenant, run_id)
-    if stored is None or stored.app_id != app:
+    """The run of this tenant and app, or a 404 (another app's run of the same id is
+    another run: it is never read here)."""
+    stored = load_run(store, tenant, app, run_id)
+    if stored is None:
         raise ProblemError(404, "not-found", "no run with this id in this app")
     return stored
 

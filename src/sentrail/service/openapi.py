@@ -85,7 +85,8 @@ _WHY = {
     401: "Missing, malformed, unknown or revoked API key",
     403: "The key lacks the scope, or is for another app",
     404: "No such thing in the key's tenant and app",
-    409: "Conflicts with what is stored (a redacted run, an event id reused, a decided approval)",
+    409: "Conflicts with what is stored (a redacted run, an event id reused with other "
+    "content, a decided approval, a finding id that two apps hold)",
     413: "The body is larger than the limit (also after decompression)",
     415: "Content-Encoding other than identity or gzip",
     429: "Too many failed key checks from this client or for this key id; see Retry-After",
@@ -118,6 +119,8 @@ def _statuses(path: str, method: str, op: dict[str, Any]) -> list[int]:
     if "requestBody" in op:
         statuses |= {400, 413, 415}
     if (path.endswith(("/traces", "/events")) and method == "post") or "/approvals/" in path:
+        statuses.add(409)
+    if path == "/v1/findings/{finding_id}":  # two apps hold the id: name one with ?app=
         statuses.add(409)
     return sorted(statuses)
 

@@ -13,7 +13,7 @@ import msgspec
 from starlette.responses import Response
 
 from sentrail.store.base import (
-    EventIdConflict,
+    EventConflict,
     InvalidStoreId,
     RunRedacted,
     StoreRefusal,
@@ -99,7 +99,7 @@ _REFUSALS: tuple[tuple[type[StoreRefusal], int, str], ...] = (
     (InvalidStoreId, 400, "invalid-id"),
     (UnstorableValue, 400, "unstorable-value"),
     (RunRedacted, 409, "run-redacted"),
-    (EventIdConflict, 409, "event-id-conflict"),
+    (EventConflict, 409, "event-conflict"),
 )
 
 

@@ -1,31 +1,34 @@
 """The query routes: runs, a run's proof-carrying detail, findings and their triage, and
-the tenant log's checkpoint and proofs (docs/service.md)."""
+the tenant log's checkpoint and proofs (docs/service.md).
+
+Every run, event, finding and result read here is the caller's app's: queries are keyed
+by (tenant, app, run). Triage (a ``triage`` event in the run's log chain) is in
+:mod:`.triage`; actors are recorded as labels (:func:`.auth.actor_label`), never as key ids.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query
 from starlette.responses import Response
 
 from sentrail.evidence.checkpoint import Checkpoint as TreeHead
+from sentrail.evidence.checkpoint import log_signer
 from sentrail.evidence.note import split_note
-from sentrail.model.decode import decode_event
-from sentrail.model.events import fold_run
 from sentrail.model.finding import Finding, Severity
 from sentrail.model.trace import INT64_MAX
-from sentrail.service.deps import AppId, LogRead, Read, Triage
+from sentrail.runtime.logged_runs import run_of
+from sentrail.service.deps import AppId, LogRead, Read
 from sentrail.service.forensics import explanations_of, stored_run
-from sentrail.service.http import b64, iso, json_response, parse_time, read_body
-from sentrail.service.openapi import json_body
+from sentrail.service.http import b64, iso, json_response, parse_time
 from sentrail.service.problems import ErrorItem, ProblemError
 from sentrail.service.run_pages import runs_page
+from sentrail.service.triage import add_triage_routes, finding_item
 from sentrail.store.records import (
     FindingFilter,
-    FindingRow,
     RunFilter,
     RunRow,
     decode_cursor,
@@ -54,33 +57,12 @@ def _run_item(row: RunRow) -> dict[str, Any]:
     }
 
 
-def _finding_item(row: FindingRow) -> dict[str, Any]:
-    return {
-        "id": row.finding_id,
-        "run_id": row.run_id,
-        "category": row.category,
-        "severity": row.severity,
-        "rule": row.rule_id,
-        "step": row.step,
-        "resolved": row.resolved,
-        "resolved_at": iso(row.resolved_at),
-        "resolved_by": row.resolved_by,
-        "created_at": iso(row.created_at),
-        "finding": msgspec.Raw(row.body),
-    }
-
-
 _STEP_VERDICT = {Severity.CRITICAL: "unauthorized", Severity.WARNING: "suspicious"}
 
 
 def _step_verdict(findings: list[Finding]) -> str:
     worst = max((f.severity for f in findings), key=lambda s: s.rank, default=None)
     return _STEP_VERDICT.get(worst, "allowed") if worst is not None else "allowed"
-
-
-class FindingPatch(msgspec.Struct, forbid_unknown_fields=True):
-    resolved: bool
-    comment: str
 
 
 # -- the application ----------------------------------------------------------------------
@@ -134,11 +116,11 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
             row = rtx.run_by_hash(tenant, app_id, trace_hash)
             if row is None:
                 raise ProblemError(404, "not-found", "no trace with this hash in this app")
-            steps = rtx.steps(tenant, row.run_id)
+            steps = rtx.steps(tenant, app_id, row.run_id)
             finding_rows = rtx.list_findings(
                 tenant, app_id, FindingFilter(run_id=row.run_id), 10_000
             )
-        events = svc.store.run_events(tenant, row.run_id)
+        events = svc.store.run_events(tenant, app_id, row.run_id)
         checkpoint = svc.store.latest_checkpoint(tenant)
         if checkpoint is None or checkpoint.size <= max((e.seq for e in events), default=-1):
             checkpoint = svc.store.checkpoint(tenant)
@@ -155,12 +137,12 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
             if e.kind == "trace" and e.payload is not None and e.payload_sha256.hex() == trace_hash:
                 trace = msgspec.Raw(e.payload)
         if trace is None:
-            trace = _rebuilt_trace(svc, tenant, row.run_id)
+            trace = _rebuilt_trace(svc, tenant, app_id, row.run_id)
         head = TreeHead.parse(split_note(checkpoint.note)[0])
         body = {
             **_run_item(row),
             "trace": trace,
-            "findings": [_finding_item(f) for f in finding_rows],
+            "findings": [finding_item(f) for f in finding_rows],
             "steps": [
                 {
                     "step_index": s.idx,
@@ -205,7 +187,7 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
                 }
                 for e, path in zip(in_tree, paths, strict=True)
             ],
-            "verifier_key": svc.signer.verifier_key(),
+            "verifier_key": log_signer(svc.signer, tenant).verifier_key(),
             "explanations": explanations_of(stored_run(svc.store, tenant, app_id, row.run_id)),
         }
         return json_response(body)
@@ -228,51 +210,12 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
         rows = rows[:limit]
         return json_response(
             {
-                "items": [_finding_item(r) for r in rows],
+                "items": [finding_item(r) for r in rows],
                 "next_cursor": rows[-1].finding_id if more else None,
             }
         )
 
-    @app.patch("/v1/findings/{finding_id}", tags=["triage"], openapi_extra=json_body(FindingPatch))
-    async def patch_finding(
-        finding_id: Annotated[str, Path(max_length=1024)], request: Request, who: Triage
-    ) -> Response:
-        """Resolve or reopen a finding with a comment; the change is audited."""
-        data = await read_body(request, 64 * 1024)
-        try:
-            patch = msgspec.json.decode(data, type=FindingPatch)
-        except msgspec.DecodeError as exc:
-            raise ProblemError(
-                400, "invalid-body", str(exc), [ErrorItem("body", str(exc))]
-            ) from None
-        if not patch.comment.strip() or len(patch.comment) > 4096:
-            raise ProblemError(
-                400,
-                "invalid-body",
-                "a comment of 1-4096 characters is required",
-                [ErrorItem("body.comment", "required, 1-4096 characters")],
-            )
-        with records(svc.store, write=True) as rtx:
-            row = rtx.get_finding(who.tenant_id, finding_id)
-            if row is None or not who.may_use_app(row.app_id):
-                raise ProblemError(404, "not-found", "no such finding")
-            rtx.resolve_finding(
-                who.tenant_id,
-                finding_id,
-                patch.resolved,
-                who.actor,
-                patch.comment,
-                time.time(),
-            )
-            row = rtx.get_finding(who.tenant_id, finding_id)
-            audit = rtx.audit(who.tenant_id, finding_id)
-        assert row is not None
-        item = _finding_item(row)
-        item["audit"] = [
-            {"at": iso(a.at), "actor": a.actor, "action": a.action, "comment": a.comment}
-            for a in audit
-        ]
-        return json_response(item)
+    add_triage_routes(app, svc)
 
     # -- the log ---------------------------------------------------------------------------
     @app.get("/v1/log/checkpoint", tags=["log"])
@@ -288,7 +231,7 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
                 "tree_size": head.size,
                 "root_hash": b64(head.root_hash),
                 "note": cp.note,
-                "verifier_key": svc.signer.verifier_key(),
+                "verifier_key": log_signer(svc.signer, who.tenant_id).verifier_key(),
             }
         )
 
@@ -349,12 +292,7 @@ def _proofs(
         raise ProblemError(400, "invalid-query", str(exc), [ErrorItem("query", str(exc))]) from None
 
 
-def _rebuilt_trace(svc: Services, tenant: str, run_id: str) -> Any:
+def _rebuilt_trace(svc: Services, tenant: str, app: str, run_id: str) -> Any:
     """A streamed run's trace document, folded from its stored events (None if redacted)."""
-    decoded = [
-        decode_event(e.payload)
-        for e in svc.store.run_events(tenant, run_id)
-        if e.payload is not None and e.kind in ("run_started", "step", "run_completed")
-    ]
-    run = fold_run(decoded)
+    run = run_of(svc.store.run_events(tenant, app, run_id))
     return None if run is None else msgspec.to_builtins(run)

@@ -3,17 +3,29 @@
 Every accepted event gets the next sequence number of its tenant's log (0, 1, 2, ...),
 a link in its run's hash chain and a leaf in the tenant's RFC 9162 Merkle tree (see
 :mod:`sentrail.evidence.chain`). ``append`` is one transaction and is durable when it
-returns. Appends are idempotent by ``(tenant_id, event_id)``.
+returns.
+
+Everything but the log itself is scoped by tenant AND app: a run is ``(tenant, app,
+run_id)`` (two apps may use the same run id: they are two runs, two chains, two data
+keys), and appends are idempotent by ``(tenant, app, event_id)``: the same event again is
+a duplicate, an event id reused with other content is an :class:`EventConflict`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
 
 from sentrail.errors import InputError, SentrailError
+from sentrail.evidence.bundle import EventRecord
+from sentrail.evidence.redaction import REDACTION_KIND
+
+TRIAGE_KIND = "triage"
+# The store's own records: appended by the store (never by a client), never sealed, kept
+# by a redaction (they say who did what to the run, not what the agent did).
+RECORD_KINDS = frozenset({REDACTION_KIND, TRIAGE_KIND})
 
 
 class StoreError(SentrailError):
@@ -40,14 +52,25 @@ class UnstorableValue(StoreRefusal):
     number out of its column's range): the database's data exceptions, SQLSTATE class 22."""
 
 
-class EventIdConflict(StoreRefusal):
-    """An event id already stored with other bytes: the same id must mean the same event."""
+class EventConflict(StoreRefusal):
+    """An event id of the app was already stored with other content (run, kind or bytes):
+    the same id must mean the same event. A permanent error of the request (HTTP 409
+    ``event-conflict``), never a silent duplicate."""
+
+    @classmethod
+    def of(cls, tenant: str, app: str, event_id: str, seq: int) -> EventConflict:
+        return cls(
+            f"event id {event_id!r} is already stored (seq {seq}) with different content: "
+            "an event id names one event; send the same bytes again or use a new id",
+            f"tenant {tenant}: app {app}",
+        )
 
 
 class NewEvent(msgspec.Struct, frozen=True):
     """An event to append; ``payload`` is the exact bytes received (hashed as is)."""
 
     tenant_id: str
+    app_id: str
     run_id: str
     event_id: str
     kind: str
@@ -65,6 +88,7 @@ class StoredEvent(msgspec.Struct, frozen=True):
 
     seq: int
     tenant_id: str
+    app_id: str
     run_id: str
     event_id: str
     kind: str
@@ -77,14 +101,44 @@ class StoredEvent(msgspec.Struct, frozen=True):
     sealed: bool = False
     view: bytes | None = None
     seal_error: str | None = None
+    leaf_version: int = 2
+
+    def record(self) -> EventRecord:
+        """The event as an evidence bundle carries it."""
+        return EventRecord(
+            self.seq,
+            self.run_id,
+            self.event_id,
+            self.kind,
+            self.payload,
+            self.payload_sha256,
+            self.prev_hash,
+            self.chain_hash,
+            self.view,
+            self.app_id,
+            self.received_at,
+            self.sealed,
+            self.leaf_version,
+        )
 
 
 class Appended(msgspec.Struct, frozen=True):
-    """The acknowledgement of one event: its seq (the original one for a duplicate)."""
+    """The acknowledgement of one event: its seq (the original one for a duplicate, and
+    for a conflict when the caller asked for conflicts to be reported, not raised)."""
 
     seq: int
     event_id: str
     duplicate: bool = False
+    conflict: bool = False
+
+
+class Prior(NamedTuple):
+    """What decides whether an event id seen again is a duplicate or a conflict."""
+
+    seq: int
+    run_id: str
+    kind: str
+    payload_sha256: bytes
 
 
 class RunKey(msgspec.Struct, frozen=True):
@@ -103,6 +157,7 @@ class Redaction(msgspec.Struct, frozen=True):
     the seqs whose payloads it erased and the SHA-256 (hex) of each view it kept."""
 
     tenant_id: str
+    app_id: str
     run_id: str
     seq: int
     event_id: str
@@ -118,6 +173,7 @@ class RetentionDue(msgspec.Struct, frozen=True):
     """A run that retention would erase: its newest event is older than the tenant's limit."""
 
     tenant_id: str
+    app_id: str
     run_id: str
     days: int
     newest_at: float
@@ -144,7 +200,7 @@ class Store(Protocol):
         self, tenant: str, start: int = 0, end: int | None = None
     ) -> Iterator[StoredEvent]: ...
 
-    def run_events(self, tenant: str, run_id: str) -> list[StoredEvent]: ...
+    def run_events(self, tenant: str, app: str, run_id: str) -> list[StoredEvent]: ...
 
     def leaf_hashes(self, tenant: str) -> list[bytes]: ...
 
@@ -156,15 +212,22 @@ class Store(Protocol):
 
     def checkpoints(self, tenant: str) -> list[Checkpoint]: ...
 
-    def put_result(self, tenant: str, run_id: str, result_json: bytes) -> None: ...
+    def put_result(self, tenant: str, app: str, run_id: str, result_json: bytes) -> None: ...
 
-    def get_result(self, tenant: str, run_id: str) -> bytes | None: ...
+    def get_result(self, tenant: str, app: str, run_id: str) -> bytes | None: ...
 
     def redact(
-        self, tenant: str, run_id: str, *, by: str, reason: str, fields: Sequence[str] = ()
+        self,
+        tenant: str,
+        app: str,
+        run_id: str,
+        *,
+        by: str,
+        reason: str,
+        fields: Sequence[str] = (),
     ) -> Redaction: ...
 
-    def is_erased(self, tenant: str, run_id: str) -> bool: ...
+    def is_erased(self, tenant: str, app: str, run_id: str) -> bool: ...
 
     def set_retention(self, tenant: str, days: int | None) -> None: ...
 

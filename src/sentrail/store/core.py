@@ -2,17 +2,24 @@
 
 For each tenant in a batch, inside one transaction that holds the tenant's write lock:
 
-1. events already stored (same ``event_id``) and repeats inside the batch are answered
-   with the original seq and ``duplicate=True``; nothing is stored for them;
-2. new events get consecutive seqs from the tenant's log size, ``prev_hash`` = the run's
-   last ``chain_hash`` (GENESIS for a run's first event), the leaf hash of
-   :meth:`EventLeaf.leaf_data` and the chain link;
+1. events already stored under the same ``(app, event_id)``, and repeats inside the batch,
+   are answered with the original seq and ``duplicate=True`` when they are the same event
+   (run, kind and payload digest); nothing is stored for them. An id reused with other
+   content is an :class:`EventConflict` (or, with ``on_conflict="report"``, an ack with
+   ``conflict=True``);
+2. new events get consecutive seqs from the tenant's log size, ``prev_hash`` = the last
+   ``chain_hash`` of the run ``(app, run_id)`` (GENESIS for its first event), the version 2
+   leaf of :meth:`EventLeaf.leaf_data` (which commits to the app, the time received and
+   whether the payload is sealed) and the chain link;
 3. when at least ``checkpoint_every`` events were appended since the last checkpoint, a
-   new checkpoint (origin = the signer's key name, size, Merkle root) is signed and stored
-   in the same transaction. ``checkpoint(tenant)`` signs one on request (e.g. every
+   new checkpoint (origin = the tenant's log origin, size, Merkle root) is signed and
+   stored in the same transaction. ``checkpoint(tenant)`` signs one on request (e.g. every
    second, driven by the caller's clock: there is no timer in here).
 
 The transaction commits before ``append`` returns: an acknowledged event is durable.
+Then every checkpoint it signed is handed to the ``on_checkpoint`` hooks (a witness
+publisher), and ``behind()`` names the tenants whose log grew past their latest checkpoint
+in this process, for a timer to sign.
 
 Payloads are sealed (``seal_payloads``, the default): each run's events are stored
 encrypted under the run's data key (:mod:`.seal`), created with its first event; the
@@ -24,26 +31,29 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Literal
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sentrail.evidence.chain import GENESIS
 from sentrail.evidence.checkpoint import Checkpoint as TreeHead
-from sentrail.evidence.checkpoint import sign_checkpoint
+from sentrail.evidence.checkpoint import log_origin, log_signer, sign_checkpoint
 from sentrail.evidence.merkle import MerkleTree, leaf_hash
 from sentrail.evidence.note import Signer
-from sentrail.evidence.redaction import REDACTION_KIND
 from sentrail.store import erasure, leafdata
+from sentrail.store.autosign import AutoSigner
 from sentrail.store.base import (
+    TRIAGE_KIND,
     Appended,
     Checkpoint,
-    InvalidStoreId,
+    EventConflict,
     NewEvent,
+    Prior,
     Redaction,
     RetentionDue,
     RunKey,
@@ -51,78 +61,17 @@ from sentrail.store.base import (
     StoredEvent,
     StoreError,
 )
+from sentrail.store.reads import LogReads
 from sentrail.store.seal import aad_prefix, cipher, event_aad, new_key, nonces, seal
+from sentrail.store.tx import MAX_ID_CHARS, RunRef, Tx, check_event
+
+__all__ = ["CHECKPOINT_EVERY", "MAX_ID_CHARS", "LogStore", "Tx", "check_event"]
 
 CHECKPOINT_EVERY = 1000
-MAX_ID_CHARS = 1024
+log = logging.getLogger("sentrail.store")
 
 
-class Tx(Protocol):
-    """Row access inside one transaction (or one read snapshot)."""
-
-    def lock_tenant(self, tenant: str) -> None: ...
-
-    def log_size(self, tenant: str) -> int: ...
-
-    def find_events(self, tenant: str, event_ids: Sequence[str]) -> dict[str, int]: ...
-
-    def run_heads(self, tenant: str, run_ids: Sequence[str]) -> dict[str, bytes]: ...
-
-    def run_keys(self, tenant: str, run_ids: Sequence[str]) -> dict[str, RunKey]: ...
-
-    def insert_run_keys(
-        self, tenant: str, keys: Sequence[tuple[str, bytes]], now: float
-    ) -> None: ...
-
-    def insert_events(self, rows: Sequence[StoredEvent]) -> None: ...
-
-    def leaf_hashes(self, tenant: str, start: int) -> list[bytes]: ...
-
-    def insert_checkpoint(self, tenant: str, size: int, note: str) -> None: ...
-
-    def checkpoints(self, tenant: str, latest_only: bool) -> list[Checkpoint]: ...
-
-    def events(self, tenant: str, start: int, end: int | None, limit: int) -> list[StoredEvent]: ...
-
-    def run_events(self, tenant: str, run_id: str) -> list[StoredEvent]: ...
-
-    def tenants(self) -> list[str]: ...
-
-    def put_result(self, tenant: str, run_id: str, result: bytes) -> None: ...
-
-    def get_result(self, tenant: str, run_id: str) -> bytes | None: ...
-
-
-def _bad_id(value: object) -> bool:
-    return not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS
-
-
-def check_event(e: NewEvent) -> None:
-    t, r, i, k = e.tenant_id, e.run_id, e.event_id, e.kind
-    if not (  # the common case without a call per field (this runs for every event)
-        type(t) is str
-        and type(r) is str
-        and type(i) is str
-        and type(k) is str
-        and 0 < len(t) <= MAX_ID_CHARS
-        and 0 < len(r) <= MAX_ID_CHARS
-        and 0 < len(i) <= MAX_ID_CHARS
-        and 0 < len(k) <= MAX_ID_CHARS
-    ):
-        for name in ("tenant_id", "run_id", "event_id", "kind"):
-            if _bad_id(getattr(e, name)):
-                raise InvalidStoreId(
-                    f"{name} must be a non-empty string of at most {MAX_ID_CHARS} characters"
-                )
-    if not isinstance(e.payload, bytes):
-        raise StoreError("the payload must be bytes", f"event {e.event_id}")
-    if e.kind == REDACTION_KIND:
-        raise InvalidStoreId(
-            f"the kind {REDACTION_KIND!r} is the store's own", f"event {e.event_id}"
-        )
-
-
-class LogStore(abc.ABC):
+class LogStore(LogReads):
     """The shared implementation of :class:`sentrail.store.base.Store`."""
 
     def __init__(
@@ -139,8 +88,14 @@ class LogStore(abc.ABC):
         self.seal_payloads = seal_payloads
         self.checkpoint_every = checkpoint_every
         self.clock = clock or time.time
+        self.on_checkpoint: list[Callable[[Checkpoint], None]] = []
+        self.on_close: list[Callable[[], None]] = []
         self._trees: dict[str, MerkleTree] = {}
         self._tree_lock = threading.Lock()
+        self._signers: dict[str, Signer] = {}
+        self._signed: list[Checkpoint] = []  # signed in the open transaction
+        self._behind: set[str] = set()  # tenants with events past their latest checkpoint
+        self._autosign: AutoSigner | None = None
 
     # -- what a backend provides ----------------------------------------------------------
     @abc.abstractmethod
@@ -148,17 +103,21 @@ class LogStore(abc.ABC):
         """A write transaction: commit (durably) on exit, roll back on an exception."""
 
     @abc.abstractmethod
-    def _read(self) -> AbstractContextManager[Tx]:
-        """A consistent read."""
-
-    @abc.abstractmethod
     def migrate(self) -> int:
         """Apply pending schema migrations; return the schema version."""
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def _close(self) -> None:
+        """Release the backend's connections."""
 
-    def _after_erasure(self) -> None:  # noqa: B027 (an optional hook)
+    def close(self) -> None:
+        """Run the ``on_close`` hooks (a witness publisher flushes), then close."""
+        hooks, self.on_close = self.on_close, []
+        for hook in hooks:
+            hook()
+        self._close()
+
+    def _after_erasure(self) -> None:
         """After a redaction commits: make the erased bytes physically gone where the
         backend can (SQLite: checkpoint and truncate the WAL)."""
 
@@ -176,17 +135,65 @@ class LogStore(abc.ABC):
         self._trees[tenant] = tree
         return tree
 
-    def _sign(self, tx: Tx, tenant: str, tree: MerkleTree) -> Checkpoint | None:
+    def log_signer(self, tenant: str) -> Signer | None:
+        """The signing key under ``tenant``'s log origin (None without a signer)."""
         if self.signer is None:
+            return None
+        signer = self._signers.get(tenant)
+        if signer is None:
+            signer = self._signers[tenant] = log_signer(self.signer, tenant)
+        return signer
+
+    def origin(self, tenant: str) -> str:
+        """The origin line of ``tenant``'s checkpoints."""
+        if self.signer is None:
+            raise StoreError("this store has no signing key")
+        return log_origin(self.signer.name, tenant)
+
+    def _sign(self, tx: Tx, tenant: str, tree: MerkleTree) -> Checkpoint | None:
+        signer = self.log_signer(tenant)
+        if signer is None:
             return None
         size = len(tree)
         latest = tx.checkpoints(tenant, latest_only=True)
         if latest and latest[0].size >= size:
             return latest[0]
-        head = TreeHead(self.signer.name, size, tree.root())
-        note = sign_checkpoint(head, self.signer)
+        note = sign_checkpoint(TreeHead(signer.name, size, tree.root()), signer)
         tx.insert_checkpoint(tenant, size, note)
-        return Checkpoint(tenant, size, note)
+        signed = Checkpoint(tenant, size, note)
+        self._signed.append(signed)
+        return signed
+
+    def _committed(self, grew: Sequence[str]) -> None:
+        """After a write commits: track tenants left behind their latest checkpoint and
+        hand every checkpoint signed in it to the hooks (which must not block; a hook's
+        failure is logged, never raised: the write is durable already)."""
+        signed, self._signed = self._signed, []
+        self._behind.update(grew)
+        for cp in signed:
+            if cp.size >= len(self._trees.get(cp.tenant_id, ())):
+                self._behind.discard(cp.tenant_id)
+        if self._behind and self._autosign is not None:
+            self._autosign.poke()
+        for cp in signed:
+            for hook in self.on_checkpoint:
+                try:
+                    hook(cp)
+                except Exception as exc:  # a witness that fails must not fail the log
+                    log.error("checkpoint hook failed: %s", exc)
+
+    def sign_automatically(self, delay: float = 1.0) -> None:
+        """Sign a checkpoint within ``delay`` seconds of every append that leaves a tenant
+        behind (:mod:`.autosign`), and what is left when the store closes."""
+        if self.signer is None or self._autosign is not None:
+            return
+        self._autosign = AutoSigner(self, delay)
+        self.on_close.insert(0, self._autosign.close)
+
+    def behind(self) -> list[str]:
+        """Tenants whose log grew, in this process, past their latest checkpoint."""
+        with self._tree_lock:
+            return sorted(self._behind)
 
     # -- writes -----------------------------------------------------------------------------
     def append(
@@ -194,91 +201,148 @@ class LogStore(abc.ABC):
         events: Sequence[NewEvent],
         *,
         also: Callable[[Tx, list[Appended]], None] | None = None,
+        on_conflict: Literal["raise", "report"] = "raise",
     ) -> list[Appended]:
         """Append ``events`` in one durable transaction; acknowledgements in input order.
 
         ``also(tx, acks)`` runs in the same transaction after the events are in: what it
-        writes (index rows of the events) commits with them or not at all."""
+        writes (index rows of the events) commits with them or not at all. An event id of
+        the app already stored with other content raises :class:`EventConflict` (nothing
+        is stored), or with ``on_conflict="report"`` is acknowledged with ``conflict=True``
+        and the stored seq (a live stream cannot answer a conflict: it counts it)."""
         for e in events:
             check_event(e)
+        return self._write_events(events, also, on_conflict)
+
+    def append_record(
+        self,
+        event: NewEvent,
+        *,
+        also: Callable[[Tx, list[Appended]], None] | None = None,
+    ) -> Appended:
+        """Append one of the store's own records (a ``triage`` event) to an existing run:
+        never sealed, accepted by a run whose key was erased."""
+        check_event(event, record=True)
+        if event.kind != TRIAGE_KIND:
+            raise StoreError(f"a {event.kind!r} record is the store's own", event.event_id)
+        (ack,) = self._write_events([event], also, "raise", record=True)
+        return ack
+
+    def _write_events(
+        self,
+        events: Sequence[NewEvent],
+        also: Callable[[Tx, list[Appended]], None] | None,
+        on_conflict: Literal["raise", "report"],
+        *,
+        record: bool = False,
+    ) -> list[Appended]:
         by_tenant: dict[str, list[int]] = {}
         for i, e in enumerate(events):
             by_tenant.setdefault(e.tenant_id, []).append(i)
         acks: list[Appended | None] = [None] * len(events)
+        grew: list[str] = []
         with self._tree_lock:
             try:
                 with self._write() as tx:
                     for tenant in sorted(by_tenant):
                         idx = by_tenant[tenant]
-                        done = self._append_tenant(tx, tenant, [events[i] for i in idx])
+                        batch = [events[i] for i in idx]
+                        if record:
+                            run = (batch[0].app_id, batch[0].run_id)
+                            if run not in tx.run_heads(tenant, [run]):
+                                raise StoreError(
+                                    f"no events of run {run[1]!r} in app {run[0]!r}",
+                                    f"tenant {tenant}",
+                                )
+                        done = self._append_tenant(
+                            tx, tenant, batch, internal=record, on_conflict=on_conflict
+                        )
                         for i, ack in zip(idx, done, strict=True):
                             acks[i] = ack
+                        if any(not (a.duplicate or a.conflict) for a in done):
+                            grew.append(tenant)
                     if also is not None:
                         also(tx, [a for a in acks if a is not None])
             except BaseException:
+                self._signed = []
                 for tenant in by_tenant:  # the cache may hold uncommitted leaves
                     self._trees.pop(tenant, None)
                 raise
+            self._committed(grew)
         return [a for a in acks if a is not None]
 
     def _append_tenant(
-        self, tx: Tx, tenant: str, batch: list[NewEvent], *, internal: bool = False
+        self,
+        tx: Tx,
+        tenant: str,
+        batch: list[NewEvent],
+        *,
+        internal: bool = False,
+        on_conflict: Literal["raise", "report"] = "raise",
     ) -> list[Appended]:
         """Append ``batch`` (one tenant) in ``tx``. ``internal`` events are the store's own
-        records (redaction): never sealed, and accepted by a run whose key was erased."""
+        records (redaction, triage): never sealed, and accepted by a run whose key was
+        erased."""
         tx.lock_tenant(tenant)
         size = tx.log_size(tenant)
         tree = self._tree(tx, tenant, size)
-        stored = tx.find_events(tenant, list(dict.fromkeys(e.event_id for e in batch)))
-        run_ids = list(dict.fromkeys(e.run_id for e in batch))
-        heads = tx.run_heads(tenant, run_ids)
-        keys = tx.run_keys(tenant, run_ids)
+        stored = tx.find_events(tenant, [(e.app_id, e.event_id) for e in batch])
+        runs = list(dict.fromkeys((e.app_id, e.run_id) for e in batch))
+        heads = tx.run_heads(tenant, runs)
+        keys = tx.run_keys(tenant, runs)
         sealing = self.seal_payloads and not internal
         pool = nonces(len(batch)) if sealing else []
-        ciphers: dict[str, tuple[AESGCM, bytes]] = {}  # run -> (cipher, aad prefix)
-        prefixes: dict[str, bytes] = {}  # run -> leaf data prefix
+        ciphers: dict[RunRef, tuple[AESGCM, bytes]] = {}  # run -> (cipher, aad prefix)
+        prefixes: dict[RunRef, bytes] = {}  # run -> leaf data prefix
         sha256 = hashlib.sha256
-        new_keys: list[tuple[str, bytes]] = []
+        new_keys: list[tuple[str, str, bytes]] = []
         now = self.clock()
         acks: list[Appended] = []
         rows: list[StoredEvent] = []
         seq = size
         for i, e in enumerate(batch):
-            old = stored.get(e.event_id)
+            digest = sha256(e.payload).digest()
+            old = stored.get((e.app_id, e.event_id))
             if old is not None:
-                acks.append(Appended(old, e.event_id, duplicate=True))
+                if old.run_id == e.run_id and old.kind == e.kind and old.payload_sha256 == digest:
+                    acks.append(Appended(old.seq, e.event_id, duplicate=True))
+                elif on_conflict == "report":
+                    acks.append(Appended(old.seq, e.event_id, conflict=True))
+                else:
+                    raise EventConflict.of(tenant, e.app_id, e.event_id, old.seq)
                 continue
-            key = keys.get(e.run_id)
+            run = (e.app_id, e.run_id)
+            key = keys.get(run)
             if not internal and key is not None and key.erased:
                 raise RunRedacted(
                     f"run {e.run_id!r} was redacted (its data key is erased): "
                     "it takes no more events",
-                    f"tenant {tenant}: event {e.event_id}",
+                    f"tenant {tenant}: app {e.app_id}: event {e.event_id}",
                 )
             at_rest = e.payload
             if sealing:
-                run_cipher = ciphers.get(e.run_id)
+                run_cipher = ciphers.get(run)
                 if run_cipher is None:
                     dek = key.dek if key is not None else None
                     if dek is None:
                         dek = new_key()
-                        new_keys.append((e.run_id, dek))
-                        keys[e.run_id] = RunKey(dek)
-                    run_cipher = ciphers[e.run_id] = (cipher(dek), aad_prefix(tenant, e.run_id))
+                        new_keys.append((e.app_id, e.run_id, dek))
+                        keys[run] = RunKey(dek)
+                    run_cipher = ciphers[run] = (cipher(dek), aad_prefix(tenant, e.run_id))
                 aead, aad_run = run_cipher
                 at_rest = seal(aead, pool[i], e.payload, event_aad(aad_run, e.event_id))
-            digest = sha256(e.payload).digest()
-            prev = heads.get(e.run_id, GENESIS)
-            prefix = prefixes.get(e.run_id)
+            prev = heads.get(run, GENESIS)
+            prefix = prefixes.get(run)
             if prefix is None:
-                prefix = prefixes[e.run_id] = leafdata.run_prefix(tenant, e.run_id)
-            data = leafdata.leaf_data(prefix, seq, e.event_id, e.kind, digest, prev)
+                prefix = prefixes[run] = leafdata.run_prefix(tenant, e.app_id, e.run_id)
+            data = leafdata.leaf_data(prefix, seq, e.event_id, e.kind, now, sealing, digest, prev)
             link = leafdata.link(prev, data)
             lh = leaf_hash(data)
             rows.append(
                 StoredEvent(
                     seq,
                     tenant,
+                    e.app_id,
                     e.run_id,
                     e.event_id,
                     e.kind,
@@ -292,8 +356,8 @@ class LogStore(abc.ABC):
                 )
             )
             tree.append(lh)
-            heads[e.run_id] = link
-            stored[e.event_id] = seq
+            heads[run] = link
+            stored[(e.app_id, e.event_id)] = Prior(seq, e.run_id, e.kind, digest)
             acks.append(Appended(seq, e.event_id))
             seq += 1
         if new_keys:
@@ -315,99 +379,49 @@ class LogStore(abc.ABC):
                 with self._write() as tx:
                     tx.lock_tenant(tenant)
                     tree = self._tree(tx, tenant, tx.log_size(tenant))
-                    return self._sign(tx, tenant, tree)
+                    signed = self._sign(tx, tenant, tree)
             except BaseException:
+                self._signed = []
                 self._trees.pop(tenant, None)
                 raise
+            self._committed(())
+            if signed is not None and signed.size >= len(tree):
+                self._behind.discard(tenant)
+            return signed
+
+    def tenants_behind(self) -> list[str]:
+        """Every tenant whose stored log is ahead of its latest checkpoint (a scan: for a
+        process that starts, not for every tick)."""
+        out = []
+        for tenant in self.tenants():
+            latest = self.latest_checkpoint(tenant)
+            with self._read() as tx:
+                size = tx.log_size(tenant)
+            if size and (latest is None or latest.size < size):
+                out.append(tenant)
+        return out
 
     def put_checkpoint(self, tenant: str, size: int, note: str) -> None:
         with self._write() as tx:
             tx.insert_checkpoint(tenant, size, note)
 
-    def put_result(self, tenant: str, run_id: str, result_json: bytes) -> None:
+    def put_result(self, tenant: str, app: str, run_id: str, result_json: bytes) -> None:
         with self._write() as tx:
-            tx.put_result(tenant, run_id, bytes(result_json))
-
-    # -- reads ------------------------------------------------------------------------------
-    def events(self, tenant: str, start: int = 0, end: int | None = None) -> Iterator[StoredEvent]:
-        """Stored events of ``tenant`` with ``start <= seq < end``, in seq order."""
-        page = 5000
-        while True:
-            with self._read() as tx:
-                rows = tx.events(tenant, start, end, page)
-            yield from rows
-            if len(rows) < page:
-                return
-            start = rows[-1].seq + 1
-
-    def run_events(self, tenant: str, run_id: str) -> list[StoredEvent]:
-        with self._read() as tx:
-            return tx.run_events(tenant, run_id)
-
-    def leaf_hashes(self, tenant: str) -> list[bytes]:
-        with self._read() as tx:
-            return tx.leaf_hashes(tenant, 0)
-
-    def tenants(self) -> list[str]:
-        with self._read() as tx:
-            return tx.tenants()
-
-    def latest_checkpoint(self, tenant: str) -> Checkpoint | None:
-        with self._read() as tx:
-            rows = tx.checkpoints(tenant, latest_only=True)
-        return rows[0] if rows else None
-
-    def checkpoints(self, tenant: str) -> list[Checkpoint]:
-        with self._read() as tx:
-            return tx.checkpoints(tenant, latest_only=False)
-
-    def get_result(self, tenant: str, run_id: str) -> bytes | None:
-        with self._read() as tx:
-            return tx.get_result(tenant, run_id)
-
-    def proofs(
-        self, tenant: str, size: int, *, leaves: Sequence[int] = (), old_size: int | None = None
-    ) -> tuple[list[list[bytes]], list[bytes]]:
-        """Inclusion proofs of ``leaves`` in the tree of ``size`` and, with ``old_size``,
-        the consistency proof from ``old_size`` to ``size``. ValueError if out of range."""
-        with self._tree_lock:
-            with self._read() as tx:
-                log_size = tx.log_size(tenant)
-                if not 0 <= size <= log_size:
-                    raise ValueError(f"tree size {size} is outside 0..{log_size}")
-                tree = self._tree(tx, tenant, log_size)
-            paths = [tree.inclusion_proof(i, size) for i in leaves]
-            consistency = [] if old_size is None else tree.consistency_proof(old_size, size)
-        return paths, consistency
+            tx.put_result(tenant, app, run_id, bytes(result_json))
 
     # -- redaction and retention (see :mod:`.erasure`) -----------------------------------------
     def redact(
-        self, tenant: str, run_id: str, *, by: str, reason: str, fields: Sequence[str] = ()
+        self,
+        tenant: str,
+        app: str,
+        run_id: str,
+        *,
+        by: str,
+        reason: str,
+        fields: Sequence[str] = (),
     ) -> Redaction:
         """Erase the payloads of a run, keeping redacted views when ``fields`` are given."""
-        return erasure.redact(self, tenant, run_id, by=by, reason=reason, fields=fields)
-
-    def stored_runs(self, tenant: str, run_ids: Sequence[str]) -> set[str]:
-        """Which of ``run_ids`` have at least one stored event (one query)."""
-        if not run_ids:
-            return set()
-        with self._read() as tx:
-            return set(tx.run_heads(tenant, list(dict.fromkeys(run_ids))))
-
-    def erased_runs(self, tenant: str, run_ids: Sequence[str]) -> set[str]:
-        """Which of ``run_ids`` were redacted (one query)."""
-        if not run_ids:
-            return set()
-        with self._read() as tx:
-            keys = tx.run_keys(tenant, list(dict.fromkeys(run_ids)))
-        return {r for r, k in keys.items() if k.erased}
-
-    def is_erased(self, tenant: str, run_id: str) -> bool:
-        """Whether ``run_id`` was redacted (its key erased): it takes no more events, and
-        nothing derived from its payloads should be stored again."""
-        with self._read() as tx:
-            key = tx.run_keys(tenant, [run_id]).get(run_id)
-        return key is not None and key.erased
+        return erasure.redact(self, tenant, app, run_id, by=by, reason=reason, fields=fields)
 
     def set_retention(self, tenant: str, days: int | None) -> None:
         erasure.set_retention(self, tenant, days)

@@ -31,9 +31,12 @@ class ApprovalRow(msgspec.Struct):
     decided_by: str | None
     decided_at: float | None
     reason: str
+    app_id: str = "*"
 
 
 class ContainmentRow(msgspec.Struct, frozen=True):
+    """One containment action; ``app_id`` is the app it belongs to ('*': tenant-wide)."""
+
     action_id: str
     tenant_id: str
     kind: str
@@ -41,11 +44,30 @@ class ContainmentRow(msgspec.Struct, frozen=True):
     actor: str
     reason: str
     at: float
+    app_id: str = "*"
+
+
+ALL_APPS = "*"
+# Controls on agents and tools bind every app's calls: a key of any app of the tenant sees them.
+TENANT_WIDE_KINDS = frozenset(
+    {"quarantine", "release", "revoke_grant", "disable_tool", "enable_tool"}
+)
+
+
+def action_visible(row: ContainmentRow, app: str) -> bool:
+    """Whether a caller bound to ``app`` sees a containment action: the app's own actions
+    (freezing one of its runs, deciding one of its approvals) and the tenant-wide controls.
+    An action of another app is not its; nor is a run freeze or an approval record that
+    names no app (``*``: made with ``sentrail contain``, or from before schema v5),
+    since its run may be another app's. A caller for every app sees the whole tenant."""
+    if app == ALL_APPS or row.app_id == app:
+        return True
+    return row.app_id == ALL_APPS and row.kind in TENANT_WIDE_KINDS
 
 
 _APPROVAL_COLS = (
     "approval_id, tenant_id, run_id, agent_id, tool, args_sha256, requested_at, expires, "
-    "status, decided_by, decided_at, reason"
+    "status, decided_by, decided_at, reason, app_id"
 )
 
 
@@ -63,6 +85,7 @@ def _approval(r: Sequence[Any]) -> ApprovalRow:
         decided_by=_opt_s(r[9], "approvals.decided_by"),
         decided_at=_opt_f(r[10], "approvals.decided_at"),
         reason=_s(r[11], "approvals.reason"),
+        app_id=_s(r[12], "approvals.app_id"),
     )
 
 
@@ -72,7 +95,7 @@ class EnforcementRecords:
     def put_approval(self, a: ApprovalRow) -> None:
         self.tx.all(
             f"INSERT INTO approvals ({_APPROVAL_COLS}) VALUES "  # noqa: S608
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING approval_id",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING approval_id",
             (
                 a.approval_id,
                 a.tenant_id,
@@ -86,6 +109,7 @@ class EnforcementRecords:
                 a.decided_by,
                 a.decided_at,
                 a.reason,
+                a.app_id,
             ),
         )
 
@@ -121,8 +145,10 @@ class EnforcementRecords:
         return bool(rows)
 
     def list_approvals(
-        self, tenant: str | None, status: str | None, limit: int = 500
+        self, tenant: str | None, status: str | None, limit: int = 500, app: str | None = None
     ) -> list[ApprovalRow]:
+        """Approvals, oldest first; with ``app``, only that app's (an approval is its run's
+        app's; one of a tenant-wide request is seen by tenant-wide callers only)."""
         sql = f"SELECT {_APPROVAL_COLS} FROM approvals WHERE 1 = 1"  # noqa: S608
         params: list[object] = []
         if tenant is not None:
@@ -131,18 +157,23 @@ class EnforcementRecords:
         if status is not None:
             sql += " AND status = ?"
             params.append(status)
+        if app is not None:
+            sql += " AND app_id = ?"
+            params.append(app)
         params.append(limit)
         return [_approval(r) for r in self.tx.all(sql + " ORDER BY requested_at LIMIT ?", params)]
 
     def put_containment(self, c: ContainmentRow) -> None:
         self.tx.all(
-            "INSERT INTO containment (action_id, tenant_id, kind, target, actor, reason, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING action_id",
-            (c.action_id, c.tenant_id, c.kind, c.target, c.actor, c.reason, c.at),
+            "INSERT INTO containment (action_id, tenant_id, kind, target, actor, reason, at, "
+            "app_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING action_id",
+            (c.action_id, c.tenant_id, c.kind, c.target, c.actor, c.reason, c.at, c.app_id),
         )
 
     def containment_log(self, tenant: str | None = None) -> list[ContainmentRow]:
-        sql = "SELECT action_id, tenant_id, kind, target, actor, reason, at FROM containment"
+        sql = (
+            "SELECT action_id, tenant_id, kind, target, actor, reason, at, app_id FROM containment"
+        )
         params: tuple[object, ...] = ()
         if tenant is not None:
             sql += " WHERE tenant_id = ?"
@@ -156,6 +187,7 @@ class EnforcementRecords:
                 _s(r[4], "containment.actor"),
                 _s(r[5], "containment.reason"),
                 _f(r[6], "containment.at"),
+                _s(r[7], "containment.app_id"),
             )
             for r in self.tx.all(sql + " ORDER BY at, action_id", params)
         ]

@@ -1,7 +1,7 @@
 """Redaction by key erasure, and retention per tenant.
 
-``redact(tenant, run_id, by=, reason=, fields=)`` runs in ONE write transaction that
-holds the tenant's lock:
+``redact(tenant, app, run_id, by=, reason=, fields=)`` runs in ONE write transaction that
+holds the tenant's lock (a run is ``(tenant, app, run_id)``):
 
 1. read the run's events (payloads opened with the run's key);
 2. with ``fields``: compute the redacted view of every JSON payload
@@ -26,7 +26,9 @@ to be physically gone; WAL archives and backups keep them until they expire.
 
 Retention: ``set_retention(tenant, days)`` stores the tenant's limit; ``apply_retention``
 redacts whole (``by="retention"``) every run whose newest event was received more than
-``days`` days ago and that is not erased yet, and deletes its ``steps`` rows.
+``days`` days ago and that is not erased yet, and deletes its ``steps`` rows. The time
+received is covered by each event's leaf (version 2), so a database editor cannot make a
+run look older (to have it erased early) or newer (to keep it) without breaking the log.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sentrail.evidence.redaction import REDACTION_KIND, RedactionRecord, encode_record, iso_time
-from sentrail.store.base import NewEvent, Redaction, RetentionDue, StoreError
+from sentrail.store.base import RECORD_KINDS, NewEvent, Redaction, RetentionDue, StoreError
 from sentrail.store.redact import Scrubber, parse_fields, view_of
 from sentrail.store.run_values import drop_run_values
 from sentrail.store.sql import SqlTx
@@ -71,14 +73,16 @@ def _text(value: object, name: str, limit: int = MAX_TEXT_CHARS) -> str:
 def redact(
     store: LogStore,
     tenant: str,
+    app: str,
     run_id: str,
     *,
     by: str,
     reason: str,
     fields: Sequence[str] = (),
 ) -> Redaction:
-    """Redact ``run_id`` (see the module docstring); StoreError if it has no events."""
-    done = _redact(store, tenant, run_id, by=by, reason=reason, fields=fields)
+    """Redact ``run_id`` of ``app`` (see the module docstring); StoreError if it has no
+    events."""
+    done = _redact(store, tenant, app, run_id, by=by, reason=reason, fields=fields)
     assert done is not None  # only a retention check skips
     return done
 
@@ -86,6 +90,7 @@ def redact(
 def _redact(
     store: LogStore,
     tenant: str,
+    app: str,
     run_id: str,
     *,
     by: str,
@@ -94,17 +99,21 @@ def _redact(
     older_than: float | None = None,
 ) -> Redaction | None:
     _text(tenant, "tenant")
+    _text(app, "app")
     _text(run_id, "run_id")
     _text(by, "by")
     _text(reason, "reason", MAX_REASON_CHARS)
     parse_fields(fields)  # refuse a bad spec before taking any lock
+    run = (app, run_id)
     with store._tree_lock:
         try:
             with store._write() as tx:
-                done = _redact_in(store, tx, tenant, run_id, by, reason, list(fields), older_than)
+                done = _redact_in(store, tx, tenant, run, by, reason, list(fields), older_than)
         except BaseException:
+            store._signed = []
             store._trees.pop(tenant, None)  # the tree cache may hold the rolled-back leaf
             raise
+        store._committed([tenant] if done is not None else [])
     if done is not None:
         store._after_erasure()
     return done
@@ -114,7 +123,7 @@ def _redact_in(
     store: LogStore,
     tx: Tx,
     tenant: str,
-    run_id: str,
+    run: tuple[str, str],
     by: str,
     reason: str,
     fields: list[str],
@@ -122,11 +131,12 @@ def _redact_in(
 ) -> Redaction | None:
     sql = _sql(tx)
     specs = parse_fields(fields)
+    app, run_id = run
     tx.lock_tenant(tenant)
-    events = tx.run_events(tenant, run_id)
+    events = tx.run_events(tenant, app, run_id)
     if not events:
-        raise StoreError(f"no events of run {run_id!r}", f"tenant {tenant}")
-    key = tx.run_keys(tenant, [run_id]).get(run_id)
+        raise StoreError(f"no events of run {run_id!r} in app {app!r}", f"tenant {tenant}")
+    key = tx.run_keys(tenant, [run]).get(run)
     if older_than is not None and (
         (key is not None and key.erased) or max(e.received_at for e in events) >= older_than
     ):
@@ -136,7 +146,7 @@ def _redact_in(
     erased: list[int] = []
     found: set[str] = set()
     for e in events:
-        if e.kind == REDACTION_KIND or (e.payload is None and e.seal_error is None):
+        if e.kind in RECORD_KINDS or (e.payload is None and e.seal_error is None):
             continue  # the store's own record, or erased already
         erased.append(e.seq)
         if specs and e.payload is not None:
@@ -162,29 +172,34 @@ def _redact_in(
         )
     _run(
         sql,
-        "UPDATE events SET payload = NULL WHERE tenant_id = ? AND run_id = ? AND sealed = 0 "
-        "AND kind <> ? AND payload IS NOT NULL",
-        (tenant, run_id, REDACTION_KIND),
+        "UPDATE events SET payload = NULL WHERE tenant_id = ? AND app_id = ? AND run_id = ? "
+        "AND sealed = 0 AND kind NOT IN (?, ?) AND payload IS NOT NULL",
+        (tenant, app, run_id, *sorted(RECORD_KINDS)),
     )
     event_id = f"{run_id}/{REDACTION_KIND}/{secrets.token_hex(16)}"
-    new = NewEvent(tenant, run_id, event_id, REDACTION_KIND, encode_record(record))
+    new = NewEvent(tenant, app, run_id, event_id, REDACTION_KIND, encode_record(record))
     (ack,) = store._append_tenant(tx, tenant, [new], internal=True)
-    if ack.duplicate:  # pragma: no cover - a random 128-bit id
+    if ack.duplicate or ack.conflict:  # pragma: no cover - a random 128-bit id
         raise StoreError("the redaction event id is taken", event_id)
     _run(
         sql,
-        "INSERT INTO run_keys (tenant_id, run_id, dek, created_at, erased_at, erased_by) "
-        "VALUES (?, ?, NULL, ?, ?, ?) ON CONFLICT (tenant_id, run_id) DO UPDATE SET "
+        "INSERT INTO run_keys (tenant_id, app_id, run_id, dek, created_at, erased_at, erased_by) "
+        "VALUES (?, ?, ?, NULL, ?, ?, ?) ON CONFLICT (tenant_id, app_id, run_id) DO UPDATE SET "
         "dek = NULL, erased_at = COALESCE(run_keys.erased_at, excluded.erased_at), "
         "erased_by = COALESCE(run_keys.erased_by, excluded.erased_by)",
-        (tenant, run_id, now, now, by),
+        (tenant, app, run_id, now, now, by),
     )
-    _scrub(sql, tenant, run_id, Scrubber(specs, found))
-    drop_run_values(sql, tenant, run_id)  # the value index holds no value of a redacted run
+    _scrub(sql, tenant, run, Scrubber(specs, found))
+    drop_run_values(sql, tenant, app, run_id)  # the value index holds no value of a redacted run
     if older_than is not None:
-        _run(sql, "DELETE FROM steps WHERE tenant_id = ? AND run_id = ?", (tenant, run_id))
+        _run(
+            sql,
+            "DELETE FROM steps WHERE tenant_id = ? AND app_id = ? AND run_id = ?",
+            (tenant, app, run_id),
+        )
     return Redaction(
         tenant_id=tenant,
+        app_id=app,
         run_id=run_id,
         seq=ack.seq,
         event_id=event_id,
@@ -197,26 +212,28 @@ def _redact_in(
     )
 
 
-def _scrub(sql: SqlTx, tenant: str, run_id: str, scrubber: Scrubber) -> None:
+def _scrub(sql: SqlTx, tenant: str, run: tuple[str, str], scrubber: Scrubber) -> None:
     """Scrub the findings and the result of the run (rows read back are hostile: a value
     is only echoed back as a parameter, and a malformed body is replaced)."""
+    app, run_id = run
     rows: list[Any] = sql.all(
-        "SELECT finding_id, body FROM findings WHERE tenant_id = ? AND run_id = ?",
-        (tenant, run_id),
+        "SELECT finding_id, body FROM findings WHERE tenant_id = ? AND app_id = ? AND run_id = ?",
+        (tenant, app, run_id),
     )
     if rows:
         sql.cur.executemany(
-            sql.q("UPDATE findings SET body = ? WHERE tenant_id = ? AND finding_id = ?"),
-            [(scrubber.finding_body(body), tenant, fid) for fid, body in rows],
+            sql.q(
+                "UPDATE findings SET body = ? WHERE tenant_id = ? AND app_id = ? AND finding_id = ?"
+            ),
+            [(scrubber.finding_body(body), tenant, app, fid) for fid, body in rows],
         )
-    results = sql.all(
-        "SELECT result FROM results WHERE tenant_id = ? AND run_id = ?", (tenant, run_id)
-    )
+    where = "WHERE tenant_id = ? AND app_id = ? AND run_id = ?"
+    results = sql.all(f"SELECT result FROM results {where}", (tenant, app, run_id))  # noqa: S608
     if results:
         _run(
             sql,
-            "UPDATE results SET result = ? WHERE tenant_id = ? AND run_id = ?",
-            (scrubber.result_body(results[0][0]), tenant, run_id),
+            f"UPDATE results SET result = ? {where}",  # noqa: S608 (a constant)
+            (scrubber.result_body(results[0][0]), tenant, app, run_id),
         )
 
 
@@ -269,17 +286,21 @@ def retention_due(store: LogStore, now: float, tenant: str | None = None) -> lis
             t = _text(t, "tenants.tenant_id")
             days = _days(raw_days, f"tenants row of {t!r}")
             rows = sql.all(
-                "SELECT e.run_id, MAX(e.received_at) FROM events e LEFT JOIN run_keys k "
-                "ON k.tenant_id = e.tenant_id AND k.run_id = e.run_id "
-                "WHERE e.tenant_id = ? AND (k.run_id IS NULL OR "
+                "SELECT e.app_id, e.run_id, MAX(e.received_at) FROM events e "
+                "LEFT JOIN run_keys k ON k.tenant_id = e.tenant_id AND k.app_id = e.app_id "
+                "AND k.run_id = e.run_id WHERE e.tenant_id = ? AND (k.run_id IS NULL OR "
                 "(k.dek IS NOT NULL AND k.erased_at IS NULL)) "
-                "GROUP BY e.run_id HAVING MAX(e.received_at) < ? ORDER BY 2, 1",
+                "GROUP BY e.app_id, e.run_id HAVING MAX(e.received_at) < ? ORDER BY 3, 1, 2",
                 (t, now - days * DAY),
             )
-            for run_id, newest in rows:
-                if not isinstance(run_id, str) or not isinstance(newest, int | float):
+            for app, run_id, newest in rows:
+                if (
+                    not isinstance(app, str)
+                    or not isinstance(run_id, str)
+                    or not isinstance(newest, int | float)
+                ):
                     raise StoreError("malformed events row", f"tenant {t}")
-                out.append(RetentionDue(t, run_id, days, float(newest)))
+                out.append(RetentionDue(t, app, run_id, days, float(newest)))
     return out
 
 
@@ -290,6 +311,7 @@ def apply_retention(store: LogStore, now: float, tenant: str | None = None) -> l
         redaction = _redact(
             store,
             due.tenant_id,
+            due.app_id,
             due.run_id,
             by=RETENTION_BY,
             reason=f"retention {due.days} days",

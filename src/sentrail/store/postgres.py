@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
 from sentrail.evidence.note import Signer
-from sentrail.store.base import RunKey, StoreError, UnstorableValue
+from sentrail.store.base import Prior, RunKey, StoreError, UnstorableValue
 from sentrail.store.core import CHECKPOINT_EVERY, LogStore, Tx
-from sentrail.store.sql import SqlTx, _bytes, apply_migrations, run_key, seq_of
+from sentrail.store.schema import apply_migrations
+from sentrail.store.sql import SqlTx, _bytes, by_app, prior, run_key
 
 try:
     import psycopg
@@ -35,27 +36,48 @@ class PgTx(SqlTx):
     def lock_tenant(self, tenant: str) -> None:
         self.all("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (tenant,))
 
-    def find_events(self, tenant: str, event_ids: Sequence[str]) -> dict[str, int]:
-        rows = self.all(
-            "SELECT event_id, seq FROM events WHERE tenant_id = ? AND event_id = ANY(?)",
-            (tenant, list(event_ids)),
-        )
-        return {str(e): seq_of(s) for e, s in rows}
+    def find_events(
+        self, tenant: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Prior]:
+        out: dict[tuple[str, str], Prior] = {}
+        for app, event_ids in by_app(keys).items():
+            rows = self.all(
+                "SELECT event_id, seq, run_id, kind, payload_sha256 FROM events "
+                "WHERE tenant_id = ? AND app_id = ? AND event_id = ANY(?)",
+                (tenant, app, event_ids),
+            )
+            for e, s, r, k, d in rows:
+                out[(app, str(e))] = prior(s, r, k, d)
+        return out
 
-    def run_heads(self, tenant: str, run_ids: Sequence[str]) -> dict[str, bytes]:
-        rows = self.all(
-            "SELECT DISTINCT ON (run_id) run_id, seq, chain_hash FROM events "
-            "WHERE tenant_id = ? AND run_id = ANY(?) ORDER BY run_id, seq DESC",
-            (tenant, list(run_ids)),
-        )
-        return {str(r): _bytes(h, s, "chain_hash") for r, s, h in rows}
+    def run_heads(
+        self, tenant: str, runs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], bytes]:
+        out: dict[tuple[str, str], bytes] = {}
+        for app, run_ids in by_app(runs).items():
+            rows = self.all(
+                "SELECT DISTINCT ON (run_id) run_id, seq, chain_hash FROM events "
+                "WHERE tenant_id = ? AND app_id = ? AND run_id = ANY(?) "
+                "ORDER BY run_id, seq DESC",
+                (tenant, app, run_ids),
+            )
+            for r, s, h in rows:
+                out[(app, str(r))] = _bytes(h, s, "chain_hash")
+        return out
 
-    def run_keys(self, tenant: str, run_ids: Sequence[str]) -> dict[str, RunKey]:
-        rows = self.all(
-            "SELECT run_id, dek, erased_at FROM run_keys WHERE tenant_id = ? AND run_id = ANY(?)",
-            (tenant, list(run_ids)),
-        )
-        return {str(r): run_key(d, e, f"run {r!r}") for r, d, e in rows}
+    def run_keys(
+        self, tenant: str, runs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], RunKey]:
+        out: dict[tuple[str, str], RunKey] = {}
+        for app, run_ids in by_app(runs).items():
+            rows = self.all(
+                "SELECT run_id, dek, erased_at FROM run_keys "
+                "WHERE tenant_id = ? AND app_id = ? AND run_id = ANY(?)",
+                (tenant, app, run_ids),
+            )
+            for r, d, e in rows:
+                out[(app, str(r))] = run_key(d, e, f"run {r!r}")
+        return out
 
 
 def _probe(conninfo: str, kwargs: dict[str, str | int]) -> dict[str, str | int]:
@@ -141,5 +163,5 @@ class PostgresStore(LogStore):
             tx.all("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
             return apply_migrations(tx, "BYTEA", "BIGINT")
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._pool.close()

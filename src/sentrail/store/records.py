@@ -22,6 +22,7 @@ from sentrail.store.admin_records import AdminRecords
 from sentrail.store.base import StoreError
 from sentrail.store.core import LogStore
 from sentrail.store.enforcement_records import EnforcementRecords
+from sentrail.store.finding_records import AuditRow, FindingRecords
 from sentrail.store.rowcheck import opt_f as _opt_f
 from sentrail.store.rowcheck import opt_s as _opt_s
 from sentrail.store.rowcheck import req_b as _b
@@ -29,6 +30,19 @@ from sentrail.store.rowcheck import req_f as _f
 from sentrail.store.rowcheck import req_i as _i
 from sentrail.store.rowcheck import req_s as _s
 from sentrail.store.sql import SqlTx
+
+__all__ = [
+    "AuditRow",
+    "FindingFilter",
+    "FindingRow",
+    "RecordTx",
+    "RunFilter",
+    "RunRow",
+    "StepRow",
+    "decode_cursor",
+    "encode_cursor",
+    "records",
+]
 
 
 class RunRow(msgspec.Struct, frozen=True):
@@ -74,14 +88,6 @@ class FindingRow(msgspec.Struct, frozen=True):
     resolved_by: str | None
     created_at: float
     body: bytes  # msgspec JSON of sentrail.model.finding.Finding
-
-
-class AuditRow(msgspec.Struct, frozen=True):
-    finding_id: str
-    at: float
-    actor: str
-    action: str
-    comment: str
 
 
 class RunFilter(msgspec.Struct, frozen=True):
@@ -168,7 +174,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     return started_at, run_id
 
 
-class RecordTx(AdminRecords, EnforcementRecords):
+class RecordTx(AdminRecords, EnforcementRecords, FindingRecords):
     """Record reads and writes inside one transaction of the store."""
 
     def __init__(self, tx: SqlTx) -> None:
@@ -181,9 +187,8 @@ class RecordTx(AdminRecords, EnforcementRecords):
     # -- runs, steps, findings ------------------------------------------------------------
     def put_run(self, run: RunRow, steps: Sequence[StepRow] | None) -> None:
         """Insert or replace a run's row (and, when given, all its step rows)."""
-        self._exec(
-            "DELETE FROM runs WHERE tenant_id = ? AND run_id = ?", (run.tenant_id, run.run_id)
-        )
+        key = (run.tenant_id, run.app_id, run.run_id)
+        self._exec("DELETE FROM runs WHERE tenant_id = ? AND app_id = ? AND run_id = ?", key)
         self.tx.all(
             f"INSERT INTO runs ({_RUN_COLS}) VALUES "  # noqa: S608
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_id",
@@ -208,18 +213,17 @@ class RecordTx(AdminRecords, EnforcementRecords):
         )
         if steps is None:
             return
-        self._exec(
-            "DELETE FROM steps WHERE tenant_id = ? AND run_id = ?", (run.tenant_id, run.run_id)
-        )
+        self._exec("DELETE FROM steps WHERE tenant_id = ? AND app_id = ? AND run_id = ?", key)
         if steps:
             self.tx.cur.executemany(
                 self.tx.q(
-                    "INSERT INTO steps (tenant_id, run_id, idx, action, tool, status, ts, "
-                    "permissions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO steps (tenant_id, app_id, run_id, idx, action, tool, status, "
+                    "ts, permissions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ),
                 [
                     (
                         run.tenant_id,
+                        run.app_id,
                         run.run_id,
                         s.idx,
                         s.action,
@@ -232,12 +236,13 @@ class RecordTx(AdminRecords, EnforcementRecords):
                 ],
             )
 
-    def put_findings(self, tenant: str, run_id: str, rows: Iterable[FindingRow]) -> None:
-        """Store a run's findings; a finding already stored keeps its resolution status."""
+    def put_findings(self, rows: Iterable[FindingRow]) -> None:
+        """Store findings (each row names its tenant, app and run); a finding already
+        stored keeps its resolution status."""
         sql = self.tx.q(
             f"INSERT INTO findings ({_FINDING_COLS}) VALUES "  # noqa: S608
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (tenant_id, finding_id) DO UPDATE SET body = excluded.body, "
+            "ON CONFLICT (tenant_id, app_id, finding_id) DO UPDATE SET body = excluded.body, "
             "severity = excluded.severity, severity_rank = excluded.severity_rank"
         )
         self.tx.cur.executemany(
@@ -310,11 +315,11 @@ class RecordTx(AdminRecords, EnforcementRecords):
         params.append(limit)
         return [_run(r) for r in self.tx.all(sql, params)]
 
-    def steps(self, tenant: str, run_id: str) -> list[StepRow]:
+    def steps(self, tenant: str, app: str, run_id: str) -> list[StepRow]:
         rows = self.tx.all(
             "SELECT idx, action, tool, status, ts, permissions FROM steps "
-            "WHERE tenant_id = ? AND run_id = ? ORDER BY idx",
-            (tenant, run_id),
+            "WHERE tenant_id = ? AND app_id = ? AND run_id = ? ORDER BY idx",
+            (tenant, app, run_id),
         )
         return [
             StepRow(
@@ -351,56 +356,37 @@ class RecordTx(AdminRecords, EnforcementRecords):
         params.append(limit)
         return [_finding(r) for r in self.tx.all(sql, params)]
 
-    def finding_ids(self, tenant: str, run_id: str) -> set[str]:
+    def finding_ids(self, tenant: str, app: str, run_id: str) -> set[str]:
         rows = self.tx.all(
-            "SELECT finding_id FROM findings WHERE tenant_id = ? AND run_id = ?", (tenant, run_id)
+            "SELECT finding_id FROM findings WHERE tenant_id = ? AND app_id = ? AND run_id = ?",
+            (tenant, app, run_id),
         )
         return {_s(r[0], "findings.finding_id") for r in rows}
 
-    def get_finding(self, tenant: str, finding_id: str) -> FindingRow | None:
+    def get_finding(self, tenant: str, app: str, finding_id: str) -> FindingRow | None:
         rows = self.tx.all(
-            f"SELECT {_FINDING_COLS} FROM findings WHERE tenant_id = ? AND finding_id = ?",  # noqa: S608
-            (tenant, finding_id),
+            f"SELECT {_FINDING_COLS} FROM findings "  # noqa: S608
+            "WHERE tenant_id = ? AND app_id = ? AND finding_id = ?",
+            (tenant, app, finding_id),
         )
         return _finding(rows[0]) if rows else None
 
-    def resolve_finding(
-        self, tenant: str, finding_id: str, resolved: bool, actor: str, comment: str, now: float
-    ) -> None:
-        """Set the resolution status and append the audit row, in this transaction."""
-        self.tx.all(
-            "UPDATE findings SET resolved = ?, resolved_at = ?, resolved_by = ? "
-            "WHERE tenant_id = ? AND finding_id = ? RETURNING finding_id",
-            (
-                int(resolved),
-                now if resolved else None,
-                actor if resolved else None,
-                tenant,
-                finding_id,
-            ),
-        )
-        self.tx.all(
-            "INSERT INTO finding_audit (tenant_id, finding_id, at, actor, action, comment) "
-            "VALUES (?, ?, ?, ?, ?, ?) RETURNING finding_id",
-            (tenant, finding_id, now, actor, "resolve" if resolved else "reopen", comment),
-        )
-
-    def audit(self, tenant: str, finding_id: str) -> list[AuditRow]:
+    def runs_of(self, tenant: str) -> list[RunRow]:
+        """Every run row of ``tenant`` (all apps), for an audit of the index."""
         rows = self.tx.all(
-            "SELECT finding_id, at, actor, action, comment FROM finding_audit "
-            "WHERE tenant_id = ? AND finding_id = ? ORDER BY at",
-            (tenant, finding_id),
+            f"SELECT {_RUN_COLS} FROM runs WHERE tenant_id = ? ORDER BY app_id, run_id",  # noqa: S608
+            (tenant,),
         )
-        return [
-            AuditRow(
-                _s(r[0], "audit.finding_id"),
-                _f(r[1], "audit.at"),
-                _s(r[2], "audit.actor"),
-                _s(r[3], "audit.action"),
-                _s(r[4], "audit.comment"),
-            )
-            for r in rows
-        ]
+        return [_run(r) for r in rows]
+
+    def findings_of(self, tenant: str) -> list[FindingRow]:
+        """Every finding row of ``tenant`` (all apps), for an audit of the index."""
+        rows = self.tx.all(
+            f"SELECT {_FINDING_COLS} FROM findings WHERE tenant_id = ? "  # noqa: S608
+            "ORDER BY app_id, run_id, finding_id",
+            (tenant,),
+        )
+        return [_finding(r) for r in rows]
 
 
 @contextmanager

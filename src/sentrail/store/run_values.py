@@ -3,12 +3,13 @@
 One row per (run, step, value) that a run's calls carried — recipients, URLs, hosts,
 accounts, paths, commands, and credentials by their SHA-256 only — written when the run is
 indexed (:mod:`sentrail.forensics.stored` computes the rows) and dropped when the run is
-redacted; the tables are migration 4 in :mod:`.sql`. ``run_values_indexed`` records which
-runs are in the index and under which trace hash, so a backfill (``sentrail graph
---reindex``) does only the runs it lacks.
+redacted; the tables are migration 4 in :mod:`.schema`, keyed by (tenant, app, run) since
+migration 5. ``run_values_indexed`` records which runs are in the index and under which
+trace hash, so a backfill (``sentrail graph --reindex``) does only the runs it lacks.
 
-Every read is bounded by tenant, and by app when the caller is bound to one; rows read
-back are type-checked like every other record.
+A run is ``(tenant, app, run_id)`` here as everywhere (two apps may use one run id). Every
+read is bounded by tenant, and by app when the caller is bound to one; rows read back are
+type-checked like every other record.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def put_run_values(
     now: float,
 ) -> None:
     """Replace the index rows of one run (in the caller's transaction)."""
-    drop_run_values(tx, tenant, run_id)
+    drop_run_values(tx, tenant, app, run_id)
     if rows:
         tx.cur.executemany(
             tx.q(
@@ -79,19 +80,19 @@ def put_run_values(
         )
     tx.cur.execute(
         tx.q(
-            "INSERT INTO run_values_indexed (tenant_id, run_id, app_id, trace_hash, indexed_at) "
+            "INSERT INTO run_values_indexed (tenant_id, app_id, run_id, trace_hash, indexed_at) "
             "VALUES (?, ?, ?, ?, ?)"
         ),
-        (tenant, run_id, app, trace_hash, now),
+        (tenant, app, run_id, trace_hash, now),
     )
 
 
-def drop_run_values(tx: SqlTx, tenant: str, run_id: str) -> None:
+def drop_run_values(tx: SqlTx, tenant: str, app: str, run_id: str) -> None:
     """Remove a run from the index (a redacted run's values must not outlive it)."""
     for table in ("run_values", "run_values_indexed"):
         tx.cur.execute(
-            tx.q(f"DELETE FROM {table} WHERE tenant_id = ? AND run_id = ?"),  # noqa: S608 (fixed names)
-            (tenant, run_id),
+            tx.q(f"DELETE FROM {table} WHERE tenant_id = ? AND app_id = ? AND run_id = ?"),  # noqa: S608 (fixed names)
+            (tenant, app, run_id),
         )
 
 
@@ -108,9 +109,10 @@ def runs_to_index(tx: SqlTx, tenant: str) -> list[Unindexed]:
     """The runs of ``tenant`` not in the value index, or in it under another trace hash."""
     rows = tx.all(
         "SELECT r.run_id, r.app_id, r.trace_hash, r.started_at FROM runs r "
-        "LEFT JOIN run_values_indexed i ON i.tenant_id = r.tenant_id AND i.run_id = r.run_id "
+        "LEFT JOIN run_values_indexed i ON i.tenant_id = r.tenant_id AND i.app_id = r.app_id "
+        "AND i.run_id = r.run_id "
         "WHERE r.tenant_id = ? AND (i.run_id IS NULL OR i.trace_hash <> r.trace_hash) "
-        "ORDER BY r.started_at, r.run_id",
+        "ORDER BY r.started_at, r.app_id, r.run_id",
         (tenant,),
     )
     return [
@@ -140,7 +142,8 @@ def value_rows(
         sql = (
             "SELECT v.tenant_id, v.app_id, v.run_id, v.agent_id, v.step, v.kind, v.value_key, "  # noqa: S608 (placeholders only)
             "v.display, v.field, v.tool, v.started_at, r.verdict FROM run_values v "
-            "LEFT JOIN runs r ON r.tenant_id = v.tenant_id AND r.run_id = v.run_id "
+            "LEFT JOIN runs r ON r.tenant_id = v.tenant_id AND r.app_id = v.app_id "
+            "AND r.run_id = v.run_id "
             f"WHERE v.tenant_id = ? AND v.value_key IN ({', '.join('?' * len(chunk))})"
         )
         params: list[object] = [tenant, *chunk]
@@ -150,10 +153,10 @@ def value_rows(
         if since is not None:
             sql += " AND v.started_at >= ?"
             params.append(since)
-        sql += " ORDER BY v.started_at DESC, v.run_id, v.step LIMIT ?"
+        sql += " ORDER BY v.started_at DESC, v.app_id, v.run_id, v.step LIMIT ?"
         params.append(limit + 1)
         out.extend(_row(r) for r in tx.all(sql, params))
-    out.sort(key=lambda r: (-r.started_at, r.run_id, r.step))
+    out.sort(key=lambda r: (-r.started_at, r.app_id, r.run_id, r.step))
     return out[: limit + 1]
 
 
@@ -174,15 +177,15 @@ def _row(r: Sequence[Any]) -> ValueRow:
     )
 
 
-def run_app_and_policy(tx: SqlTx, tenant: str, run_id: str) -> tuple[str, str | None] | None:
-    """The app and policy hash a run was indexed with (None when it has no index row)."""
+def run_policy(tx: SqlTx, tenant: str, app: str, run_id: str) -> tuple[bool, str | None]:
+    """Whether the run has an index row, and the policy hash it was indexed with."""
     rows = tx.all(
-        "SELECT app_id, policy_sha256 FROM runs WHERE tenant_id = ? AND run_id = ?",
-        (tenant, run_id),
+        "SELECT policy_sha256 FROM runs WHERE tenant_id = ? AND app_id = ? AND run_id = ?",
+        (tenant, app, run_id),
     )
     if not rows:
-        return None
-    return _s(rows[0][0], "runs.app_id"), _opt_s(rows[0][1], "runs.policy_sha256")
+        return False, None
+    return True, _opt_s(rows[0][0], "runs.policy_sha256")
 
 
 def apps_with_runs(tx: SqlTx, tenant: str) -> list[str]:

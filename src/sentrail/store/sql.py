@@ -1,4 +1,4 @@
-"""SQL shared by the SQLite and PostgreSQL backends: schema migrations and row access.
+"""SQL shared by the SQLite and PostgreSQL backends: row access (the schema: :mod:`.schema`).
 
 Statements are written with ``?`` placeholders; a backend with another paramstyle passes
 ``placeholder="%s"``. Rows read back are treated as hostile: every column is type-checked
@@ -12,155 +12,20 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sentrail.store.base import Checkpoint, RunKey, StoredEvent, StoreError
+from sentrail.evidence.chain import LEAF_VERSIONS
+from sentrail.store.base import Checkpoint, Prior, RunKey, StoredEvent, StoreError
 from sentrail.store.seal import KEY_BYTES, aad, cipher, unseal
 
-# Each migration: (version, statements); {blob} and {int} are the dialect's type names.
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        1,
-        [
-            """CREATE TABLE events (
-                tenant_id TEXT NOT NULL, seq {int} NOT NULL, run_id TEXT NOT NULL,
-                event_id TEXT NOT NULL, kind TEXT NOT NULL, payload {blob},
-                payload_sha256 {blob} NOT NULL, prev_hash {blob} NOT NULL,
-                chain_hash {blob} NOT NULL, leaf_hash {blob} NOT NULL,
-                received_at DOUBLE PRECISION NOT NULL,
-                PRIMARY KEY (tenant_id, seq), UNIQUE (tenant_id, event_id))""",
-            "CREATE INDEX events_by_run ON events (tenant_id, run_id, seq)",
-            """CREATE TABLE checkpoints (
-                tenant_id TEXT NOT NULL, size {int} NOT NULL, note TEXT NOT NULL,
-                PRIMARY KEY (tenant_id, size))""",
-            """CREATE TABLE results (
-                tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, result {blob} NOT NULL,
-                PRIMARY KEY (tenant_id, run_id))""",
-        ],
-    ),
-    (
-        2,
-        [
-            # Payload sealing (redaction by key erasure): a sealed payload is
-            # nonce || AES-256-GCM ciphertext under its run's data key; `view` is the
-            # redacted copy kept after the key is erased (its digest is in the log).
-            "ALTER TABLE events ADD COLUMN sealed {int} NOT NULL DEFAULT 0",
-            "ALTER TABLE events ADD COLUMN view {blob}",
-            """CREATE TABLE run_keys (
-                tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, dek {blob},
-                created_at DOUBLE PRECISION NOT NULL, erased_at DOUBLE PRECISION,
-                erased_by TEXT, PRIMARY KEY (tenant_id, run_id))""",
-            """CREATE TABLE tenants (
-                tenant_id TEXT PRIMARY KEY, retention_days {int},
-                created_at DOUBLE PRECISION NOT NULL)""",
-            """CREATE TABLE apps (
-                tenant_id TEXT NOT NULL, app_id TEXT NOT NULL,
-                created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (tenant_id, app_id))""",
-            """CREATE TABLE api_keys (
-                key_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, app_id TEXT NOT NULL,
-                scopes TEXT NOT NULL, secret_hash TEXT NOT NULL,
-                created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION)""",
-            "CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id, app_id)",
-            """CREATE TABLE runs (
-                tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, app_id TEXT NOT NULL,
-                trace_hash TEXT NOT NULL, agent_id TEXT NOT NULL, status TEXT NOT NULL,
-                verdict TEXT NOT NULL, risk_score {int} NOT NULL, blocked_by TEXT,
-                duration_ms {int}, started_at DOUBLE PRECISION NOT NULL,
-                updated_at DOUBLE PRECISION NOT NULL, steps {int} NOT NULL,
-                findings {int} NOT NULL, counts TEXT NOT NULL, policy_sha256 TEXT,
-                PRIMARY KEY (tenant_id, run_id))""",
-            "CREATE UNIQUE INDEX runs_by_hash ON runs (tenant_id, trace_hash)",
-            "CREATE INDEX runs_by_app ON runs (tenant_id, app_id, started_at, run_id)",
-            "CREATE INDEX runs_by_agent ON runs (tenant_id, app_id, agent_id, started_at)",
-            "CREATE INDEX runs_by_status ON runs (tenant_id, app_id, status, started_at)",
-            "CREATE INDEX runs_by_verdict ON runs (tenant_id, app_id, verdict, started_at)",
-            """CREATE TABLE steps (
-                tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, idx {int} NOT NULL,
-                action TEXT NOT NULL, tool TEXT, status TEXT, ts TEXT,
-                permissions TEXT NOT NULL, PRIMARY KEY (tenant_id, run_id, idx))""",
-            "CREATE INDEX steps_by_tool ON steps (tenant_id, tool)",
-            """CREATE TABLE findings (
-                tenant_id TEXT NOT NULL, finding_id TEXT NOT NULL, app_id TEXT NOT NULL,
-                run_id TEXT NOT NULL, category TEXT NOT NULL, severity TEXT NOT NULL,
-                severity_rank {int} NOT NULL, rule_id TEXT NOT NULL, step {int},
-                resolved {int} NOT NULL DEFAULT 0, resolved_at DOUBLE PRECISION,
-                resolved_by TEXT, created_at DOUBLE PRECISION NOT NULL,
-                body {blob} NOT NULL, PRIMARY KEY (tenant_id, finding_id))""",
-            "CREATE INDEX findings_by_app ON findings (tenant_id, app_id, category, severity_rank)",
-            "CREATE INDEX findings_by_status ON findings (tenant_id, app_id, resolved)",
-            "CREATE INDEX findings_by_run ON findings (tenant_id, run_id)",
-            """CREATE TABLE finding_audit (
-                tenant_id TEXT NOT NULL, finding_id TEXT NOT NULL,
-                at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-                comment TEXT NOT NULL)""",
-            "CREATE INDEX finding_audit_by_finding ON finding_audit (tenant_id, finding_id)",
-            """CREATE TABLE decisions (
-                tenant_id TEXT NOT NULL, decision_id TEXT NOT NULL, app_id TEXT NOT NULL,
-                run_id TEXT NOT NULL, tool TEXT NOT NULL, decision TEXT NOT NULL,
-                args_sha256 TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
-                body {blob} NOT NULL, PRIMARY KEY (tenant_id, decision_id))""",
-            "CREATE INDEX decisions_by_run ON decisions (tenant_id, run_id)",
-            """CREATE TABLE alerts (
-                tenant_id TEXT NOT NULL, alert_id TEXT NOT NULL, run_id TEXT NOT NULL,
-                finding_id TEXT, tier TEXT NOT NULL, status TEXT NOT NULL,
-                created_at DOUBLE PRECISION NOT NULL, body {blob} NOT NULL,
-                PRIMARY KEY (tenant_id, alert_id))""",
-            "CREATE INDEX alerts_by_time ON alerts (tenant_id, created_at)",
-            """CREATE TABLE baselines (
-                tenant_id TEXT NOT NULL, agent_id TEXT NOT NULL, body {blob} NOT NULL,
-                updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (tenant_id, agent_id))""",
-            """CREATE TABLE policies (
-                sha256 TEXT PRIMARY KEY, body {blob} NOT NULL,
-                created_at DOUBLE PRECISION NOT NULL)""",
-        ],
-    ),
-    (
-        3,
-        [
-            # Enforcement: approvals bound to exact arguments, and the containment log
-            # (quarantine, grant revocation, tool disabling, run freezing), who and why.
-            """CREATE TABLE approvals (
-                approval_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, run_id TEXT NOT NULL,
-                agent_id TEXT NOT NULL, tool TEXT NOT NULL, args_sha256 TEXT NOT NULL,
-                requested_at DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL,
-                status TEXT NOT NULL, decided_by TEXT, decided_at DOUBLE PRECISION,
-                reason TEXT NOT NULL)""",
-            "CREATE INDEX approvals_by_status ON approvals (tenant_id, status, requested_at)",
-            """CREATE TABLE containment (
-                action_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, kind TEXT NOT NULL,
-                target TEXT NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL,
-                at DOUBLE PRECISION NOT NULL)""",
-            "CREATE INDEX containment_by_tenant ON containment (tenant_id, at)",
-        ],
-    ),
-    (
-        4,
-        [
-            # The value index (store/run_values.py): which run used which value, and which
-            # runs are in it. Filled at index time; `sentrail graph --reindex` backfills.
-            """CREATE TABLE run_values (
-                tenant_id TEXT NOT NULL, app_id TEXT NOT NULL, run_id TEXT NOT NULL,
-                agent_id TEXT NOT NULL, step {int} NOT NULL, kind TEXT NOT NULL,
-                value_key TEXT NOT NULL, display TEXT NOT NULL, field TEXT NOT NULL, tool TEXT,
-                started_at DOUBLE PRECISION NOT NULL)""",
-            "CREATE INDEX run_values_by_value ON run_values (tenant_id, value_key, started_at)",
-            "CREATE INDEX run_values_by_run ON run_values (tenant_id, run_id)",
-            """CREATE TABLE run_values_indexed (
-                tenant_id TEXT NOT NULL, run_id TEXT NOT NULL, app_id TEXT NOT NULL,
-                trace_hash TEXT NOT NULL, indexed_at DOUBLE PRECISION NOT NULL,
-                PRIMARY KEY (tenant_id, run_id))""",
-        ],
-    ),
-]
-LATEST_VERSION = MIGRATIONS[-1][0]
 _COLUMNS = (
-    "seq, tenant_id, run_id, event_id, kind, payload, payload_sha256, prev_hash, "
-    "chain_hash, leaf_hash, received_at, sealed"
+    "seq, tenant_id, app_id, run_id, event_id, kind, payload, payload_sha256, prev_hash, "
+    "chain_hash, leaf_hash, received_at, sealed, leaf_version"
 )
 # Events with their run's key: a sealed payload is opened as it is read.
 _SELECT = (
-    "SELECT e.seq, e.tenant_id, e.run_id, e.event_id, e.kind, e.payload, e.payload_sha256, "
-    "e.prev_hash, e.chain_hash, e.leaf_hash, e.received_at, e.sealed, e.view, k.dek, "
-    "k.erased_at FROM events e LEFT JOIN run_keys k "
-    "ON k.tenant_id = e.tenant_id AND k.run_id = e.run_id"
+    "SELECT e.seq, e.tenant_id, e.app_id, e.run_id, e.event_id, e.kind, e.payload, "
+    "e.payload_sha256, e.prev_hash, e.chain_hash, e.leaf_hash, e.received_at, e.sealed, "
+    "e.view, e.leaf_version, k.dek, k.erased_at FROM events e LEFT JOIN run_keys k "
+    "ON k.tenant_id = e.tenant_id AND k.app_id = e.app_id AND k.run_id = e.run_id"
 )
 _IN_CHUNK = 500  # bound parameters per IN (...) look-up
 _BAD_SEAL = (
@@ -188,6 +53,16 @@ def seq_of(value: object) -> int:
     return value
 
 
+def prior(seq: object, run_id: object, kind: object, digest: object) -> Prior:
+    """A stored event's identity columns (for idempotency and conflicts), checked."""
+    return Prior(
+        seq_of(seq),
+        _text(run_id, seq, "run_id"),
+        _text(kind, seq, "kind"),
+        _bytes(digest, seq, "payload_sha256"),
+    )
+
+
 def _flag(value: object, seq: object, column: str) -> bool:
     if isinstance(value, bool) or value not in (0, 1):
         raise StoreError(f"malformed {column}", f"stored event seq {seq}")
@@ -210,13 +85,16 @@ def run_key(dek: object, erased_at: object, where: str) -> RunKey:
 def row_to_event(row: Sequence[Any], ciphers: dict[bytes, AESGCM] | None = None) -> StoredEvent:
     """A stored event from a row in ``_SELECT`` order, every column checked and a sealed
     payload opened with its run's key (``ciphers`` caches one AES-GCM per key)."""
-    seq, tenant, run_id, event_id, kind, blob, digest, prev, link, leaf, at = row[:11]
-    sealed_col, view, dek, erased_at = row[11:15]
+    seq, tenant, app, run_id, event_id, kind, blob, digest, prev, link, leaf, at = row[:12]
+    sealed_col, view, version, dek, erased_at = row[12:17]
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise StoreError("malformed seq", f"stored event seq {seq!r}")
     if not isinstance(at, int | float) or isinstance(at, bool):
         raise StoreError("malformed received_at", f"stored event seq {seq}")
+    if version not in LEAF_VERSIONS or isinstance(version, bool):
+        raise StoreError("malformed leaf_version", f"stored event seq {seq}")
     tenant = _text(tenant, seq, "tenant_id")
+    app = _text(app, seq, "app_id")
     run_id = _text(run_id, seq, "run_id")
     event_id = _text(event_id, seq, "event_id")
     sealed = _flag(sealed_col, seq, "sealed")
@@ -236,6 +114,7 @@ def row_to_event(row: Sequence[Any], ciphers: dict[bytes, AESGCM] | None = None)
     return StoredEvent(
         seq=seq,
         tenant_id=tenant,
+        app_id=app,
         run_id=run_id,
         event_id=event_id,
         kind=_text(kind, seq, "kind"),
@@ -248,7 +127,16 @@ def row_to_event(row: Sequence[Any], ciphers: dict[bytes, AESGCM] | None = None)
         sealed=sealed,
         view=None if view is None else _bytes(view, seq, "view", None),
         seal_error=problem,
+        leaf_version=int(version),
     )
+
+
+def by_app(items: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """``(app, id)`` pairs grouped by app, ids in first-seen order without repeats."""
+    out: dict[str, list[str]] = {}
+    for app, item in dict.fromkeys(items):
+        out.setdefault(app, []).append(item)
+    return out
 
 
 class SqlTx:
@@ -281,53 +169,73 @@ class SqlTx:
             out.append((", ".join("?" * len(chunk)), chunk))
         return out
 
-    def find_events(self, tenant: str, event_ids: Sequence[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for marks, chunk in self._chunks(event_ids):
-            sql = f"SELECT event_id, seq FROM events WHERE tenant_id = ? AND event_id IN ({marks})"  # noqa: S608 (placeholders only)
-            for event_id, seq in self.all(sql, (tenant, *chunk)):
-                out[_text(event_id, seq, "event_id")] = seq_of(seq)
+    def find_events(
+        self, tenant: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Prior]:
+        """What is stored under each ``(app, event_id)`` of ``keys`` that is taken."""
+        out: dict[tuple[str, str], Prior] = {}
+        for app, event_ids in by_app(keys).items():
+            for marks, chunk in self._chunks(event_ids):
+                sql = (
+                    "SELECT event_id, seq, run_id, kind, payload_sha256 FROM events "  # noqa: S608 (placeholders only)
+                    f"WHERE tenant_id = ? AND app_id = ? AND event_id IN ({marks})"
+                )
+                for event_id, seq, run_id, kind, digest in self.all(sql, (tenant, app, *chunk)):
+                    out[(app, _text(event_id, seq, "event_id"))] = prior(seq, run_id, kind, digest)
         return out
 
-    def run_keys(self, tenant: str, run_ids: Sequence[str]) -> dict[str, RunKey]:
-        """The data keys (or erasure records) of ``run_ids`` that have one."""
-        out: dict[str, RunKey] = {}
-        for marks, chunk in self._chunks(run_ids):
-            sql = (
-                "SELECT run_id, dek, erased_at FROM run_keys "  # noqa: S608 (placeholders only)
-                f"WHERE tenant_id = ? AND run_id IN ({marks})"
-            )
-            for run_id, dek, erased_at in self.all(sql, (tenant, *chunk)):
-                out[str(run_id)] = run_key(dek, erased_at, f"run {run_id!r}")
+    def run_keys(
+        self, tenant: str, runs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], RunKey]:
+        """The data keys (or erasure records) of the ``(app, run_id)`` that have one."""
+        out: dict[tuple[str, str], RunKey] = {}
+        for app, run_ids in by_app(runs).items():
+            for marks, chunk in self._chunks(run_ids):
+                sql = (
+                    "SELECT run_id, dek, erased_at FROM run_keys "  # noqa: S608 (placeholders only)
+                    f"WHERE tenant_id = ? AND app_id = ? AND run_id IN ({marks})"
+                )
+                for run_id, dek, erased_at in self.all(sql, (tenant, app, *chunk)):
+                    out[(app, str(run_id))] = run_key(dek, erased_at, f"run {run_id!r}")
         return out
 
-    def insert_run_keys(self, tenant: str, keys: Sequence[tuple[str, bytes]], now: float) -> None:
+    def insert_run_keys(
+        self, tenant: str, keys: Sequence[tuple[str, str, bytes]], now: float
+    ) -> None:
         self.cur.executemany(
-            self.q("INSERT INTO run_keys (tenant_id, run_id, dek, created_at) VALUES (?, ?, ?, ?)"),
-            [(tenant, run_id, dek, now) for run_id, dek in keys],
+            self.q(
+                "INSERT INTO run_keys (tenant_id, app_id, run_id, dek, created_at) "
+                "VALUES (?, ?, ?, ?, ?)"
+            ),
+            [(tenant, app, run_id, dek, now) for app, run_id, dek in keys],
         )
 
-    def run_heads(self, tenant: str, run_ids: Sequence[str]) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
-        for marks, chunk in self._chunks(run_ids):
-            sql = (
-                "SELECT run_id, seq, chain_hash FROM events WHERE tenant_id = ? AND seq IN "  # noqa: S608 (placeholders only)
-                "(SELECT MAX(seq) FROM events WHERE tenant_id = ? "
-                f"AND run_id IN ({marks}) GROUP BY run_id)"
-            )
-            for run_id, seq, link in self.all(sql, (tenant, tenant, *chunk)):
-                out[_text(run_id, seq, "run_id")] = _bytes(link, seq, "chain_hash")
+    def run_heads(
+        self, tenant: str, runs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], bytes]:
+        """The last chain hash of each ``(app, run_id)`` that has events."""
+        out: dict[tuple[str, str], bytes] = {}
+        for app, run_ids in by_app(runs).items():
+            for marks, chunk in self._chunks(run_ids):
+                sql = (
+                    "SELECT run_id, seq, chain_hash FROM events WHERE tenant_id = ? AND seq IN "  # noqa: S608 (placeholders only)
+                    "(SELECT MAX(seq) FROM events WHERE tenant_id = ? AND app_id = ? "
+                    f"AND run_id IN ({marks}) GROUP BY run_id)"
+                )
+                for run_id, seq, link in self.all(sql, (tenant, tenant, app, *chunk)):
+                    out[(app, _text(run_id, seq, "run_id"))] = _bytes(link, seq, "chain_hash")
         return out
 
     def insert_events(self, rows: Sequence[StoredEvent]) -> None:
         """Insert rows as written: ``payload`` is the bytes at rest (sealed when ``sealed``)."""
-        sql = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 (constant columns)
+        sql = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 (constant columns)
         self.cur.executemany(
             self.q(sql),
             [
                 (
                     r.seq,
                     r.tenant_id,
+                    r.app_id,
                     r.run_id,
                     r.event_id,
                     r.kind,
@@ -338,6 +246,7 @@ class SqlTx:
                     r.leaf_hash,
                     r.received_at,
                     int(r.sealed),
+                    r.leaf_version,
                 )
                 for r in rows
             ],
@@ -379,10 +288,18 @@ class SqlTx:
         rows = self.all(sql + " ORDER BY e.seq LIMIT ?", params)
         return [row_to_event(r, ciphers) for r in rows]
 
-    def run_events(self, tenant: str, run_id: str) -> list[StoredEvent]:
-        sql = f"{_SELECT} WHERE e.tenant_id = ? AND e.run_id = ? ORDER BY e.seq"
+    def run_events(self, tenant: str, app: str, run_id: str) -> list[StoredEvent]:
+        sql = f"{_SELECT} WHERE e.tenant_id = ? AND e.app_id = ? AND e.run_id = ? ORDER BY e.seq"
         ciphers: dict[bytes, AESGCM] = {}
-        return [row_to_event(r, ciphers) for r in self.all(sql, (tenant, run_id))]
+        return [row_to_event(r, ciphers) for r in self.all(sql, (tenant, app, run_id))]
+
+    def log_runs(self, tenant: str) -> list[tuple[str, str]]:
+        """Every ``(app, run_id)`` with at least one event in ``tenant``'s log."""
+        rows = self.all(
+            "SELECT DISTINCT app_id, run_id FROM events WHERE tenant_id = ? ORDER BY 1, 2",
+            (tenant,),
+        )
+        return [(_text(a, "?", "app_id"), _text(r, "?", "run_id")) for a, r in rows]
 
     def tenants(self) -> list[str]:
         rows = self.all(
@@ -390,32 +307,17 @@ class SqlTx:
         )
         return [str(r[0]) for r in rows]
 
-    def put_result(self, tenant: str, run_id: str, result: bytes) -> None:
+    def put_result(self, tenant: str, app: str, run_id: str, result: bytes) -> None:
         self.all(
-            "INSERT INTO results (tenant_id, run_id, result) VALUES (?, ?, ?) "
-            "ON CONFLICT (tenant_id, run_id) DO UPDATE SET result = excluded.result "
+            "INSERT INTO results (tenant_id, app_id, run_id, result) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (tenant_id, app_id, run_id) DO UPDATE SET result = excluded.result "
             "RETURNING run_id",
-            (tenant, run_id, result),
+            (tenant, app, run_id, result),
         )
 
-    def get_result(self, tenant: str, run_id: str) -> bytes | None:
+    def get_result(self, tenant: str, app: str, run_id: str) -> bytes | None:
         rows = self.all(
-            "SELECT result FROM results WHERE tenant_id = ? AND run_id = ?", (tenant, run_id)
+            "SELECT result FROM results WHERE tenant_id = ? AND app_id = ? AND run_id = ?",
+            (tenant, app, run_id),
         )
         return _bytes(rows[0][0], run_id, "result", None) if rows else None
-
-
-def apply_migrations(tx: SqlTx, blob: str, integer: str) -> int:
-    """Run every migration newer than the stored version (in the caller's transaction)."""
-    tx.cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    rows = tx.all("SELECT MAX(version) FROM schema_version")
-    version = int(rows[0][0]) if rows and rows[0][0] is not None else 0
-    if version > LATEST_VERSION:
-        raise StoreError(f"schema version {version} is newer than this sentrail ({LATEST_VERSION})")
-    for number, statements in MIGRATIONS:
-        if number > version:
-            for stmt in statements:
-                tx.cur.execute(stmt.format(blob=blob, int=integer))
-            tx.all("INSERT INTO schema_version (version) VALUES (?) RETURNING version", (number,))
-            version = number
-    return version

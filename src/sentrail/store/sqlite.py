@@ -17,7 +17,8 @@ from pathlib import Path
 from sentrail.evidence.note import Signer
 from sentrail.store.base import StoreError
 from sentrail.store.core import CHECKPOINT_EVERY, LogStore, Tx
-from sentrail.store.sql import SqlTx, apply_migrations
+from sentrail.store.schema import apply_migrations
+from sentrail.store.sql import SqlTx
 
 
 class SqliteStore(LogStore):
@@ -86,6 +87,6 @@ class SqliteStore(LogStore):
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite: {exc}", str(self.path)) from exc
 
-    def close(self) -> None:
+    def _close(self) -> None:
         with self._lock:
             self._conn.close()

@@ -178,7 +178,9 @@ def router(dash: Dashboard) -> APIRouter:
         tenant = session.tenant_id
         with records(store) as rtx:
             items = q.anomaly_feed(rtx, tenant, app, flt, PAGE + 1, _cursor(cursor))
-            audits = {i.finding.finding_id: rtx.audit(tenant, i.finding.finding_id) for i in items}
+            audits = {
+                i.finding.finding_id: rtx.audit(tenant, app, i.finding.finding_id) for i in items
+            }
             agents = q.feed_agents(rtx, tenant, app)
         more = len(items) > PAGE
         items = items[:PAGE]
@@ -232,7 +234,9 @@ def router(dash: Dashboard) -> APIRouter:
             uses = q.permission_uses(rtx, tenant, app, start, end)
             escalated = q.escalations(rtx, tenant, app, start, end)
             latest = q.latest_runs_by_agent(rtx, tenant, app, start, end)
-        grants = {agent: _granted(dash, tenant, agent, run_id) for agent, run_id in latest.items()}
+        grants = {
+            agent: _granted(dash, tenant, app, agent, run_id) for agent, run_id in latest.items()
+        }
         agents = sorted(set(uses) | set(grants) | set(escalated))
         perms = sorted(
             {p for c in uses.values() for p in c}
@@ -288,7 +292,7 @@ def _cell(uses: int, top: int, granted: bool, escalated: dict[str, set[str]], pe
     )
 
 
-def _granted(dash: Dashboard, tenant: str, agent: str, run_id: str) -> set[str]:
+def _granted(dash: Dashboard, tenant: str, app: str, agent: str, run_id: str) -> set[str]:
     """What the agent was granted: its policy profile's boundary, else the latest run's
     ``permissions_summary.granted`` (read from the stored payloads)."""
     profile = dash.svc.ingestor.engine.policy.profile_for(agent)
@@ -296,7 +300,7 @@ def _granted(dash: Dashboard, tenant: str, agent: str, run_id: str) -> set[str]:
     if boundary is not None:
         return {p for p in boundary if "*" not in p}
     summary: PermissionsSummary | None = None
-    for e in dash.svc.store.run_events(tenant, run_id):
+    for e in dash.svc.store.run_events(tenant, app, run_id):
         if e.payload is None:
             continue
         if e.kind == "trace":

@@ -1,11 +1,13 @@
 """State changes and the enforcement pages: triage of a finding, the approvals inbox and the
 containment state.
 
-Each change goes through the same record path as the API (``resolve_finding`` with its
-audit row; ``StoreApprovals.decide``), so the audit trail shows the key that acted and
-when, whichever front end it used. Approvals and containment rows carry a tenant but no
-app (schema v3): a key bound to one app sees and decides only those whose run (or agent)
-belongs to its app; a key for every app (``*``) sees its whole tenant.
+Each change goes through the same record path as the API (:func:`triage_finding`: a
+``triage`` event in the run's log chain and its audit row; ``StoreApprovals.decide``), and
+records the key as :func:`actor_label` does, so the audit trail shows the same actor and
+time whichever front end was used. Approvals and containment actions carry their app
+(schema v5): a key bound to one app sees and decides its app's approvals, and sees its
+app's actions and the tenant-wide controls (:func:`action_visible`, as the API does); a
+key for every app (``*``) sees its whole tenant.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from starlette.responses import Response
 from sentrail.enforce.model import Approval, args_hash
 from sentrail.enforce.state import EnforcementError
 from sentrail.model.trace import Step
-from sentrail.service.auth import Scope
-from sentrail.store.enforcement_records import ApprovalRow, ContainmentRow
+from sentrail.service.auth import ALL_APPS, Scope, actor_label
+from sentrail.store.enforcement_records import ApprovalRow, ContainmentRow, action_visible
 from sentrail.store.records import records
+from sentrail.store.triage import triage_finding
 from sentrail.ui import queries as q
 from sentrail.ui.render import path_part
 from sentrail.ui.runs import load_run
@@ -40,36 +43,21 @@ class Visible:
         self.dash, self.session, self.app = dash, session, app
 
     def approvals(self, rows: Sequence[A]) -> list[A]:
-        rows = [a for a in rows if a.tenant_id == self.session.tenant_id]
-        if self.session.app_id == "*":
-            return rows
-        with records(self.dash.svc.store) as rtx:
-            runs = q.runs_in_app(rtx, self.session.tenant_id, self.app, [a.run_id for a in rows])
-        return [a for a in rows if a.run_id in runs]
+        """The tenant's approvals of this app (all of them for a key for every app)."""
+        every = self.session.app_id == ALL_APPS
+        return [
+            a
+            for a in rows
+            if a.tenant_id == self.session.tenant_id and (every or a.app_id == self.app)
+        ]
 
     def containment(self, log: list[ContainmentRow]) -> list[ContainmentRow]:
-        log = [c for c in log if c.tenant_id == self.session.tenant_id]
-        if self.session.app_id == "*":
-            return log
-        agents = [c.target.partition(" ")[0] for c in log]
-        runs = [c.target for c in log if c.kind == "freeze_run"]
-        with records(self.dash.svc.store) as rtx:
-            mine = q.agents_in_app(rtx, self.session.tenant_id, self.app, agents)
-            mine_runs = q.runs_in_app(rtx, self.session.tenant_id, self.app, runs)
-        out = []
-        for c in log:
-            agent = c.target.partition(" ")[0]
-            if c.kind == "freeze_run":
-                keep = c.target in mine_runs
-            elif c.kind in ("quarantine", "release"):
-                keep = c.target in mine
-            elif c.kind in ("revoke_grant", "disable_tool", "enable_tool"):
-                keep = agent == "*" or agent in mine
-            else:  # approval records: their approval ids are listed in the inbox
-                keep = False
-            if keep:
-                out.append(c)
-        return out
+        """The tenant's actions that a key of this session sees (:func:`action_visible`)."""
+        return [
+            c
+            for c in log
+            if c.tenant_id == self.session.tenant_id and action_visible(c, self.session.app_id)
+        ]
 
 
 def current_state(log: list[ContainmentRow]) -> dict[str, list[ContainmentRow]]:
@@ -128,19 +116,19 @@ def router(dash: Dashboard) -> APIRouter:
         comment = fields.get("comment", "").strip()
         if not comment or len(comment) > MAX_COMMENT:
             raise UiError(400, f"a comment of 1-{MAX_COMMENT} characters is required")
-        resolved = fields.get("resolved") == "true"
-        with records(svc.store, write=True) as rtx:
-            row = rtx.get_finding(session.tenant_id, finding_id)
-            if row is None or row.app_id != app:
-                raise UiError(404, "no such finding in this app")
-            rtx.resolve_finding(
-                session.tenant_id,
-                finding_id,
-                resolved,
-                f"key:{session.key_id}",
-                comment,
-                time.time(),
-            )
+        done = triage_finding(
+            svc.store,
+            session.tenant_id,
+            app,
+            finding_id,
+            resolved=fields.get("resolved") == "true",
+            by=actor_label(session.key_id),
+            comment=comment,
+            now=time.time(),
+        )
+        if done is None:
+            raise UiError(404, "no such finding in this app")
+        svc.timer.touch(session.tenant_id)  # the triage event is checkpointed within a second
         back = safe_next(fields.get("next"))
         if back == PREFIX + "/":
             back = f"{PREFIX}/apps/{path_part(app)}/anomalies"
@@ -184,7 +172,7 @@ def router(dash: Dashboard) -> APIRouter:
         action, reason = fields.get("action"), fields.get("reason", "").strip()
         if not reason or len(reason) > MAX_COMMENT:
             raise UiError(400, f"a reason of 1-{MAX_COMMENT} characters is required")
-        by, tenant = f"key:{session.key_id}", session.tenant_id
+        by, tenant = actor_label(session.key_id), session.tenant_id
         with records(svc.store) as rtx:
             if action == "freeze_run":
                 target = fields.get("run_id", "")
@@ -198,8 +186,8 @@ def router(dash: Dashboard) -> APIRouter:
             raise UiError(404, "no such run or agent in this app")
         try:
             if action == "freeze_run":
-                svc.containment.freeze_run(tenant, target, by, reason)
-            else:
+                svc.containment.freeze_run(tenant, target, by, reason, app=app)
+            else:  # an agent's quarantine binds its calls in every app: tenant-wide
                 svc.containment.quarantine(tenant, target, by, reason)
         except EnforcementError as exc:
             raise UiError(400, exc.message) from None
@@ -226,7 +214,7 @@ def router(dash: Dashboard) -> APIRouter:
                 approval_id,
                 session.tenant_id,
                 verdict == "approve",
-                f"key:{session.key_id}",
+                actor_label(session.key_id),
                 reason,
             )
         except EnforcementError as exc:

@@ -224,7 +224,7 @@ def permission_uses(
     """Per agent, how many steps used each permission in runs started in [since, until)."""
     rows = rtx.tx.all(
         "SELECT r.agent_id, s.permissions, COUNT(*) FROM runs r CROSS JOIN steps s "
-        "WHERE s.tenant_id = r.tenant_id AND s.run_id = r.run_id "
+        "WHERE s.tenant_id = r.tenant_id AND s.app_id = r.app_id AND s.run_id = r.run_id "
         "AND r.tenant_id = ? AND r.app_id = ? AND r.started_at >= ? AND r.started_at < ? "
         "AND s.permissions <> '' GROUP BY r.agent_id, s.permissions",
         (tenant, app, since, until),
@@ -288,7 +288,7 @@ def _chunks(items: Sequence[str], size: int = 500) -> list[tuple[str, list[str]]
 
 
 def runs_in_app(rtx: RecordTx, tenant: str, app: str, run_ids: Sequence[str]) -> set[str]:
-    """Which of ``run_ids`` are runs of ``app`` (approvals and containment carry no app)."""
+    """Which of ``run_ids`` are runs of ``app`` (a run id names a run within its app)."""
     out: set[str] = set()
     for marks, chunk in _chunks(run_ids):
         rows = rtx.tx.all(

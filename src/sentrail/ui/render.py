@@ -19,6 +19,7 @@ import msgspec
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from sentrail.report.escape import safe_text
+from sentrail.service.auth import shown_actor
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEXT_LIMIT = 4_000  # reasoning, messages, parameters in place
@@ -37,6 +38,11 @@ def inert_line(value: object, limit: int = 200) -> str:
     if value is None:
         return ""
     return safe_text(value, limit=limit, one_line=True)
+
+
+def actor(value: str | None) -> str:
+    """Who acted, as the API shows it (:func:`shown_actor`), made one inert line."""
+    return inert_line(shown_actor(value))
 
 
 def as_json(value: object, limit: int = DATA_LIMIT) -> str:
@@ -95,6 +101,7 @@ def make_env() -> Environment:
     env.filters.update(
         inert=inert,
         inert_line=inert_line,
+        actor=actor,
         as_json=as_json,
         when=when,
         day_label=day_label,

@@ -70,7 +70,12 @@ def load_for_app(dash: Dashboard, request: Request, app: str, trace_hash: str) -
 def proof_document(dash: Dashboard, loaded: LoadedRun) -> dict[str, Any]:
     """What the browser needs to verify the run's events against a signed checkpoint
     itself: each event's leaf fields, the latest checkpoint note, and an inclusion proof
-    per event the checkpoint covers (events after it are shown as not yet covered)."""
+    per event the checkpoint covers (events after it are shown as not yet covered).
+
+    ``leaf_version`` says which leaf encoding an event has (2 since schema v5: it commits
+    to ``app_id``, ``received_at`` — exact Unix seconds, the binary64 the leaf holds —
+    and ``sealed``; 1 for events stored before). ``received`` is ``received_at`` for
+    people (RFC 3339)."""
     store = dash.svc.store
     tenant = loaded.row.tenant_id
     checkpoint = store.latest_checkpoint(tenant)
@@ -83,6 +88,7 @@ def proof_document(dash: Dashboard, loaded: LoadedRun) -> dict[str, Any]:
     head = TreeHead.parse(split_note(checkpoint.note)[0]) if checkpoint is not None else None
     return {
         "tenant": tenant,
+        "app_id": loaded.row.app_id,
         "run_id": loaded.row.run_id,
         "trace_hash": loaded.row.trace_hash,
         "source_seq": loaded.source_seq,
@@ -99,7 +105,10 @@ def proof_document(dash: Dashboard, loaded: LoadedRun) -> dict[str, Any]:
                 "prev_hash": e.prev_hash.hex(),
                 "chain_hash": e.chain_hash.hex(),
                 "redacted": e.payload is None,
-                "received_at": iso(e.received_at),
+                "leaf_version": e.leaf_version,
+                "received_at": e.received_at,
+                "received": iso(e.received_at),
+                "sealed": e.sealed,
                 "proof": proofs.get(e.seq),
             }
             for e in events

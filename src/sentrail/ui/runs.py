@@ -62,7 +62,7 @@ def load_run(store: LogStore, tenant: str, app: str, trace_hash: str) -> LoadedR
 
 
 def load_run_row(store: LogStore, row: RunRow, finding_rows: list[FindingRow]) -> LoadedRun:
-    events = store.run_events(row.tenant_id, row.run_id)
+    events = store.run_events(row.tenant_id, row.app_id, row.run_id)
     run: Run | None = None
     step_events: dict[int, int] = {}
     source: int | None = None

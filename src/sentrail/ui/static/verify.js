@@ -2,16 +2,23 @@
    Nothing here trusts the server's verdict: from the run's log entries, the exact stored
    payloads, a C2SP signed checkpoint and RFC 9162 inclusion proofs, it recomputes
      1. each payload's SHA-256 (the digest the log entry commits to),
-     2. each leaf (sentrail.evidence.leaf.v1) and the run's hash chain from GENESIS,
+     2. each leaf and the run's hash chain from GENESIS: version 2 leaves
+        (sentrail.evidence.leaf.v2: tenant, app, run, event id, kind, seq, received_at as
+        IEEE 754 binary64, the sealed flag, digest, previous link) and version 1 for
+        events stored before schema v5, byte for byte as sentrail.evidence.chain does,
      3. each inclusion proof up to the checkpoint's root hash,
      4. the checkpoint note's Ed25519 signature under the verifier key the user pinned
-        (settings page; kept in localStorage, never taken from the server),
+        (settings page; kept in localStorage, never taken from the server), for the
+        tenant log's origin "<key name>/<tenant>" (or the key's own name: checkpoints
+        signed before per-tenant origins),
    and which step each entry carries (read from the verified payload itself). */
 "use strict";
 (function () {
   const PIN = "sentrail.verifierKey";
   const enc = new TextEncoder();
   const LEAF_DOMAIN = enc.encode("sentrail.evidence.leaf.v1\u0000");
+  const LEAF_DOMAIN_V2 = enc.encode("sentrail.evidence.leaf.v2\u0000");
+  const SEALED_FLAG = 0x01;
   const CHAIN_DOMAIN = enc.encode("sentrail.evidence.chain.v1\u0000");
 
   function concat(parts) {
@@ -53,6 +60,36 @@
     new DataView(b.buffer).setBigUint64(0, BigInt(n));
     return b;
   }
+  function f64(x) {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, x);
+    return b;
+  }
+  /* Python's urllib.parse.quote(s, safe=""): UTF-8, all but A-Z a-z 0-9 _ . - ~ as %XX. */
+  function quote(s) {
+    return Array.from(enc.encode(s), (b) => {
+      const c = String.fromCharCode(b);
+      return /[A-Za-z0-9_.~-]/.test(c) ? c : "%" + b.toString(16).toUpperCase().padStart(2, "0");
+    }).join("");
+  }
+
+  /* The leaf data of one event (sentrail.evidence.chain.EventLeaf.leaf_data). */
+  function leafData(doc, e, digest, prev) {
+    if (e.leaf_version === 2) {
+      if (typeof e.received_at !== "number" || !Number.isFinite(e.received_at)) throw new Error("malformed received_at");
+      return concat([LEAF_DOMAIN_V2, str(doc.tenant), str(doc.app_id), str(doc.run_id), str(e.event_id),
+        str(e.kind), u64(e.seq), f64(e.received_at), new Uint8Array([e.sealed ? SEALED_FLAG : 0]), digest, prev]);
+    }
+    if (e.leaf_version === 1) {
+      return concat([LEAF_DOMAIN, str(doc.tenant), str(doc.run_id), str(e.event_id), str(e.kind), u64(e.seq), digest, prev]);
+    }
+    throw new Error("unknown leaf version " + e.leaf_version);
+  }
+
+  /* The C2SP key id of an Ed25519 key under a name: SHA-256(name "\n" 0x01 key)[:4]. */
+  async function keyId(name, pub) {
+    return (await sha256(concat([enc.encode(name + "\n"), new Uint8Array([1]), pub]))).slice(0, 4);
+  }
 
   /* name+keyid(8 hex)+base64(0x01 || 32-byte Ed25519 key); the key id is checked too. */
   async function parseVerifierKey(text) {
@@ -62,24 +99,31 @@
     const raw = unb64(b64);
     if (raw.length !== 33 || raw[0] !== 1) throw new Error("the pinned key is not an Ed25519 key");
     const pub = raw.slice(1);
-    const kid = (await sha256(concat([enc.encode(name + "\n"), new Uint8Array([1]), pub]))).slice(0, 4);
-    if (hex(kid) !== id) throw new Error("the pinned key's id does not match its key");
+    if (hex(await keyId(name, pub)) !== id) throw new Error("the pinned key's id does not match its key");
     const key = await crypto.subtle.importKey("raw", pub, { name: "Ed25519" }, false, ["verify"]);
-    return { name, kid, key };
+    return { name, pub, key };
   }
 
-  /* A C2SP signed note: text, a blank line, signature lines "— name base64(kid || sig)". */
-  async function openCheckpoint(note, pinned) {
+  /* A C2SP signed note: text, a blank line, signature lines "— name base64(kid || sig)".
+     The origin (first line) is the tenant's log, "<pinned key name>/<tenant>", or the
+     pinned key's own name (checkpoints from before per-tenant origins); the pinned key
+     must have signed it under that name (sentrail.evidence.checkpoint.log_verifiers). */
+  async function openCheckpoint(note, pinned, tenant) {
     const cut = note.indexOf("\n\n");
     if (cut < 0) throw new Error("the checkpoint is not a signed note");
     const text = note.slice(0, cut + 1);
+    const origin = text.slice(0, text.indexOf("\n"));
+    if (origin !== pinned.name + "/" + quote(tenant) && origin !== pinned.name) {
+      throw new Error("the checkpoint is not of this tenant's log under the pinned key");
+    }
+    const kid = await keyId(origin, pinned.pub);
     let ok = false;
     for (const line of note.slice(cut + 2).split("\n")) {
       if (!line.startsWith("\u2014 ")) continue;
       const [name, b64] = line.slice(2).split(" ");
-      if (name !== pinned.name) continue;
+      if (name !== origin) continue;
       const blob = unb64(b64);
-      if (blob.length !== 68 || !same(blob.slice(0, 4), pinned.kid)) continue;
+      if (blob.length !== 68 || !same(blob.slice(0, 4), kid)) continue;
       ok = await crypto.subtle.verify({ name: "Ed25519" }, pinned.key, blob.slice(4), enc.encode(text));
       if (!ok) throw new Error("the checkpoint's signature by the pinned key does not verify");
     }
@@ -140,18 +184,24 @@
     const results = new Map();
     let cp = null, cpError = null;
     if (doc.checkpoint) {
-      try { cp = await openCheckpoint(doc.checkpoint.note, pinned); } catch (e) { cpError = e.message; }
+      try { cp = await openCheckpoint(doc.checkpoint.note, pinned, doc.tenant); } catch (e) { cpError = e.message; }
     } else { cpError = "no signed checkpoint yet"; }
     let chain = new Uint8Array(32);
+    let version = 1;
     for (const e of doc.events) {
-      const r = { state: "ok", why: "", steps: [] };
+      const r = { state: "ok", why: "", steps: [], version: e.leaf_version };
       const payload = payloads.has(e.seq) ? payloads.get(e.seq) : null;
       const digest = unhex(e.payload_sha256), prev = unhex(e.prev_hash);
       if (payload !== null && !same(await sha256(payload), digest)) {
         r.state = "bad"; r.why = "the stored payload does not hash to the logged digest";
       }
       r.steps = stepsIn(e.kind, payload);
-      const data = concat([LEAF_DOMAIN, str(doc.tenant), str(doc.run_id), str(e.event_id), str(e.kind), u64(e.seq), digest, prev]);
+      let data;
+      try { data = leafData(doc, e, digest, prev); } catch (err) {
+        r.state = "bad"; r.why = err.message; results.set(e.seq, r); continue;
+      }
+      if (e.leaf_version < version) { r.state = "bad"; r.why = "a version 1 leaf after version 2 (a rewritten entry)"; }
+      version = Math.max(version, e.leaf_version);
       if (!same(prev, chain)) { r.state = "bad"; r.why = "the run's hash chain is broken before this entry"; }
       chain = await sha256(concat([CHAIN_DOMAIN, prev, await sha256(data)]));
       if (hex(chain) !== e.chain_hash && r.state === "ok") { r.state = "bad"; r.why = "the chain link does not recompute"; }
