@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from sentrail.evidence.chain import EventLeaf
 from sentrail.evidence.checkpoint import verify_checkpoint
-from sentrail.evidence.merkle import verify_consistency, verify_inclusion
+from sentrail.evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
 from sentrail.evidence.note import Verifier
 from sentrail.service.auth import actor_label
 from sentrail.service.background import CheckpointTimer
@@ -210,6 +211,21 @@ def test_trace_detail_proves_itself(api: Api) -> None:
     assert head.size == d["checkpoint"]["tree_size"] == 2
     (proof,) = d["inclusion_proofs"]
     (event,) = d["events"]
+    # The leaf recomputes from the response alone (version 2: app, time received, sealed).
+    leaf = EventLeaf(
+        tenant="tenant-a",
+        seq=event["seq"],
+        run_id=d["run_id"],
+        event_id=event["event_id"],
+        kind=event["kind"],
+        payload_sha256=bytes.fromhex(event["payload_sha256"]),
+        prev_hash=bytes.fromhex(event["prev_hash"]),
+        app="app1",
+        received_at=event["received_at"],
+        sealed=event["sealed"],
+        version=event["leaf_version"],
+    )
+    assert event["leaf_version"] == 2 and leaf_hash(leaf.leaf_data()).hex() == event["leaf_hash"]
     assert verify_inclusion(
         bytes.fromhex(event["leaf_hash"]),
         proof["leaf_index"],

@@ -165,6 +165,9 @@ def add_query_routes(app: FastAPI, svc: Services) -> None:
                     "chain_hash": e.chain_hash.hex(),
                     "leaf_hash": e.leaf_hash.hex(),
                     "redacted": e.payload is None,
+                    "leaf_version": e.leaf_version,  # 2 commits to the fields below
+                    "received_at": e.received_at,  # exact Unix seconds (the leaf's binary64)
+                    "sealed": e.sealed,
                 }
                 for e in events
             ],
