@@ -16,12 +16,13 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import ensure_corpus
+from sentrail.engine.config import EngineConfig
 from sentrail.engine.engine import Engine
 from sentrail.model.decode import decode_run
 from sentrail.model.trace import Run
 from sentrail.policy.compiled import Policy
 from sentrail.policy.load import load_policy
-from sentrail.runtime.batch import EngineConfig, run_batch
+from sentrail.runtime.batch import run_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "benchmarks" / ".corpus"

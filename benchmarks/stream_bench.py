@@ -29,14 +29,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import make_trace
-from sentrail.bus.base import BusMessage
 from sentrail.bus.nats import NatsBus
 from sentrail.engine.engine import Engine
 from sentrail.evidence.note import Signer
 from sentrail.model.decode import decode_event
-from sentrail.model.events import events_of
-from sentrail.model.finding import Finding
+from sentrail.model.events import StepEvent, events_of
 from sentrail.model.trace import Run
+from sentrail.runtime.compose import listener_pipeline
+from sentrail.runtime.pipeline import RunUpdate
 from sentrail.runtime.worker import Worker
 from sentrail.store.sqlite import SqliteStore
 
@@ -85,12 +85,17 @@ async def _consume(
     tenant: str, total: int, store: SqliteStore | None, latencies: list[float] | None
 ) -> tuple[float, Worker]:
     bus = await NatsBus.connect(URL)
+    published: dict[tuple[str, int | None], float] = {}  # (run, step) -> publisher's clock
 
-    def sink(t: str, r: str, f: Finding, m: BusMessage | None) -> None:
-        if latencies is not None and m is not None and m.published_at:
-            latencies.append(time.time() - m.published_at)
+    def sink(u: RunUpdate) -> None:
+        if latencies is None or not u.findings:
+            return
+        at = published.get((u.run_id, u.step.step.step_index if u.step.step else None))
+        if at:
+            latencies.extend(time.time() - at for _ in u.findings)
 
-    worker = Worker(bus, Engine(), tenant, store=store, on_finding=sink, batch=512)
+    pipeline = listener_pipeline(sink)
+    worker = Worker(bus, Engine(), tenant, store=store, pipeline=pipeline, batch=512)
     consumer = await bus.consumer(tenant, worker.durable)
     seen = 0
     start = 0.0
@@ -102,8 +107,13 @@ async def _consume(
             continue
         if not start:
             start = time.perf_counter()
+        if latencies is not None:
+            for m in msgs:
+                ev = decode_event(m.data)
+                index = ev.step.step_index if isinstance(ev, StepEvent) else None
+                published[(ev.run_id, index)] = m.published_at
         worker.process(msgs)
-        await consumer.ack_through(msgs[-1])
+        await consumer.ack(msgs)
         seen += len(msgs)
     took = time.perf_counter() - start
     await consumer.close()

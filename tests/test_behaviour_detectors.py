@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from sentrail.engine.baseline_learn import learn
 from sentrail.engine.engine import Engine
+from sentrail.engine.fold import fold_events
 from sentrail.model.baseline import Baselines
 from sentrail.model.decode import decode_run
 from sentrail.model.events import RunCompleted, RunStarted, StepEvent, events_of
@@ -266,7 +267,7 @@ def test_summary_arriving_only_at_run_completed_gives_the_same_findings() -> Non
             permissions_summary=run.permissions_summary,
         ),
     ]
-    [streamed] = Engine().replay(live)
+    [streamed] = fold_events(Engine(), live)
     assert (
         rules(batch)
         == rules(streamed)
@@ -301,7 +302,7 @@ def test_escalation_judged_at_run_end_is_still_correlated() -> None:
         *(StepEvent(run_id=run.run_id, step=s) for s in run.steps),
         RunCompleted(run_id=run.run_id, permissions_summary=run.permissions_summary),
     ]
-    [streamed] = Engine().replay(live)
+    [streamed] = fold_events(Engine(), live)
     batch = Engine().analyze(run)
     assert of(streamed, "behavioural_correlation") == of(batch, "behavioural_correlation")
     assert len(of(batch, "behavioural_correlation")) == 1
@@ -395,16 +396,15 @@ _run = st.fixed_dictionaries(
 _BASELINES = _baselines("agent-1", [TOOLS[:3], TOOLS[2:], TOOLS[::2]])
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_run, st.booleans())
 def test_arbitrary_runs_never_crash_and_stream_like_batch(d: dict[str, Any], thin: bool) -> None:
     run = decode_run(msgspec.json.encode(d))
     baselines = _baselines("agent-1", [TOOLS]) if thin else _BASELINES
     policy_yaml = "agents:\n  - id: agent-1\n    retry_threshold: 2\n"
     batch = analyze_doc(msgspec.json.encode(d), policy_yaml, baselines)
-    [streamed] = Engine(Policy(parse_policy(policy_yaml.encode())), baselines).replay(
-        events_of(run)
-    )
+    engine = Engine(Policy(parse_policy(policy_yaml.encode())), baselines)
+    [streamed] = fold_events(engine, events_of(run))
     assert batch.findings == streamed.findings
     mine = {"excessive_retries", "unusual_sequence", "missing_telemetry", "behavioural_correlation"}
     ids = [f.id for f in batch.findings if f.category.value in mine]

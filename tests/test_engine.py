@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given, settings
 
 from sentrail.engine.engine import Engine
+from sentrail.engine.fold import fold_events
 from sentrail.engine.scoring import risk_of, verdict_of
 from sentrail.model.decode import decode_event, decode_run
 from sentrail.model.events import events_of
 from sentrail.model.finding import Category, Finding, Severity, Verdict
 from sentrail.policy.compiled import Policy
 from sentrail.policy.load import load_policy
-from sentrail.runtime.batch import replay_stream
+from sentrail.runtime.batch import analyze_stream
 from tests.conftest import EXAMPLES
 from tests.strategies import traces
 
@@ -42,7 +43,7 @@ def test_analyze_equals_fold_of_streamed_events(doc: dict[str, Any]) -> None:
     raw = json.dumps(doc).encode()
     engine = Engine(policy())
     whole = engine.analyze(decode_run(raw))
-    streamed = [o.result for o in replay_stream(engine, ndjson(raw), "<stream>")]
+    streamed = [o.result for o in analyze_stream(engine, ndjson(raw), "<stream>")]
     assert len(streamed) == 1
     assert_same(whole, streamed[0])
 
@@ -53,7 +54,7 @@ def test_analyze_equals_fold_of_streamed_events(doc: dict[str, Any]) -> None:
 def test_examples_analyze_equals_fold(path: Path) -> None:
     raw = path.read_bytes()
     engine = Engine(policy())
-    assert_same(engine.analyze(decode_run(raw)), engine.replay(events_of(decode_run(raw)))[0])
+    assert_same(engine.analyze(decode_run(raw)), fold_events(engine, events_of(decode_run(raw)))[0])
 
 
 def test_summary_arriving_only_at_completion_still_judges_escalation() -> None:
@@ -75,7 +76,7 @@ def test_summary_arriving_only_at_completion_still_judges_escalation() -> None:
         b'{"granted":["metrics:read","ssh:exec:write"],"escalated":["ssh:exec:write"]}}',
     ]
     events = [decode_event(line) for line in lines]
-    (result,) = Engine().replay(events)
+    (result,) = fold_events(Engine(), events)
     esc = [f for f in result.findings if f.category is Category.PERMISSION_ESCALATION]
     assert [f.evidence["permission"] for f in esc] == ["ssh:exec:write"]
 
@@ -87,7 +88,7 @@ def test_stream_errors_are_located_and_the_rest_goes_on() -> None:
         b'{"type":"step","run_id":"r","step":{"step_index":1}}\n'
         b'{"type":"run_completed","run_id":"r"}\n'
     )
-    outcomes = list(replay_stream(Engine(), data, "s.ndjson"))
+    outcomes = list(analyze_stream(Engine(), data, "s.ndjson"))
     assert outcomes[0].error == "s.ndjson:line 2: step.step_index: expected int, got str"
     assert outcomes[1].result is not None and outcomes[1].result.steps == 1
 
@@ -195,3 +196,92 @@ rules:
     hits = [f.step_index for f in result.findings if f.rule == "policy.rule.external-mail"]
     assert hits == [1]
     assert policy.rules[0].errors >= 1  # the error is counted, not raised
+
+
+# -- the fold ------------------------------------------------------------------------------
+def _events(raw: bytes) -> list[Any]:
+    return list(events_of(decode_run(raw)))
+
+
+def test_the_fold_says_what_each_event_did_and_nothing_else() -> None:
+    from sentrail.engine.fold import Fold
+
+    raw = (EXAMPLES / "traces" / "prod-delete.json").read_bytes()
+    engine = Engine(policy())
+    fold = Fold(engine)
+    steps = [fold.feed(e) for e in _events(raw)]
+    assert [s.kind for s in steps] == ["started"] + ["step"] * (len(steps) - 2) + ["completed"]
+    assert all(s.result is None for s in steps[:-1]) and steps[-1].result is not None
+    raised = [f.id for s in steps for f in s.findings]
+    assert sorted(raised) == sorted(f.id for f in steps[-1].result.findings)  # each once
+    assert not fold.runs  # a completed run is forgotten
+
+
+def test_an_event_id_seen_before_in_a_run_changes_nothing() -> None:
+    from sentrail.engine.fold import Fold
+
+    raw = (EXAMPLES / "traces" / "prod-delete.json").read_bytes()
+    events = _events(raw)
+    for i, e in enumerate(events):
+        e.event_id = f"e{i}"
+    fold = Fold(Engine(policy()))
+    once = [fold.feed(e) for e in events[:-1]]
+    again = [fold.feed(e) for e in events[:-1]]  # redelivered
+    assert {s.kind for s in again} == {"duplicate"} and not any(s.findings for s in again)
+    end = fold.feed(events[-1])
+    whole = Engine(policy()).analyze(decode_run(raw))
+    assert_same(end.result, whole)
+    assert len(once) == len(events) - 1
+
+
+def test_events_that_do_not_fit_their_run_are_named() -> None:
+    from sentrail.engine.fold import Fold, OutOfOrder
+
+    fold = Fold(Engine())
+    start = decode_event(b'{"type":"run_started","run_id":"r","agent_id":"x"}')
+    fold.feed(start)
+    with pytest.raises(OutOfOrder) as twice:
+        fold.feed(decode_event(b'{"type":"run_started","run_id":"r","agent_id":"y"}'))
+    assert twice.value.reason == "started_twice" and str(twice.value) == "run r: run_started twice"
+    with pytest.raises(OutOfOrder) as orphan:
+        fold.feed(decode_event(b'{"type":"step","run_id":"q","step":{"step_index":0}}'))
+    assert orphan.value.reason == "not_started"
+    (closed,) = fold.close_all("partial")
+    assert closed.kind == "closed" and closed.result is not None
+    assert closed.result.status == "partial"
+    assert "missing_telemetry.empty_run" not in {f.rule for f in closed.result.findings}
+
+
+def test_restoring_a_stored_run_is_the_same_fold_as_the_live_one(tmp_path: Path) -> None:
+    from sentrail.runtime.ingest import event_kind
+    from sentrail.runtime.stored import fold_stored
+    from sentrail.store.base import NewEvent
+    from sentrail.store.sqlite import SqliteStore
+    from tests.store.conftest import SIGNER
+
+    store = SqliteStore(tmp_path / "s.db", SIGNER)
+    store.migrate()
+    for path in EXAMPLE_TRACES:
+        if path.name == "truncated.json":
+            continue
+        run = decode_run(path.read_bytes())
+        events = events_of(run)
+        store.append(
+            [
+                NewEvent(
+                    "t",
+                    "default",
+                    run.run_id,
+                    f"{run.run_id}/{i}",
+                    event_kind(e),
+                    msgspec.json.encode(e),
+                )
+                for i, e in enumerate(events)
+            ]
+        )
+        stored = fold_stored(Engine(policy()), store.run_events("t", "default", run.run_id))
+        assert stored.folder is not None and stored.completed
+        assert_same(stored.folder.result, Engine(policy()).analyze(run))
+        raised = sorted(f.id for s in stored.raised.values() for f in s.findings)
+        assert raised == sorted(f.id for f in stored.folder.findings)
+    store.close()

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 from sentrail.engine.engine import Engine
-from sentrail.forensics.stored import reindex, value_uses
 from sentrail.forensics.values import query_keys, run_values
 from sentrail.model.decode import decode_run
 from sentrail.runtime.ingest import Ingestor
+from sentrail.runtime.logged_runs import reindex, value_uses
 from tests.conftest import EXAMPLES
 from tests.store.conftest import Backend
 

@@ -15,7 +15,7 @@ from sentrail.evidence.checkpoint import verify_checkpoint
 from sentrail.evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
 from sentrail.evidence.note import Verifier
 from sentrail.service.auth import actor_label
-from sentrail.service.background import CheckpointTimer
+from sentrail.store.checkpoint_timer import CheckpointTimer
 from tests.service.conftest import EXAMPLES, Api, example, make_api
 from tests.store.conftest import Backend
 
@@ -456,13 +456,13 @@ def _decide_over_http(api: Api) -> None:
 
 
 def test_a_failed_index_write_stores_nothing(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sentrail.runtime.ingest import Ingestor
+    from sentrail.runtime.store_writer import StoreWriter
     from sentrail.store.base import StoreError
 
     def broken(*args: object, **kw: object) -> None:
         raise StoreError("disk full (injected)")
 
-    monkeypatch.setattr(Ingestor, "_write_index", broken)
+    monkeypatch.setattr(StoreWriter, "write", broken)
     r = api.client.post(
         "/v1/apps/app1/traces", content=example("prod-delete.json"), headers=api.auth("a")
     )

@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from sentrail.engine.config import EngineConfig
 from sentrail.model.decode import decode_run
-from sentrail.runtime.batch import EngineConfig
 from sentrail.siem.records import Record, records_from_run
 from tests.alerts.conftest import clock, stub, waits
 from tests.conftest import EXAMPLES

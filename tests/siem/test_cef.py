@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from sentrail.model.finding import Category, Finding, Severity
 from sentrail.siem.cef import cef_line, cef_record, escape_header, escape_value
-from sentrail.siem.records import FindingRecord, Record, RunContext, ToolCallRecord
+from sentrail.siem.records import FindingRecord, Record, RunSummary, ToolCallRecord
 
 
 def parse_cef(line: str) -> tuple[list[str], dict[str, str]]:
@@ -107,7 +107,7 @@ def test_escaped_values_have_no_bare_separator(text: str) -> None:
 def test_long_values_are_cut() -> None:
     record = FindingRecord(
         time_ms=1,
-        run=RunContext(run_id="r", agent_id="a"),
+        run=RunSummary(run_id="r", agent_id="a"),
         finding=Finding(
             id="F-1",
             rule="r" * 2000,

@@ -5,12 +5,12 @@ import json
 
 import msgspec
 
+from sentrail.engine.config import EngineConfig
 from sentrail.engine.engine import Engine
 from sentrail.model.decode import decode_run
 from sentrail.model.finding import Verdict
 from sentrail.policy.compiled import Policy
 from sentrail.report.json_report import JsonReportWriter
-from sentrail.runtime.batch import EngineConfig
 from sentrail.siem.formats import ExportFormat, encode_record
 from sentrail.siem.records import (
     FindingRecord,

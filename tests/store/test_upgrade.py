@@ -19,10 +19,10 @@ import msgspec
 
 from sentrail.engine.engine import Engine
 from sentrail.evidence.verify import verify_bundle
-from sentrail.forensics.stored import reindex, value_index_rows, value_uses
 from sentrail.model.decode import decode_run
 from sentrail.runtime.deep_verify import EnginePicker, deep_verify
 from sentrail.runtime.ingest import Ingestor
+from sentrail.runtime.logged_runs import reindex, value_index_rows, value_uses
 from sentrail.store.base import NewEvent
 from sentrail.store.core import LogStore
 from sentrail.store.log_verify import verify_log

@@ -23,8 +23,8 @@ from sentrail.evidence.witness import (
     parse_add_checkpoint,
     verify_cosignatures,
 )
-from sentrail.service.background import CheckpointTimer
 from sentrail.store.base import NewEvent
+from sentrail.store.checkpoint_timer import CheckpointTimer
 from sentrail.store.log_verify import Outside, verify_log
 from sentrail.store.witness import (
     FileWitness,

@@ -20,9 +20,11 @@ import msgspec
 from sentrail.bus.base import BusError
 from sentrail.bus.nats import NatsBus
 from sentrail.engine.engine import Engine
+from sentrail.engine.fold import fold_events
 from sentrail.model.decode import decode_run
 from sentrail.model.events import events_of
-from sentrail.model.finding import Finding
+from sentrail.runtime.compose import listener_pipeline
+from sentrail.runtime.pipeline import RunUpdate
 from sentrail.runtime.worker import Worker
 from sentrail.store.sqlite import SqliteStore
 from tests.bus.conftest import NATS_URL
@@ -112,13 +114,15 @@ def test_restarting_nats_mid_stream_loses_and_doubles_nothing(tmp_path: Path) ->
     store.migrate()
     emitted: list[str] = []
 
-    def sink(t: str, r: str, f: Finding, m: object) -> None:
-        emitted.append(f.id)
+    def sink(u: RunUpdate) -> None:
+        emitted.extend(f.id for f in u.findings)
 
     async def go() -> int:
         pub_bus = await NatsBus.connect(NATS_URL)
         sub_bus = await NatsBus.connect(NATS_URL)
-        worker = Worker(sub_bus, engine, tenant, store=store, on_finding=sink, batch=64)
+        worker = Worker(
+            sub_bus, engine, tenant, store=store, pipeline=listener_pipeline(sink), batch=64
+        )
         stop = asyncio.Event()
         consumer_task = asyncio.create_task(worker.run(stop, poll=0.2))
         half = len(events) // 2
@@ -164,6 +168,6 @@ def _expected(engine: Engine, runs: dict[str, list[bytes]]) -> list[str]:
 
     out = []
     for datas in runs.values():
-        (result,) = engine.replay(decode_event(d) for d in datas)
+        (result,) = fold_events(engine, [decode_event(d) for d in datas])
         out += [f.id for f in result.findings]
     return sorted(out)

@@ -18,16 +18,17 @@ from sentrail.bus.memory import MemoryBus
 from sentrail.engine.engine import Engine
 from sentrail.model.decode import decode_event, decode_run
 from sentrail.runtime.emit import (
-    BusSink,
+    BusTarget,
     EventReader,
-    HttpSink,
+    HttpTarget,
     Outgoing,
     Pacer,
-    StreamSink,
+    StreamTarget,
     emit,
 )
-from sentrail.runtime.watch import RunClosed, StepSeen, Watcher, WatchRecord
+from sentrail.runtime.watch import Watcher
 from sentrail.runtime.watch_loop import StopFlag, pump
+from sentrail.runtime.watch_records import RunClosed, StepSeen, WatchRecord
 from sentrail.runtime.watch_sources import BusSource
 from tests.watch.conftest import (
     PATIENCE,
@@ -182,7 +183,7 @@ def test_emit_piped_into_watch_end_to_end(_home: Path) -> None:
 def test_emit_to_an_in_process_bus_then_watch_it() -> None:
     bus = MemoryBus()
     reader = EventReader(str(TRACES / "injected-transfer.json"), lambda m: None)
-    asyncio.run(emit(reader, BusSink(bus, "acme", "memory")))  # not closed: shared below
+    asyncio.run(emit(reader, BusTarget(bus, "acme", "memory")))  # not closed: shared below
 
     async def same_bus() -> Any:
         return bus
@@ -201,14 +202,14 @@ def test_emit_to_an_in_process_bus_then_watch_it() -> None:
 def test_a_bus_watch_without_from_start_sees_only_new_runs() -> None:
     bus = MemoryBus()
     old = EventReader(str(TRACES / "prod-delete.json"), lambda m: None)
-    asyncio.run(emit(old, BusSink(bus, "acme", "memory")))
+    asyncio.run(emit(old, BusTarget(bus, "acme", "memory")))
 
     async def same_bus() -> Any:
         return bus
 
     def publish_new() -> None:
         fresh = EventReader(str(TRIAGE), lambda m: None)
-        asyncio.run(emit(fresh, BusSink(bus, "acme", "memory")))
+        asyncio.run(emit(fresh, BusTarget(bus, "acme", "memory")))
 
     seen: list[WatchRecord] = []
     w = Watcher(Engine(), seen.append)
@@ -281,7 +282,7 @@ def test_emit_to_http_refusals_retries_and_usage(stub: str) -> None:
     assert invoke("emit", str(TRIAGE), "--to", "ftp://x").exit_code == 2
     IngestStub.requests = []
     IngestStub.fail_first = 2
-    sink = HttpSink(stub, "pay", "sk_good", backoff=0.0)
+    sink = HttpTarget(stub, "pay", "sk_good", backoff=0.0)
     reader = EventReader(str(TRIAGE_EVENTS), lambda m: None)
 
     async def go() -> Any:
@@ -307,7 +308,7 @@ def test_emit_into_the_real_service(tmp_path: Path) -> None:
     try:
         key = api.keys["a"]  # tenant-a, app1
         transport = httpx.ASGITransport(app=api.client.app)
-        sink = HttpSink("http://service", "app1", key, transport=transport)
+        sink = HttpTarget("http://service", "app1", key, transport=transport)
         reader = EventReader(str(TRIAGE), lambda m: None)
 
         async def go() -> Any:
@@ -335,6 +336,6 @@ def test_stream_sink_writes_lines() -> None:
 
     buf = io.BytesIO()
     reader = EventReader(str(TRIAGE_EVENTS), lambda m: None)
-    asyncio.run(emit(reader, StreamSink(buf)))
+    asyncio.run(emit(reader, StreamTarget(buf)))
     assert buf.getvalue() == TRIAGE_EVENTS.read_bytes()
     assert msgspec.json.decode(buf.getvalue().splitlines()[0])["type"] == "run_started"

@@ -25,15 +25,8 @@ from sentrail.model.events import events_of
 from sentrail.policy.compiled import Policy
 from sentrail.policy.load import load_policy
 from sentrail.runtime.framing import DocumentFramer, bounded_lines
-from sentrail.runtime.watch import (
-    Problem,
-    RunClosed,
-    StepSeen,
-    Watcher,
-    WatchRecord,
-    partial_name,
-    save_partial,
-)
+from sentrail.runtime.watch import Watcher, partial_name, save_partial
+from sentrail.runtime.watch_records import RunClosed, StepSeen, WatchProblem, WatchRecord
 from tests.strategies import traces
 from tests.watch.conftest import EXAMPLES, TRACES, TRIAGE_EVENTS, invoke
 
@@ -105,7 +98,7 @@ def watched_ids(watcher_engine: Engine, data: bytes, lines: bool) -> tuple[set[s
         w.end_of_input("t")
     else:
         w.feed_document(data, "t")
-    assert not [r for r in seen if isinstance(r, Problem)], seen
+    assert not [r for r in seen if isinstance(r, WatchProblem)], seen
     ids: set[str] = set()
     for r in seen:
         if isinstance(r, StepSeen | RunClosed):
@@ -214,21 +207,21 @@ def test_partial_file_names_are_safe_private_and_never_overwrite(tmp_path: Path)
 def test_an_internal_error_on_one_event_is_reported_and_the_watch_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sentrail.engine.engine import RunSession
+    from sentrail.engine.fold import RunFolder
 
-    real = RunSession.on_step
+    real = RunFolder._step
 
-    def flaky(self: RunSession, step: Any) -> Any:
+    def flaky(self: RunFolder, step: Any) -> Any:
         if step.step_index == 1:
             raise KeyError("detector bug")
         return real(self, step)
 
-    monkeypatch.setattr(RunSession, "on_step", flaky)
+    monkeypatch.setattr(RunFolder, "_step", flaky)
     seen: list[WatchRecord] = []
     w = Watcher(Engine(), seen.append)
     for line in TRIAGE_EVENTS.read_bytes().splitlines(keepends=True):
         w.feed_line(line, "stdin")
-    problems = [r for r in seen if isinstance(r, Problem)]
+    problems = [r for r in seen if isinstance(r, WatchProblem)]
     assert [p.where for p in problems] == ["stdin:line 3"]
     assert "internal error: KeyError" in problems[0].message
     assert [r.completed for r in seen if isinstance(r, RunClosed)] == [True]

@@ -16,9 +16,10 @@ import pytest
 from sentrail.bus.base import Bus, stream_name
 from sentrail.engine.engine import Engine
 from sentrail.model.decode import decode_run
-from sentrail.runtime.emit import BusSink, EventReader, emit
-from sentrail.runtime.watch import RunClosed, StepSeen, Watcher, WatchRecord
+from sentrail.runtime.emit import BusTarget, EventReader, emit
+from sentrail.runtime.watch import Watcher
 from sentrail.runtime.watch_loop import StopFlag, pump
+from sentrail.runtime.watch_records import RunClosed, StepSeen, WatchRecord
 from sentrail.runtime.watch_sources import BusSource
 from tests.watch.conftest import (
     NATS_URL,
@@ -55,7 +56,7 @@ def tenant() -> Iterator[str]:
 
 def publish(path: Path, tenant: str) -> None:
     async def go() -> None:
-        sink = BusSink(await connect(), tenant, NATS_URL)
+        sink = BusTarget(await connect(), tenant, NATS_URL)
         try:
             await emit(EventReader(str(path), lambda m: None), sink)
         finally:

@@ -15,8 +15,9 @@ import pytest
 
 from sentrail.engine.engine import Engine
 from sentrail.errors import UsageError
-from sentrail.runtime.watch import RunClosed, StepSeen, Watcher, WatchRecord
+from sentrail.runtime.watch import Watcher
 from sentrail.runtime.watch_loop import StopFlag, pump
+from sentrail.runtime.watch_records import RunClosed, StepSeen, WatchRecord
 from sentrail.runtime.watch_sources import FileSource, HttpSource, display_url, import_httpx
 from tests.watch.conftest import PATIENCE, TRIAGE, TRIAGE_EVENTS, invoke
 

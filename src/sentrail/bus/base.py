@@ -9,14 +9,20 @@ Subjects are ``sentrail.events.<tenant>.<agent_id>``. A tenant or agent id that 
 plain NATS token (letters, digits, ``-``, ``_``) is written ``_x`` + the hex of its UTF-8
 bytes, so ids containing ``.``, ``*``, ``>`` or spaces cannot change the subject's shape.
 
-Consumers acknowledge cumulatively (``ack_through``): everything up to and including a
-message, like JetStream's ``AckAll`` policy. A worker acknowledges after the events are
-durable in its store, so a crash redelivers exactly what was not yet stored.
+Consumers acknowledge message by message (``ack``: exactly the messages given, like
+JetStream's ``AckExplicit``), and a worker acknowledges only what it stored. A durable's
+*acknowledgement floor* is the last message of its longest acknowledged prefix. A new
+consumer of a durable (a replacement worker) delivers first, at once and in stream
+order, every message after the floor — what its predecessor fetched and never
+acknowledged comes before anything newer — so nothing a dead consumer fetched is lost,
+and a run's events are never seen out of order. (A message acknowledged above the floor
+may come again; the store's dedup by event id absorbs it.)
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -74,8 +80,8 @@ class Consumer(Protocol):
         """Up to ``max_msgs`` messages in stream order; empty after ``timeout`` seconds."""
         ...
 
-    async def ack_through(self, msg: BusMessage) -> None:
-        """Acknowledge ``msg`` and every message delivered before it."""
+    async def ack(self, msgs: Sequence[BusMessage]) -> None:
+        """Acknowledge exactly ``msgs`` (delivered to this consumer), nothing else."""
         ...
 
     async def close(self) -> None: ...
@@ -89,10 +95,10 @@ class Bus(Protocol):
         ...
 
     async def consumer(self, tenant: str, durable: str, *, ack_wait: float = 30.0) -> Consumer:
-        """The durable consumer ``durable`` of the tenant stream (created if new).
-
-        Messages delivered but not acknowledged are delivered again after ``ack_wait``
-        seconds, or at once to a new consumer of the same durable (in process)."""
+        """The durable consumer ``durable`` of the tenant stream (created if new). It
+        resumes after the durable's acknowledgement floor: every message after the floor
+        is delivered first, in stream order. A live consumer gets a message it did not
+        acknowledge again after ``ack_wait`` seconds (NATS)."""
         ...
 
     async def close(self) -> None: ...

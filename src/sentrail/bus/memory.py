@@ -1,14 +1,16 @@
 """The in-process bus: per-tenant lists, durable acknowledgement floors, dedup by event id.
 
-Everything lives in this process (nothing survives it); a second ``consumer()`` for the
-same durable name resumes from that durable's acknowledgement floor, which is how a
-replaced worker sees what its predecessor did not acknowledge.
+Everything lives in this process (nothing survives it). Acknowledgements are per message;
+a durable's floor is the end of its longest acknowledged prefix, and a new ``consumer()``
+for the same durable name resumes right after it — the NATS backend's semantics
+(:mod:`sentrail.bus.base`), checked by one contract suite for both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from sentrail.bus.base import BusError, BusMessage
 
@@ -17,7 +19,8 @@ class _Stream:
     def __init__(self) -> None:
         self.messages: list[BusMessage] = []
         self.ids: dict[str, int] = {}
-        self.floors: dict[str, int] = {}  # durable -> last acknowledged seq
+        self.floors: dict[str, int] = {}  # durable -> end of its acknowledged prefix
+        self.acked: dict[str, set[int]] = {}  # durable -> acknowledged seqs above the floor
         self.deliveries: dict[tuple[str, int], int] = {}
 
 
@@ -64,10 +67,17 @@ class MemoryConsumer:
             self.position += len(out)
             return out
 
-    async def ack_through(self, msg: BusMessage) -> None:
+    async def ack(self, msgs: Sequence[BusMessage]) -> None:
+        if self.closed or self.bus.closed:
+            raise BusError("the consumer is closed")
         stream = self.bus.stream(self.tenant)
-        if msg.seq > stream.floors.get(self.durable, 0):
-            stream.floors[self.durable] = msg.seq
+        floor = stream.floors.get(self.durable, 0)
+        above = stream.acked.setdefault(self.durable, set())
+        above.update(m.seq for m in msgs if m.seq > floor)
+        while floor + 1 in above:
+            floor += 1
+            above.discard(floor)
+        stream.floors[self.durable] = floor
 
     async def close(self) -> None:
         self.closed = True

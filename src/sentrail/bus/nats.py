@@ -1,9 +1,14 @@
-"""NATS JetStream: a file-backed stream per tenant, durable pull consumers, AckAll.
+"""NATS JetStream: a file-backed stream per tenant, durable pull consumers, AckExplicit.
 
 - stream ``SENTRAIL_<tenant>`` over ``sentrail.events.<tenant>.>``, file storage,
   ``duplicate_window`` (default 2 minutes) for dedup by ``Nats-Msg-Id`` = event id;
-- consumer: durable pull consumer, ``AckPolicy.ALL``, explicit acknowledgement of the last
-  message of what was processed, redelivery after ``ack_wait``;
+- consumer: durable pull consumer, ``AckPolicy.EXPLICIT`` (each message processed is
+  acknowledged, and nothing else: an acknowledgement never covers a message this process
+  did not store), redelivery after ``ack_wait``;
+- resuming: opening a durable that has delivered messages it has not had acknowledged
+  (its holder died) recreates it to start right after its acknowledgement floor, so the
+  new holder gets those messages first and in stream order — not after ``ack_wait``,
+  behind newer ones (a run's events must be folded in order);
 - the publisher's wall clock travels in the ``Sentrail-Published-At`` header.
 
 Reconnection is nats-py's: a server restart is survived by publishers and consumers
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,9 +86,13 @@ def _parse_lease(value: bytes | None) -> tuple[str, float]:
 
 
 class NatsConsumer:
-    def __init__(self, sub: Any, tenant: str) -> None:
+    def __init__(self, sub: Any, tenant: str, nc: Any = None, delivered_before: int = 0) -> None:
         self.sub = sub
         self.tenant = tenant
+        self.nc = nc
+        # Messages up to this stream seq went to the durable's previous holder (resumed):
+        # their delivery counts start over on the recreated consumer, so one is added.
+        self.delivered_before = delivered_before
         self._raw: dict[int, Any] = {}
 
     async def fetch(self, max_msgs: int, timeout: float) -> list[BusMessage]:
@@ -111,22 +121,28 @@ class NatsConsumer:
                     headers.get("Nats-Msg-Id", ""),
                     bytes(m.data),
                     seq,
-                    int(meta.num_delivered),
+                    int(meta.num_delivered) + (seq <= self.delivered_before),
                     at,
                 )
             )
         return out
 
-    async def ack_through(self, msg: BusMessage) -> None:
-        raw = self._raw.get(msg.seq)
-        if raw is None:
-            raise BusError(f"message {msg.seq} was not delivered to this consumer")
+    async def ack(self, msgs: Sequence[BusMessage]) -> None:
+        raws = []
+        for m in msgs:
+            raw = self._raw.get(m.seq)
+            if raw is None:
+                raise BusError(f"message {m.seq} was not delivered to this consumer")
+            raws.append(raw)
         try:
-            await raw.ack_sync(timeout=10)
+            for raw in raws:
+                await raw.ack()
+            if self.nc is not None:
+                await self.nc.flush(timeout=10)
         except (NatsError, TimeoutError) as exc:
             raise BusError(f"NATS ack failed: {exc!r}") from exc
-        for seq in [s for s in self._raw if s <= msg.seq]:
-            del self._raw[seq]
+        for m in msgs:
+            self._raw.pop(m.seq, None)
 
     async def close(self) -> None:
         with contextlib.suppress(NatsError):
@@ -202,12 +218,13 @@ class NatsBus:
         stream = await self.ensure_stream(tenant)
         config = api.ConsumerConfig(
             durable_name=durable,
-            ack_policy=api.AckPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=ack_wait,
             max_ack_pending=100_000,
             deliver_policy=api.DeliverPolicy.ALL,
         )
         try:
+            delivered_before = await self._resume(stream, durable, config)
             sub = await self.js.pull_subscribe(
                 f"{SUBJECT_PREFIX}.{token(tenant)}.>",
                 durable=durable,
@@ -216,7 +233,29 @@ class NatsBus:
             )
         except NatsError as exc:
             raise BusError(f"cannot create the consumer {durable}: {exc}") from exc
-        return NatsConsumer(sub, tenant)
+        return NatsConsumer(sub, tenant, self.nc, delivered_before)
+
+    async def _resume(self, stream: str, durable: str, config: Any) -> int:
+        """Recreate ``durable`` to start after its acknowledgement floor when it holds
+        messages delivered and never acknowledged (or predates explicit acks); returns
+        the last stream seq it had delivered when it was recreated (else 0)."""
+        try:
+            info = await self.js.consumer_info(stream, durable)
+        except NotFoundError:
+            return 0  # created fresh by pull_subscribe
+        floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+        if info.config.deliver_policy == api.DeliverPolicy.BY_START_SEQUENCE:
+            # A consumer created to start at a seq reports no floor until it acks one in
+            # order: everything before its start was acknowledged by the one it replaced.
+            floor = max(floor, int(info.config.opt_start_seq or 1) - 1)
+        delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
+        explicit = info.config.ack_policy == api.AckPolicy.EXPLICIT
+        if delivered <= floor and explicit:
+            return 0  # nothing in flight: the durable resumes where it is
+        await self.js.delete_consumer(stream, durable)
+        config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = floor + 1
+        return delivered
 
     async def lease(self, name: str, owner: str, ttl: float = 10.0) -> NatsLease:
         """Hold ``name`` exclusively: a KV entry ``owner|expires_at`` that its holder renews.

@@ -20,11 +20,11 @@ from sentrail.cli.store import Database, _open
 from sentrail.enforce.persist import StoreApprovals, StoreContainment
 from sentrail.enforce.release import release_agent
 from sentrail.enforce.state import EnforcementError
+from sentrail.engine.config import EngineConfig
 from sentrail.errors import SentrailError
 from sentrail.model.decode import decode_run
 from sentrail.model.trace import Attestation
 from sentrail.report.escape import safe_text
-from sentrail.runtime.batch import EngineConfig
 from sentrail.runtime.sources import read_document
 
 approvals_app = typer.Typer(help="Approvals of held tool calls.", no_args_is_help=True)

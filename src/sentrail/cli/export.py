@@ -16,13 +16,14 @@ from typing import IO, Annotated
 import typer
 
 from sentrail.cli.common import EXIT_OK, EXIT_USAGE, fail
+from sentrail.engine.config import EngineConfig
 from sentrail.engine.engine import Engine
+from sentrail.engine.fold import Fold, OutOfOrder
 from sentrail.errors import InputError, SentrailError
 from sentrail.model.decode import decode_run
-from sentrail.model.events import Event, fold_run
+from sentrail.model.finding import RunResult
 from sentrail.model.trace import Run
 from sentrail.report.escape import safe_text
-from sentrail.runtime.batch import EngineConfig
 from sentrail.runtime.sources import (
     STDIN,
     is_event_stream_name,
@@ -212,32 +213,43 @@ def _records(
             continue
         stream = is_event_stream_name(path) or looks_like_event_stream(data)
         trace_hash = None if stream else hashlib.sha256(data).hexdigest()
-        for item in _runs(data, path, stream):
+        for item in _runs(engine, data, path, stream):
             if isinstance(item, InputError):
                 errors.append(str(item))
                 continue
-            result = engine.analyze(item)
+            run, result = item
             yield from records_from_run(
-                item, result, fallback_ms=int(now * 1000), trace_hash=trace_hash
+                run, result, fallback_ms=int(now * 1000), trace_hash=trace_hash
             )
 
 
-def _runs(data: bytes, where: str, stream: bool) -> Iterator[Run | InputError]:
+def _runs(
+    engine: Engine, data: bytes, where: str, stream: bool
+) -> Iterator[tuple[Run, RunResult] | InputError]:
+    """Each run of a trace or an event stream with its judgement (the one fold)."""
     if not stream:
         try:
-            yield decode_run(data)
+            run = decode_run(data)
         except SentrailError as exc:
             yield InputError(exc.message, f"{where}: {exc.location}" if exc.location else where)
+            return
+        yield run, engine.analyze(run)
         return
-    by_run: dict[str, list[Event]] = {}
+    fold = Fold(engine)
+    runs: dict[str, Run] = {}
     for item in iter_events(data, where):
         if isinstance(item, InputError):
             yield item
-        else:
-            by_run.setdefault(item.run_id, []).append(item)
-    for run_id, events in by_run.items():
-        run = fold_run(events)
-        if run is None:
-            yield InputError(f"run {run_id}: events without run_started", where)
-        else:
-            yield run
+            continue
+        try:
+            step = fold.feed(item)
+        except OutOfOrder as exc:
+            yield exc.at(where)
+            continue
+        if step.kind == "started":
+            runs[item.run_id] = fold.runs[item.run_id].run
+        if step.result is not None:
+            yield runs.pop(item.run_id), step.result
+    for step in fold.close_all():
+        assert step.result is not None
+        yield runs.pop(step.run_id), step.result

@@ -23,8 +23,8 @@ from sentrail.cli.store_access import Database, open_migrated
 from sentrail.errors import SentrailError
 from sentrail.forensics.dot import render_dot
 from sentrail.forensics.graph import Graph, run_graph, value_graph
-from sentrail.forensics.stored import reindex, value_uses
 from sentrail.report.escape import safe_text
+from sentrail.runtime.logged_runs import reindex, value_uses
 
 
 class Format(enum.StrEnum):

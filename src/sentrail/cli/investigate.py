@@ -26,15 +26,15 @@ from sentrail.evidence.bundle import (
     VIEWS,
     EventRecord,
 )
-from sentrail.forensics.stored import StoredRun, load_run, run_apps
 from sentrail.forensics.summary import encode_summary, evidence_summary
+from sentrail.runtime.logged_runs import LoggedRun, load_run, run_apps
 from sentrail.store.core import LogStore
 from sentrail.store.records import records
 from sentrail.store.run_values import apps_with_runs
 
 
 class Investigation(msgspec.Struct):
-    stored: StoredRun
+    stored: LoggedRun
     decisions: list[Decision]
 
 

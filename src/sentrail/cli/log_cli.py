@@ -19,10 +19,10 @@ import typer
 
 from sentrail.cli.common import EXIT_FINDINGS, fail
 from sentrail.cli.store_access import Database, key_store, open_migrated
+from sentrail.engine.config import EngineConfig
 from sentrail.errors import SentrailError
 from sentrail.evidence.witness import Cosigner
 from sentrail.report.escape import safe_text
-from sentrail.runtime.batch import EngineConfig
 from sentrail.runtime.deep_verify import EnginePicker, deep_verify
 from sentrail.store.core import LogStore
 from sentrail.store.log_verify import LogReport, Outside, verify_log

@@ -53,7 +53,7 @@ def serve(
     _server_extra()
     import uvicorn
 
-    from sentrail.runtime.batch import EngineConfig
+    from sentrail.engine.config import EngineConfig
     from sentrail.service.alerting import open_router
     from sentrail.service.app import ServiceConfig, create_app
     from sentrail.store.records import records

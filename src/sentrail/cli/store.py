@@ -20,6 +20,7 @@ from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail
 from sentrail.cli.investigate import app_of_run, run_summary
 from sentrail.cli.log_cli import log_app
 from sentrail.cli.store_access import Database, key_store, open_migrated
+from sentrail.engine.config import EngineConfig
 from sentrail.errors import InputError, SentrailError
 from sentrail.evidence.bundle import build_bundle
 from sentrail.evidence.merkle import MerkleTree
@@ -27,7 +28,6 @@ from sentrail.evidence.note import Verifier
 from sentrail.evidence.redaction import RedactionInfo
 from sentrail.evidence.verify import verify_bundle
 from sentrail.report.escape import safe_text
-from sentrail.runtime.batch import EngineConfig
 from sentrail.runtime.ingest import Ingestor
 from sentrail.runtime.sources import (
     is_event_stream_name,

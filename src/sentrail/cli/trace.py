@@ -12,12 +12,13 @@ from typing import Annotated, Any
 import typer
 
 from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, colour_for, fail
+from sentrail.engine.config import EngineConfig
 from sentrail.errors import SentrailError
 from sentrail.model.finding import RunResult, Severity
 from sentrail.report.escape import safe_text
 from sentrail.report.json_report import JsonReportWriter
 from sentrail.report.text import render_run
-from sentrail.runtime.batch import EngineConfig, Outcome, run_batch
+from sentrail.runtime.batch import Analysis, run_batch
 from sentrail.runtime.sources import STDIN, iter_trace_paths
 
 app = typer.Typer(help="Analyse run traces.", no_args_is_help=True)
@@ -159,7 +160,7 @@ def _interactive() -> bool:
     return stderr_interactive()
 
 
-def _record(report: JsonReportWriter, outcome: Outcome, threshold: Severity | None) -> bool:
+def _record(report: JsonReportWriter, outcome: Analysis, threshold: Severity | None) -> bool:
     if outcome.result is None:
         report.add_error(outcome.path, outcome.error or "unknown error")
         return False

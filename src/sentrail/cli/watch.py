@@ -21,25 +21,17 @@ from typing import Annotated, Any, TextIO
 import typer
 
 from sentrail.cli.common import EXIT_OK, EXIT_USAGE, colour_for, fail, stderr_interactive
-from sentrail.detect.base import parse_time
+from sentrail.engine.config import EngineConfig
 from sentrail.errors import SentrailError
 from sentrail.model.finding import Finding, Severity
+from sentrail.model.timestamps import parse_time
 from sentrail.model.trace import Step
 from sentrail.report.escape import safe_text
 from sentrail.report.text import summary_line
-from sentrail.runtime.batch import EngineConfig
 from sentrail.runtime.emit import EventReader, emit_to, sink_for
-from sentrail.runtime.watch import (
-    LiveRun,
-    Problem,
-    RunClosed,
-    RunOpened,
-    StepSeen,
-    Watcher,
-    WatchRecord,
-    save_partial,
-)
+from sentrail.runtime.watch import WatchedRun, Watcher, save_partial
 from sentrail.runtime.watch_loop import StopFlag, handle_signals, pump
+from sentrail.runtime.watch_records import RunClosed, RunOpened, StepSeen, WatchProblem, WatchRecord
 from sentrail.runtime.watch_sources import open_source
 
 _LABEL = {Severity.CRITICAL: "CRIT", Severity.WARNING: "WARN", Severity.INFO: "INFO"}
@@ -101,7 +93,7 @@ class CompactView:
             _say(self.out, f"== {safe_text(run_id, limit=200)} ({safe_text(agent_id, limit=200)})")
 
     def __call__(self, rec: WatchRecord) -> None:
-        if isinstance(rec, Problem):
+        if isinstance(rec, WatchProblem):
             prefix = "note" if rec.kind == "orphan" else "invalid"
             _say(self.err, f"{prefix}: {safe_text(rec.where)}: {safe_text(rec.message)}")
         elif isinstance(rec, RunOpened):
@@ -177,7 +169,7 @@ class JsonView:
         self.out, self.err = out, err
 
     def __call__(self, rec: WatchRecord) -> None:
-        if isinstance(rec, Problem):
+        if isinstance(rec, WatchProblem):
             prefix = "note" if rec.kind == "orphan" else "invalid"
             _say(self.err, f"{prefix}: {safe_text(rec.where)}: {safe_text(rec.message)}")
             return
@@ -301,7 +293,7 @@ def watch(
 
 
 def _finish(
-    left: list[LiveRun],
+    left: list[WatchedRun],
     reason: str,
     error: str | None,
     flag: StopFlag,

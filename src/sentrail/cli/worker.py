@@ -1,4 +1,14 @@
-"""``sentrail worker``: analyse one partition of a tenant's live stream, durably."""
+"""``sentrail worker``: analyse one partition of a tenant's live stream, durably.
+
+Where the worker's findings go (the store first, then alerts, the printer and a SIEM
+file) is assembled in :func:`sentrail.runtime.compose.worker_pipeline`; the worker signs
+checkpoints of what it stores on the service's 1-second clock
+(the store's :class:`~sentrail.store.checkpoint_timer.CheckpointTimer`).
+
+``SENTRAIL_TEST_KILL_AT=fetched:N`` or ``committed:N`` makes the process kill itself
+(SIGKILL) right after its N-th fetch or store commit: the crash tests' way of stopping a
+real worker at an exact point (docs/streaming.md).
+"""
 
 from __future__ import annotations
 
@@ -6,33 +16,62 @@ import asyncio
 import os
 import signal
 import socket
-import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from sentrail.bus.base import BusError, BusMessage
+from sentrail.bus.base import Bus, BusError
 from sentrail.cli.common import EXIT_FINDINGS, fail
 from sentrail.cli.store import Database, _keys, _open
+from sentrail.engine.config import EngineConfig
 from sentrail.errors import SentrailError
-from sentrail.model.finding import Finding, Severity
+from sentrail.model.finding import Severity
 from sentrail.report.escape import safe_text
-from sentrail.runtime.batch import EngineConfig
+from sentrail.runtime.compose import worker_pipeline
 from sentrail.runtime.worker import Worker
+from sentrail.store.checkpoint_timer import CheckpointTimer
+
+KILL_AT = "SENTRAIL_TEST_KILL_AT"
 
 
-def _print_finding(min_rank: int) -> Any:
-    def sink(tenant: str, run_id: str, f: Finding, msg: BusMessage | None) -> None:
-        if f.severity.rank < min_rank:
-            return
-        step = "-" if f.step_index is None else str(f.step_index)
-        typer.echo(
-            f"[{f.severity.value.upper()}] {safe_text(tenant)} run {safe_text(run_id)} "
-            f"step {step}: {safe_text(f.rule)}: {safe_text(f.message, limit=300)}"
-        )
-        sys.stdout.flush()
+def kill_at(spec: str | None) -> Callable[[str], None] | None:
+    """The fault hook of ``SENTRAIL_TEST_KILL_AT`` (``point:N``), or None."""
+    if not spec:
+        return None
+    point, _, count = spec.partition(":")
+    try:
+        left = int(count or "1")
+    except ValueError:
+        fail(f"{KILL_AT} must be fetched:N or committed:N")
+    seen = 0
 
-    return sink
+    def fault(at: str) -> None:
+        nonlocal seen
+        if at == point:
+            seen += 1
+            if seen >= left:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return fault
+
+
+def _siem(path: Path | None, fmt: str) -> Any:
+    if path is None:
+        return None
+    from sentrail.siem.formats import ExportFormat
+    from sentrail.siem.forward import Forwarder, StreamSink
+
+    try:
+        kind = ExportFormat(fmt)
+    except ValueError:
+        fail(f"--siem-format must be one of {', '.join(f.value for f in ExportFormat)}")
+    try:
+        stream = path.open("ab")
+    except OSError as exc:
+        fail(f"cannot open {safe_text(path)}: {exc.strerror}")
+    return Forwarder(kind, StreamSink(stream), batch_size=100)
 
 
 def worker(
@@ -58,6 +97,12 @@ def worker(
     alerts: Annotated[
         str | None, typer.Option("--alerts", help="Alert policy (docs/alerts.md)")
     ] = None,
+    siem_file: Annotated[
+        Path | None, typer.Option("--siem-file", help="Append each run's SIEM records here")
+    ] = None,
+    siem_format: Annotated[
+        str, typer.Option("--siem-format", help="ocsf | splunk-hec | cef | ecs")
+    ] = "ocsf",
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on 127.0.0.1")
     ] = None,
@@ -70,7 +115,7 @@ def worker(
     if not 0 <= partition < partitions:
         fail(f"--partition must be in 0..{partitions - 1}")
     try:
-        rank = Severity.parse(min_severity).rank
+        print_from = Severity.parse(min_severity)
         engine = EngineConfig(policy_path=policy, baseline_path=baselines).build()
         signer = _keys().ensure()
     except (SentrailError, ValueError) as exc:
@@ -85,30 +130,42 @@ def worker(
             router = open_router(alerts)
         except SentrailError as exc:
             fail(str(exc))
+    fault = kill_at(os.environ.get(KILL_AT))
+    siem = _siem(siem_file, siem_format)
     store = _open(database, signer)
-    try:
-        code = asyncio.run(
-            _serve(
-                bus_url,
-                tenant,
-                store,
-                engine,
-                app_id,
-                partition,
-                partitions,
-                idle_timeout,
-                rank,
-                lease_ttl,
-                router,
-                metrics_port,
-            )
+    pipeline = worker_pipeline(
+        store,
+        router=router,
+        print_from=print_from,
+        siem=siem,
+        policy_sha256=engine.policy.sha256,
+    )
+    timer = store.checkpoint_timer()  # the store's one timer (started after the lease)
+
+    def make_worker(bus: Bus) -> Worker:
+        return Worker(
+            bus,
+            engine,
+            tenant,
+            store=store,
+            app_id=app_id,
+            partition=partition,
+            partitions=partitions,
+            idle_timeout=idle_timeout,
+            pipeline=pipeline,
+            on_stored=timer.touch,
+            fault=fault,
         )
+
+    try:
+        code = asyncio.run(_serve(bus_url, make_worker, lease_ttl, router, metrics_port, timer))
     except (BusError, SentrailError) as exc:
         fail(str(exc))
     finally:
-        store.close()
-        if router is not None:
-            router.close()
+        try:
+            pipeline.shutdown()
+        finally:
+            store.close()
     raise typer.Exit(code)
 
 
@@ -136,44 +193,20 @@ def _serve_metrics(w: Worker, router: Any, port: int) -> None:
 
 async def _serve(
     bus_url: str,
-    tenant: str,
-    store: Any,
-    engine: Any,
-    app_id: str,
-    partition: int,
-    partitions: int,
-    idle_timeout: float,
-    rank: int,
+    make_worker: Callable[[Bus], Worker],
     lease_ttl: float,
-    router: Any = None,
-    metrics_port: int | None = None,
+    router: Any,
+    metrics_port: int | None,
+    timer: CheckpointTimer,
 ) -> int:
     from sentrail.bus import open_bus
 
     bus = await open_bus(bus_url)
+    w = make_worker(bus)
     owner = f"{socket.gethostname()}:{os.getpid()}"
-    lease_name = f"{tenant}.p{partition}-of-{partitions}"
+    lease_name = f"{w.tenant}.p{w.partition}-of-{w.partitions}"
     take = getattr(bus, "lease", None)
     lease = await take(lease_name, owner, lease_ttl) if take is not None else None
-    printer = _print_finding(rank)
-
-    def on_finding(t: str, run_id: str, f: Finding, msg: BusMessage | None) -> None:
-        printer(t, run_id, f, msg)
-        live = w.runs.get(run_id)
-        if router is not None and live is not None:
-            router.submit(f, live.header, live.steps, trace_hash=live.trace_hash or None)
-
-    w = Worker(
-        bus,
-        engine,
-        tenant,
-        store=store,
-        app_id=app_id,
-        partition=partition,
-        partitions=partitions,
-        idle_timeout=idle_timeout,
-        on_finding=on_finding,
-    )
     if metrics_port is not None:
         _serve_metrics(w, router, metrics_port)
     stop = asyncio.Event()
@@ -194,14 +227,16 @@ async def _serve(
                 stop.set()
 
     typer.echo(
-        f"worker {owner}: tenant {safe_text(tenant)} partition {partition}/{partitions}",
+        f"worker {owner}: tenant {safe_text(w.tenant)} partition {w.partition}/{w.partitions}",
         err=True,
     )
     renewer = asyncio.create_task(renew())
+    timer.start()  # after the lease: catches up tenants a killed predecessor left behind
     try:
         await w.run(stop)
     finally:
         renewer.cancel()
+        timer.stop()  # the last events are covered before the process ends
         if lease is not None and not lost:
             await lease.release()
         await bus.close()

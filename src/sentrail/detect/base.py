@@ -10,26 +10,13 @@ from typing import Any, ClassVar
 from sentrail.detect.text import json_text
 from sentrail.model.baseline import AgentBaseline
 from sentrail.model.finding import Category, Finding, Severity
+from sentrail.model.status import DENIED_STATUSES, FAILED_STATUSES
+from sentrail.model.timestamps import parse_time
 from sentrail.model.trace import RunHeader, Step
 from sentrail.policy.bundle import RiskClass
 from sentrail.policy.compiled import Policy, Profile
 from sentrail.policy.match import GlobSet
 from sentrail.policy.risk import tool_verb
-
-FAILED_STATUSES = frozenset(
-    {"error", "failed", "failure", "denied", "forbidden", "unauthorized", "timeout", "rejected"}
-)
-DENIED_STATUSES = frozenset({"denied", "forbidden", "unauthorized", "rejected", "blocked"})
-
-
-def parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
 
 
 class StepFacts:
@@ -168,9 +155,17 @@ class RunContext:
 
 
 class Detector:
-    """Base class. One instance per run; ``on_step`` sees steps in arrival order."""
+    """Base class. One instance per run; ``on_step`` sees steps in arrival order.
+
+    What a detector can say is declared on its class, as data (the registry,
+    :mod:`sentrail.detect.registry`, lists detectors by ``name``): its ``category`` and,
+    per rule id, the severities that rule can have. A rule id ending in ``*`` stands for
+    a family (the policy's own rules, ``policy.rule.<id>``).
+    """
 
     name: ClassVar[str] = ""
+    category: ClassVar[Category]
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {}
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx

@@ -18,7 +18,7 @@ A write following an untrusted instruction is the taint detector's finding, not 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.model.finding import Category, Finding, Severity
@@ -61,6 +61,13 @@ def targets_of(facts: StepFacts) -> list[tuple[str, str]]:
 
 class BehaviouralCorrelation(Detector):
     name = "behavioural_correlation"
+    category = Category.BEHAVIOURAL_CORRELATION
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
+        "behavioural_correlation.low_confidence_action": (Severity.WARNING,),
+        "behavioural_correlation.repeated_denials": (Severity.WARNING,),
+        "behavioural_correlation.denied_rerouted": (Severity.CRITICAL,),
+        "behavioural_correlation.escalation_after_denial": (Severity.CRITICAL,),
+    }
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)

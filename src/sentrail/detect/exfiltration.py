@@ -22,7 +22,7 @@ transfer and is judged the same way, on that strong evidence only.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.detect.content_values import maybe_secret, secrets_in, words_of
@@ -87,6 +87,10 @@ class _Read:
 
 class DataExfiltration(Detector):
     name = "exfiltration"
+    category = Category.DATA_EXFILTRATION
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
+        "data_exfiltration.untrusted_transfer": (Severity.WARNING, Severity.CRITICAL),
+    }
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)

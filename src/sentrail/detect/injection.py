@@ -10,7 +10,7 @@ injection the agent did not act on is suspicious, not harmful. Acting on it is j
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, StepFacts
 from sentrail.detect.content_instructions import MIN_LEN, Instruction, has_cue, score_text
@@ -52,6 +52,10 @@ def scan_result(
 
 class UntrustedInstruction(Detector):
     name = "injection"
+    category = Category.UNTRUSTED_INSTRUCTION
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
+        "untrusted_instruction.tool_result": (Severity.WARNING,),
+    }
 
     def on_step(self, facts: StepFacts) -> None:
         res = facts.step.result

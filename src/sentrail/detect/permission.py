@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from sentrail.detect.base import Detector, StepFacts
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.bundle import RiskClass
@@ -26,6 +28,14 @@ class PermissionEscalation(Detector):
     boundary arrives only with ``run_completed`` is judged then."""
 
     name = "permission_escalation"
+    category = Category.PERMISSION_ESCALATION
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
+        "permission_escalation.outside_boundary": (
+            Severity.INFO,
+            Severity.WARNING,
+            Severity.CRITICAL,
+        ),
+    }
 
     def __init__(self, ctx: object) -> None:
         super().__init__(ctx)  # type: ignore[arg-type]

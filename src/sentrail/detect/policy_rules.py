@@ -5,7 +5,7 @@ A call is judged whether or not it succeeded: attempting a prohibited action is 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.model.finding import Category, Severity
@@ -34,6 +34,12 @@ def bounded_values(value: Any, depth: int = 0) -> Any:
 
 class PolicyRules(Detector):
     name = "policy_violation"
+    category = Category.POLICY_VIOLATION
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
+        "policy.unapproved_tool": (Severity.WARNING,),
+        "policy.environment": (Severity.WARNING,),
+        "policy.rule.*": (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
+    }
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)

@@ -16,7 +16,7 @@ reported burst that later turns critical is reported once more, at the step wher
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.detect.correlation import TARGET_KEYS
@@ -86,6 +86,11 @@ class _Burst:
 
 class ExcessiveRetries(Detector):
     name = "excessive_retries"
+    category = Category.EXCESSIVE_RETRIES
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
+        "excessive_retries.identical": (Severity.INFO, Severity.WARNING),
+        "excessive_retries.mutating": (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
+    }
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)

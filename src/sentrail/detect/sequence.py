@@ -11,6 +11,8 @@ the agent this detector is silent.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.model.baseline import START, AgentBaseline
 from sentrail.model.finding import Category, Severity
@@ -21,6 +23,11 @@ CONTEXT = 3  # tools shown before the unusual one
 
 class UnusualSequence(Detector):
     name = "unusual_sequence"
+    category = Category.UNUSUAL_SEQUENCE
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
+        "unusual_sequence.new_tool": (Severity.INFO, Severity.WARNING),
+        "unusual_sequence.new_transition": (Severity.INFO, Severity.WARNING),
+    }
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)

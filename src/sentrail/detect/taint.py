@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.detect.content_values import (
@@ -67,6 +67,11 @@ class _Source:
 
 class TaintedAction(Detector):
     name = "tainted_action"
+    category = Category.TAINTED_ACTION
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
+        "tainted_action.untrusted_value": (Severity.WARNING, Severity.CRITICAL),
+        "tainted_action.instructed": (Severity.CRITICAL,),
+    }
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)

@@ -16,10 +16,11 @@ permissions.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
-from sentrail.detect.base import Detector, RunContext, StepFacts, parse_time
+from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.model.finding import Category, Severity
+from sentrail.model.timestamps import parse_time
 from sentrail.policy.bundle import RiskClass
 from sentrail.policy.match import GlobSet
 
@@ -33,6 +34,23 @@ _UNFINISHED = frozenset({"incomplete", "partial"})
 
 class MissingTelemetry(Detector):
     name = "missing_telemetry"
+    category = Category.MISSING_TELEMETRY
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
+        "missing_telemetry.duplicate_step": (Severity.WARNING,),
+        "missing_telemetry.step_gap": (Severity.INFO, Severity.WARNING),
+        "missing_telemetry.step_order": (Severity.WARNING,),
+        "missing_telemetry.bad_timestamp": (Severity.WARNING,),
+        "missing_telemetry.time_backwards": (Severity.WARNING,),
+        "missing_telemetry.before_start": (Severity.WARNING,),
+        "missing_telemetry.no_timestamp": (Severity.INFO,),
+        "missing_telemetry.no_result": (Severity.WARNING,),
+        "missing_telemetry.no_reasoning": (Severity.INFO,),
+        "missing_telemetry.empty_run": (Severity.WARNING,),
+        "missing_telemetry.run_incomplete": (Severity.WARNING,),
+        "missing_telemetry.unlisted_permission": (Severity.WARNING,),
+        "missing_telemetry.unused_escalation": (Severity.INFO,),
+        "missing_telemetry.after_completion": (Severity.WARNING,),
+    }
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)

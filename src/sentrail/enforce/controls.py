@@ -1,6 +1,6 @@
 """The controls of the decision point, one method each (see :mod:`sentrail.enforce.pdp`).
 
-Each adds what it finds to a :class:`Verdict`; the strictest outcome wins.
+Each adds what it finds to a :class:`Ruling`; the strictest outcome wins.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import collections
 
 from sentrail.enforce.model import Control, DecisionRequest, Outcome
 from sentrail.enforce.state import Containment
-from sentrail.engine.engine import RunSession
+from sentrail.engine.fold import RunFolder
 from sentrail.model.finding import Category, Finding, Severity
 from sentrail.policy.bundle import Enforcement, RiskClass
 from sentrail.policy.compiled import Profile
@@ -30,8 +30,8 @@ GATING = frozenset(
 )
 
 
-class Verdict:
-    """The strictest outcome so far, with what decided it."""
+class Ruling:
+    """The decision being made: the strictest outcome so far, with what decided it."""
 
     __slots__ = ("control", "obligations", "outcome", "reasons", "rules")
 
@@ -53,12 +53,12 @@ class Verdict:
 
 
 class RunState:
-    """What the decision point keeps per run: the engine session, cost, blocked tools."""
+    """What the decision point keeps per run: the run's fold, cost, blocked tools."""
 
-    __slots__ = ("blocked", "cost", "session")
+    __slots__ = ("blocked", "cost", "folder")
 
-    def __init__(self, session: RunSession) -> None:
-        self.session = session
+    def __init__(self, folder: RunFolder) -> None:
+        self.folder = folder
         self.cost = 0.0
         self.blocked: dict[str, str] = {}  # tool -> the retry storm that stopped it
 
@@ -70,7 +70,7 @@ class Controls:
     _minute: dict[tuple[str, str], collections.deque[float]]
 
     def _containment(
-        self, v: Verdict, tenant: str, agent: str, run_id: str, tool: str, read_only: bool
+        self, v: Ruling, tenant: str, agent: str, run_id: str, tool: str, read_only: bool
     ) -> None:
         c = self.containment
         frozen = c.is_frozen(tenant, run_id)
@@ -100,7 +100,7 @@ class Controls:
 
     def _capability(
         self,
-        v: Verdict,
+        v: Ruling,
         profile: Profile,
         enf: Enforcement,
         req: DecisionRequest,
@@ -135,7 +135,7 @@ class Controls:
 
     def _boundary(
         self,
-        v: Verdict,
+        v: Ruling,
         profile: Profile,
         enf: Enforcement,
         tenant: str,
@@ -169,7 +169,7 @@ class Controls:
 
     def _budget(
         self,
-        v: Verdict,
+        v: Ruling,
         enf: Enforcement,
         state: RunState,
         tenant: str,
@@ -179,7 +179,7 @@ class Controls:
         now: float,
     ) -> None:
         b = enf.budgets
-        ctx = state.session.ctx
+        ctx = state.folder.ctx
         if b.calls_per_run is not None and ctx.calls >= b.calls_per_run:
             v.add(
                 Outcome.DENY,
@@ -216,7 +216,7 @@ class Controls:
                 window.append(now)
 
     def _attestation(
-        self, v: Verdict, enf: Enforcement, req: DecisionRequest, risk: RiskClass
+        self, v: Ruling, enf: Enforcement, req: DecisionRequest, risk: RiskClass
     ) -> None:
         allowed = enf.attestation
         if allowed is None or risk.rank < RiskClass.SENSITIVE_WRITE.rank:
@@ -245,7 +245,7 @@ class Controls:
                     "attestation." + name.replace(" ", "_"),
                 )
 
-    def _finding(self, v: Verdict, f: Finding) -> None:
+    def _finding(self, v: Ruling, f: Finding) -> None:
         if f.category is Category.MISSING_TELEMETRY:
             return  # a call not yet made has no result or timing to judge
         control = Control.POLICY if f.category is Category.POLICY_VIOLATION else Control.FINDINGS

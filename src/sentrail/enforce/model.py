@@ -1,4 +1,6 @@
-"""What a decision point is asked and what it answers (docs/enforcement.md)."""
+"""What a decision point is asked and what it answers (docs/enforcement.md).
+
+An approval is declared in :mod:`sentrail.model.approval` (the store keeps it too)."""
 
 from __future__ import annotations
 
@@ -86,24 +88,6 @@ class Decision(msgspec.Struct, omit_defaults=True):
     def signed_bytes(self) -> bytes:
         body = msgspec.structs.replace(self, signature="")
         return msgspec.json.encode(body)
-
-
-class Approval(msgspec.Struct):
-    """An approval bound to one run, one tool and the exact arguments, until ``expires``."""
-
-    approval_id: str
-    tenant_id: str
-    run_id: str
-    agent_id: str
-    tool: str
-    args_sha256: str
-    requested_at: float
-    expires: float
-    status: str = "pending"  # pending | approved | denied | used
-    decided_by: str | None = None
-    decided_at: float | None = None
-    reason: str = ""
-    app_id: str = "*"  # the app of the run that asked ('*': tenant-wide)
 
 
 def decode_decisions(payloads: Iterable[bytes]) -> list[Decision]:

@@ -23,8 +23,10 @@ outcome wins (deny > approval_required > allow); the explanation names the contr
 and any error; a decision that cannot be recorded is a deny. In ``monitor`` mode the
 outcome is computed and recorded, but the call is allowed (``enforced: false``).
 
-``observe()`` feeds a tool's result back, so that injected instructions in it are found
-and can taint later calls of the run.
+A run's state is its fold (:mod:`sentrail.engine.fold`, the one every producer uses): a
+proposed call is folded as a step before it runs, the answer as :class:`StepDecided`, and
+``observe()`` feeds the tool's result back as :class:`ResultObserved`, so that injected
+instructions in it are found and can taint later calls of the run.
 """
 
 from __future__ import annotations
@@ -43,12 +45,15 @@ from typing import Any
 
 import msgspec
 
-from sentrail.enforce.controls import Controls, RunState, Verdict
+from sentrail.enforce.controls import Controls, Ruling, RunState
 from sentrail.enforce.model import Control, Decision, DecisionRequest, Outcome, args_hash
 from sentrail.enforce.state import ApprovalBook, Containment
 from sentrail.engine.engine import Engine
+from sentrail.engine.fold import ResultObserved, StepDecided
 from sentrail.evidence.note import Signer
+from sentrail.model.events import StepEvent
 from sentrail.model.finding import Category, Finding, Severity
+from sentrail.model.status import DENIED, PENDING_APPROVAL
 from sentrail.model.trace import RunHeader, Step, ToolCall, ToolResult
 from sentrail.policy.bundle import Enforcement, RiskClass
 
@@ -119,32 +124,11 @@ class DecisionPoint(Controls):
         run's last call): returns the findings it raised (e.g. an injected instruction)."""
         with self._lock:
             state = self._run(tenant, run_id, agent_id or "", None, self.clock())
-            history = state.session.ctx.history
-            if step_index is None:
-                step_index = next((f.index for f in reversed(history) if f.tool), None)
-            if step_index is not None:
-                state.session.attach_result(step_index, result)
-            step = Step(
-                step_index=state.session.steps,
-                action="tool_result",
-                result=result,
-                timestamp=self._now_iso(),
-            )
-            ctx = state.session.ctx
-            seen = len(ctx.injections)
-            found = state.session.on_step(step)
-            if step_index is not None:
-                # The result is the call's too: an instruction injected in it taints the
-                # values taken from the call's step, where the result was attached.
-                ctx.injections.extend(
-                    (step_index, excerpt)
-                    for index, excerpt in ctx.injections[seen:]
-                    if index == step.step_index
-                )
-            enf = self.policy.profile_for(state.session.header.agent_id).profile.enforcement
-            self._auto_contain(
-                enf, tenant, run_id=run_id, agent=state.session.header.agent_id, found=found
-            )
+            observed = ResultObserved(run_id, result, step_index, self._now_iso())
+            found = state.folder.feed(observed).findings
+            agent = state.folder.header.agent_id
+            enf = self.policy.profile_for(agent).profile.enforcement
+            self._auto_contain(enf, tenant, run_id=run_id, agent=agent, found=found)
             return found
 
     def _auto_contain(
@@ -166,7 +150,7 @@ class DecisionPoint(Controls):
 
     def run_findings(self, tenant: str, run_id: str) -> list[Finding]:
         state = self._runs.get((tenant, run_id))
-        return list(state.session.findings) if state is not None else []
+        return list(state.folder.findings) if state is not None else []
 
     # -- the decision --------------------------------------------------------------------
     def _decide(self, req: DecisionRequest) -> Decision:
@@ -179,7 +163,7 @@ class DecisionPoint(Controls):
         fallback = Outcome(enf.on_unknown)
         risk, registered = self.policy.registry.classify(req.tool)
         read_only = risk is RiskClass.READ_ONLY
-        v = Verdict()
+        v = Ruling()
 
         if not agent and not read_only:
             v.add(fallback, Control.IDENTITY, "no agent identity on a non-read-only call")
@@ -192,7 +176,7 @@ class DecisionPoint(Controls):
 
         args = args_hash(req.parameters)
         step = Step(
-            step_index=state.session.steps,
+            step_index=state.folder.steps,
             action=req.action or req.tool,
             reasoning=req.reasoning,
             tool_call=ToolCall(req.tool, req.parameters),
@@ -210,7 +194,7 @@ class DecisionPoint(Controls):
                 f"{req.tool} stays blocked in this run: {stopped}",
                 "findings.retry_storm",
             )
-        found = state.session.on_step(step)
+        found = state.folder.feed(StepEvent(run_id=run_id, step=step)).findings
         for f in found:
             self._finding(v, f)
             if f.category is Category.EXCESSIVE_RETRIES and f.severity is not Severity.INFO:
@@ -250,7 +234,8 @@ class DecisionPoint(Controls):
             )
             approval_id = approval.approval_id
         if outcome is not Outcome.ALLOW:
-            state.session.mark_last("denied" if outcome is Outcome.DENY else "pending_approval")
+            status = DENIED if outcome is Outcome.DENY else PENDING_APPROVAL
+            state.folder.feed(StepDecided(run_id, step.step_index, status))
         if not v.reasons:
             v.reasons.append("allowed: every control passed")
         return Decision(

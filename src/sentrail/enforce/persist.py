@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from sentrail.enforce.model import Approval, Decision
+from sentrail.enforce.model import Decision
 from sentrail.enforce.state import (
     Action,
     ApprovalBook,
@@ -27,18 +27,11 @@ from sentrail.enforce.state import (
     EnforcementError,
     redeem_problem,
 )
+from sentrail.model.approval import Approval
 from sentrail.store.base import NewEvent
 from sentrail.store.core import LogStore
-from sentrail.store.enforcement_records import ApprovalRow, ContainmentRow
+from sentrail.store.enforcement_records import ContainmentRow
 from sentrail.store.records import records
-
-
-def _to_row(a: Approval) -> ApprovalRow:
-    return ApprovalRow(**{f: getattr(a, f) for f in ApprovalRow.__struct_fields__})
-
-
-def _from_row(r: ApprovalRow) -> Approval:
-    return Approval(**{f: getattr(r, f) for f in Approval.__struct_fields__})
 
 
 class StoreApprovals(ApprovalBook):
@@ -60,7 +53,7 @@ class StoreApprovals(ApprovalBook):
         with records(self.store, write=True) as rtx:
             open_ = rtx.find_approval(tenant, run_id, tool, args_sha256, "pending", now)
             if open_ is not None:
-                return _from_row(open_)
+                return open_
             approval = Approval(
                 approval_id=f"apr_{secrets.token_hex(8)}",
                 tenant_id=tenant,
@@ -73,7 +66,7 @@ class StoreApprovals(ApprovalBook):
                 reason=reason[:2000],
                 app_id=app,
             )
-            rtx.put_approval(_to_row(approval))
+            rtx.put_approval(approval)
         return approval
 
     def decide(
@@ -97,7 +90,7 @@ class StoreApprovals(ApprovalBook):
             rtx.put_containment(_action_row(action))
             row = rtx.get_approval(approval_id)
         assert row is not None
-        return _from_row(row)
+        return row
 
     def redeem(
         self, approval_id: str, tenant: str, run_id: str, tool: str, args_sha256: str
@@ -105,14 +98,13 @@ class StoreApprovals(ApprovalBook):
         now = time.time()
         with records(self.store, write=True) as rtx:
             row = rtx.get_approval(approval_id)
-            found = _from_row(row) if row is not None else None
-            why = redeem_problem(approval_id, found, tenant, run_id, tool, args_sha256, now)
+            why = redeem_problem(approval_id, row, tenant, run_id, tool, args_sha256, now)
             if why or row is None:
                 return None, why
             if not rtx.set_approval_status(approval_id, "approved", "used", None, None):
                 return None, f"approval {approval_id} was used meanwhile"
         row.status = "used"
-        return _from_row(row), ""
+        return row, ""
 
     def approved_for(self, tenant: str, run_id: str, tool: str, args_sha256: str) -> str | None:
         with records(self.store) as rtx:
@@ -124,7 +116,7 @@ class StoreApprovals(ApprovalBook):
         now = time.time()
         with records(self.store) as rtx:
             rows = rtx.list_approvals(tenant, "pending", app=app)
-        return [_from_row(r) for r in rows if r.expires > now]
+        return [r for r in rows if r.expires > now]
 
 
 def _action_row(a: Action) -> ContainmentRow:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from sentrail.enforce.model import Approval
 from sentrail.errors import SentrailError
+from sentrail.model.approval import Approval
 from sentrail.policy.match import GlobSet
 
 

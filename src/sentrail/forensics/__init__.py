@@ -13,6 +13,6 @@ them — ``trace analyze``, the store, or a replay):
 - :func:`sentrail.forensics.summary.evidence_summary` — the responder's summary document
   that an evidence bundle carries.
 
-:mod:`sentrail.forensics.stored` is the adapter that reads runs from the evidence store and
-keeps the value index.
+The package is pure (no store, no I/O); :mod:`sentrail.runtime.logged_runs` reads runs
+back from the evidence store for it and keeps the value index.
 """

@@ -2,11 +2,13 @@
 
 A hook process knows nothing of the session's earlier calls, so it replays them: every
 recorded call is decided again and every recorded result observed again, in order, by a
-scratch :class:`DecisionPoint` whose clock shows each record's time and whose recorder is
-off. The run state that follows (findings, taint sources, injected instructions, budgets)
-is the one a long-lived decision point would hold. Then the new call is decided with the
-recorder on: it appends the call, with its signed decision, to the log before the answer
-leaves (a decision that cannot be recorded is a deny, as in the decision point).
+:class:`DecisionPoint` whose clock shows each record's time and which has no recorder yet
+— the decision point folds the run with the one fold (:mod:`sentrail.engine.fold`), so
+replay is that fold with its output not yet attached. The run state that follows
+(findings, taint sources, injected instructions, budgets) is the one a long-lived decision
+point would hold. Then the recorder is attached and the new call decided: it appends the
+call, with its signed decision, to the log before the answer leaves (a decision that
+cannot be recorded is a deny, as in the decision point).
 
 Scanning a result for injected instructions is most of the cost of replay, and its answer
 depends on the text alone; a result the live scan found clean is recorded as such and not
@@ -94,7 +96,7 @@ def _detectors(scans: _Scans) -> tuple[type[Detector], ...]:
             super().on_step(facts)
             scans.found[id(res)] = len(self.ctx.injections) > before
 
-    return tuple(RecordedInstruction if d is UntrustedInstruction else d for d in DETECTORS)
+    return tuple({**DETECTORS, UntrustedInstruction.name: RecordedInstruction}.values())
 
 
 class HookRun:
@@ -124,21 +126,31 @@ class HookRun:
         self._steps: dict[str, int] = {}  # call key -> step index of its decision
         self._replay_seconds = replay_seconds
         self._replayed = False
+        self._failed: Exception | None = None
         self._scans = _Scans()
         engine = Engine(policy, detectors=_detectors(self._scans))
-        self.pdp = DecisionPoint(engine, signer, recorder=self._record, clock=self._clock)
+        self.pdp = DecisionPoint(engine, signer, clock=self._clock)  # recorder: after replay
 
     # -- replay -------------------------------------------------------------------------
     def _record(self, decision: Decision) -> None:
         if self._pending is None:
-            return  # replaying: the call is in the log already
+            raise HookStateError("a decision with no call to record", str(self.log.path))
         key, req = self._pending
         self.log.append(CallRecord(self._clock(), key, req, decision))
 
     def replay(self) -> None:
+        if self._failed is not None:
+            raise self._failed  # a half-replayed run must not decide (nor go unrecorded)
         if self._replayed:
             return
         self._replayed = True
+        try:
+            self._replay()
+        except Exception as exc:
+            self._failed = exc
+            raise
+
+    def _replay(self) -> None:
         records = self.log.records()
         prompts = [r.text for r in records if isinstance(r, PromptRecord)]
         self.trigger = bounded("\n".join(prompts)) if prompts else None
@@ -162,6 +174,7 @@ class HookRun:
                     self.pdp.observe(self.tenant_id, self.run_id, rec.result, self.agent_id, step)
         finally:
             self._clock.fixed = None
+        self.pdp.recorder = self._record  # replayed: from now on, decisions are recorded
 
     def _request(self, req: DecisionRequest) -> DecisionRequest:
         """The request with the run's trigger: every prompt of the session so far."""

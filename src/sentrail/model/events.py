@@ -9,11 +9,11 @@ One JSON object per line::
 ``run_started`` carries every run field except ``steps``; ``run_completed`` may carry the
 final ``completed_at``, ``status`` and ``permissions_summary``. ``event_id`` is optional and
 used for idempotent delivery by later transports.
+
+Events become runs in one place only, the fold (:mod:`sentrail.engine.fold`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import msgspec
 
@@ -56,31 +56,3 @@ def events_of(run: Run) -> list[Event]:
         )
     )
     return events
-
-
-def fold_run(events: Iterable[Event]) -> Run | None:
-    """The trace document a run's events describe (None without a ``run_started``).
-
-    Steps are kept in arrival order; a later ``run_completed`` overrides the end fields.
-    """
-    run: Run | None = None
-    steps: list[Step] = []
-    completed: RunCompleted | None = None
-    for ev in events:
-        if isinstance(ev, RunStarted):
-            fields = msgspec.to_builtins(ev)
-            fields.pop("type", None)
-            fields.pop("event_id", None)
-            run = msgspec.convert(fields, Run)
-        elif isinstance(ev, StepEvent):
-            steps.append(ev.step)
-        else:
-            completed = ev
-    if run is None:
-        return None
-    run.steps = steps
-    if completed is not None:
-        run.completed_at = completed.completed_at or run.completed_at
-        run.status = completed.status or run.status
-        run.permissions_summary = completed.permissions_summary or run.permissions_summary
-    return run

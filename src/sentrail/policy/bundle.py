@@ -138,7 +138,10 @@ class Rule(Strict):
     examples: RuleExamples | None = None
 
 
-class PolicyException(Strict):
+class Suppression(Strict):
+    """An owned, expiring exception to a rule: findings it matches are kept aside as
+    suppressed (with who allowed it and why), not reported. A record, not an error."""
+
     rule: str
     owner: str
     reason: str
@@ -154,5 +157,5 @@ class PolicyBundle(Strict):
     agents: list[AgentProfile] = msgspec.field(default_factory=list)
     tools: list[ToolEntry] = msgspec.field(default_factory=list)
     rules: list[Rule] = msgspec.field(default_factory=list)
-    exceptions: list[PolicyException] = msgspec.field(default_factory=list)
+    exceptions: list[Suppression] = msgspec.field(default_factory=list)
     default_profile: AgentProfile | None = None

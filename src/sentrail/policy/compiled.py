@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from fnmatch import fnmatchcase
 
-from sentrail.policy.bundle import AgentProfile, PolicyBundle, PolicyException, Rule
+from sentrail.policy.bundle import AgentProfile, PolicyBundle, Rule, Suppression
 from sentrail.policy.load import LoadedBundle
 from sentrail.policy.match import GlobSet, TrustedDestinations
 from sentrail.policy.risk import ToolRegistry
@@ -69,7 +69,7 @@ class Policy:
         # read: shared by every run of the process (a run used to filter on its own).
         self._run_fields = _static_run_fields(self.rules)
         self._for_tool: dict[tuple[object, ...], list[CompiledRule]] = {}
-        self.exceptions = list(bundle.exceptions)
+        self.suppressions = list(bundle.exceptions)
         self._profiles = [(GlobSet([p.id]), p) for p in bundle.agents]
         self._default = Profile(bundle.default_profile or AgentProfile(id="*"), matched=False)
         self._cache: dict[str, Profile] = {}
@@ -107,11 +107,12 @@ class Policy:
                 self._cache[agent_id] = hit
         return hit
 
-    def exception_for(
+    def suppression_for(
         self, rule: str, category: str, agent_id: str, tool: str, on: dt.date | None
-    ) -> PolicyException | None:
-        """The exception that suppresses this finding, if one applies on date ``on``."""
-        for exc in self.exceptions:
+    ) -> Suppression | None:
+        """The suppression (the bundle's ``exceptions:``) that applies to this finding on
+        date ``on``, if any."""
+        for exc in self.suppressions:
             if on is not None and on > exc.expires:
                 continue
             # A rule id may be given bare ("no-prod-delete") or as the finding's rule

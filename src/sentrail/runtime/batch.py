@@ -1,27 +1,23 @@
 """Analysing many traces: one process or a pool, results streamed in input order.
 
 Nothing holds all traces: each worker reads, analyses and returns one file at a time, and
-results come back msgspec-encoded (cheap to pass between processes).
+results come back msgspec-encoded (cheap to pass between processes). A trace document and
+an NDJSON event file are both folded by :mod:`sentrail.engine.fold`, like every producer.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import multiprocessing
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import msgspec
 
-from sentrail.engine.engine import Engine, RunSession
+from sentrail.engine.config import EngineConfig
+from sentrail.engine.engine import Engine
+from sentrail.engine.fold import Fold, OutOfOrder
 from sentrail.errors import InputError, SentrailError
-from sentrail.model.baseline import BASELINE_FORMAT, Baselines
 from sentrail.model.decode import decode_run
-from sentrail.model.events import RunCompleted, RunStarted
 from sentrail.model.finding import RunResult
-from sentrail.model.trace import RunHeader
-from sentrail.policy.compiled import Policy
-from sentrail.policy.load import load_policy
 from sentrail.runtime.sources import (
     is_event_stream_name,
     iter_events,
@@ -30,7 +26,7 @@ from sentrail.runtime.sources import (
 )
 
 
-class Outcome(msgspec.Struct):
+class Analysis(msgspec.Struct):
     """The analysis of one run, or why a file (or an event line) could not be analysed."""
 
     path: str
@@ -38,85 +34,52 @@ class Outcome(msgspec.Struct):
     error: str | None = None
 
 
-class EngineConfig(msgspec.Struct, frozen=True):
-    policy_path: str | None = None
-    baseline_path: str | None = None
-    today: dt.date | None = None
-
-    def build(self) -> Engine:
-        policy = Policy(load_policy(self.policy_path)) if self.policy_path else Policy()
-        baselines = load_baselines(self.baseline_path) if self.baseline_path else None
-        return Engine(policy, baselines, today=self.today)
-
-
-def load_baselines(path: str) -> Baselines:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read baselines: {exc.strerror}", path) from None
-    try:
-        baselines = msgspec.json.decode(data, type=Baselines)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InputError(f"not a sentrail baselines file: {exc}", path) from None
-    if baselines.format != BASELINE_FORMAT:
-        raise InputError(f"baselines format {baselines.format!r} is not {BASELINE_FORMAT!r}", path)
-    return baselines
-
-
-def analyze_bytes(engine: Engine, path: str, data: bytes) -> list[Outcome]:
+def analyze_bytes(engine: Engine, path: str, data: bytes) -> list[Analysis]:
     """One document (a trace) or one NDJSON stream (any number of runs)."""
     if is_event_stream_name(path) or looks_like_event_stream(data):
-        return list(replay_stream(engine, data, path))
+        return list(analyze_stream(engine, data, path))
     try:
         run = decode_run(data)
     except SentrailError as exc:
-        return [Outcome(path, error=str(exc))]
-    return [Outcome(path, result=engine.analyze(run))]
+        return [Analysis(path, error=str(exc))]
+    return [Analysis(path, result=engine.analyze(run))]
 
 
-def analyze_path(engine: Engine, path: str) -> list[Outcome]:
+def analyze_path(engine: Engine, path: str) -> list[Analysis]:
     try:
         data = read_document(path)
     except SentrailError as exc:
-        return [Outcome(path, error=exc.message)]
+        return [Analysis(path, error=exc.message)]
     try:
         return analyze_bytes(engine, path, data)
     except Exception as exc:  # a bug must not end a batch of thousands; it is reported
-        return [Outcome(path, error=f"internal error: {type(exc).__name__}: {exc}")]
+        return [Analysis(path, error=f"internal error: {type(exc).__name__}: {exc}")]
 
 
-def replay_stream(engine: Engine, data: bytes, where: str) -> Iterator[Outcome]:
-    """Fold an NDJSON event stream; a bad line is reported and the rest goes on."""
-    sessions: dict[str, RunSession] = {}
+def analyze_stream(engine: Engine, data: bytes, where: str) -> Iterator[Analysis]:
+    """The runs of an NDJSON event stream, folded; a bad line or an event that does not
+    fit its run is reported and the rest goes on. Runs the stream leaves open are closed
+    at its end."""
+    fold = Fold(engine)
     for item in iter_events(data, where):
         if isinstance(item, InputError):
-            yield Outcome(where, error=str(item))
+            yield Analysis(where, error=str(item))
             continue
-        run_id = item.run_id
-        if isinstance(item, RunStarted):
-            if run_id in sessions:
-                yield Outcome(where, error=f"{where}: run {run_id}: run_started twice")
-                continue
-            header = msgspec.convert(msgspec.to_builtins(item), RunHeader)
-            sessions[run_id] = engine.start(header)
+        try:
+            step = fold.feed(item)
+        except OutOfOrder as exc:
+            yield Analysis(where, error=str(exc.at(where)))
             continue
-        session = sessions.get(run_id)
-        if session is None:
-            yield Outcome(where, error=f"{where}: run {run_id}: event before run_started")
-            continue
-        if isinstance(item, RunCompleted):
-            del sessions[run_id]
-            session.complete(item)
-            yield Outcome(where, result=session.finish())
-        else:
-            session.on_step(item.step)
-    for session in sessions.values():  # the stream ended before these runs completed
-        yield Outcome(where, result=session.finish())
+        if step.result is not None:
+            yield Analysis(where, result=step.result)
+    for step in fold.close_all():
+        assert step.result is not None
+        yield Analysis(where, result=step.result)
 
 
 _worker_engine: Engine | None = None
 _encode = msgspec.msgpack.Encoder().encode
-_decode_outcomes = msgspec.msgpack.Decoder(list[Outcome]).decode
+_decode_analyses = msgspec.msgpack.Decoder(list[Analysis]).decode
 
 
 def _init_worker(config: EngineConfig) -> None:
@@ -129,7 +92,7 @@ def _work(path: str) -> bytes:
     return _encode(analyze_path(_worker_engine, path))
 
 
-def run_batch(paths: Iterable[str], config: EngineConfig, jobs: int = 1) -> Iterator[Outcome]:
+def run_batch(paths: Iterable[str], config: EngineConfig, jobs: int = 1) -> Iterator[Analysis]:
     """Analyse ``paths`` in order; ``jobs`` > 1 uses that many worker processes."""
     if jobs <= 1:
         engine = config.build()
@@ -139,4 +102,4 @@ def run_batch(paths: Iterable[str], config: EngineConfig, jobs: int = 1) -> Iter
     ctx = multiprocessing.get_context("forkserver")
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(config,)) as pool:
         for blob in pool.imap(_work, paths, chunksize=16):
-            yield from _decode_outcomes(blob)
+            yield from _decode_analyses(blob)

@@ -5,14 +5,15 @@ database editor could flip a verdict, delete a finding or mark one resolved, and
 would still verify. This re-derives them from the logged events and names every index row
 that disagrees. For each run ``(app, run_id)`` of the tenant's log:
 
-1. its *versions*: every ``trace`` event is one (the document as received); its stream
-   events (``run_started``, ``step``, ``run_completed``) folded together are another
-   (:func:`sentrail.runtime.logged_runs.run_of`, the one place the fold is called). The
-   run's current version is the last one in seq order; it is complete when it is a
-   trace, or a stream with a ``run_completed`` (a stream the worker closed as
-   ``incomplete`` is folded with that completion, as the worker did);
-2. the engine analyses it, with the policy bundle the run's index row names by hash when
-   the store holds that bundle (and its hash matches), else the default one, or the one
+1. its *versions*, each folded by the one fold exactly as the writers fold them
+   (:func:`sentrail.runtime.stored.fold_stored`): every ``trace`` event is one (the
+   document as received); its stream events (``run_started``, ``step``,
+   ``run_completed``) folded together are another. The run's current version is the
+   last one in seq order; it is complete when it is a trace, or a stream with a
+   ``run_completed`` (a stream the worker closed as ``incomplete`` is closed with that
+   status, as the worker did);
+2. the fold judges it with the policy bundle the run's index row names by hash when the
+   store holds that bundle (and its hash matches), else the default one, or the one
    given; baselines are not recorded per run: give the file the service used;
 3. the index must agree: a complete run has a run row with the same verdict and risk
    score, and every finding of the analysis (with its severity); every finding row is
@@ -31,16 +32,14 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import msgspec
-
 from sentrail.engine.engine import Engine
+from sentrail.engine.fold import RunFolder
 from sentrail.errors import SentrailError
-from sentrail.model.decode import decode_run
-from sentrail.model.finding import Finding
-from sentrail.model.trace import Run
+from sentrail.model.finding import Finding, RunResult
+from sentrail.model.status import INCOMPLETE
 from sentrail.policy.compiled import Policy
 from sentrail.policy.load import parse_policy
-from sentrail.runtime.logged_runs import STREAM_KINDS, run_of
+from sentrail.runtime.stored import STREAM_KINDS, StoredRun, fold_stored
 from sentrail.store.base import TRIAGE_KIND, StoredEvent
 from sentrail.store.core import LogStore
 from sentrail.store.records import FindingRow, RunRow, records
@@ -67,29 +66,47 @@ class DeepReport:
     disagreements: list[Disagreement] = field(default_factory=list)
 
 
-class _Version(msgspec.Struct):
+@dataclass(frozen=True)
+class _Version:
     seq: int
-    run: Run
+    result: RunResult
     complete: bool
 
 
-def _versions(events: Sequence[StoredEvent], status: str) -> list[_Version]:
-    """The logged versions of a run, in seq order (see the module docstring)."""
+def _versions(events: Sequence[StoredEvent], status: str, engine: Engine) -> list[_Version]:
+    """The logged versions of a run, judged, in seq order (see the module docstring).
+    SentrailError when a logged event of the run no longer decodes."""
     out: list[_Version] = []
     stream = [e for e in events if e.kind in STREAM_KINDS]
     for e in events:
         if e.kind == "trace" and e.payload is not None:
-            out.append(_Version(e.seq, decode_run(e.payload), True))
+            folder = _folded(fold_stored(engine, [e]))
+            if folder is not None and folder.result is not None:
+                out.append(_Version(e.seq, folder.result, True))
     ends = [e.seq for e in stream if e.kind == "run_completed"]
     if ends:
-        run = run_of([e for e in stream if e.seq <= ends[-1]])
-        if run is not None:
-            out.append(_Version(ends[-1], run, True))
+        folder = _folded(fold_stored(engine, [e for e in stream if e.seq <= ends[-1]]))
+        if folder is not None:
+            result = folder.result or folder.close().result
+            assert result is not None
+            out.append(_Version(ends[-1], result, True))
     elif stream:
-        idle = run_of(stream, "incomplete") if status == "incomplete" else run_of(stream)
-        if idle is not None:
-            out.append(_Version(stream[-1].seq, idle, status == "incomplete"))
+        folder = _folded(fold_stored(engine, stream))
+        if folder is not None:
+            incomplete = status == INCOMPLETE  # closed by the worker's idle timeout
+            result = folder.close(INCOMPLETE if incomplete else None).result
+            assert result is not None
+            out.append(_Version(stream[-1].seq, result, incomplete))
     return sorted(out, key=lambda v: v.seq)
+
+
+def _folded(stored: StoredRun) -> RunFolder | None:
+    """The folder of a stored run; SentrailError naming the first event that no longer
+    decodes (the index cannot be checked against what cannot be read)."""
+    if stored.undecodable:
+        first = stored.undecodable[0]
+        raise first.error.at(f"event seq {first.seq}")
+    return stored.folder
 
 
 class EnginePicker:
@@ -172,19 +189,19 @@ def _check_run(
     engine_for: Callable[[str | None], Engine],
 ) -> list[str]:
     out: list[str] = []
-    versions = _versions(events, row.status if row is not None else "")
+    engine = engine_for(row.policy_sha256 if row is not None else None)
+    versions = _versions(events, row.status if row is not None else "", engine)
     if not versions:
         if row is not None or rows:
             out.append("the index has rows for a run whose logged events describe no run")
         return out
-    engine = engine_for(row.policy_sha256 if row is not None else None)
     derived: dict[str, Finding] = {}
     for v in versions:
-        for f in engine.analyze(v.run).findings:
+        for f in v.result.findings:
             derived.setdefault(f.id, f)
     current = versions[-1]
     if current.complete:
-        result = engine.analyze(current.run)
+        result = current.result
         if row is None:
             out.append("the log holds the run but the index has no row for it (deleted)")
         else:

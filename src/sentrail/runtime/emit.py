@@ -149,7 +149,7 @@ class Pacer:
 
 
 # -- sinks -----------------------------------------------------------------------------------
-class EmitSink(Protocol):
+class EmitTarget(Protocol):
     name: str
 
     async def send(self, batch: list[Outgoing]) -> int:
@@ -159,7 +159,7 @@ class EmitSink(Protocol):
     async def close(self) -> None: ...
 
 
-class StreamSink:
+class StreamTarget:
     """NDJSON lines on a byte stream (stdout), flushed after every batch."""
 
     def __init__(self, stream: IO[bytes], name: str = "stdout") -> None:
@@ -175,7 +175,7 @@ class StreamSink:
         return None
 
 
-class BusSink:
+class BusTarget:
     """The tenant's stream on a bus (subject per agent, deduplicated by event id)."""
 
     def __init__(self, bus: Bus, tenant: str, name: str) -> None:
@@ -194,7 +194,7 @@ class BusSink:
         await self.bus.close()
 
 
-class HttpSink:
+class HttpTarget:
     """NDJSON batches POSTed to ``{base}/v1/apps/{app}/events`` with a Bearer key.
 
     Retries (same bytes, so the same event ids) on transport errors, 429 and 5xx."""
@@ -276,7 +276,7 @@ class EmitStats:
 
 async def emit(
     reader: EventReader,
-    sink: EmitSink,
+    sink: EmitTarget,
     *,
     rate: float = 0.0,
     repeat: bool = False,
@@ -314,7 +314,7 @@ async def emit(
         copy += 1
 
 
-SinkOpener = Callable[[], Awaitable[EmitSink]]
+SinkOpener = Callable[[], Awaitable[EmitTarget]]
 
 
 def sink_for(
@@ -324,17 +324,17 @@ def sink_for(
     and how to open it (in the event loop that will use it)."""
     if to in ("stdout", "-"):
 
-        async def stdout_sink() -> EmitSink:
-            return StreamSink(sys.stdout.buffer)
+        async def stdout_sink() -> EmitTarget:
+            return StreamTarget(sys.stdout.buffer)
 
         return "stdout", stdout_sink
     if to.startswith(("nats://", "tls://")):
 
-        async def nats_sink() -> EmitSink:
+        async def nats_sink() -> EmitTarget:
             from sentrail.bus.factory import open_bus
 
             await probe_nats(to)
-            return BusSink(await open_bus(to), tenant, display_url(to))
+            return BusTarget(await open_bus(to), tenant, display_url(to))
 
         return f"{display_url(to)} tenant {tenant}", nats_sink
     if to.startswith(("http://", "https://")):
@@ -342,8 +342,8 @@ def sink_for(
             raise UsageError("--to http(s):// needs --key (or SENTRAIL_API_KEY) and --app")
         service_key, service_app = key, app
 
-        async def http_sink() -> EmitSink:
-            return HttpSink(to, service_app, service_key)
+        async def http_sink() -> EmitTarget:
+            return HttpTarget(to, service_app, service_key)
 
         return display_url(to), http_sink
     raise UsageError("--to must be stdout, nats://HOST:PORT or http(s)://SERVICE", to[:200])

@@ -1,10 +1,11 @@
 """Watching live runs: events in, per-step records and findings out, as they happen.
 
-The :class:`Watcher` keeps one :class:`~sentrail.engine.engine.RunSession` per run (the
-same detectors as ``trace analyze``) and hands a record to its sink for every run start,
-step and run end. Input is hostile: every line or message is decoded with the located,
-bounded decoders of :mod:`sentrail.model.decode`; a bad one becomes a :class:`Problem`
-record and the watch goes on.
+The :class:`Watcher` folds events with the one fold (:mod:`sentrail.engine.fold`: the
+same detectors as ``trace analyze``) and hands every run start, step and run end to its
+pipeline, whose view turns them into records (:mod:`sentrail.runtime.watch_records`).
+Input is hostile: every line or message is decoded with the located, bounded decoders of
+:mod:`sentrail.model.decode`; a bad one becomes a :class:`WatchProblem` record and the watch
+goes on.
 
 Lines are framed by :class:`~sentrail.runtime.framing.DocumentFramer`, so NDJSON events
 (one per line) and whole trace documents (pretty-printed over many lines, e.g.
@@ -29,15 +30,18 @@ from typing import Any
 
 import msgspec
 
-from sentrail.engine.engine import Engine, RunSession
+from sentrail.engine.engine import Engine
+from sentrail.engine.fold import Fold, FoldStep, OutOfOrder, RunFolder
 from sentrail.errors import InputError, SentrailError
 from sentrail.model.decode import decode_event, decode_run
 from sentrail.model.events import Event, RunCompleted, RunStarted, StepEvent, events_of
-from sentrail.model.finding import Category, Finding, RunResult, Severity
-from sentrail.model.trace import RunHeader, Step
+from sentrail.model.finding import Severity
+from sentrail.model.status import PARTIAL
+from sentrail.runtime.compose import watch_pipeline
 from sentrail.runtime.framing import DocumentFramer
+from sentrail.runtime.pipeline import Pipeline, RunUpdate
+from sentrail.runtime.watch_records import RecordSink, WatchProblem
 
-PARTIAL = "partial"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_REMEMBERED = 100_000  # run ids remembered as filtered out / reported as orphans
 
@@ -54,52 +58,14 @@ _PROBE = msgspec.json.Decoder(_Probe)
 _RAW_STEP = msgspec.json.Decoder(_RawStep)
 
 
-# -- records handed to the sink --------------------------------------------------------
-@dataclass(frozen=True)
-class RunOpened:
-    run_id: str
-    agent_id: str
-    header: RunHeader
-
-
-@dataclass(frozen=True)
-class StepSeen:
-    run_id: str
-    agent_id: str
-    step: Step
-    findings: list[Finding]  # new findings at or above the minimum severity
-    escalated: bool
-
-
-@dataclass(frozen=True)
-class RunClosed:
-    run_id: str
-    agent_id: str
-    result: RunResult
-    findings: list[Finding]  # findings of the end-of-run checks, filtered like StepSeen's
-    completed: bool  # False: the input ended first (closed as partial)
-
-
-@dataclass(frozen=True)
-class Problem:
-    where: str
-    message: str
-    kind: str = "invalid"  # invalid | orphan
-
-
-WatchRecord = RunOpened | StepSeen | RunClosed | Problem
-Sink = Callable[[WatchRecord], None]
-
-
 @dataclass
-class LiveRun:
-    """A run being watched: its session and what is needed to save it as a trace."""
+class WatchedRun:
+    """A run being watched: its folder, and what is needed to save it as a trace."""
 
     header: dict[str, Any]  # the run_started fields as sent (no type, event_id)
     agent_id: str
-    session: RunSession
+    folder: RunFolder
     steps: list[bytes] = field(default_factory=list)  # each step's JSON as received
-    event_ids: set[str] = field(default_factory=set)
 
     @property
     def run_id(self) -> str:
@@ -126,21 +92,26 @@ def agent_matcher(pattern: str | None) -> Callable[[str], bool]:
 
 
 class Watcher:
+    """Folds what it is fed; ``sink`` gets the records (through ``pipeline``, by default
+    the watch view of :func:`~sentrail.runtime.compose.watch_pipeline`) and problems."""
+
     def __init__(
         self,
         engine: Engine,
-        sink: Sink,
+        sink: RecordSink,
         *,
         agent: str | None = None,
         run_id: str | None = None,
         min_severity: Severity = Severity.INFO,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self.engine = engine
         self.sink = sink
+        self.pipeline = pipeline or watch_pipeline(sink, min_severity)
         self.agent_ok = agent_matcher(agent)
         self.run_filter = run_id
-        self.min_rank = min_severity.rank
-        self.runs: dict[str, LiveRun] = {}
+        self.fold = Fold(engine)
+        self.runs: dict[str, WatchedRun] = {}
         self.stats = WatchStats()
         self._ignored: dict[str, None] = {}
         self._orphans: dict[str, None] = {}
@@ -188,98 +159,52 @@ class Watcher:
         """One decoded event; ``raw`` (its JSON line) keeps unknown fields in partial saves."""
         run_id = ev.run_id
         if isinstance(ev, RunStarted):
-            if run_id in self.runs:
-                self._count_duplicate(self.runs[run_id], ev.event_id, first=True)
+            if self._filtered_out(ev):
                 return
-            self._start(ev, raw)
-            return
-        live = self.runs.get(run_id)
-        if live is None:
+            self._ignored.pop(run_id, None)
+        elif run_id not in self.runs:
             self._unknown_run(run_id)
             return
-        if self._count_duplicate(live, ev.event_id):
+        try:
+            step = self.fold.feed(ev)
+        except OutOfOrder:  # run_started twice
+            self.stats.duplicates += 1
+            return
+        if step.kind == "duplicate":
+            self.stats.duplicates += 1
             return
         self.stats.events += 1
+        if isinstance(ev, RunStarted):
+            self.runs[run_id] = WatchedRun(_fields(ev, raw), ev.agent_id, self.fold.runs[run_id])
+        watched = self.runs[run_id]
         if isinstance(ev, StepEvent):
-            self._step(live, ev, raw)
-        elif isinstance(ev, RunCompleted):
-            live.session.complete(ev)
-            self._close(live, completed=True)
+            watched.steps.append(_step_json(ev, raw))
+        if step.result is not None:
+            del self.runs[run_id]
+            self.stats.runs_completed += isinstance(ev, RunCompleted)
+        self._emit(watched, step)
 
-    # -- per event -------------------------------------------------------------------------
-    def _start(self, ev: RunStarted, raw: bytes | None) -> None:
-        run_id = ev.run_id
-        if (self.run_filter is not None and run_id != self.run_filter) or not self.agent_ok(
-            ev.agent_id
-        ):
-            self.stats.filtered += 1
-            self._remember(self._ignored, run_id)
-            return
-        self._ignored.pop(run_id, None)
-        fields: dict[str, Any] | None = None
-        if raw is not None:
-            try:
-                decoded = msgspec.json.decode(raw)
-                fields = decoded if isinstance(decoded, dict) else None
-            except msgspec.DecodeError:
-                fields = None
-        if fields is None:
-            fields = msgspec.to_builtins(ev)
-        for key in ("type", "event_id", "steps", "completed_at"):
-            fields.pop(key, None)
-        header = msgspec.convert(msgspec.to_builtins(ev), RunHeader)
-        live = LiveRun(fields, ev.agent_id, self.engine.start(header))
-        if ev.event_id:
-            live.event_ids.add(ev.event_id)
-        self.runs[run_id] = live
-        self.stats.events += 1
-        self.sink(RunOpened(run_id, ev.agent_id, header))
-
-    def _step(self, live: LiveRun, ev: StepEvent, raw: bytes | None) -> None:
-        step_json = None
-        if raw is not None:
-            try:
-                step_json = bytes(_RAW_STEP.decode(raw).step)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                step_json = None
-        live.steps.append(step_json or msgspec.json.encode(ev.step))
-        found = live.session.on_step(ev.step)
-        summary = live.session.header.permissions_summary
-        escalated = any(
-            f.category is Category.PERMISSION_ESCALATION and f.step_index == ev.step.step_index
-            for f in found
-        ) or bool(summary and set(summary.escalated).intersection(ev.step.permissions_used))
-        self.sink(StepSeen(live.run_id, live.agent_id, ev.step, self._shown(found), escalated))
-
-    def _close(self, live: LiveRun, *, completed: bool) -> None:
-        before = {f.id for f in live.session.ctx.findings}
-        result = live.session.finish()
-        new = [f for f in result.findings if f.id not in before]
-        del self.runs[live.run_id]
-        if completed:
-            self.stats.runs_completed += 1
-        self.sink(RunClosed(live.run_id, live.agent_id, result, self._shown(new), completed))
-
-    def close_open_runs(self) -> list[LiveRun]:
+    def close_open_runs(self) -> list[WatchedRun]:
         """End of input: close every open run as ``partial`` (end-of-run checks run).
 
         Returns the runs closed, so the caller can save them."""
         open_runs = list(self.runs.values())
-        for live in open_runs:
-            live.session.complete(RunCompleted(run_id=live.run_id, status=PARTIAL))
-            self._close(live, completed=False)
+        for watched in open_runs:
+            del self.runs[watched.run_id]
+            self._emit(watched, self.fold.close(watched.run_id, PARTIAL))
         return open_runs
 
     # -- helpers ---------------------------------------------------------------------------
-    def _shown(self, found: list[Finding]) -> list[Finding]:
-        return [f for f in found if f.severity.rank >= self.min_rank]
+    def _emit(self, watched: WatchedRun, step: FoldStep) -> None:
+        self.pipeline.emit([RunUpdate("", "", watched.folder.run, step)])
 
-    def _count_duplicate(self, live: LiveRun, event_id: str | None, first: bool = False) -> bool:
-        if first or (event_id and event_id in live.event_ids):
-            self.stats.duplicates += 1
+    def _filtered_out(self, ev: RunStarted) -> bool:
+        if (self.run_filter is not None and ev.run_id != self.run_filter) or not self.agent_ok(
+            ev.agent_id
+        ):
+            self.stats.filtered += 1
+            self._remember(self._ignored, ev.run_id)
             return True
-        if event_id:
-            live.event_ids.add(event_id)
         return False
 
     def _unknown_run(self, run_id: str) -> None:
@@ -290,7 +215,7 @@ class Watcher:
         if run_id not in self._orphans:
             self._remember(self._orphans, run_id)
             self.sink(
-                Problem(
+                WatchProblem(
                     f"run {run_id}",
                     "events arrived before its run_started (joined mid-run?); ignored",
                     "orphan",
@@ -300,7 +225,7 @@ class Watcher:
     def _problem(self, where: str, exc: SentrailError) -> None:
         self.stats.invalid += 1
         message = f"{exc.location}: {exc.message}" if exc.location else exc.message
-        self.sink(Problem(where, message))
+        self.sink(WatchProblem(where, message))
 
     @staticmethod
     def _remember(table: dict[str, None], run_id: str) -> None:
@@ -309,8 +234,33 @@ class Watcher:
             del table[next(iter(table))]
 
 
+def _fields(ev: RunStarted, raw: bytes | None) -> dict[str, Any]:
+    """The run_started fields as sent (unknown ones too), for a partial save."""
+    fields: dict[str, Any] | None = None
+    if raw is not None:
+        try:
+            decoded = msgspec.json.decode(raw)
+            fields = decoded if isinstance(decoded, dict) else None
+        except msgspec.DecodeError:
+            fields = None
+    if fields is None:
+        fields = msgspec.to_builtins(ev)
+    for key in ("type", "event_id", "steps", "completed_at"):
+        fields.pop(key, None)
+    return fields
+
+
+def _step_json(ev: StepEvent, raw: bytes | None) -> bytes:
+    if raw is not None:
+        try:
+            return bytes(_RAW_STEP.decode(raw).step)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+    return msgspec.json.encode(ev.step)
+
+
 # -- partial traces ------------------------------------------------------------------------
-def partial_document(live: LiveRun) -> bytes:
+def partial_document(live: WatchedRun) -> bytes:
     """The steps seen so far as a trace document with ``"status": "partial"``."""
     doc = {**live.header, "status": PARTIAL, "steps": [msgspec.Raw(s) for s in live.steps]}
     return msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n"
@@ -337,7 +287,7 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def save_partial(live: LiveRun, directory: Path, when: dt.datetime) -> Path:
+def save_partial(live: WatchedRun, directory: Path, when: dt.datetime) -> Path:
     """Write ``live`` under ``directory`` (0700) as a new 0600 file; never overwrites."""
     private_dir(directory)
     data = partial_document(live)

@@ -337,7 +337,7 @@ class BusSource:
                 try:
                     msgs: list[BusMessage] = _run(loop, consumer.fetch(256, self.poll), stop)
                     if msgs and ack:
-                        _run(loop, consumer.ack_through(msgs[-1]), stop)
+                        _run(loop, consumer.ack(msgs), stop)
                     failures = 0
                 except BusError:
                     failures += 1  # a bus restart: nats-py reconnects; give it a while

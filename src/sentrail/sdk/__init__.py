@@ -9,9 +9,9 @@ by name when it is installed.
 """
 
 from sentrail.sdk.guard import (
+    GuardContext,
     GuardedCall,
     GuardError,
-    RunContext,
     ToolDenied,
     current_run,
     guard,
@@ -19,9 +19,9 @@ from sentrail.sdk.guard import (
 )
 
 __all__ = [
+    "GuardContext",
     "GuardError",
     "GuardedCall",
-    "RunContext",
     "ToolDenied",
     "current_run",
     "guard",

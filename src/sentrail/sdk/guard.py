@@ -64,7 +64,7 @@ class ToolDenied(SentrailError):
 
 
 @dataclasses.dataclass(frozen=True)
-class RunContext:
+class GuardContext:
     """Who is calling, in which run, with which decision point."""
 
     pdp: DecisionPoint
@@ -78,12 +78,12 @@ class RunContext:
     attestation: Attestation | None = None
 
 
-_current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+_current: contextvars.ContextVar[GuardContext | None] = contextvars.ContextVar(
     "sentrail_run_context", default=None
 )
 
 
-def current_run() -> RunContext | None:
+def current_run() -> GuardContext | None:
     """The innermost :func:`run_context`, if any."""
     return _current.get()
 
@@ -100,9 +100,9 @@ def run_context(
     environment: str | None = None,
     runtime_mode: str | None = None,
     attestation: Attestation | None = None,
-) -> Iterator[RunContext]:
+) -> Iterator[GuardContext]:
     """Guarded calls inside the block are decided for this agent and run."""
-    ctx = RunContext(
+    ctx = GuardContext(
         pdp,
         agent_id,
         run_id,

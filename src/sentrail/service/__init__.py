@@ -9,5 +9,6 @@
   rate-limited checks, a short keyed cache), scopes.
 - :mod:`.http`, :mod:`.problems`, :mod:`.openapi` — bounded bodies, JSON, RFC 9457 problem
   details, the OpenAPI document.
-- :mod:`.background` — the 1-second checkpoint signer; :mod:`.alerting` — alert metrics.
+- :mod:`.alerting` — the alert router's metrics (the 1-second checkpoint signer is the
+  store's own timer, :mod:`sentrail.store.checkpoint_timer`, shared with every writer).
 """

@@ -36,13 +36,13 @@ from sentrail.engine.engine import Engine
 from sentrail.errors import SentrailError
 from sentrail.evidence.note import Signer
 from sentrail.model.decode import MAX_DOCUMENT_BYTES
-from sentrail.model.finding import Finding
-from sentrail.model.trace import Run
+from sentrail.runtime.compose import service_pipeline
 from sentrail.runtime.ingest import Ingestor
+from sentrail.runtime.pipeline import RunUpdate
+from sentrail.runtime.store_writer import StoreWriter
 from sentrail.service.admission import IngestGate
 from sentrail.service.alerting import AlertCollector
 from sentrail.service.auth import KeyVerifier
-from sentrail.service.background import CheckpointTimer
 from sentrail.service.deps import Metrics
 from sentrail.service.enforcement import add_enforcement_routes
 from sentrail.service.forensics import add_forensics_routes
@@ -81,14 +81,20 @@ class Services:
         signer: Signer,
         config: ServiceConfig,
         policy_sha256: str | None,
+        alerts: AlertRouter | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
         self.config = config
-        self.ingestor = Ingestor(store, engine, policy_sha256=policy_sha256)
+        # Ingest writes the evidence with its events; the pipeline then alerts (compose).
+        self.pipeline = service_pipeline(store, router=alerts, policy_sha256=policy_sha256)
+        writer = self.pipeline.evidence
+        assert isinstance(writer, StoreWriter)
+        self.ingestor = Ingestor(store, engine, writer=writer)
+        self.alerts = alerts
         self.keys = KeyVerifier(store)
         self.gate = IngestGate(config.ingest_workers, config.ingest_queue)
-        self.timer = CheckpointTimer(store, config.checkpoint_interval_s)
+        self.timer = store.checkpoint_timer(config.checkpoint_interval_s)  # the store's one
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "sentrail_http_requests",
@@ -120,7 +126,6 @@ class Services:
             registry=self.registry,
         )
         self.timer.on_signed = self.checkpoints.inc
-        self.alerts: AlertRouter | None = None
         self.containment = StoreContainment(store)
         self.approvals = StoreApprovals(store)
         self.pdp = DecisionPoint(
@@ -141,13 +146,13 @@ class Services:
             "sentrail_decisions", "Decisions by outcome", ["outcome"], registry=self.registry
         )
 
-    def alert(self, app: str, run: Run, findings: Sequence[Finding], trace_hash: str) -> None:
-        """Hand new findings to the alert router (never blocks: it queues)."""
-        if self.alerts is None:
-            return
-        header = run.header()
-        for f in findings:
-            self.alerts.submit(f, header, run.steps, trace_hash=trace_hash)
+    def judged(self, updates: Sequence[RunUpdate]) -> None:
+        """Runs ingest judged (their evidence already stored): counted, then notified
+        through the pipeline (the alert router queues: this never blocks)."""
+        for u in updates:
+            for f in u.findings:
+                self.findings.labels(f.severity.value).inc()
+        self.pipeline.emit(updates, stored=True)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -163,8 +168,7 @@ def create_app(
     cfg = config or ServiceConfig()
     if not 0 < cfg.max_body_bytes <= MAX_DOCUMENT_BYTES:
         raise ValueError(f"max_body_bytes must be in 1..{MAX_DOCUMENT_BYTES}")
-    svc = Services(store, engine, signer, cfg, policy_sha256)
-    svc.alerts = alerts
+    svc = Services(store, engine, signer, cfg, policy_sha256, alerts)
     if alerts is not None:
         svc.registry.register(AlertCollector(alerts))
 
@@ -175,8 +179,7 @@ def create_app(
             yield
         finally:
             svc.timer.stop()
-            if svc.alerts is not None:
-                svc.alerts.close()
+            svc.pipeline.shutdown()
 
     app = FastAPI(
         title="sentrail",

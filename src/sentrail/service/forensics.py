@@ -15,7 +15,7 @@ from starlette.responses import Response
 from sentrail.enforce.model import decode_decisions
 from sentrail.forensics.explain import Explanation, explain
 from sentrail.forensics.graph import run_graph, value_graph
-from sentrail.forensics.stored import StoredRun, load_run, value_uses
+from sentrail.runtime.logged_runs import LoggedRun, load_run, value_uses
 from sentrail.service.deps import AppId, Read
 from sentrail.service.http import json_response, parse_time
 from sentrail.service.problems import ProblemError
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 RUN_ID = r"^[^\x00-\x1f\x7f]{1,1024}$"
 
 
-def stored_run(store: LogStore, tenant: str, app: str, run_id: str) -> StoredRun:
+def stored_run(store: LogStore, tenant: str, app: str, run_id: str) -> LoggedRun:
     """The run of this tenant and app, or a 404 (another app's run of the same id is
     another run: it is never read here)."""
     stored = load_run(store, tenant, app, run_id)
@@ -36,7 +36,7 @@ def stored_run(store: LogStore, tenant: str, app: str, run_id: str) -> StoredRun
     return stored
 
 
-def explanations_of(stored: StoredRun) -> list[Explanation]:
+def explanations_of(stored: LoggedRun) -> list[Explanation]:
     """The explanations of a stored run (JSON-ready); none when it was never analysed."""
     if stored.result is None:
         return []

@@ -1,5 +1,6 @@
-"""The ingest routes: whole traces and NDJSON events, stored, analysed and indexed off
-the event loop under the ingest gate (:mod:`.admission`)."""
+"""The ingest routes: whole traces and NDJSON events, stored, folded and indexed off the
+event loop under the ingest gate (:mod:`.admission`); what was judged then goes to the
+service pipeline's notifiers (:meth:`Services.judged`: the alert router)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,7 @@ def add_ingest_routes(app: FastAPI, svc: Services) -> None:
         else:
             svc.ingested_events.inc()
             svc.analysed_runs.inc()
-            for f in done.result.findings:
-                svc.findings.labels(f.severity.value).inc()
-            svc.alert(app_id, done.run, done.result.findings, done.trace_hash)
+            svc.judged(done.updates)  # counted, then alerted through the pipeline
         body: dict[str, Any] = {
             "trace_hash": done.trace_hash,
             "run_id": done.run_id,
@@ -67,6 +66,7 @@ def add_ingest_routes(app: FastAPI, svc: Services) -> None:
         svc.ingested_events.inc(new)
         svc.duplicate_events.inc(len(done.acks) - new)
         svc.analysed_runs.inc(len(done.completed_runs))
+        svc.judged(done.updates)
         return json_response(
             {
                 "acknowledged": [

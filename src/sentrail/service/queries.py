@@ -20,7 +20,7 @@ from sentrail.evidence.checkpoint import log_signer
 from sentrail.evidence.note import split_note
 from sentrail.model.finding import Finding, Severity
 from sentrail.model.trace import INT64_MAX
-from sentrail.runtime.logged_runs import run_of
+from sentrail.runtime.stored import document_of
 from sentrail.service.deps import AppId, LogRead, Read
 from sentrail.service.forensics import explanations_of, stored_run
 from sentrail.service.http import b64, iso, json_response, parse_time
@@ -296,6 +296,7 @@ def _proofs(
 
 
 def _rebuilt_trace(svc: Services, tenant: str, app: str, run_id: str) -> Any:
-    """A streamed run's trace document, folded from its stored events (None if redacted)."""
-    run = run_of(svc.store.run_events(tenant, app, run_id))
-    return None if run is None else msgspec.to_builtins(run)
+    """A streamed run's trace document, folded from its stored events (None if redacted;
+    an event that no longer decodes is left out)."""
+    folder = document_of(svc.store.run_events(tenant, app, run_id)).folder
+    return None if folder is None else msgspec.to_builtins(folder.run)

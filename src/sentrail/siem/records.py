@@ -15,7 +15,9 @@ from typing import Any
 import msgspec
 
 from sentrail.alerts.redact import bounded_json, mask_text
+from sentrail.engine.scoring import verdict_of
 from sentrail.model.finding import Finding, RunResult, Severity, Verdict
+from sentrail.model.timestamps import parse_time
 from sentrail.model.trace import Run, Step
 from sentrail.report.escape import safe_text
 from sentrail.report.json_report import REPORT_FORMAT, RunEntry
@@ -25,7 +27,7 @@ _SUCCESS = frozenset({"success", "succeeded", "ok", "completed", "done", "200"})
 _FAILURE = frozenset({"error", "failure", "failed", "denied", "timeout", "rejected", "forbidden"})
 
 
-class RunContext(msgspec.Struct, frozen=True, omit_defaults=True):
+class RunSummary(msgspec.Struct, frozen=True, omit_defaults=True):
     run_id: str
     agent_id: str
     tenant_id: str | None = None
@@ -40,7 +42,7 @@ class RunContext(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class FindingRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     time_ms: int
-    run: RunContext
+    run: RunSummary
     finding: Finding
     tool: str | None = None
     resource: str | None = None
@@ -52,7 +54,7 @@ class ToolCallRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     """A tool call with the policy's verdict on its step (from the step's findings)."""
 
     time_ms: int
-    run: RunContext
+    run: RunSummary
     step_index: int
     tool: str
     verdict: Verdict
@@ -104,15 +106,8 @@ def inert(value: Any, limit: int = _TEXT) -> Any:
 
 def parse_time_ms(value: str | None) -> int | None:
     """Milliseconds since the epoch from an ISO 8601 time (no zone means UTC), or None."""
-    if not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp() * 1000)
+    when = parse_time(value.strip() if value else None)
+    return None if when is None else int(when.timestamp() * 1000)
 
 
 def iso_ms(ms: int) -> str:
@@ -130,15 +125,6 @@ def status_kind(status: str | None) -> str:
     if low in _FAILURE:
         return "failure"
     return "unknown"
-
-
-def verdict_of(findings: Iterable[Finding]) -> Verdict:
-    worst = worst_of(findings)
-    if worst is Severity.CRITICAL:
-        return Verdict.UNAUTHORIZED
-    if worst is Severity.WARNING:
-        return Verdict.SUSPICIOUS
-    return Verdict.ALLOWED
 
 
 def worst_of(findings: Iterable[Finding]) -> Severity | None:
@@ -165,8 +151,8 @@ def clean_finding(f: Finding) -> Finding:
     )
 
 
-def _context(run: Run, result: RunResult | None, trace_hash: str | None) -> RunContext:
-    return RunContext(
+def _context(run: Run, result: RunResult | None, trace_hash: str | None) -> RunSummary:
+    return RunSummary(
         run_id=text(run.run_id, 200),
         agent_id=text(run.agent_id, 200),
         tenant_id=opt_text(run.tenant_id, 200),
@@ -209,7 +195,7 @@ def records_from_run(
     return out
 
 
-def _tool_call(step: Step, ctx: RunContext, ms: int, findings: list[Finding]) -> ToolCallRecord:
+def _tool_call(step: Step, ctx: RunSummary, ms: int, findings: list[Finding]) -> ToolCallRecord:
     assert step.tool_call is not None
     result = step.result
     return ToolCallRecord(
@@ -217,7 +203,7 @@ def _tool_call(step: Step, ctx: RunContext, ms: int, findings: list[Finding]) ->
         run=ctx,
         step_index=step.step_index,
         tool=text(step.tool_call.tool, 200),
-        verdict=verdict_of(findings),
+        verdict=verdict_of(list(findings)),
         action=opt_text(step.action, 200),
         status=opt_text(result.status if result else None, 80),
         duration_ms=int(step.duration_ms) if step.duration_ms is not None else None,
@@ -232,7 +218,7 @@ def _tool_call(step: Step, ctx: RunContext, ms: int, findings: list[Finding]) ->
     )
 
 
-def _finding(f: Finding, ctx: RunContext, ms: int, step: Step | None) -> FindingRecord:
+def _finding(f: Finding, ctx: RunSummary, ms: int, step: Step | None) -> FindingRecord:
     tool = f.evidence.get("tool")
     if not isinstance(tool, str):
         tool = step.tool_call.tool if step is not None and step.tool_call is not None else None
@@ -265,7 +251,7 @@ def records_from_report(data: bytes, *, time_ms: int) -> Iterator[FindingRecord]
     if report.format != REPORT_FORMAT:
         raise ValueError(f"report format {report.format!r} is not {REPORT_FORMAT!r}")
     for entry in report.runs:
-        ctx = RunContext(
+        ctx = RunSummary(
             run_id=text(entry.run_id, 200),
             agent_id=text(entry.agent_id, 200),
             status=opt_text(entry.status, 80),

@@ -46,7 +46,6 @@ from sentrail.evidence.checkpoint import log_origin, log_signer, sign_checkpoint
 from sentrail.evidence.merkle import MerkleTree, leaf_hash
 from sentrail.evidence.note import Signer
 from sentrail.store import erasure, leafdata
-from sentrail.store.autosign import AutoSigner
 from sentrail.store.base import (
     TRIAGE_KIND,
     Appended,
@@ -61,6 +60,7 @@ from sentrail.store.base import (
     StoredEvent,
     StoreError,
 )
+from sentrail.store.checkpoint_timer import CheckpointTimer
 from sentrail.store.reads import LogReads
 from sentrail.store.seal import aad_prefix, cipher, event_aad, new_key, nonces, seal
 from sentrail.store.tx import MAX_ID_CHARS, RunRef, Tx, check_event
@@ -95,7 +95,8 @@ class LogStore(LogReads):
         self._signers: dict[str, Signer] = {}
         self._signed: list[Checkpoint] = []  # signed in the open transaction
         self._behind: set[str] = set()  # tenants with events past their latest checkpoint
-        self._autosign: AutoSigner | None = None
+        self._timer: CheckpointTimer | None = None
+        self._timer_on_close = False
 
     # -- what a backend provides ----------------------------------------------------------
     @abc.abstractmethod
@@ -173,8 +174,6 @@ class LogStore(LogReads):
         for cp in signed:
             if cp.size >= len(self._trees.get(cp.tenant_id, ())):
                 self._behind.discard(cp.tenant_id)
-        if self._behind and self._autosign is not None:
-            self._autosign.poke()
         for cp in signed:
             for hook in self.on_checkpoint:
                 try:
@@ -182,13 +181,25 @@ class LogStore(LogReads):
                 except Exception as exc:  # a witness that fails must not fail the log
                     log.error("checkpoint hook failed: %s", exc)
 
-    def sign_automatically(self, delay: float = 1.0) -> None:
-        """Sign a checkpoint within ``delay`` seconds of every append that leaves a tenant
-        behind (:mod:`.autosign`), and what is left when the store closes."""
-        if self.signer is None or self._autosign is not None:
-            return
-        self._autosign = AutoSigner(self, delay)
-        self.on_close.insert(0, self._autosign.close)
+    def checkpoint_timer(self, interval: float = 1.0) -> CheckpointTimer:
+        """This store's one checkpoint timer (:mod:`.checkpoint_timer`), made on first use
+        with ``interval`` and not started; later calls return the same timer."""
+        if self._timer is None:
+            self._timer = CheckpointTimer(self, interval)
+        return self._timer
+
+    def sign_automatically(self, interval: float = 1.0) -> CheckpointTimer | None:
+        """Sign a checkpoint within ``interval`` seconds of every append that leaves a
+        tenant behind, and what is left when the store closes: the store's timer, started
+        without catching up (None for a store without a signing key)."""
+        if self.signer is None:
+            return None
+        timer = self.checkpoint_timer(interval)
+        timer.start(catch_up=False)
+        if not self._timer_on_close:
+            self._timer_on_close = True
+            self.on_close.insert(0, timer.stop)
+        return timer
 
     def behind(self) -> list[str]:
         """Tenants whose log grew, in this process, past their latest checkpoint."""

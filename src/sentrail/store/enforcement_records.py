@@ -11,27 +11,12 @@ from typing import Any
 
 import msgspec
 
+from sentrail.model.approval import Approval
 from sentrail.store.rowcheck import opt_f as _opt_f
 from sentrail.store.rowcheck import opt_s as _opt_s
 from sentrail.store.rowcheck import req_f as _f
 from sentrail.store.rowcheck import req_s as _s
 from sentrail.store.sql import SqlTx
-
-
-class ApprovalRow(msgspec.Struct):
-    approval_id: str
-    tenant_id: str
-    run_id: str
-    agent_id: str
-    tool: str
-    args_sha256: str
-    requested_at: float
-    expires: float
-    status: str
-    decided_by: str | None
-    decided_at: float | None
-    reason: str
-    app_id: str = "*"
 
 
 class ContainmentRow(msgspec.Struct, frozen=True):
@@ -71,8 +56,8 @@ _APPROVAL_COLS = (
 )
 
 
-def _approval(r: Sequence[Any]) -> ApprovalRow:
-    return ApprovalRow(
+def _approval(r: Sequence[Any]) -> Approval:
+    return Approval(
         approval_id=_s(r[0], "approvals.approval_id"),
         tenant_id=_s(r[1], "approvals.tenant_id"),
         run_id=_s(r[2], "approvals.run_id"),
@@ -92,7 +77,7 @@ def _approval(r: Sequence[Any]) -> ApprovalRow:
 class EnforcementRecords:
     tx: SqlTx
 
-    def put_approval(self, a: ApprovalRow) -> None:
+    def put_approval(self, a: Approval) -> None:
         self.tx.all(
             f"INSERT INTO approvals ({_APPROVAL_COLS}) VALUES "  # noqa: S608
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING approval_id",
@@ -113,7 +98,7 @@ class EnforcementRecords:
             ),
         )
 
-    def get_approval(self, approval_id: str) -> ApprovalRow | None:
+    def get_approval(self, approval_id: str) -> Approval | None:
         rows = self.tx.all(
             f"SELECT {_APPROVAL_COLS} FROM approvals WHERE approval_id = ?",  # noqa: S608
             (approval_id,),
@@ -122,7 +107,7 @@ class EnforcementRecords:
 
     def find_approval(
         self, tenant: str, run_id: str, tool: str, args_sha256: str, status: str, now: float
-    ) -> ApprovalRow | None:
+    ) -> Approval | None:
         """The oldest unexpired approval of exactly this call in ``status``."""
         rows = self.tx.all(
             f"SELECT {_APPROVAL_COLS} FROM approvals WHERE tenant_id = ? AND run_id = ? "  # noqa: S608
@@ -146,7 +131,7 @@ class EnforcementRecords:
 
     def list_approvals(
         self, tenant: str | None, status: str | None, limit: int = 500, app: str | None = None
-    ) -> list[ApprovalRow]:
+    ) -> list[Approval]:
         """Approvals, oldest first; with ``app``, only that app's (an approval is its run's
         app's; one of a tenant-wide request is seen by tenant-wide callers only)."""
         sql = f"SELECT {_APPROVAL_COLS} FROM approvals WHERE 1 = 1"  # noqa: S608

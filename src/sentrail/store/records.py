@@ -315,6 +315,22 @@ class RecordTx(AdminRecords, EnforcementRecords, FindingRecords):
         params.append(limit)
         return [_run(r) for r in self.tx.all(sql, params)]
 
+    def run_statuses(self, tenant: str, app: str, run_ids: Sequence[str]) -> dict[str, str]:
+        """The index status of those of ``app``'s ``run_ids`` that have a run row."""
+        out: dict[str, str] = {}
+        ids = list(dict.fromkeys(run_ids))
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.tx.all(
+                f"SELECT run_id, status FROM runs WHERE tenant_id = ? AND app_id = ? "  # noqa: S608
+                f"AND run_id IN ({marks})",
+                (tenant, app, *chunk),
+            )
+            for r in rows:
+                out[_s(r[0], "runs.run_id")] = _s(r[1], "runs.status")
+        return out
+
     def steps(self, tenant: str, app: str, run_id: str) -> list[StepRow]:
         rows = self.tx.all(
             "SELECT idx, action, tool, status, ts, permissions FROM steps "

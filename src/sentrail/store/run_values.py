@@ -2,7 +2,7 @@
 
 One row per (run, step, value) that a run's calls carried — recipients, URLs, hosts,
 accounts, paths, commands, and credentials by their SHA-256 only — written when the run is
-indexed (:mod:`sentrail.forensics.stored` computes the rows) and dropped when the run is
+indexed (:mod:`sentrail.runtime.logged_runs` computes the rows) and dropped when the run is
 redacted; the tables are migration 4 in :mod:`.schema`, keyed by (tenant, app, run) since
 migration 5. ``run_values_indexed`` records which runs are in the index and under which
 trace hash, so a backfill (``sentrail graph --reindex``) does only the runs it lacks.

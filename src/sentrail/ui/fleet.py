@@ -11,10 +11,8 @@ import msgspec
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from sentrail.errors import SentrailError
-from sentrail.model.decode import decode_event
-from sentrail.model.events import RunCompleted, RunStarted
 from sentrail.model.trace import PermissionsSummary, Run
+from sentrail.runtime.stored import STREAM_KINDS, document_of
 from sentrail.service.auth import Scope
 from sentrail.service.http import parse_time
 from sentrail.service.problems import ProblemError
@@ -300,19 +298,14 @@ def _granted(dash: Dashboard, tenant: str, app: str, agent: str, run_id: str) ->
     if boundary is not None:
         return {p for p in boundary if "*" not in p}
     summary: PermissionsSummary | None = None
-    for e in dash.svc.store.run_events(tenant, app, run_id):
-        if e.payload is None:
-            continue
-        if e.kind == "trace":
+    events = dash.svc.store.run_events(tenant, app, run_id)
+    for e in events:
+        if e.kind == "trace" and e.payload is not None:
             try:
                 summary = msgspec.json.decode(e.payload, type=Run).permissions_summary
             except msgspec.DecodeError:
                 continue
-        elif e.kind in ("run_started", "run_completed"):
-            try:
-                ev = decode_event(e.payload)
-            except SentrailError:  # a bad stored line only hides a grant
-                ev = None
-            if isinstance(ev, RunStarted | RunCompleted) and ev.permissions_summary is not None:
-                summary = ev.permissions_summary
+    if summary is None:  # a streamed run: its summary as the fold ends it (a bad line hides it)
+        folder = document_of(e for e in events if e.kind in STREAM_KINDS).folder
+        summary = folder.run.permissions_summary if folder is not None else None
     return set(summary.granted) if summary is not None else set()

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from sentrail.enforce.model import Approval, args_hash
+from sentrail.enforce.model import args_hash
 from sentrail.enforce.state import EnforcementError
+from sentrail.model.approval import Approval
 from sentrail.model.trace import Step
 from sentrail.service.auth import ALL_APPS, Scope, actor_label
-from sentrail.store.enforcement_records import ApprovalRow, ContainmentRow, action_visible
+from sentrail.store.enforcement_records import ContainmentRow, action_visible
 from sentrail.store.records import records
 from sentrail.store.triage import triage_finding
 from sentrail.ui import queries as q
@@ -33,7 +33,6 @@ from sentrail.ui.sessions import Session
 from sentrail.ui.web import PREFIX, Dashboard, UiError, redirect, safe_next
 
 MAX_COMMENT = 4096
-A = TypeVar("A", ApprovalRow, Approval)
 
 
 class Visible:
@@ -42,7 +41,7 @@ class Visible:
     def __init__(self, dash: Dashboard, session: Session, app: str) -> None:
         self.dash, self.session, self.app = dash, session, app
 
-    def approvals(self, rows: Sequence[A]) -> list[A]:
+    def approvals(self, rows: Sequence[Approval]) -> list[Approval]:
         """The tenant's approvals of this app (all of them for a key for every app)."""
         every = self.session.app_id == ALL_APPS
         return [

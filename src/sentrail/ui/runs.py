@@ -1,6 +1,6 @@
 """One stored run as the run page needs it: its index row, the trace (the stored document,
-or the run folded from its stored events), its findings, and which log event carries
-each step (for the provenance badges).
+or the run folded from its stored events by the one fold), its findings, and which log
+event carries each step (for the provenance badges).
 """
 
 from __future__ import annotations
@@ -9,11 +9,9 @@ from collections.abc import Sequence
 
 import msgspec
 
-from sentrail.errors import SentrailError
-from sentrail.model.decode import decode_event
-from sentrail.model.events import RunStarted, StepEvent, fold_run
 from sentrail.model.finding import Finding
 from sentrail.model.trace import Run
+from sentrail.runtime.stored import STREAM_KINDS, document_of
 from sentrail.store.base import StoredEvent
 from sentrail.store.core import LogStore
 from sentrail.store.records import FindingFilter, FindingRow, RunRow, records
@@ -32,21 +30,12 @@ class LoadedRun(msgspec.Struct):
 
 
 def _fold(events: Sequence[StoredEvent]) -> tuple[Run | None, dict[int, int]]:
-    decoded = []
-    where: dict[int, int] = {}
-    for e in events:
-        if e.payload is None or e.kind not in ("run_started", "step", "run_completed"):
-            continue
-        try:
-            ev = decode_event(e.payload)
-        except SentrailError:
-            continue
-        if isinstance(ev, StepEvent):
-            where[ev.step.step_index] = e.seq
-        decoded.append(ev)
-    if not any(isinstance(ev, RunStarted) for ev in decoded):
-        return None, where
-    return fold_run(decoded), where
+    """The run its stream events describe (the one fold; what no longer decodes is left
+    out of the page) and which event carries each step."""
+    stored = document_of(e for e in events if e.kind in STREAM_KINDS)
+    if stored.folder is None:
+        return None, stored.steps_at
+    return stored.folder.run, stored.steps_at
 
 
 def load_run(store: LogStore, tenant: str, app: str, trace_hash: str) -> LoadedRun | None:

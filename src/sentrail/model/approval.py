@@ -1,0 +1,28 @@
+"""An approval: one person's answer to one held tool call, bound to its exact arguments.
+
+Declared once for everyone who handles approvals — the decision point that asks for one
+and redeems it, the evidence store's ``approvals`` table that makes it durable and shared
+between processes, and the API and CLI that show and decide them.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Approval(msgspec.Struct):
+    """An approval bound to one run, one tool and the exact arguments, until ``expires``."""
+
+    approval_id: str
+    tenant_id: str
+    run_id: str
+    agent_id: str
+    tool: str
+    args_sha256: str
+    requested_at: float
+    expires: float
+    status: str = "pending"  # pending | approved | denied | used
+    decided_by: str | None = None
+    decided_at: float | None = None
+    reason: str = ""
+    app_id: str = "*"  # the app of the run that asked ('*': tenant-wide)
