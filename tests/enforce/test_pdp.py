@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -15,6 +16,7 @@ from sentrail.enforce.pdp import DecisionPoint, verify_decision
 from sentrail.enforce.state import EnforcementError
 from sentrail.engine.engine import Engine
 from sentrail.evidence.note import Signer
+from sentrail.model.approval import MAX_ARGS_JSON, shown_args
 from sentrail.model.trace import Attestation, ToolResult
 from sentrail.policy.compiled import Policy
 from sentrail.policy.load import load_policy
@@ -226,6 +228,20 @@ def test_approvals_bind_the_exact_arguments() -> None:
         req("db.delete_table", params, environment="staging", approval_id=first.approval_id)
     )
     assert reuse.outcome is Outcome.APPROVAL_REQUIRED  # single use
+
+
+def test_an_approval_records_the_arguments_it_binds() -> None:
+    pdp = make_pdp()
+    params = {"table": "tmp_2026", "cascade": False, "note": "ünïcode"}
+    held = pdp.decide(req("db.delete_table", params, environment="staging"))
+    assert held.approval_id
+    (approval,) = pdp.approvals.pending("default")
+    assert shown_args(approval) is not None
+    assert msgspec.json.decode(shown_args(approval) or "") == params
+    big = {"table": "t", "blob": "x" * (MAX_ARGS_JSON + 1)}
+    pdp.decide(req("db.delete_table", big, environment="staging"))
+    large = next(a for a in pdp.approvals.pending("default") if a.args_sha256 == args_hash(big))
+    assert large.args_json == "" and shown_args(large) is None  # the hash still binds
 
 
 def test_containment_quarantine_freeze_and_disable() -> None:

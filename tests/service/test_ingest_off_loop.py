@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from sentrail.engine.engine import Engine
-from sentrail.model.finding import RunResult
-from sentrail.model.trace import Run
+from sentrail.engine.fold import RunFolder
+from sentrail.model.trace import RunHeader
 from tests.service.conftest import Api, example, make_api
 from tests.service.test_api import PROBLEM, log_size
 from tests.store.conftest import Backend
@@ -23,17 +23,18 @@ BOUND = 60.0  # a failure bound (the old code hangs here forever), not a timing 
 
 
 class GatedEngine(Engine):
-    """``analyze`` tells that it started, then waits until the test lets it go on."""
+    """Opening a run's fold tells that the analysis started, then waits until the test
+    lets it go on (every producer folds through ``start``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.started = threading.Event()
         self.go_on = threading.Event()
 
-    def analyze(self, run: Run) -> RunResult:
+    def start(self, header: RunHeader) -> RunFolder:
         self.started.set()
         assert self.go_on.wait(BOUND), "the test never let the analysis go on"
-        return super().analyze(run)
+        return super().start(header)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sentrail.enforce.model import args_hash
+from sentrail.enforce.model import args_hash, canonical_args
 from sentrail.evidence.note import Signer
 from sentrail.service.auth import actor_label
 from sentrail.store.records import records
@@ -204,6 +204,42 @@ def test_the_approvals_inbox_shows_the_exact_held_call_and_records_who_approved(
         row = rtx.get_approval(held.approval_id)
     assert row is not None and row.status == "denied"
     assert row.decided_by == actor_label(site.keys["all"].split("_")[1])
+    no_script_ran(page)
+
+
+def test_an_approval_shows_the_arguments_it_recorded_for_a_run_not_yet_stored(
+    page: Any, site: Site
+) -> None:
+    """The decision point holds a call of a run that is not in the store yet: the approval
+    recorded the arguments themselves, so the inbox shows them (inert), checked by hash."""
+    svc = site.app.state.services
+    params = {"to": "<img src=x onerror=alert(1)>@evil.example", "amount": 9000}
+    held = svc.approvals.request(
+        "tenant-a",
+        "run-not-stored-yet",
+        "pay-agent",
+        "payments.send",
+        args_hash(params),
+        "amount above the limit",
+        app="app1",
+        args_json=canonical_args(params).decode(),
+    )
+    forged = svc.approvals.request(
+        "tenant-a",
+        "run-not-stored-yet",
+        "pay-agent",
+        "payments.send",
+        args_hash({"amount": 1}),
+        "arguments that do not hash to what the approval binds are not shown",
+        app="app1",
+        args_json=canonical_args(params).decode(),
+    )
+    sign_in(page, site)
+    page.goto("/ui/apps/app1/approvals")
+    text = page.locator(f'li.approval[data-approval="{held.approval_id}"]').inner_text()
+    assert "The exact call" in text and "onerror=alert(1)" in text and "9000" in text
+    other = page.locator(f'li.approval[data-approval="{forged.approval_id}"]').inner_text()
+    assert "The exact call" not in other and "9000" not in other
     no_script_ran(page)
 
 

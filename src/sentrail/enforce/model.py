@@ -102,6 +102,11 @@ def decode_decisions(payloads: Iterable[bytes]) -> list[Decision]:
     return out
 
 
+def canonical_args(parameters: dict[str, Any]) -> bytes:
+    """The arguments in canonical JSON (keys sorted): the bytes an approval binds."""
+    return msgspec.json.encode(parameters, order="sorted")
+
+
 def args_hash(parameters: dict[str, Any]) -> str:
     """SHA-256 of the arguments in canonical JSON (keys sorted): what an approval binds."""
-    return hashlib.sha256(msgspec.json.encode(parameters, order="sorted")).hexdigest()
+    return hashlib.sha256(canonical_args(parameters)).hexdigest()

@@ -46,11 +46,19 @@ from typing import Any
 import msgspec
 
 from sentrail.enforce.controls import Controls, Ruling, RunState
-from sentrail.enforce.model import Control, Decision, DecisionRequest, Outcome, args_hash
+from sentrail.enforce.model import (
+    Control,
+    Decision,
+    DecisionRequest,
+    Outcome,
+    args_hash,
+    canonical_args,
+)
 from sentrail.enforce.state import ApprovalBook, Containment
 from sentrail.engine.engine import Engine
 from sentrail.engine.fold import ResultObserved, StepDecided
 from sentrail.evidence.note import Signer
+from sentrail.model.approval import MAX_ARGS_JSON
 from sentrail.model.events import StepEvent
 from sentrail.model.finding import Category, Finding, Severity
 from sentrail.model.status import DENIED, PENDING_APPROVAL
@@ -229,8 +237,16 @@ class DecisionPoint(Controls):
             enforced, would_have, outcome = False, v.outcome, Outcome.ALLOW
             v.control = Control.ENFORCEMENT_MODE if would_have is not Outcome.ALLOW else v.control
         if outcome is Outcome.APPROVAL_REQUIRED:
+            shown = canonical_args(req.parameters)
             approval = self.approvals.request(
-                tenant, run_id, agent, req.tool, args, "; ".join(v.reasons[:3]), app=req.app_id
+                tenant,
+                run_id,
+                agent,
+                req.tool,
+                args,
+                "; ".join(v.reasons[:3]),
+                app=req.app_id,
+                args_json=shown.decode() if len(shown) <= MAX_ARGS_JSON else "",
             )
             approval_id = approval.approval_id
         if outcome is not Outcome.ALLOW:

@@ -48,6 +48,7 @@ class StoreApprovals(ApprovalBook):
         args_sha256: str,
         reason: str,
         app: str = "*",
+        args_json: str = "",
     ) -> Approval:
         now = time.time()
         with records(self.store, write=True) as rtx:
@@ -65,6 +66,7 @@ class StoreApprovals(ApprovalBook):
                 expires=now + self.ttl,
                 reason=reason[:2000],
                 app_id=app,
+                args_json=args_json,
             )
             rtx.put_approval(approval)
         return approval

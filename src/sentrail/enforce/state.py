@@ -177,6 +177,7 @@ class ApprovalBook:
         args_sha256: str,
         reason: str,
         app: str = "*",
+        args_json: str = "",
     ) -> Approval:
         """A pending approval for this exact call (the same pending one if asked again)."""
         now = time.time()
@@ -196,6 +197,7 @@ class ApprovalBook:
                 expires=now + self.ttl,
                 reason=reason,
                 app_id=app,
+                args_json=args_json,
             )
             self.on_change(
                 Action("approval_requested", tenant, approval.approval_id, agent, reason, now)

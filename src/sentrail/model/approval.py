@@ -7,6 +7,8 @@ between processes, and the API and CLI that show and decide them.
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 
 
@@ -26,3 +28,17 @@ class Approval(msgspec.Struct):
     decided_at: float | None = None
     reason: str = ""
     app_id: str = "*"  # the app of the run that asked ('*': tenant-wide)
+    # The arguments themselves, in the canonical JSON that ``args_sha256`` hashes, so an
+    # approver sees the exact call ('' when larger than MAX_ARGS_JSON: the hash still binds).
+    args_json: str = ""
+
+
+MAX_ARGS_JSON = 64 * 1024
+
+
+def shown_args(approval: Approval) -> str | None:
+    """The approval's arguments when they are recorded and hash to what it binds, else None."""
+    if not approval.args_json:
+        return None
+    digest = hashlib.sha256(approval.args_json.encode()).hexdigest()
+    return approval.args_json if digest == approval.args_sha256 else None

@@ -52,7 +52,7 @@ def action_visible(row: ContainmentRow, app: str) -> bool:
 
 _APPROVAL_COLS = (
     "approval_id, tenant_id, run_id, agent_id, tool, args_sha256, requested_at, expires, "
-    "status, decided_by, decided_at, reason, app_id"
+    "status, decided_by, decided_at, reason, app_id, args_json"
 )
 
 
@@ -71,6 +71,7 @@ def _approval(r: Sequence[Any]) -> Approval:
         decided_at=_opt_f(r[10], "approvals.decided_at"),
         reason=_s(r[11], "approvals.reason"),
         app_id=_s(r[12], "approvals.app_id"),
+        args_json=_s(r[13], "approvals.args_json"),
     )
 
 
@@ -80,7 +81,7 @@ class EnforcementRecords:
     def put_approval(self, a: Approval) -> None:
         self.tx.all(
             f"INSERT INTO approvals ({_APPROVAL_COLS}) VALUES "  # noqa: S608
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING approval_id",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING approval_id",
             (
                 a.approval_id,
                 a.tenant_id,
@@ -95,6 +96,7 @@ class EnforcementRecords:
                 a.decided_at,
                 a.reason,
                 a.app_id,
+                a.args_json,
             ),
         )
 

@@ -4,7 +4,7 @@ Statements use ``?`` placeholders and the ``{blob}`` / ``{int}`` type names of t
 dialect. Version 1: the log, checkpoints, results; 2: sealing, tenants, apps, keys and the
 index tables; 3: approvals and containment; 4: the value index (:mod:`.run_values`);
 5: everything scoped by (tenant, app), the value index included, and the leaf version
-(see the comment at version 5).
+(see the comment at version 5); 6: the arguments an approval binds.
 """
 
 from __future__ import annotations
@@ -317,6 +317,10 @@ _V5: list[str] = [
     "DROP TABLE v5_run_apps",
 ]
 MIGRATIONS.append((5, _V5))
+
+# 6: an approval records the arguments it binds (their canonical JSON, which args_sha256
+# hashes), so an approver sees the exact call; older approvals have '' (shown by hash only).
+MIGRATIONS.append((6, ["ALTER TABLE approvals ADD COLUMN args_json TEXT NOT NULL DEFAULT ''"]))
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 

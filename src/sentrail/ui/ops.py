@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
+import msgspec
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from sentrail.enforce.model import args_hash
 from sentrail.enforce.state import EnforcementError
-from sentrail.model.approval import Approval
+from sentrail.model.approval import Approval, shown_args
 from sentrail.model.trace import Step
 from sentrail.service.auth import ALL_APPS, Scope, actor_label
 from sentrail.store.enforcement_records import ContainmentRow, action_visible
@@ -86,10 +88,21 @@ def current_state(log: list[ContainmentRow]) -> dict[str, list[ContainmentRow]]:
     }
 
 
-def _call_of(dash: Dashboard, session: Session, app: str, a: Approval) -> Step | None:
-    """The stored step whose tool and arguments hash to the approval's (the approval
-    binds a SHA-256 of the arguments; the arguments are shown only when a stored step of
-    the run matches it exactly, so what is shown is what would be approved)."""
+def _call_of(dash: Dashboard, session: Session, app: str, a: Approval) -> dict[str, Any] | None:
+    """The exact call an approval binds: the arguments it recorded, or for an older
+    approval that recorded only their hash, a stored step of the run whose tool and
+    arguments hash to it. Shown only when the hash matches, so what is shown is what
+    would be approved."""
+    recorded = shown_args(a)
+    if recorded is not None:
+        return {"tool": a.tool, "parameters": msgspec.json.decode(recorded)}
+    step = _stored_call(dash, session, app, a)
+    if step is None or step.tool_call is None:
+        return None
+    return {"tool": step.tool_call.tool, "parameters": step.tool_call.parameters}
+
+
+def _stored_call(dash: Dashboard, session: Session, app: str, a: Approval) -> Step | None:
     with records(dash.svc.store) as rtx:
         row = rtx.get_run(session.tenant_id, app, a.run_id)
     if row is None:
