@@ -6,7 +6,8 @@ fields are ignored by the analyzer)::
     "expect": {"fires": true, "category": "excessive_retries",
                "rule": "excessive_retries.mutating",      # optional
                "severity": "warning",                     # optional: exact worst severity
-               "step_index": 5},                          # optional
+               "step_index": 5,                           # optional
+               "evidence": {"pattern": "..."}},           # optional: must equal these
     "expect_policy": "policies/retries.yaml",             # optional, relative to golden/
     "expect_baseline": "baselines/triage.json"            # optional, relative to golden/
 
@@ -49,6 +50,7 @@ def test_golden(path: Path) -> None:
         if f.category.value == expect["category"]
         and ("rule" not in expect or f.rule == expect["rule"])
         and ("step_index" not in expect or f.step_index == expect["step_index"])
+        and all(f.evidence.get(k) == v for k, v in expect.get("evidence", {}).items())
     ]
     shown = [(f.rule, f.severity.value, f.step_index, f.message) for f in result.findings]
     if expect["fires"]:
