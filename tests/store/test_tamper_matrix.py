@@ -32,6 +32,7 @@ from sentrail.engine.engine import Engine
 from sentrail.evidence.checkpoint import log_signer
 from sentrail.runtime.deep_verify import EnginePicker, deep_verify
 from sentrail.runtime.ingest import Ingestor
+from sentrail.runtime.store_writer import StoreWriter
 from sentrail.store.base import StoreError
 from sentrail.store.core import LogStore
 from sentrail.store.log_verify import Outside, outside_problem, verify_log
@@ -66,7 +67,7 @@ class World:
 
 def build(backend: Backend, witness: StubWitness) -> World:
     store = backend.open(checkpoint_every=4, clock=lambda: T0)
-    ingestor = Ingestor(store, Engine(), clock=lambda: T0)
+    ingestor = Ingestor(store, Engine(), writer=StoreWriter(store, clock=lambda: T0))
     traces = EXAMPLES / "traces"
     done = ingestor.ingest_trace(T, "pay", (traces / "prod-delete.json").read_bytes())
     ingestor.ingest_trace(T, "pay", (traces / "exfil-base64.json").read_bytes())
@@ -327,7 +328,7 @@ def test_a_consistent_rewrite_without_checkpoints_is_caught_by_the_outside_recor
 def test_tenants_have_separate_witness_states(world: World) -> None:
     """Each tenant log has its own origin: a witness keeps one state per tenant."""
     store = world.store
-    Ingestor(store, Engine(), clock=lambda: T0).ingest_trace(
+    Ingestor(store, Engine(), writer=StoreWriter(store, clock=lambda: T0)).ingest_trace(
         "other", "pay", (EXAMPLES / "traces" / "prod-delete.json").read_bytes()
     )
     other = log_signer(SIGNER, "other")
