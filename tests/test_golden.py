@@ -17,14 +17,17 @@ fields are ignored by the analyzer)::
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from sentrail.detect.registry import DETECTORS
 from sentrail.engine.engine import Engine
 from sentrail.model.baseline import Baselines
 from sentrail.model.decode import decode_run
+from sentrail.model.finding import Severity
 from sentrail.policy.compiled import Policy
 from sentrail.policy.load import load_policy
 
@@ -70,3 +73,54 @@ def test_every_detector_has_both_kinds_of_golden_trace() -> None:
     missing = {c: k for c, k in kinds.items() if k != {True, False}}
     assert not missing, f"categories lacking a firing or a quiet golden trace: {missing}"
     assert len(kinds) >= 9, sorted(kinds)
+
+
+def _declared_rules() -> dict[str, tuple[str, ...]]:
+    """Every rule id the detectors declare (``policy.rule.*`` as one family) -> severities."""
+    return {
+        pattern: tuple(s.value for s in severities)
+        for cls in DETECTORS.values()
+        for pattern, severities in cls.rules.items()
+    }
+
+
+def _expectations() -> list[dict[str, object]]:
+    return [json.loads(p.read_bytes())["expect"] for p in CASES]
+
+
+def _names(pattern: str, expect: dict[str, object]) -> bool:
+    rule = expect.get("rule")
+    return isinstance(rule, str) and fnmatchcase(rule, pattern)
+
+
+def test_every_declared_rule_and_severity_is_pinned_by_a_golden_trace() -> None:
+    """A golden trace that names no rule proves nothing about each rule of its category:
+    every declared rule has a firing golden trace naming it, and each severity the rule
+    may have is the exact worst severity of one of them."""
+    expectations = _expectations()
+    unpinned: dict[str, list[str]] = {}
+    for pattern, severities in _declared_rules().items():
+        firing = [e for e in expectations if e["fires"] and _names(pattern, e)]
+        pinned = {e.get("severity") for e in firing}
+        missing = [s for s in severities if s not in pinned]
+        if not firing:
+            missing.insert(0, "(no firing trace)")
+        if missing:
+            unpinned[pattern] = missing
+    assert not unpinned, f"declared rules and severities no golden trace pins: {unpinned}"
+
+
+def test_every_declared_rule_has_a_quiet_or_lower_twin() -> None:
+    """Next to its firing traces, every rule has a golden trace naming it that must stay
+    quiet or fire below the rule's highest severity: the twin that shows what the cause is."""
+    expectations = _expectations()
+    lonely = []
+    for pattern, severities in _declared_rules().items():
+        top = max((Severity(s) for s in severities), key=lambda s: s.rank)
+        if not any(
+            _names(pattern, e)
+            and (not e["fires"] or Severity(str(e.get("severity", top.value))).rank < top.rank)
+            for e in expectations
+        ):
+            lonely.append(pattern)
+    assert not lonely, f"rules without a quiet (or lower-severity) golden twin: {lonely}"
