@@ -209,6 +209,9 @@ def _audit_store(
     where = str(path)
     try:
         data = read_document(where)
+    except SentrailError as exc:
+        fail(f"{where}: {exc}" if where not in str(exc) else str(exc))
+    try:
         base = Policy(load_policy(spec.base_policy_path)) if spec.base_policy_path else Policy()
     except SentrailError as exc:
         fail(str(exc))

@@ -327,6 +327,7 @@ def replay_fleet(
     spec: ReplaySpec | None = None,
     progress: Callable[[int], None] | None = None,
     scope: dict[str, object] | None = None,
+    chunk: int = CHUNK,
 ) -> FleetSummary:
     """Replay ``rows`` and sum the diffs. ``jobs`` > 1 (with the store's ``url`` and the
     ``spec``) uses that many worker processes, each with its own connection; ``progress``
@@ -339,20 +340,20 @@ def replay_fleet(
         else:
             tally.skip(*outcome)
 
-    if jobs <= 1 or url is None or spec is None or len(rows) < 2 * CHUNK:
+    if jobs <= 1 or url is None or spec is None or len(rows) < 2 * chunk:
         for i, outcome in enumerate(replay_rows(replayer, tenant, rows), start=1):
             take(outcome)
             if progress is not None and (i % 100 == 0 or i == len(rows)):
                 progress(100 if i % 100 == 0 else i % 100)
     else:
-        chunks = [list(rows[i : i + CHUNK]) for i in range(0, len(rows), CHUNK)]
+        pieces = [list(rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
         ctx = multiprocessing.get_context("forkserver")
         with ctx.Pool(jobs, initializer=_init_worker, initargs=(url, spec, tenant)) as pool:
-            for chunk, blob in zip(chunks, pool.imap(_work, chunks), strict=True):
+            for piece, blob in zip(pieces, pool.imap(_work, pieces), strict=True):
                 for outcome in _decode_outcomes(blob):
                     take(outcome)
                 if progress is not None:
-                    progress(len(chunk))
+                    progress(len(piece))
     after = {
         "policy_sha256": replayer.policy_sha256,
         "baseline_sha256": replayer.baseline_sha256,
