@@ -282,21 +282,40 @@ def fleet_runs(
 
 Outcome = ReplayDiff | tuple[str, str, str]  # a diff, or (app, run, why it was skipped)
 CHUNK = 200  # runs a worker process replays per task
+READ_PIECE = 100  # runs read in one transaction
 
 
 def replay_rows(replayer: Replayer, tenant: str, rows: Sequence[RunRow]) -> Iterator[Outcome]:
-    """Each row's run replayed, or why it was skipped (the rest go on)."""
+    """Each row's run replayed, or why it was skipped (the rest go on). Runs are read a
+    piece at a time, each piece in one read transaction."""
     store = replayer.store
-    for row in rows:
-        try:
-            if store.is_erased(tenant, row.app_id, row.run_id):
+    for i in range(0, len(rows), READ_PIECE):
+        piece = rows[i : i + READ_PIECE]
+        erased: set[tuple[str, str]] = set()
+        for app in dict.fromkeys(r.app_id for r in piece):
+            ids = [r.run_id for r in piece if r.app_id == app]
+            erased.update((app, run_id) for run_id in store.erased_runs(tenant, app, ids))
+        read: list[tuple[RunRow, list[StoredEvent], bytes | None]] = []
+        with store.transaction() as tx:
+            for row in piece:
+                if (row.app_id, row.run_id) in erased:
+                    continue
+                events = tx.run_events(tenant, row.app_id, row.run_id)
+                read.append((row, events, tx.get_result(tenant, row.app_id, row.run_id)))
+        got = iter(read)
+        for row in piece:
+            if (row.app_id, row.run_id) in erased:
                 yield (row.app_id, row.run_id, "redacted: its payloads are gone")
                 continue
-            events = store.run_events(tenant, row.app_id, row.run_id)
-            stored = store.get_result(tenant, row.app_id, row.run_id)
-            yield replayer.replay_events(tenant, row.app_id, row.run_id, events, row, stored).diff
-        except SentrailError as exc:
-            yield (row.app_id, row.run_id, str(exc))
+            _, events, stored = next(got)
+            try:
+                if not events:
+                    raise ReplayError("no such run in the log", _at(row.app_id, row.run_id))
+                yield replayer.replay_events(
+                    tenant, row.app_id, row.run_id, events, row, stored
+                ).diff
+            except SentrailError as exc:
+                yield (row.app_id, row.run_id, str(exc))
 
 
 _worker: tuple[Replayer, str] | None = None
