@@ -69,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/stream_bench.py
 	$(BIN)/python benchmarks/decide_bench.py
 	$(BIN)/python benchmarks/ui_bench.py
+	$(BIN)/python benchmarks/replay_bench.py
 
 # Screenshots of every dashboard view (docs/screenshots/), taken by the system Chromium.
 screenshots: $(STAMP)

@@ -105,6 +105,7 @@ BAD_INPUT: dict[tuple[str, ...], Args] = {
     ("policy", "test"): lambda d: [str(_bad_yaml(d))],
     ("policy", "validate"): lambda d: [str(d / "missing.yaml")],
     ("redact",): lambda d: ["--run", "r", *WHO, *STORE],
+    ("replay",): lambda d: ["--run", "r", "--tenant", "t", *STORE],
     ("retention", "apply"): lambda d: STORE,
     ("runs", "list"): lambda d: ["--tenant", "t", *STORE],
     ("runs", "show"): lambda d: ["r", "--tenant", "t", *STORE],

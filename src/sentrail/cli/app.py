@@ -5,7 +5,19 @@ from __future__ import annotations
 import typer
 
 from sentrail import __version__
-from sentrail.cli import baseline, enforce, export, graph, policy, runs, serve, store, trace, worker
+from sentrail.cli import (
+    baseline,
+    enforce,
+    export,
+    graph,
+    policy,
+    replay,
+    runs,
+    serve,
+    store,
+    trace,
+    worker,
+)
 from sentrail.cli import hook as hook_cli
 from sentrail.cli import keys as keys_cli
 from sentrail.cli import mcp as mcp_cli
@@ -44,6 +56,7 @@ app.add_typer(redact_cli.retention_app, name="retention")
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(runs.findings_app, name="findings")
 app.command("graph")(graph.graph)
+app.command("replay")(replay.replay)
 
 
 plain_help(app)

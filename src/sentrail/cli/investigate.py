@@ -1,5 +1,6 @@
-"""What the investigation commands share: a stored run with its decisions, and the evidence
-summary built from it (``runs show``, ``graph --run``, ``evidence export``)."""
+"""What the investigation commands share: a stored run with its decisions, the evidence
+summary built from it, and the evidence bundle (``runs show``, ``graph --run``,
+``evidence export``, ``replay --evidence``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import datetime as dt
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import msgspec
+import typer
 
-from sentrail.cli.common import fail
+from sentrail.cli.common import EXIT_FINDINGS, fail
 from sentrail.cli.export import parse_since
 from sentrail.enforce.model import Decision, decode_decisions
 from sentrail.evidence.bundle import (
@@ -22,13 +26,20 @@ from sentrail.evidence.bundle import (
     PAYLOADS,
     PREDICATE_TYPE,
     PROOFS,
+    REPLAY_DIFF,
     SUMMARY,
     VIEWS,
     EventRecord,
+    build_bundle,
 )
+from sentrail.evidence.keys import KeyStore
+from sentrail.evidence.merkle import MerkleTree
+from sentrail.evidence.note import Signer
 from sentrail.forensics.summary import encode_summary, evidence_summary
+from sentrail.report.escape import safe_text
 from sentrail.runtime.logged_runs import LoggedRun, load_run, run_apps
 from sentrail.store.core import LogStore
+from sentrail.store.log_verify import verify_log
 from sentrail.store.records import records
 from sentrail.store.run_values import apps_with_runs
 
@@ -48,9 +59,15 @@ def investigate(store: LogStore, tenant: str, app: str, run_id: str) -> Investig
 
 
 def run_summary(
-    store: LogStore, tenant: str, app: str, run_id: str, records: Sequence[EventRecord]
+    store: LogStore,
+    tenant: str,
+    app: str,
+    run_id: str,
+    records: Sequence[EventRecord],
+    replay_diff: dict[str, Any] | None = None,
 ) -> bytes | None:
-    """``summary.json`` for the bundle of ``records`` (None when the log has no such run)."""
+    """``summary.json`` for the bundle of ``records`` (None when the log has no such run);
+    ``replay_diff`` is its ``parts.replay_diff`` when the bundle carries one."""
     found = investigate(store, tenant, app, run_id)
     if found is None:
         return None
@@ -58,6 +75,8 @@ def run_summary(
     members = [INDEX, PAYLOADS, PROOFS, CHECKPOINT, KEYS, FINDINGS, SUMMARY, MANIFEST]
     if any(r.view is not None for r in records):
         members.insert(2, VIEWS)
+    if replay_diff is not None:
+        members.insert(-1, REPLAY_DIFF)
     parts = {
         "bundle": {"format": PREDICATE_TYPE, "manifest": MANIFEST, "members": members},
         "audit_log": {
@@ -71,6 +90,8 @@ def run_summary(
         },
         "findings": {"member": FINDINGS},
     }
+    if replay_diff is not None:
+        parts["replay_diff"] = replay_diff
     summary = evidence_summary(
         s.run,
         s.result,
@@ -82,6 +103,50 @@ def run_summary(
         parts=parts,
     )
     return encode_summary(summary)
+
+
+def export_bundle(
+    store: LogStore,
+    keys: KeyStore,
+    signer: Signer,
+    tenant: str,
+    app: str,
+    run_id: str,
+    output: Path,
+    *,
+    replay: tuple[bytes, dict[str, Any]] | None = None,
+) -> int:
+    """Write the evidence bundle of one run to ``output`` (the tenant log is verified
+    first: exit 1 when it does not); returns the number of events. ``replay``: the
+    ``replay-diff.json`` bytes and the summary's ``parts.replay_diff``. SentrailError or
+    OSError for the caller to report."""
+    events = store.run_events(tenant, app, run_id)
+    if not events:
+        fail(f"no events of run {run_id!r} of app {app!r} for tenant {tenant!r}")
+    report = verify_log(store, tenant, keys.verifiers())
+    if report.problem is not None:
+        typer.echo(f"FAIL: the log does not verify: {safe_text(str(report.problem))}")
+        raise typer.Exit(EXIT_FINDINGS)
+    checkpoint = store.checkpoint(tenant)
+    assert checkpoint is not None
+    tree = MerkleTree(store.leaf_hashes(tenant))
+    records = [e.record() for e in events]
+    findings = store.get_result(tenant, app, run_id) or b"[]"
+    part = replay[1] if replay is not None else None
+    summary = run_summary(store, tenant, app, run_id, records, part)
+    build_bundle(
+        output,
+        tenant=tenant,
+        run_id=run_id,
+        events=records,
+        tree=tree,
+        checkpoint_note=checkpoint.note,
+        signer=signer,
+        findings=findings,
+        summary=summary,
+        replay_diff=replay[0] if replay is not None else None,
+    )
+    return len(records)
 
 
 def tenant_apps(store: LogStore, tenant: str, app: str | None) -> list[str]:

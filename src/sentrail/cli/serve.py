@@ -6,7 +6,6 @@ import datetime as dt
 import errno
 import socket
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +13,7 @@ import typer
 from sentrail.cli.common import EXIT_OK, echo_table, fail
 from sentrail.cli.defaults import shown_url, store_url
 from sentrail.cli.store import Database, _keys, _open
+from sentrail.cli.store_access import keep_policy
 from sentrail.errors import SentrailError, UsageError
 from sentrail.report.escape import safe_text
 
@@ -56,7 +56,6 @@ def serve(
     from sentrail.engine.config import EngineConfig
     from sentrail.service.alerting import open_router
     from sentrail.service.app import ServiceConfig, create_app
-    from sentrail.store.records import records
 
     try:
         signer = _keys().ensure()
@@ -66,9 +65,7 @@ def serve(
             checkpoint_interval_s=checkpoint_interval,
         )
         store = _open(database, signer)
-        if policy is not None and engine.policy.sha256 is not None:
-            with records(store, write=True) as rtx:  # runs cite it by hash
-                rtx.put_policy(engine.policy.sha256, Path(policy).read_bytes(), time.time())
+        keep_policy(store, engine.policy.sha256, policy)  # runs cite it by hash
         router = open_router(alerts) if alerts is not None else None
         app = create_app(
             store, engine, signer, config, policy_sha256=engine.policy.sha256, alerts=router

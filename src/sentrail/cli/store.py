@@ -17,13 +17,11 @@ from typing import Annotated
 import typer
 
 from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail
-from sentrail.cli.investigate import app_of_run, run_summary
+from sentrail.cli.investigate import app_of_run, export_bundle
 from sentrail.cli.log_cli import log_app
-from sentrail.cli.store_access import Database, key_store, open_migrated
+from sentrail.cli.store_access import Database, keep_policy, key_store, open_migrated
 from sentrail.engine.config import EngineConfig
 from sentrail.errors import InputError, SentrailError
-from sentrail.evidence.bundle import build_bundle
-from sentrail.evidence.merkle import MerkleTree
 from sentrail.evidence.note import Verifier
 from sentrail.evidence.redaction import RedactionInfo
 from sentrail.evidence.verify import verify_bundle
@@ -35,7 +33,7 @@ from sentrail.runtime.sources import (
     looks_like_event_stream,
     read_document,
 )
-from sentrail.store.log_verify import verify_log
+from sentrail.runtime.store_writer import StoreWriter
 
 db_app = typer.Typer(help="The evidence database.", no_args_is_help=True)
 evidence_app = typer.Typer(help="Offline-verifiable evidence bundles.", no_args_is_help=True)
@@ -62,17 +60,27 @@ def ingest(
     path: Annotated[str, typer.Argument(help="Trace file, directory or NDJSON stream")],
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant id")] = "default",
     app_id: Annotated[str, typer.Option("--app", help="App id")] = "default",
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            "-p",
+            help="Judge with this policy bundle (kept in the store; runs cite its SHA-256)",
+        ),
+    ] = None,
     database: Database = None,
 ) -> None:
     """Store every run under PATH in the log, analyse it, and index the result."""
     try:
         signer = _keys().ensure()
-        engine = EngineConfig().build()
+        engine = EngineConfig(policy_path=str(policy) if policy else None).build()
         paths = list(iter_trace_paths(path))
     except SentrailError as exc:
         fail(str(exc))
     store = _open(database, signer)
-    ingestor = Ingestor(store, engine)
+    keep_policy(store, engine.policy.sha256, policy)
+    writer = StoreWriter(store, policy_sha256=engine.policy.sha256)
+    ingestor = Ingestor(store, engine, writer=writer)
     errors: list[str] = []
     stored = duplicates = runs = 0
     try:
@@ -126,37 +134,14 @@ def export(
     store = _open(database, signer)
     try:
         app_id = app_of_run(store, tenant, app, run_id)
-        events = store.run_events(tenant, app_id, run_id)
-        if not events:
-            fail(f"no events of run {run_id!r} of app {app_id!r} for tenant {tenant!r}")
-        report = verify_log(store, tenant, keys.verifiers())
-        if report.problem is not None:
-            typer.echo(f"FAIL: the log does not verify: {safe_text(str(report.problem))}")
-            raise typer.Exit(EXIT_FINDINGS)
-        checkpoint = store.checkpoint(tenant)
-        assert checkpoint is not None
-        tree = MerkleTree(store.leaf_hashes(tenant))
-        records = [e.record() for e in events]
-        findings = store.get_result(tenant, app_id, run_id) or b"[]"
-        summary = run_summary(store, tenant, app_id, run_id, records)
-        build_bundle(
-            output,
-            tenant=tenant,
-            run_id=run_id,
-            events=records,
-            tree=tree,
-            checkpoint_note=checkpoint.note,
-            signer=signer,
-            findings=findings,
-            summary=summary,
-        )
+        count = export_bundle(store, keys, signer, tenant, app_id, run_id, output)
     except SentrailError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror}")
     finally:
         store.close()
-    typer.echo(f"Wrote {len(records)} event(s) of run {safe_text(run_id)} to {safe_text(output)}")
+    typer.echo(f"Wrote {count} event(s) of run {safe_text(run_id)} to {safe_text(output)}")
     typer.echo(f"Signer: {signer.verifier_key()}")
 
 

@@ -13,6 +13,8 @@ tlog-witness URL; see :mod:`sentrail.store.witness`), so every process that sign
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,6 +26,7 @@ from sentrail.evidence.keys import KeyStore, default_home, default_key_dir
 from sentrail.evidence.note import Signer
 from sentrail.store import open_store, witness
 from sentrail.store.core import LogStore
+from sentrail.store.records import records
 
 WITNESS_ENV = "SENTRAIL_WITNESS"
 
@@ -57,3 +60,16 @@ def open_migrated(database: str | None, signer: Signer | None = None) -> LogStor
     except SentrailError as exc:
         fail(str(exc))
     return store
+
+
+def keep_policy(store: LogStore, sha256: str | None, path: str | Path | None) -> None:
+    """Keep the policy bundle at ``path`` in the store by its SHA-256: the runs judged
+    with it cite that hash, and replay and ``log verify --deep`` find the bundle by it."""
+    if path is None or sha256 is None:
+        return
+    try:
+        body = Path(path).read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    with records(store, write=True) as rtx:
+        rtx.put_policy(sha256, body, time.time())

@@ -25,6 +25,7 @@ import typer
 from sentrail.bus.base import Bus, BusError
 from sentrail.cli.common import EXIT_FINDINGS, fail
 from sentrail.cli.store import Database, _keys, _open
+from sentrail.cli.store_access import keep_policy
 from sentrail.engine.config import EngineConfig
 from sentrail.errors import SentrailError
 from sentrail.model.finding import Severity
@@ -133,6 +134,7 @@ def worker(
     fault = kill_at(os.environ.get(KILL_AT))
     siem = _siem(siem_file, siem_format)
     store = _open(database, signer)
+    keep_policy(store, engine.policy.sha256, policy)  # runs cite it by hash
     pipeline = worker_pipeline(
         store,
         router=router,

@@ -10,24 +10,13 @@ import collections
 from sentrail.enforce.model import Control, DecisionRequest, Outcome
 from sentrail.enforce.state import Containment
 from sentrail.engine.fold import RunFolder
+from sentrail.engine.scoring import GATING
 from sentrail.model.finding import Category, Finding, Severity
 from sentrail.policy.bundle import Enforcement, RiskClass
 from sentrail.policy.compiled import Profile
 from sentrail.policy.match import GlobSet
 
 STRICTNESS = {Outcome.ALLOW: 0, Outcome.APPROVAL_REQUIRED: 1, Outcome.DENY: 2}
-# Warnings of these categories send a call to approval; others only annotate it.
-GATING = frozenset(
-    {
-        Category.POLICY_VIOLATION,
-        Category.TAINTED_ACTION,
-        Category.DATA_EXFILTRATION,
-        Category.PERMISSION_ESCALATION,
-        Category.EXCESSIVE_RETRIES,
-        Category.UNTRUSTED_INSTRUCTION,
-        Category.BEHAVIOURAL_CORRELATION,
-    }
-)
 
 
 class Ruling:

@@ -1,12 +1,49 @@
-"""From findings to a verdict and a 0-100 risk score with the contributions that explain it."""
+"""From findings to a verdict, a 0-100 risk score with the contributions that explain it,
+and the outcome a decision point's findings control gives a call (:func:`call_outcome`)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
-from sentrail.model.finding import Finding, RiskContribution, Severity, Verdict
+from sentrail.model.finding import Category, Finding, RiskContribution, Severity, Verdict
 
 POINTS = {Severity.CRITICAL: 45, Severity.WARNING: 15, Severity.INFO: 2}
+# Warnings of these categories send a call to approval; others only annotate it.
+GATING = frozenset(
+    {
+        Category.POLICY_VIOLATION,
+        Category.TAINTED_ACTION,
+        Category.DATA_EXFILTRATION,
+        Category.PERMISSION_ESCALATION,
+        Category.EXCESSIVE_RETRIES,
+        Category.UNTRUSTED_INSTRUCTION,
+        Category.BEHAVIOURAL_CORRELATION,
+    }
+)
+DENY, APPROVAL_REQUIRED, ALLOW = "deny", "approval_required", "allow"
+
+
+def gates(finding: Finding) -> str:
+    """What one finding of a call makes the decision point's findings control do:
+    ``deny`` (critical), ``approval_required`` (a warning of a :data:`GATING` category),
+    else ``allow`` (it only annotates). A missing-telemetry finding never gates: a call
+    not yet made has no result or timing to judge."""
+    if finding.category is Category.MISSING_TELEMETRY:
+        return ALLOW
+    if finding.severity is Severity.CRITICAL:
+        return DENY
+    if finding.severity is Severity.WARNING and finding.category in GATING:
+        return APPROVAL_REQUIRED
+    return ALLOW
+
+
+def call_outcome(findings: Iterable[Finding]) -> str:
+    """The strictest :func:`gates` of a call's findings (``allow`` when there are none)."""
+    outcomes = {gates(f) for f in findings}
+    return (
+        DENY if DENY in outcomes else APPROVAL_REQUIRED if APPROVAL_REQUIRED in outcomes else ALLOW
+    )
 
 
 def verdict_of(findings: list[Finding]) -> Verdict:

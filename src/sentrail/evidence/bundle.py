@@ -16,6 +16,10 @@ Members (a fixed set; anything else is rejected by the verifier)::
     summary.json         optional: the responder's summary of the run (JSON object whose
                          ``trace_id`` is the run id; built outside the evidence core, see
                          sentrail.forensics.summary)
+    replay-diff.json     optional: the run replayed under another policy and the diff
+                         against its stored judgement (JSON object whose ``trace_id`` is
+                         the run id; built outside the evidence core, see
+                         sentrail.forensics.replay)
     manifest.dsse.json   DSSE envelope of an in-toto Statement v1 whose subjects are all
                          the members above with their SHA-256, and whose predicate
                          (PREDICATE_TYPE) carries the run id, event count, first and last
@@ -61,8 +65,9 @@ CHECKPOINT = "checkpoint.txt"
 KEYS = "keys.pub"
 FINDINGS = "findings.json"
 SUMMARY = "summary.json"
+REPLAY_DIFF = "replay-diff.json"
 MANIFEST = "manifest.dsse.json"
-SUBJECT_FILES = (INDEX, PAYLOADS, VIEWS, PROOFS, CHECKPOINT, KEYS, FINDINGS, SUMMARY)
+SUBJECT_FILES = (INDEX, PAYLOADS, VIEWS, PROOFS, CHECKPOINT, KEYS, FINDINGS, SUMMARY, REPLAY_DIFF)
 MEMBERS = (*SUBJECT_FILES, MANIFEST)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -198,14 +203,15 @@ class SummaryHead(msgspec.Struct):
     trace_id: str
 
 
-def check_summary(data: bytes, run_id: str, where: str) -> None:
-    """A summary is a JSON object about this run (its other fields are opaque here)."""
+def check_summary(data: bytes, run_id: str, where: str, what: str = "summary") -> None:
+    """A summary (or a replay diff) is a JSON object about this run (its other fields are
+    opaque here)."""
     try:
         head = msgspec.json.decode(data, type=SummaryHead)
     except (msgspec.DecodeError, msgspec.ValidationError) as err:
-        raise EvidenceError(f"malformed summary: {err}", where) from None
+        raise EvidenceError(f"malformed {what}: {err}", where) from None
     if head.trace_id != run_id:
-        raise EvidenceError(f"the summary is of run {head.trace_id!r}, not {run_id!r}", where)
+        raise EvidenceError(f"the {what} is of run {head.trace_id!r}, not {run_id!r}", where)
 
 
 def _proofs(
@@ -240,6 +246,7 @@ def build_bundle(
     signer: Signer,
     findings: bytes = b"[]",
     summary: bytes | None = None,
+    replay_diff: bytes | None = None,
     tree_size: int | None = None,
     extra_verifiers: Sequence[Verifier] = (),
 ) -> None:
@@ -249,8 +256,8 @@ def build_bundle(
     at export (default: the checkpoint's), at which inclusion proofs are made, and from
     which a consistency proof leads to the checkpoint. ``signer`` signs the manifest;
     its verifier key and ``extra_verifiers`` (e.g. the key that signed the checkpoint)
-    go to ``keys.pub``. ``summary``, when given, becomes ``summary.json`` (signed like the
-    rest).
+    go to ``keys.pub``. ``summary``, when given, becomes ``summary.json``, and
+    ``replay_diff`` ``replay-diff.json`` (signed like the rest).
     """
     check_records(tenant, run_id, events)
     checkpoint = Checkpoint.parse(split_note(checkpoint_note)[0])
@@ -273,6 +280,8 @@ def build_bundle(
         raise EvidenceError(f"findings are not JSON: {err}", "export") from None
     if summary is not None:
         check_summary(summary, run_id, "export")
+    if replay_diff is not None:
+        check_summary(replay_diff, run_id, "export", "replay diff")
 
     entries, chunks, offset = [], [], 0
     view_chunks, view_offset = [], 0
@@ -324,6 +333,7 @@ def build_bundle(
         KEYS: "".join(f"{k}\n" for k in key_lines).encode(),
         FINDINGS: findings,
         **({SUMMARY: summary} if summary is not None else {}),
+        **({REPLAY_DIFF: replay_diff} if replay_diff is not None else {}),
     }
     predicate = BundlePredicate(
         tenant=tenant,

@@ -48,6 +48,7 @@ from sentrail.evidence.bundle import (
     PAYLOADS,
     PREDICATE_TYPE,
     PROOFS,
+    REPLAY_DIFF,
     SUMMARY,
     VIEWS,
     BundlePredicate,
@@ -272,6 +273,8 @@ def verify_bundle(
         raise EvidenceError("tenant, app or run id differs from the signed manifest", INDEX)
     if SUMMARY in files:
         check_summary(files[SUMMARY], pred.run_id, SUMMARY)
+    if REPLAY_DIFF in files:
+        check_summary(files[REPLAY_DIFF], pred.run_id, REPLAY_DIFF, "replay diff")
     if len(events) != pred.events:
         raise EvidenceError(
             f"{len(events)} events, but the signed manifest says {pred.events}", INDEX

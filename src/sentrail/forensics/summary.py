@@ -8,8 +8,9 @@ It is built from the same facts as the rest of the bundle and travels inside the
 manifest, so ``sentrail evidence verify`` covers it like any other member.
 
 A check that could not be made says ``not_evaluated``: missing evidence is never a pass.
-The replay diff part (docs/forensics.md) is absent until replay exists; nothing stands in
-for it.
+The replay diff part (``parts.replay_diff``) is there when the bundle carries a replay
+(``sentrail replay --evidence``, :func:`sentrail.forensics.replay.diff_part`); nothing
+stands in for it otherwise.
 """
 
 from __future__ import annotations
