@@ -113,6 +113,9 @@ class AgentProfile(Strict):
     retry_threshold: int = 3
     exfiltration: ExfiltrationLimits = msgspec.field(default_factory=ExfiltrationLimits)
     etl_allowances: list[EtlAllowance] = msgspec.field(default_factory=list)
+    # Triggers from an untrusted channel (globs over the trace's trigger_source or the
+    # trigger text, e.g. "email:*"): their task text is scanned like a tool result.
+    untrusted_triggers: list[str] = msgspec.field(default_factory=list)
     enforcement: Enforcement = msgspec.field(default_factory=Enforcement)
 
 

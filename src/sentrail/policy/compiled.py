@@ -34,6 +34,7 @@ class Profile:
         "profile",
         "sensitive_permissions",
         "trusted",
+        "untrusted_triggers",
     )
 
     def __init__(self, profile: AgentProfile, matched: bool) -> None:
@@ -47,6 +48,8 @@ class Profile:
         self.trusted = TrustedDestinations(profile.trusted_networks, profile.trusted_domains)
         self.sensitive_permissions = GlobSet(profile.exfiltration.sensitive_permissions)
         self.etl_destinations = GlobSet(a.destination for a in profile.etl_allowances)
+        ut = profile.untrusted_triggers
+        self.untrusted_triggers = GlobSet(ut) if ut else None
 
     @property
     def name(self) -> str:
