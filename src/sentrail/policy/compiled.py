@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from fnmatch import fnmatchcase
 
-from sentrail.policy.bundle import AgentProfile, PolicyBundle, Rule, Suppression
+from sentrail.model.finding import Severity
+from sentrail.policy.bundle import ActionPattern, AgentProfile, PolicyBundle, Rule, Suppression
+from sentrail.policy.dangerous import DEFAULT_DANGEROUS_ACTIONS, merge
 from sentrail.policy.load import LoadedBundle
 from sentrail.policy.match import GlobSet, TrustedDestinations
 from sentrail.policy.risk import ToolRegistry
@@ -20,6 +23,19 @@ BUILTIN_RULES = (
         tags=["OWASP-ASI02", "AML.T0048"],
     ),
 )
+
+
+class CompiledAction:
+    """A dangerous-action pattern, compiled once (case-insensitive, multi-line)."""
+
+    __slots__ = ("hints", "pattern", "regex", "requested", "severity")
+
+    def __init__(self, pattern: ActionPattern) -> None:
+        self.pattern = pattern
+        self.regex = re.compile(pattern.pattern, re.I | re.M)
+        self.hints = tuple(h.lower() for h in pattern.hints)
+        self.requested = tuple(w.lower() for w in pattern.requested_words)
+        self.severity = Severity.parse(pattern.severity)
 
 
 class Profile:
@@ -73,6 +89,9 @@ class Policy:
         self._run_fields = _static_run_fields(self.rules)
         self._for_tool: dict[tuple[object, ...], list[CompiledRule]] = {}
         self.suppressions = list(bundle.exceptions)
+        self.dangerous = [
+            CompiledAction(p) for p in merge(DEFAULT_DANGEROUS_ACTIONS, bundle.dangerous_actions)
+        ]
         self._profiles = [(GlobSet([p.id]), p) for p in bundle.agents]
         self._default = Profile(bundle.default_profile or AgentProfile(id="*"), matched=False)
         self._cache: dict[str, Profile] = {}
