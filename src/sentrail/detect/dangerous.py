@@ -63,7 +63,11 @@ class DangerousActions(Detector):
         code, everything = _texts(facts.params)
         if not everything:
             return
-        low_code, low_all = code.lower(), everything.lower()
+        low_all = everything.lower()
+        hints = self.ctx.policy.dangerous_hints
+        if hints is not None and hints.search(low_all) is None:
+            return
+        low_code = code.lower()
         sends = bool(set(tool_words(facts.tool)) & _SENDS) and facts.is_write
         trigger = (self.ctx.header.trigger or "").lower()
         fired = 0

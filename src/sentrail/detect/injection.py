@@ -56,14 +56,9 @@ def scan_all(
     out: list[tuple[Instruction, str]] = []
     scanned = 0
     near: list[str] = []
-    parts: list[str] = []
-    size = 0
+    strings = 0
     for path, text in iter_strings(data):
-        if len(text) < 3:
-            continue
-        if size < MAX_JOINED:
-            parts.append(text[:MAX_JOINED])
-            size += len(parts[-1])
+        strings += 1
         if len(text) < MIN_LEN:
             continue
         scanned += 1
@@ -74,13 +69,26 @@ def scan_all(
         out.extend((i, where) for i in found)
         if not found and best >= NEAR_MISS:
             near.append(where)
-    if not out and near and len(parts) > 1:
-        joined, _ = find_instructions("\n".join(parts))
+    if not out and near and strings > 1:
+        joined, _ = find_instructions(_joined(data))
         for ins in joined:
             ins.features.append("split across fields")
         out.extend((i, root) for i in joined if i.score >= THRESHOLD)
     out.sort(key=lambda h: -h[0].score)
     return out
+
+
+def _joined(data: Any) -> str:
+    """The strings of a result joined by newlines, bounded (fields judged together)."""
+    parts: list[str] = []
+    size = 0
+    for _, text in iter_strings(data):
+        if len(text) >= 3:
+            parts.append(text[: MAX_JOINED - size])
+            size += len(parts[-1])
+            if size >= MAX_JOINED:
+                break
+    return "\n".join(parts)
 
 
 def scan_result(

@@ -92,6 +92,12 @@ class Policy:
         self.dangerous = [
             CompiledAction(p) for p in merge(DEFAULT_DANGEROUS_ACTIONS, bundle.dangerous_actions)
         ]
+        # One search for any pattern's hints: most calls have none and skip the pack.
+        hints = {h for a in self.dangerous for h in a.hints}
+        no_hint = any(not a.hints for a in self.dangerous)
+        self.dangerous_hints: re.Pattern[str] | None = (
+            None if no_hint or not hints else re.compile("|".join(map(re.escape, sorted(hints))))
+        )
         self._profiles = [(GlobSet([p.id]), p) for p in bundle.agents]
         self._default = Profile(bundle.default_profile or AgentProfile(id="*"), matched=False)
         self._cache: dict[str, Profile] = {}
