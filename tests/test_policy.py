@@ -191,3 +191,32 @@ def test_policy_examples_paths_exist() -> None:
         assert rule.examples is not None, rule.id
         for rel in [*rule.examples.must_fire, *rule.examples.must_not_fire]:
             assert (Path(EXAMPLES) / rel).exists(), rel
+
+
+def test_dangerous_actions_pack_is_overridable_by_the_bundle() -> None:
+    from sentrail.policy.load import parse_policy
+
+    text = b"""
+dangerous_actions:
+  - id: sql-drop-truncate
+    enabled: false
+  - id: no-force-push
+    description: Force push
+    pattern: 'git\\s+push\\s+(?:-f|--force)\\b'
+    hints: [git]
+    severity: warning
+"""
+    policy = Policy(parse_policy(text))
+    ids = {a.pattern.id for a in policy.dangerous}
+    assert "sql-drop-truncate" not in ids
+    assert {"no-force-push", "pipe-to-shell"} <= ids
+    default_ids = {a.pattern.id for a in Policy().dangerous}
+    assert "sql-drop-truncate" in default_ids
+
+
+def test_dangerous_actions_bad_pattern_is_a_located_error() -> None:
+    from sentrail.errors import PolicyError
+    from sentrail.policy.load import parse_policy
+
+    with pytest.raises(PolicyError, match="dangerous_actions"):
+        parse_policy(b"dangerous_actions:\n  - id: x\n    pattern: '(unclosed'\n")

@@ -88,6 +88,39 @@ class StepFacts:
 
 
 Emit = Callable[[Finding, "StepFacts | None"], None]
+TRIGGER_STEP = -1  # where instructions found in the trigger (task text) are recorded
+
+
+def _trigger_untrusted(header: RunHeader, profile: Profile) -> bool:
+    """Does the task come from an untrusted channel: the trace says so
+    (``trigger_source``), or the profile's ``untrusted_triggers`` globs match the trigger's
+    source or its text (``email:*``)?"""
+    source = header.trigger_source or ""
+    if source.lower() in UNTRUSTED_SOURCES:
+        return True
+    globs = profile.untrusted_triggers
+    if globs is None:
+        return False
+    return (bool(source) and source in globs) or (header.trigger or "")[:200] in globs
+
+
+UNTRUSTED_SOURCES = frozenset(
+    {
+        "email",
+        "e-mail",
+        "ticket",
+        "web_form",
+        "webform",
+        "form",
+        "chat",
+        "sms",
+        "webhook",
+        "issue",
+        "comment",
+        "external",
+        "untrusted",
+    }
+)
 
 
 class RunContext:
@@ -106,13 +139,42 @@ class RunContext:
         self.baseline = baseline
         self.history: list[StepFacts] = []
         self.findings: list[Finding] = []
-        self.injections: list[tuple[int, str]] = []  # (step index, excerpt)
+        # Every instruction found: (step index, its whole window text), and per step the
+        # JSON paths (fields) that carried one. The trigger's are at TRIGGER_STEP.
+        self.injections: list[tuple[int, str]] = []
+        self.injected_fields: dict[int, set[str]] = {}
+        self.trigger_untrusted = _trigger_untrusted(header, self.profile)
         self.calls = self.writes = self.failures = self.denied_count = 0
         self._emit = emit
         self.boundary_from_summary = False
         self.boundary = self.profile.boundary
         self.denied_permissions: frozenset[str] = frozenset()
         self.update_header(header)
+
+    def add_injection(self, step: int, text: str, path: str) -> None:
+        self.injections.append((step, text))
+        self.injected_fields.setdefault(step, set()).add(path)
+
+    def move_injections(self, since: int, from_step: int, to_step: int) -> None:
+        """Attribute the injections found at ``from_step`` (recorded after position
+        ``since``) to ``to_step`` as well (a result event belongs to its call's step)."""
+        for at, text in self.injections[since:]:
+            if at == from_step:
+                self.injections.append((to_step, text))
+        paths = self.injected_fields.get(from_step)
+        if paths:
+            self.injected_fields.setdefault(to_step, set()).update(paths)
+
+    def field_injected(self, step: int, path: str) -> bool:
+        """Did an instruction sit in the field ``path`` of ``step``'s result, or in a field
+        that contains it (a whole-result string, fields judged joined)?"""
+        paths = self.injected_fields.get(step)
+        if not paths:
+            return False
+        for p in paths:
+            if path == p or path.startswith((p + ".", p + "[")) or p.startswith(path + "["):
+                return True
+        return False
 
     def update_header(self, header: RunHeader) -> None:
         """Take a newer header (``run_completed`` may bring the permissions summary)."""

@@ -19,16 +19,16 @@ Everything here is pure and bounded: callers pass ``bounded()`` text.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
+
+from sentrail.detect.deobfuscate import MAX_BLOBS, decoded_blobs, fix_misspellings, fold
 
 THRESHOLD = 4
 MIN_LEN = 12
 WINDOW = 320
 EXCERPT = 200
 MAX_ANCHORS = 64  # per anchor kind
-MAX_BLOBS = 4
+MAX_PER_STRING = 8  # instructions kept per string
 
 # Imperative verbs that make an agent do something with effect ...
 _STRONG_VERBS = (
@@ -49,7 +49,10 @@ _WEAK_VERBS = (
     "join|subscribe|register|block|compress|archive|sync|message|go|make"
 )
 _ACTION_VERBS = f"{_STRONG_VERBS}|{_WEAK_VERBS}"
-_CLAUSE = r"(?:^|[.!?;:]\s+|\n\s*|[\"'(\[]\s*|,\s+(?=(?-i:[A-Z])))"
+_CLAUSE = (
+    r"(?:^|[.!?;:]\s+|\n\s*(?:[-*\u2022]|\d{1,2}[.)]|\[[ xX]?\])?\s*|[\"'(\[]\s*|"
+    r",\s+(?=(?-i:[A-Z])))"
+)
 _POLITE = (
     r"(?:please|kindly|pls|(?:can|could|would|will) you(?: please)?|"
     r"(?:i|we) (?:need|want|would like|require) you to|you (?:must|should|need to|have to|"
@@ -114,6 +117,63 @@ _ANCHORS: tuple[tuple[re.Pattern[str], int], ...] = (
         ),
         3,
     ),
+    # Channel and role markers of chat templates and prompt wrappers, inside data.
+    (
+        re.compile(
+            r"<\|(?:im_end|endoftext|eot_id|start_header_id|end_header_id)\|>|"
+            r"^\s*#+\s*\(?\s*(?:system|assistant|developer|admin)[ _-]?"
+            r"(?:message|prompt|instructions?|note)?\s*\)?\s*#*\s*:?|"
+            r"\[\s*(?:system|admin|developer|assistant)(?:[ _-](?:message|note|prompt))?\s*\]|"
+            r"</(?:untrusted|document|context|data|tool_output|tool_result|search_results?|"
+            r"user_input|content)>\s*\S",
+            _F,
+        ),
+        5,
+    ),
+    # Words to the agent from a claimed authority, and to-do lists addressed to it.
+    (
+        re.compile(
+            r"\b(?:note|message|instructions?|request|reminder)\s+(?:from|by)\s+(?:the\s+)?"
+            r"(?:developer|admin(?:istrator)?|system|operator|owner)s?\b|"
+            r"\b(?:to-?do|tasks?|checklist|action items?)\s+(?:list\s+)?for\s+(?:the\s+)?"
+            r"(?:ai|llm|assistant|agent|model|bot)\b|"
+            r"\b(?:the\s+)?user\s+has\s+(?:already\s+)?(?:approved|authori[sz]ed|"
+            r"confirmed|agreed)\b",
+            _F,
+        ),
+        4,
+    ),
+    # A tool called by name ("call delete_file", "using the \"DbAdmin\" tool").
+    (
+        re.compile(
+            r"\b(?i:call|invoke|use|using|run|execute|trigger)\s+(?:the\s+)?[`'\"]?"
+            r"(?:[a-z][a-z0-9]*_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]+|[A-Z][a-z]+[A-Z][A-Za-z0-9]+)"
+            r"[`'\"]?(?:\s+tool\b|\s+(?:with|on|to)\b)",
+            re.M,
+        ),
+        4,
+    ),
+    # Persona hijacks and fake fixtures: answer as someone else, produce "the expected output".
+    (
+        re.compile(
+            r"\b(?:respond(?:ing)?|repl(?:y|ying)|act(?:ing)?|answer(?:ing)?|speak(?:ing)?)\s+"
+            r"(?:exactly\s+|only\s+)?(?:as|like)\s+\w+\s+would\b|\bpretend\s+(?:to\s+be|you\s+are)\b|"
+            r"\byou\s+are\s+now\s+(?:a|an|the|in)\b|\b(?:produce|print|output|give|return)\s+the\s+"
+            r"(?:expected|required|correct)\s+(?:output|response|answer|reply)\b",
+            _F,
+        ),
+        4,
+    ),
+    # Output directives: say exactly this token.
+    (
+        re.compile(
+            r"\b(?i:reply|respond|answer|output|print|say|return|write)(?i:ing)?\s+"
+            r"(?i:only\s+|exactly\s+|back\s+)?(?i:with\s+)?(?i:the\s+(?:code|token|word)\s+)?"
+            r"[`'\"]?(?=[A-Z0-9_-]{6,})(?=[A-Z_-]*\d)[A-Z0-9][A-Z0-9_-]{5,}",
+            re.M,
+        ),
+        4,
+    ),
 )
 
 _FIRST_PERSON = re.compile(r"\b(?:my|me|mine|i'm|i am|i've)\b", re.I)
@@ -136,14 +196,13 @@ _WEIGHTS = {"first_person": 1, "destination": 1, "sensitive": 1, "urgency": 1}
 CONCEALED_BONUS = 2
 
 # Concealment: text a human reviewer would not see.
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 _COMMENT = re.compile(r"<!--(.*?)-->", re.S)
 _HIDDEN_STYLE = re.compile(
     r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?:px|pt|em)?\b|"
     r"opacity\s*:\s*0(?:\.0+)?\s*[;\"']|color\s*:\s*(?:#fff(?:fff)?\b|white\b)",
     re.I,
 )
-_BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{32,}={0,2}")
+_PERCENT_RUN = re.compile(rb"(?:%[0-9A-Fa-f]{2}){2}")
 
 # One cheap test first: no cue at all means no anchor can match. A cue is any word an anchor
 # starts with (a set lookup over the text's words: Python's re is slow on long
@@ -198,6 +257,21 @@ _CUE_WORDS = frozenset(
         "email",
         "authorize",
         "authorise",
+        "call",
+        "invoke",
+        "using",
+        "reply",
+        "respond",
+        "output",
+        "todo",
+        "approved",
+        "authorized",
+        "authorised",
+        "admin",
+        "replies",
+        "responding",
+        "pretend",
+        "produce",
     ]
 ) | frozenset(v for v in _STRONG_VERBS.split("|") if v.isalpha())
 _CUE_BYTES = frozenset(w.encode() for w in _CUE_WORDS)
@@ -207,7 +281,7 @@ _WORD_TABLE = bytes(c | 0x20 if chr(c).isascii() and chr(c).isalpha() else 32 fo
 _B64_TABLE = bytes(
     97 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/") else 32 for c in range(256)
 )
-_B64_RUN = b"a" * 32
+_B64_RUN = b"a" * 24
 
 
 def has_cue(text: str) -> bool:
@@ -220,26 +294,39 @@ def has_cue(text: str) -> bool:
         or b"<<" in raw
         or b"##" in raw
         or b"!!!" in raw
+        or b"</" in raw
         or (b"[" in raw and b"[inst" in raw.lower())
+        or (b"%" in raw and _PERCENT_RUN.search(raw) is not None)
     ):
         return True
-    if not raw.isascii() and _INVISIBLE.search(text):
-        return True
+    if not raw.isascii():
+        return True  # folded (look-alikes, invisible characters) and scored in full
     if not _CUE_BYTES.isdisjoint(raw.translate(_WORD_TABLE).split()):
         return True
     return _B64_RUN in raw.translate(_B64_TABLE)
 
 
 class Instruction:
-    """The best instruction-like window of one string."""
+    """One instruction-like window of a string: its score, a short excerpt for people and
+    the window's whole text (what linking an action to it reads)."""
 
-    __slots__ = ("concealment", "excerpt", "features", "score")
+    __slots__ = ("concealment", "excerpt", "features", "score", "start", "text")
 
-    def __init__(self, score: int, excerpt: str, features: list[str], concealment: str) -> None:
+    def __init__(
+        self,
+        score: int,
+        excerpt: str,
+        features: list[str],
+        concealment: str,
+        start: int = 0,
+        text: str = "",
+    ) -> None:
         self.score = score
         self.excerpt = excerpt
         self.features = features
         self.concealment = concealment
+        self.start = start
+        self.text = text or excerpt
 
 
 def _window_score(text: str, start: int, points: int) -> tuple[int, list[str]]:
@@ -269,65 +356,96 @@ def _excerpt(text: str, start: int) -> str:
     return " ".join(text[lo : lo + EXCERPT].split())[:EXCERPT]
 
 
-def _best(text: str) -> Instruction | None:
-    best: Instruction | None = None
+def _window_text(text: str, start: int) -> str:
+    lo = max(0, start - 80)
+    return " ".join(text[lo : start + WINDOW].split())
+
+
+def _all(text: str) -> list[Instruction]:
+    """Every anchor's window, best first (overlapping windows kept once, the best)."""
+    found: list[Instruction] = []
     for rx, points in _ANCHORS:
         for n, m in enumerate(rx.finditer(text)):
             if n >= MAX_ANCHORS:
                 break
             score, feats = _window_score(text, m.start(), points)
-            if best is None or score > best.score:
-                kind = "override" if points >= 5 else "imperative"
-                best = Instruction(score, _excerpt(text, m.start()), [kind, *feats], "")
-    return best
-
-
-def _decoded_blobs(text: str) -> list[str]:
-    out: list[str] = []
-    for m in _BASE64.finditer(text):
-        blob = m.group(0)[:8192]
-        try:
-            raw = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=False)
-        except (binascii.Error, ValueError):
+            kind = "override" if points >= 5 else "imperative"
+            found.append(Instruction(score, "", [kind, *feats], "", m.start()))
+    found.sort(key=lambda i: (-i.score, i.start))
+    kept: list[Instruction] = []
+    for ins in found:
+        if any(abs(ins.start - k.start) < WINDOW // 2 for k in kept):
             continue
-        try:
-            decoded = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        if sum(c.isprintable() or c.isspace() for c in decoded) >= 0.95 * len(decoded):
-            out.append(decoded)
-        if len(out) >= MAX_BLOBS:
+        ins.excerpt = _excerpt(text, ins.start)
+        ins.text = _window_text(text, ins.start)
+        kept.append(ins)
+        if len(kept) >= MAX_PER_STRING:
             break
-    return out
+    return kept
+
+
+def _best(text: str) -> Instruction | None:
+    found = _all(text)
+    return found[0] if found else None
+
+
+def find_instructions(text: str) -> tuple[list[Instruction], int]:
+    """Every instruction in ``text`` (already bounded) at or above ``THRESHOLD``, best first,
+    and the best score seen at all (below the threshold too: a near miss, which callers use
+    to try fields joined together)."""
+    if len(text) < MIN_LEN or not has_cue(text):
+        return [], 0
+    text, concealment = fold(text)
+    found = _all(text)
+    if found and found[0].score < THRESHOLD:
+        fixed = fix_misspellings(text)
+        if fixed is not None:
+            again = _all(fixed)
+            if again and again[0].score > found[0].score:
+                found, concealment = again, concealment or "misspelled cue words"
+                text = fixed
+    if found and not concealment and _HIDDEN_STYLE.search(text):
+        concealment = "hidden styling"
+    hidden: list[Instruction] = []
+    for n, m in enumerate(_COMMENT.finditer(text)):
+        if n >= MAX_BLOBS:
+            break
+        inner = _all(m.group(1))
+        if inner:
+            for ins in inner:
+                ins.concealment = "HTML comment"
+            hidden.extend(inner)
+            # The same words seen from outside the comment: the comment's reading wins.
+            found = [i for i in found if not m.start() <= i.start < m.end()]
+    if len(text) >= 16:
+        for how, decoded in decoded_blobs(text):
+            decoded, _ = fold(decoded)
+            inner = _all(decoded)
+            for ins in inner:
+                ins.concealment = how
+                ins.excerpt = f"[{how}] {ins.excerpt}"[:EXCERPT]
+            hidden.extend(i for i in inner if i.score >= 2)
+    best_any = found[0].score if found else 0
+    out: list[Instruction] = []
+    for ins in found:
+        if concealment:
+            ins.score += CONCEALED_BONUS
+            ins.concealment = concealment
+            ins.features.append("concealed")
+        if ins.score >= THRESHOLD:
+            out.append(ins)
+    for ins in hidden:
+        ins.score += CONCEALED_BONUS
+        ins.features.append("concealed")
+        best_any = max(best_any, ins.score)
+        if ins.score >= THRESHOLD:
+            out.append(ins)
+    out.sort(key=lambda i: -i.score)
+    return out[:MAX_PER_STRING], best_any
 
 
 def score_text(text: str) -> Instruction | None:
-    """The instruction found in ``text`` (already bounded), or None below the threshold."""
-    if len(text) < MIN_LEN or not has_cue(text):
-        return None
-    concealment = ""
-    if _INVISIBLE.search(text):
-        text = _INVISIBLE.sub("", text)
-        concealment = "invisible characters"
-    found = _best(text)
-    if found is not None and not concealment and _HIDDEN_STYLE.search(text):
-        concealment = "hidden styling"
-    for m in _COMMENT.finditer(text):
-        inner = _best(m.group(1))
-        if inner is not None and (found is None or inner.score + CONCEALED_BONUS > found.score):
-            found, concealment = inner, "HTML comment"
-            break
-    if "=" in text or len(text) >= 32:
-        for decoded in _decoded_blobs(text):
-            inner = _best(decoded)
-            if inner is not None and inner.score >= 2:
-                found, concealment = inner, "base64"
-                found.excerpt = f"[base64] {found.excerpt}"[:EXCERPT]
-                break
-    if found is None:
-        return None
-    if concealment:
-        found.score += CONCEALED_BONUS
-        found.concealment = concealment
-        found.features.append("concealed")
-    return found if found.score >= THRESHOLD else None
+    """The best instruction found in ``text`` (already bounded), or None below the
+    threshold."""
+    found, _ = find_instructions(text)
+    return found[0] if found else None

@@ -2,52 +2,103 @@
 
 Tool results are untrusted input. Every string of ``result.data`` (and ``result.error``)
 long enough to hold an instruction is scored by :mod:`sentrail.detect.content_instructions`;
-one finding per step names the best excerpt and its JSON path. Each injection is recorded
-on ``ctx.injections`` for the taint and correlation detectors. Severity is a warning: an
-injection the agent did not act on is suspicious, not harmful. Acting on it is judged by
-``tainted_action`` (critical when the tainted value came from an injected step).
+one finding per step names the best excerpt and its JSON path. *Every* instruction found
+in the step (not only the best) is recorded on ``ctx.injections`` with its whole window
+text, and the fields it sat in on ``ctx.injected_fields``, for the taint and correlation
+detectors. When no single string holds an instruction but some came close, the result's
+strings are judged once more joined together (an instruction split across fields).
+
+The trigger is read too. A trigger the trace or the policy marks as coming from an
+untrusted channel (an e-mail, a ticket, a web form: ``trigger_source``, or the profile's
+``untrusted_triggers``) is scanned like a tool result; any other trigger only for override
+phrases and role markers, which no user types to their own agent.
+
+Severity is a warning: an injection the agent did not act on is suspicious, not harmful.
+Acting on it is judged by ``tainted_action``.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sentrail.detect.base import Detector, StepFacts
-from sentrail.detect.content_instructions import MIN_LEN, Instruction, has_cue, score_text
+from sentrail.detect.base import TRIGGER_STEP, Detector, RunContext, StepFacts
+from sentrail.detect.content_instructions import (
+    MIN_LEN,
+    THRESHOLD,
+    Instruction,
+    find_instructions,
+    has_cue,
+)
 from sentrail.detect.text import SCAN_HEAD, SCAN_TAIL, bounded, iter_strings
 from sentrail.model.finding import Category, Severity
 
 MAX_STRINGS = 2_000  # strings scored per result
+MAX_PER_STEP = 16  # instructions recorded per step
+MAX_JOINED = 16 * 1024  # characters of a result's strings judged joined together
+NEAR_MISS = 2
 
 
-def scan_result(
+def scan_all(
     data: Any, root: str = "result.data", blob: str | None = None
-) -> tuple[Instruction, str, int] | None:
-    """The best instruction in a result value: (instruction, json path, scanned strings).
+) -> list[tuple[Instruction, str]]:
+    """Every instruction in a result value, best first: (instruction, json path).
 
     ``blob`` (the result's JSON text) lets a benign result be dismissed with one search."""
     if data is None or isinstance(data, bool | int | float):
-        return None
+        return []
     if blob is not None and len(blob) < SCAN_HEAD and not has_cue(blob):
-        return None
+        return []
     if isinstance(data, str):
         if len(data) < MIN_LEN:
-            return None
-        found = score_text(bounded(data))
-        return (found, root, 1) if found is not None else None
-    best: tuple[Instruction, str, int] | None = None
+            return []
+        found, _ = find_instructions(bounded(data))
+        return [(i, root) for i in found]
+    out: list[tuple[Instruction, str]] = []
     scanned = 0
+    near: list[str] = []
+    strings = 0
     for path, text in iter_strings(data):
+        strings += 1
         if len(text) < MIN_LEN:
             continue
         scanned += 1
         if scanned > MAX_STRINGS:
             break
-        found = score_text(bounded(text))
-        if found is not None and (best is None or found.score > best[0].score):
-            where = f"{root}.{path}" if path and not path.startswith("[") else f"{root}{path}"
-            best = (found, where, scanned)
-    return best
+        found, best = find_instructions(bounded(text))
+        where = f"{root}.{path}" if path and not path.startswith("[") else f"{root}{path}"
+        out.extend((i, where) for i in found)
+        if not found and best >= NEAR_MISS:
+            near.append(where)
+    if not out and near and strings > 1:
+        joined, _ = find_instructions(_joined(data))
+        for ins in joined:
+            ins.features.append("split across fields")
+        out.extend((i, root) for i in joined if i.score >= THRESHOLD)
+    out.sort(key=lambda h: -h[0].score)
+    return out
+
+
+def _joined(data: Any) -> str:
+    """The strings of a result joined by newlines, bounded (fields judged together)."""
+    parts: list[str] = []
+    size = 0
+    for _, text in iter_strings(data):
+        if len(text) >= 3:
+            parts.append(text[: MAX_JOINED - size])
+            size += len(parts[-1])
+            if size >= MAX_JOINED:
+                break
+    return "\n".join(parts)
+
+
+def scan_result(
+    data: Any, root: str = "result.data", blob: str | None = None
+) -> tuple[Instruction, str, int] | None:
+    """The best instruction in a result value: (instruction, json path, how many found)."""
+    hits = scan_all(data, root, blob)
+    if not hits:
+        return None
+    return hits[0][0], hits[0][1], len(hits)
 
 
 class UntrustedInstruction(Detector):
@@ -55,21 +106,30 @@ class UntrustedInstruction(Detector):
     category = Category.UNTRUSTED_INSTRUCTION
     rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
         "untrusted_instruction.tool_result": (Severity.WARNING,),
+        "untrusted_instruction.task_text": (Severity.WARNING,),
     }
 
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__(ctx)
+        self._trigger_done = False
+
     def on_step(self, facts: StepFacts) -> None:
+        if not self._trigger_done:
+            self._trigger_done = True
+            self._scan_trigger(facts)
         res = facts.step.result
         if res is None:
             return
         blob = facts.result_text
-        hit = scan_result(res.data, blob=blob)
-        if hit is None and res.error is not None:
-            hit = scan_result(res.error, "result.error", blob=blob)
-        if hit is None:
+        hits = scan_all(res.data, blob=blob)
+        if res.error is not None:
+            hits.extend(scan_all(res.error, "result.error", blob=blob))
+        if not hits:
             return
-        found, path, _ = hit
         ctx = self.ctx
-        ctx.injections.append((facts.index, found.excerpt))
+        for ins, path in hits[:MAX_PER_STEP]:
+            ctx.add_injection(facts.index, ins.text, path)
+        found, path = hits[0]
         how = f" hidden in {found.concealment}" if found.concealment else ""
         evidence: dict[str, Any] = {
             "excerpt": found.excerpt,
@@ -77,6 +137,8 @@ class UntrustedInstruction(Detector):
             "score": found.score,
             "features": found.features,
             "tool": facts.tool,
+            "instructions": len(hits),
+            "paths": sorted({p for _, p in hits})[:8],
         }
         if found.concealment:
             evidence["concealment"] = found.concealment
@@ -92,4 +154,35 @@ class UntrustedInstruction(Detector):
             f"Instruction-like text{how} in the result of {facts.tool or 'a step'} "
             f"({path}): {found.excerpt[:80]!r}",
             evidence,
+        )
+
+    def _scan_trigger(self, facts: StepFacts) -> None:
+        ctx = self.ctx
+        trigger = ctx.header.trigger
+        if not trigger or len(trigger) < MIN_LEN:
+            return
+        untrusted = ctx.trigger_untrusted
+        found, _ = find_instructions(bounded(trigger))
+        if not untrusted:
+            found = [i for i in found if i.features[0] == "override"]
+        if not found:
+            return
+        for ins in found[:MAX_PER_STEP]:
+            ctx.add_injection(TRIGGER_STEP, ins.text, "trigger")
+        best = found[0]
+        why = "from an untrusted channel" if untrusted else "with an override or role marker"
+        ctx.emit(
+            "untrusted_instruction.task_text",
+            Category.UNTRUSTED_INSTRUCTION,
+            Severity.WARNING,
+            None,
+            f"Instruction-like text in the task text ({why}): {best.excerpt[:80]!r}",
+            {
+                "excerpt": best.excerpt,
+                "path": "trigger",
+                "score": best.score,
+                "features": best.features,
+                "untrusted_channel": untrusted,
+                "instructions": len(found),
+            },
         )

@@ -8,6 +8,7 @@ from fnmatch import fnmatchcase
 
 from sentrail.detect.base import Detector
 from sentrail.detect.correlation import BehaviouralCorrelation
+from sentrail.detect.dangerous import DangerousActions
 from sentrail.detect.exfiltration import DataExfiltration
 from sentrail.detect.injection import UntrustedInstruction
 from sentrail.detect.permission import PermissionEscalation
@@ -24,6 +25,7 @@ DETECTORS: dict[str, type[Detector]] = {
         MissingTelemetry,
         PermissionEscalation,
         PolicyRules,
+        DangerousActions,
         ExcessiveRetries,
         UnusualSequence,
         UntrustedInstruction,

@@ -16,7 +16,7 @@ import re
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from sentrail.detect.base import Detector, RunContext, StepFacts
+from sentrail.detect.base import TRIGGER_STEP, Detector, RunContext, StepFacts
 from sentrail.detect.content_values import (
     DESTINATION_KINDS,
     Candidate,
@@ -25,6 +25,7 @@ from sentrail.detect.content_values import (
     value_keys,
     words_of,
 )
+from sentrail.detect.links import named_tools, output_tokens, refuses, tool_key
 from sentrail.detect.text import bounded, iter_strings
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.bundle import RiskClass
@@ -42,7 +43,21 @@ FREE_TEXT = words_of(
     "body content message text subject description summary note notes comment title "
     "caption reason html markdown prompt query"
 )
+# Result fields holding prose: a destination found only there was never given as one.
+PROSE = words_of(
+    "body content message text description comment comments snippet page html markdown "
+    "notes note summary bio about details review reviews post caption"
+)
 _HOSTED = frozenset({"email", "url", "host", "ip"})
+_READ_TARGETS = frozenset({"url", "host", "ip", "path"})
+_MOVED_TO = frozenset({"email", "url", "host", "ip", "account"})
+# Tool words of actions that move money, data or credentials somewhere.
+_MOVES = words_of(
+    "pay payment transfer wire send email mail share upload post forward withdraw deposit "
+    "remit invite grant export publish sync"
+)
+_INJECTED, _FREE, _PLAIN = 0, 1, 2
+_TOKENS = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{3,63}")
 _WORD = re.compile(r"[a-z]{3,}|\d{2,}")
 _STOP = words_of(
     "the and for with from this that these those into onto your you our please can could "
@@ -56,13 +71,14 @@ def _stems(words: list[str]) -> set[str]:
 
 
 class _Source:
-    __slots__ = ("kind", "path", "raw", "step")
+    __slots__ = ("free_text", "kind", "path", "raw", "step")
 
-    def __init__(self, step: int, path: str, kind: str, raw: str) -> None:
+    def __init__(self, step: int, path: str, kind: str, raw: str, free_text: bool) -> None:
         self.step = step
         self.path = path
         self.kind = kind
         self.raw = raw
+        self.free_text = free_text  # found in prose (a body, page, comment), not a field
 
 
 class TaintedAction(Detector):
@@ -71,6 +87,9 @@ class TaintedAction(Detector):
     rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
         "tainted_action.untrusted_value": (Severity.WARNING, Severity.CRITICAL),
         "tainted_action.instructed": (Severity.CRITICAL,),
+        "tainted_action.named_tool": (Severity.CRITICAL,),
+        "tainted_action.injected_output": (Severity.CRITICAL,),
+        "tainted_action.free_text_destination": (Severity.CRITICAL,),
     }
 
     def __init__(self, ctx: RunContext) -> None:
@@ -88,6 +107,7 @@ class TaintedAction(Detector):
         self._step_index: dict[int, dict[str, _Source]] = {}
         self._param_first: dict[str, int] = {}  # value key -> first step whose call had it
         self._params_done = 0
+        self._trigger_named: set[str] | None = None
 
     def _candidates(self, text: str, whole: bool = False) -> tuple[Candidate, ...]:
         """``candidates(text)`` (or ``value_keys`` when ``whole``); short strings go through a
@@ -181,12 +201,18 @@ class TaintedAction(Detector):
         res = facts.step.result
         if res is not None and res.data is not None:
             for path, value in _strings(res.data):
+                free = _last_key(path) in PROSE or (not path and len(value) > 40)
                 for c in self._candidates(value):
-                    if c.key in index or self._is_known(c):
+                    seen = index.get(c.key)
+                    if seen is not None:
+                        if seen.free_text and not free:
+                            seen.free_text = False  # also in a field of its own
+                        continue
+                    if self._is_known(c):
                         continue
                     if self._param_first.get(c.key, facts.index + 1) <= facts.index:
                         continue
-                    index[c.key] = _Source(facts.index, _where(path), c.kind, c.raw)
+                    index[c.key] = _Source(facts.index, _where(path), c.kind, c.raw, free)
                 if len(index) >= MAX_INDEX:
                     break
         self._step_index[facts.index] = index
@@ -195,15 +221,23 @@ class TaintedAction(Detector):
     # -- judging ----------------------------------------------------------------------------
 
     def on_step(self, facts: StepFacts) -> None:
+        if facts.tool is None:
+            if self.ctx.injections:
+                self._output(facts)
+            return
         risk = facts.risk
-        if risk is None or not facts.is_write:
+        if risk is None:
+            return
+        write = facts.is_write
+        if not write and not self.ctx.injections:
             return
         if not self._started:
             self._start()
         self._catch_up()
         sensitive = risk.rank >= RiskClass.SENSITIVE_WRITE.rank
         injected = {i for i, _ in self.ctx.injections}
-        hits: list[tuple[bool, str, str, _Source]] = []
+        moves = write and bool(set(tool_words(facts.tool)) & _MOVES)
+        hits: list[tuple[int, str, str, _Source]] = []
         for path, value in _strings(facts.params) if self._chunks else ():
             if _last_key(path) in FREE_TEXT:
                 continue
@@ -213,18 +247,34 @@ class TaintedAction(Detector):
                 src = self._source(c.key)
                 if src is None:
                     continue
-                critical = src.step in injected
+                # Field-level provenance: only a value from the field that carried the
+                # instruction is the injection's (the sender of an e-mail is not its body).
+                critical = src.step in injected and self.ctx.field_injected(src.step, src.path)
                 destination = src.kind in DESTINATION_KINDS
-                if not critical and not (
-                    destination and (sensitive or c.kind in DESTINATION_KINDS)
+                if not write:
+                    # A read of a URL or file only the injected text mentioned.
+                    if critical and src.kind in _READ_TARGETS and " " not in value.strip():
+                        hits.append((_INJECTED, path, value, src))
+                        break
+                    continue
+                free = moves and destination and src.kind in _MOVED_TO and src.free_text
+                if (
+                    not critical
+                    and not free
+                    and not (destination and (sensitive or c.kind in DESTINATION_KINDS))
                 ):
                     continue
-                hits.append((critical, path, value, src))
+                level = _INJECTED if critical else _FREE if free else _PLAIN
+                hits.append((level, path, value, src))
                 break
-        hits.sort(key=lambda h: not h[0])
-        for critical, path, value, src in hits[:MAX_FINDINGS_PER_STEP]:
-            self._emit(facts, critical, path, value, src)
-        if self.ctx.injections and not (hits and hits[0][0]):
+        hits.sort(key=lambda h: h[0])
+        for level, path, value, src in hits[:MAX_FINDINGS_PER_STEP]:
+            if level == _FREE:
+                self._emit_free(facts, path, value, src)
+            else:
+                self._emit(facts, level == _INJECTED, path, value, src)
+        linked = bool(hits) and hits[0][0] == _INJECTED
+        if self.ctx.injections and not linked and not self._named(facts) and write:
             self._instructed(facts)
 
     def _emit(self, facts: StepFacts, critical: bool, param: str, value: str, src: _Source) -> None:
@@ -248,6 +298,98 @@ class TaintedAction(Detector):
             },
             key=param,
         )
+
+    def _emit_free(self, facts: StepFacts, param: str, value: str, src: _Source) -> None:
+        self.ctx.emit(
+            "tainted_action.free_text_destination",
+            Category.TAINTED_ACTION,
+            Severity.CRITICAL,
+            facts,
+            f"{facts.tool} sends to {param} = {value[:60]!r}, found only in the free text of "
+            f"the result of step {src.step} ({src.path}), never in the user's request",
+            {
+                "parameter": param,
+                "value": value[:200],
+                "matched": src.raw[:200],
+                "kind": src.kind,
+                "source_step": src.step,
+                "source_path": src.path,
+                "tool": facts.tool,
+            },
+            key=param,
+        )
+
+    def _named(self, facts: StepFacts) -> bool:
+        """A call to a tool the injected text told the agent to call by name, when neither
+        the user's request named it nor the agent called it before the injection."""
+        key = tool_key(facts.tool or "")
+        if len(key) < 4 or key in self._trigger_tools():
+            return False
+        for index, text in reversed(self.ctx.injections):
+            if index >= facts.index or key not in named_tools(text):
+                continue
+            if any(
+                f.index < index and f.tool and tool_key(f.tool) == key for f in self.ctx.history
+            ):
+                continue
+            self.ctx.emit(
+                "tainted_action.named_tool",
+                Category.TAINTED_ACTION,
+                Severity.CRITICAL,
+                facts,
+                f"{facts.tool} is the tool the instruction injected at "
+                f"{_where_injected(index)} told the agent to call: {_short(text)!r}",
+                {
+                    "source_step": index,
+                    "excerpt": _short(text),
+                    "tool": facts.tool,
+                    "injection": True,
+                },
+            )
+            return True
+        return False
+
+    def _trigger_tools(self) -> set[str]:
+        if self._trigger_named is None:
+            trigger = self.ctx.header.trigger or ""
+            if self.ctx.injected_fields.get(TRIGGER_STEP):
+                # The trigger carried an injection: only the text before it is the user's.
+                first = min(
+                    (trigger.find(t[:40]) for i, t in self.ctx.injections if i == TRIGGER_STEP),
+                    default=-1,
+                )
+                trigger = trigger[: max(first, 0)]
+            self._trigger_named = {tool_key(w) for w in _TOKENS.findall(bounded(trigger))}
+        return self._trigger_named
+
+    def _output(self, facts: StepFacts) -> None:
+        """The agent's own answer says what an injected instruction told it to say."""
+        text = facts.step.reasoning
+        if not text or refuses(text):
+            return
+        text = bounded(text)
+        trigger = self.ctx.header.trigger or ""
+        for index, injected in reversed(self.ctx.injections):
+            if index >= facts.index:
+                continue
+            for token in output_tokens(injected):
+                if token in text and token not in trigger:
+                    self.ctx.emit(
+                        "tainted_action.injected_output",
+                        Category.TAINTED_ACTION,
+                        Severity.CRITICAL,
+                        facts,
+                        f"The agent's answer says {token[:40]!r}, as the instruction injected "
+                        f"at {_where_injected(index)} told it to: {_short(injected)!r}",
+                        {
+                            "source_step": index,
+                            "token": token[:80],
+                            "excerpt": _short(injected),
+                            "injection": True,
+                        },
+                        key=token[:80],
+                    )
+                    return
 
     def _instructed(self, facts: StepFacts) -> None:
         """A write whose verb and object repeat an injected instruction (no value needed)."""
@@ -320,6 +462,14 @@ def _strings(value: Any) -> list[tuple[str, str]]:
 def _last_key(path: str) -> str:
     tail = path.rsplit(".", 1)[-1]
     return tail.split("[", 1)[0].lower()
+
+
+def _where_injected(index: int) -> str:
+    return "the task text" if index == TRIGGER_STEP else f"step {index}"
+
+
+def _short(text: str) -> str:
+    return " ".join(text.split())[:200]
 
 
 def _where(path: str) -> str:

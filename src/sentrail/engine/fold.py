@@ -274,11 +274,7 @@ class RunFolder:
         if facts is not None:
             # The result is the call's too: an instruction injected in it taints the values
             # taken from the call's step, where the result was attached.
-            ctx.injections.extend(
-                (facts.index, excerpt)
-                for at, excerpt in ctx.injections[seen:]
-                if at == step.step_index
-            )
+            ctx.move_injections(seen, step.step_index, facts.index)
         return found, step
 
     # -- the end ----------------------------------------------------------------------------

@@ -69,6 +69,9 @@ class RunHeader(msgspec.Struct, omit_defaults=True):
     run_id: str
     agent_id: str
     trigger: str | None = None
+    # Where the trigger came from (``email``, ``ticket``, ``web_form``...): an untrusted
+    # channel's task text is scanned like a tool result.
+    trigger_source: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
     status: str | None = None

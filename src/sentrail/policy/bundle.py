@@ -113,6 +113,9 @@ class AgentProfile(Strict):
     retry_threshold: int = 3
     exfiltration: ExfiltrationLimits = msgspec.field(default_factory=ExfiltrationLimits)
     etl_allowances: list[EtlAllowance] = msgspec.field(default_factory=list)
+    # Triggers from an untrusted channel (globs over the trace's trigger_source or the
+    # trigger text, e.g. "email:*"): their task text is scanned like a tool result.
+    untrusted_triggers: list[str] = msgspec.field(default_factory=list)
     enforcement: Enforcement = msgspec.field(default_factory=Enforcement)
 
 
@@ -138,6 +141,19 @@ class Rule(Strict):
     examples: RuleExamples | None = None
 
 
+class ActionPattern(Strict):
+    """One entry of the dangerous-actions rule pack (:mod:`sentrail.policy.dangerous`)."""
+
+    id: str
+    pattern: str = ""
+    description: str = ""
+    severity: str = "critical"
+    scope: Literal["arguments", "outgoing"] = "arguments"
+    hints: list[str] = msgspec.field(default_factory=list)
+    requested_words: list[str] = msgspec.field(default_factory=list)
+    enabled: bool = True
+
+
 class Suppression(Strict):
     """An owned, expiring exception to a rule: findings it matches are kept aside as
     suppressed (with who allowed it and why), not reported. A record, not an error."""
@@ -158,4 +174,5 @@ class PolicyBundle(Strict):
     tools: list[ToolEntry] = msgspec.field(default_factory=list)
     rules: list[Rule] = msgspec.field(default_factory=list)
     exceptions: list[Suppression] = msgspec.field(default_factory=list)
+    dangerous_actions: list[ActionPattern] = msgspec.field(default_factory=list)
     default_profile: AgentProfile | None = None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from fnmatch import fnmatchcase
 
-from sentrail.policy.bundle import AgentProfile, PolicyBundle, Rule, Suppression
+from sentrail.model.finding import Severity
+from sentrail.policy.bundle import ActionPattern, AgentProfile, PolicyBundle, Rule, Suppression
+from sentrail.policy.dangerous import DEFAULT_DANGEROUS_ACTIONS, merge
 from sentrail.policy.load import LoadedBundle
 from sentrail.policy.match import GlobSet, TrustedDestinations
 from sentrail.policy.risk import ToolRegistry
@@ -22,6 +25,19 @@ BUILTIN_RULES = (
 )
 
 
+class CompiledAction:
+    """A dangerous-action pattern, compiled once (case-insensitive, multi-line)."""
+
+    __slots__ = ("hints", "pattern", "regex", "requested", "severity")
+
+    def __init__(self, pattern: ActionPattern) -> None:
+        self.pattern = pattern
+        self.regex = re.compile(pattern.pattern, re.I | re.M)
+        self.hints = tuple(h.lower() for h in pattern.hints)
+        self.requested = tuple(w.lower() for w in pattern.requested_words)
+        self.severity = Severity.parse(pattern.severity)
+
+
 class Profile:
     """One agent's resolved profile."""
 
@@ -34,6 +50,7 @@ class Profile:
         "profile",
         "sensitive_permissions",
         "trusted",
+        "untrusted_triggers",
     )
 
     def __init__(self, profile: AgentProfile, matched: bool) -> None:
@@ -47,6 +64,8 @@ class Profile:
         self.trusted = TrustedDestinations(profile.trusted_networks, profile.trusted_domains)
         self.sensitive_permissions = GlobSet(profile.exfiltration.sensitive_permissions)
         self.etl_destinations = GlobSet(a.destination for a in profile.etl_allowances)
+        ut = profile.untrusted_triggers
+        self.untrusted_triggers = GlobSet(ut) if ut else None
 
     @property
     def name(self) -> str:
@@ -70,6 +89,15 @@ class Policy:
         self._run_fields = _static_run_fields(self.rules)
         self._for_tool: dict[tuple[object, ...], list[CompiledRule]] = {}
         self.suppressions = list(bundle.exceptions)
+        self.dangerous = [
+            CompiledAction(p) for p in merge(DEFAULT_DANGEROUS_ACTIONS, bundle.dangerous_actions)
+        ]
+        # One search for any pattern's hints: most calls have none and skip the pack.
+        hints = {h for a in self.dangerous for h in a.hints}
+        no_hint = any(not a.hints for a in self.dangerous)
+        self.dangerous_hints: re.Pattern[str] | None = (
+            None if no_hint or not hints else re.compile("|".join(map(re.escape, sorted(hints))))
+        )
         self._profiles = [(GlobSet([p.id]), p) for p in bundle.agents]
         self._default = Profile(bundle.default_profile or AgentProfile(id="*"), matched=False)
         self._cache: dict[str, Profile] = {}

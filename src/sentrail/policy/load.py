@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from pathlib import Path
 
 import msgspec
@@ -47,6 +48,18 @@ def _check_semantics(bundle: PolicyBundle, doc: YamlDoc) -> None:
             compile_condition(rule.condition)
         except PolicyError as exc:
             raise fail(exc.message, f"$.rules[{i}].condition") from None
+    for i, action in enumerate(bundle.dangerous_actions):
+        try:
+            Severity.parse(action.severity)
+        except ValueError as exc:
+            raise fail(str(exc), f"$.dangerous_actions[{i}].severity") from None
+        if action.enabled and not action.pattern:
+            raise fail("a pattern is required", f"$.dangerous_actions[{i}].pattern")
+        try:
+            re.compile(action.pattern)
+        except re.error as exc:
+            where = f"$.dangerous_actions[{i}].pattern"
+            raise fail(f"bad regular expression: {exc}", where) from None
     profiles = [*bundle.agents, *([bundle.default_profile] if bundle.default_profile else [])]
     for i, prof in enumerate(profiles):
         base = f"$.agents[{i}]" if i < len(bundle.agents) else "$.default_profile"

@@ -1,0 +1,108 @@
+"""policy_violation (dangerous actions): a call whose arguments match the rule pack.
+
+The pack is data in the policy bundle (:mod:`sentrail.policy.dangerous`): recursive
+deletes, DROP/TRUNCATE, remote content piped into a shell, reverse shells, persistence,
+permission and sudoers changes, disabling logging or security controls, credential files,
+and secrets sent out. Each call's argument strings are read once, bounded; free-text
+fields (an e-mail body, a post) count only for ``outgoing`` patterns and only when the tool
+sends something out. A pattern runs only when one of its literal hints is present.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sentrail.detect.base import Detector, StepFacts
+from sentrail.detect.content_values import words_of
+from sentrail.detect.text import iter_strings
+from sentrail.model.finding import Category, Severity
+from sentrail.policy.risk import tool_words
+
+MAX_TEXT = 16 * 1024  # characters of arguments read per call
+MAX_PER_STEP = 3
+FREE_TEXT = words_of(
+    "body content message text subject description summary note notes comment title "
+    "caption reason html markdown"
+)
+_SENDS = words_of(
+    "send post upload email mail share forward publish tweet sms message transmit export "
+    "webhook http request"
+)
+
+
+def _texts(params: dict[str, Any]) -> tuple[str, str]:
+    """(arguments outside free-text fields, all arguments), each bounded."""
+    code: list[str] = []
+    everything: list[str] = []
+    size = 0
+    for path, value in iter_strings(params):
+        value = value[:MAX_TEXT]
+        key = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+        everything.append(value)
+        if key not in FREE_TEXT:
+            code.append(value)
+        size += len(value)
+        if size >= MAX_TEXT:
+            break
+    return "\n".join(code), "\n".join(everything)
+
+
+class DangerousActions(Detector):
+    name = "dangerous_action"
+    category = Category.POLICY_VIOLATION
+    rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
+        "policy.dangerous.*": (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
+    }
+
+    def on_step(self, facts: StepFacts) -> None:
+        if facts.tool is None or not facts.params:
+            return
+        pack = self.ctx.policy.dangerous
+        if not pack:
+            return
+        code, everything = _texts(facts.params)
+        if not everything:
+            return
+        low_all = everything.lower()
+        hints = self.ctx.policy.dangerous_hints
+        if hints is not None and hints.search(low_all) is None:
+            return
+        low_code = code.lower()
+        sends = bool(set(tool_words(facts.tool)) & _SENDS) and facts.is_write
+        trigger = (self.ctx.header.trigger or "").lower()
+        fired = 0
+        for action in pack:
+            outgoing = action.pattern.scope == "outgoing"
+            if outgoing and not sends:
+                continue
+            text, low = (everything, low_all) if outgoing else (code, low_code)
+            if action.hints and not any(h in low for h in action.hints):
+                continue
+            m = action.regex.search(text)
+            if m is None:
+                continue
+            severity = action.severity
+            requested = next((w for w in action.requested if w in trigger), None)
+            if requested and severity is Severity.CRITICAL:
+                severity = Severity.WARNING
+            p = action.pattern
+            self.ctx.emit(
+                f"policy.dangerous.{p.id}",
+                Category.POLICY_VIOLATION,
+                severity,
+                facts,
+                f"Dangerous action {p.id} — {p.description} ({facts.tool}: "
+                f"{m.group(0).strip()[:80]!r})",
+                {
+                    "pattern_id": p.id,
+                    "matched": m.group(0)[:200],
+                    "tool": facts.tool,
+                    "requested_by_user": requested,
+                    "status": facts.status,
+                },
+                tags=["OWASP-ASI02", "AML.T0048"],
+                key=p.id,
+            )
+            fired += 1
+            if fired >= MAX_PER_STEP:
+                return

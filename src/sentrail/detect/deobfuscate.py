@@ -1,0 +1,226 @@
+"""Undoing the disguises an injected instruction wears, before it is scored.
+
+- ``fold``: zero-width and bidi characters removed, NFKC (full-width and styled letters
+  become plain ones), and a small table of confusables (Cyrillic and Greek letters that look
+  Latin) folded to ASCII. Only non-ASCII text pays for it.
+- ``fix_misspellings``: words one edit away from a cue word ("ignroe", "instructoins",
+  "1gn0re") are replaced by it (symmetric-delete lookup over a small vocabulary).
+- ``decoded_blobs``: base64, hex and percent-encoded runs decoded to text, bounded in count
+  and size, kept only when the result is printable text.
+
+Everything is pure and bounded: callers pass ``bounded()`` text, and every decoder looks at
+most at ``MAX_BLOBS`` runs of at most ``MAX_BLOB`` characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import unicodedata
+from urllib.parse import unquote
+
+MAX_BLOBS = 4
+MAX_BLOB = 8192
+MAX_FIX_WORDS = 400  # words examined per text for misspellings
+
+INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
+
+# Letters of other scripts that render like Latin ones (a deliberately small table).
+_CONFUSABLES = str.maketrans(
+    {
+        # Cyrillic
+        "\u0430": "a",
+        "\u0432": "b",
+        "\u0435": "e",
+        "\u043a": "k",
+        "\u043c": "m",
+        "\u043d": "h",
+        "\u043e": "o",
+        "\u0440": "p",
+        "\u0441": "c",
+        "\u0442": "t",
+        "\u0443": "y",
+        "\u0445": "x",
+        "\u0455": "s",
+        "\u0456": "i",
+        "\u0458": "j",
+        "\u04bb": "h",
+        "\u0410": "A",
+        "\u0412": "B",
+        "\u0415": "E",
+        "\u041a": "K",
+        "\u041c": "M",
+        "\u041d": "H",
+        "\u041e": "O",
+        "\u0420": "P",
+        "\u0421": "C",
+        "\u0422": "T",
+        "\u0425": "X",
+        "\u0405": "S",
+        "\u0406": "I",
+        "\u0408": "J",
+        # Greek
+        "\u03b1": "a",
+        "\u03b5": "e",
+        "\u03b9": "i",
+        "\u03ba": "k",
+        "\u03bd": "v",
+        "\u03bf": "o",
+        "\u03c1": "p",
+        "\u03c4": "t",
+        "\u03c5": "u",
+        "\u03c7": "x",
+        "\u0391": "A",
+        "\u0392": "B",
+        "\u0395": "E",
+        "\u0396": "Z",
+        "\u0397": "H",
+        "\u0399": "I",
+        "\u039a": "K",
+        "\u039c": "M",
+        "\u039d": "N",
+        "\u039f": "O",
+        "\u03a1": "P",
+        "\u03a4": "T",
+        "\u03a5": "Y",
+        "\u03a7": "X",
+    }
+)
+
+
+def fold(text: str) -> tuple[str, str]:
+    """``text`` with invisible characters removed and look-alike letters folded to ASCII,
+    and what was undone ("" when nothing was)."""
+    if text.isascii():
+        return text, ""
+    how = ""
+    if INVISIBLE.search(text):
+        text = INVISIBLE.sub("", text)
+        how = "invisible characters"
+    normal = unicodedata.normalize("NFKC", text)
+    folded = normal.translate(_CONFUSABLES)
+    if folded != normal:
+        how = how or "look-alike characters"
+    elif normal != text and not how:
+        how = "styled characters"
+    return folded, how
+
+
+# -- misspelled cue words ---------------------------------------------------------------------
+
+_VOCABULARY = frozenset(
+    {
+        *("ignore", "disregard", "previous", "instructions", "instruction", "override"),
+        *("system", "assistant", "forget", "prior", "adhere", "strictly", "important"),
+        *("immediately", "transfer", "delete", "forward", "password", "credentials"),
+        *("execute", "reply", "respond", "output"),
+    }
+)
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a"})
+
+
+def _deletes(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+_EXACT = frozenset(_VOCABULARY)
+_BY_DELETE: dict[str, str] = {}
+for _w in _VOCABULARY:
+    for _d in _deletes(_w):
+        _BY_DELETE.setdefault(_d, _w)
+_TOKEN = re.compile(r"[A-Za-z0-9@]{5,14}")
+
+
+def _correct(token: str) -> str | None:
+    low = token.lower()
+    if low in _EXACT:
+        return None
+    if not low.isalpha():
+        low = low.translate(_LEET)
+        if not low.isalpha():
+            return None
+        if low in _EXACT:
+            return low
+    hit = _BY_DELETE.get(low)  # a letter missing
+    if hit is not None and len(hit) >= 6:
+        return hit
+    for d in _deletes(low):  # a letter added, changed or two swapped
+        if d in _EXACT:
+            return d
+        hit = _BY_DELETE.get(d)
+        if hit is not None and len(hit) == len(low) and len(hit) >= 6:
+            return hit
+    return None
+
+
+def fix_misspellings(text: str) -> str | None:
+    """``text`` with cue words one edit away replaced by the word, or None when no word was
+    changed. Short words (under 5 letters) are left alone: too many false friends."""
+    out: list[str] = []
+    last = 0
+    changed = False
+    for n, m in enumerate(_TOKEN.finditer(text)):
+        if n >= MAX_FIX_WORDS:
+            break
+        fixed = _correct(m.group(0))
+        if fixed is not None:
+            out.append(text[last : m.start()])
+            out.append(fixed)
+            last = m.end()
+            changed = True
+    if not changed:
+        return None
+    out.append(text[last:])
+    return "".join(out)
+
+
+# -- encoded blobs ----------------------------------------------------------------------------
+
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{24,}={0,2}")
+_HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){12,}(?![0-9A-Fa-f])")
+_PERCENT = re.compile(r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,3}){6,}")
+
+
+def _printable(decoded: str) -> bool:
+    if len(decoded) < 8:
+        return False
+    good = sum(c.isprintable() or c.isspace() for c in decoded)
+    letters = sum(c.isalpha() for c in decoded)
+    return good >= 0.95 * len(decoded) and letters >= 0.5 * len(decoded) and " " in decoded
+
+
+def decoded_blobs(text: str) -> list[tuple[str, str]]:
+    """(encoding, decoded text) for the encoded runs of ``text`` that decode to readable
+    text: at most ``MAX_BLOBS``, each read up to ``MAX_BLOB`` characters."""
+    out: list[tuple[str, str]] = []
+    for m in _HEX.finditer(text):
+        try:
+            decoded = bytes.fromhex(m.group(0)[:MAX_BLOB]).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if _printable(decoded):
+            out.append(("hex", decoded))
+            if len(out) >= MAX_BLOBS:
+                return out
+    for m in _BASE64.finditer(text):
+        blob = m.group(0)[:MAX_BLOB]
+        if blob.isdigit() or (blob.isalpha() and (blob.islower() or blob.isupper())):
+            continue  # a number or a plain word run, not base64
+        try:
+            raw = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=False)
+            decoded = raw.decode("utf-8")
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            continue
+        if _printable(decoded):
+            out.append(("base64", decoded))
+            if len(out) >= MAX_BLOBS:
+                return out
+    if "%" in text:
+        for m in _PERCENT.finditer(text):
+            decoded = unquote(m.group(0)[:MAX_BLOB])
+            if _printable(decoded):
+                out.append(("url-encoding", decoded))
+                if len(out) >= MAX_BLOBS:
+                    return out
+    return out

@@ -1,0 +1,150 @@
+"""The dangerous-actions rule pack: data, shipped in the default policy bundle.
+
+Each pattern is a regular expression over a tool call's arguments (shell, SQL, code, paths;
+free-text fields such as an e-mail ``body`` only for ``scope: outgoing`` patterns, and only
+when the tool sends something out). ``hints`` are lower-case literals one of which every
+match contains: a cheap test that spares most calls the expression. When the user's request
+holds one of ``requested_words`` the finding drops to a warning (the user asked for a
+deletion, a table drop...). A bundle's ``dangerous_actions`` entries replace the default of
+the same id (``enabled: false`` turns one off) or add new ones.
+"""
+
+from __future__ import annotations
+
+from sentrail.policy.bundle import ActionPattern
+
+_DELETE_WORDS = ["delete", "remove", "clean", "wipe", "purge", "erase", "reset", "rm "]
+
+DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
+    ActionPattern(
+        id="recursive-delete-root",
+        description="Recursive delete of a root, home or system directory",
+        pattern=r"\brm\s+(?:-[a-z]*\s+)*-[a-z]*[rR][a-z]*\s+(?:-[a-z-]+\s+)*"
+        r"(?:--no-preserve-root\s+)?[\"']?(?:/|~/?|\$HOME/?|/(?:etc|usr|var|home|root|boot|bin|"
+        r"lib|opt|srv|data)/?|\*|\.\.?/?)[\"']?(?:\s|$|;|&|\|)",
+        hints=["rm "],
+        requested_words=_DELETE_WORDS,
+    ),
+    ActionPattern(
+        id="sql-drop-truncate",
+        description="DROP or TRUNCATE of a database, schema or table",
+        pattern=r"\b(?:drop\s+(?:database|schema|table)|truncate\s+(?:table\s+)?\w)",
+        hints=["drop", "truncate"],
+        requested_words=["drop", "truncate", "delete", "remove", "reset", "wipe"],
+    ),
+    ActionPattern(
+        id="pipe-to-shell",
+        description="Remote content piped into a shell or interpreter",
+        pattern=r"\b(?:curl|wget|iwr|invoke-webrequest)\b[^|;&\n]{0,300}\|\s*(?:sudo\s+)?"
+        r"(?:ba|z|k|da)?sh\b|\b(?:curl|wget)\b[^|;&\n]{0,300}\|\s*(?:sudo\s+)?python[23]?\b|"
+        r"\biex\s*\(\s*(?:new-object|iwr|invoke-webrequest)",
+        hints=["curl", "wget", "iwr", "invoke-webrequest", "iex"],
+    ),
+    ActionPattern(
+        id="reverse-shell",
+        description="A reverse shell",
+        pattern=r"/dev/tcp/[\w.-]+/\d+|\b(?:nc|ncat|netcat)\b[^\n]{0,80}\s-[a-z]*e\s*\S*sh\b|"
+        r"\bsocat\b[^\n]{0,120}exec:|\bbash\s+-i\s*>&|pty\.spawn\(|"
+        r"socket\.socket\([^\n]{0,200}\.connect\(",
+        hints=["/dev/tcp", "nc ", "ncat", "netcat", "socat", "bash -i", "pty.spawn", "socket"],
+    ),
+    ActionPattern(
+        id="persistence",
+        description="Persistence: cron, systemd units, shell start-up files, authorized keys",
+        pattern=r"\bcrontab\s+(?!-l\b)|/etc/cron|/var/spool/cron|"
+        r"(?:>>?|\btee\b(?:\s+-a)?)\s*(?:~|\$HOME|/home/\w+|/root)?/?"
+        r"\.(?:bashrc|bash_profile|profile|zshrc|ssh/authorized_keys)\b|"
+        r"/etc/systemd/system/[\w@.-]+\.(?:service|timer)|\bsystemctl\s+enable\b|"
+        r"/etc/rc\.local|\blaunchctl\s+load\b",
+        hints=[
+            "cron",
+            "bashrc",
+            "profile",
+            "zshrc",
+            "authorized_keys",
+            "systemd",
+            "systemctl",
+            "rc.local",
+            "launchctl",
+        ],
+        requested_words=["cron", "schedule", "service", "startup", "persist"],
+    ),
+    ActionPattern(
+        id="permission-change",
+        description="World-writable or setuid permissions, sudoers or ownership of system paths",
+        pattern=r"\bchmod\s+(?:-[a-z]+\s+)*(?:0?777|[ugoa]*\+s|[0-7]?[4-7][0-7]{3})\b|"
+        r"/etc/sudoers|\bNOPASSWD\b|\busermod\s+-a?G\s+(?:sudo|wheel|root|admin)\b|"
+        r"\bchown\s+(?:-[a-z]+\s+)*root\b[^\n]{0,80}\s/(?:etc|usr|bin)",
+        hints=["chmod", "sudoers", "nopasswd", "usermod", "chown"],
+    ),
+    ActionPattern(
+        id="disable-security-controls",
+        description="Disabling logging, auditing, firewalls or security tools",
+        pattern=r"\b(?:systemctl|service)\s+(?:stop|disable|mask)\s+(?:auditd|rsyslog|"
+        r"syslog|journald|systemd-journald|firewalld|ufw|apparmor|falcon-sensor|osqueryd|"
+        r"wazuh-agent|clamav\w*)\b|\bufw\s+disable\b|\bsetenforce\s+0\b|\biptables\s+-F\b|"
+        r"\bauditctl\s+-e\s*0\b|>\s*/var/log/\S+|\bhistory\s+-c\b|\bunset\s+HISTFILE\b|"
+        r"Set-MpPreference\s+-Disable\w+\s+\$?true|\baws\s+cloudtrail\s+(?:stop-logging|"
+        r"delete-trail)\b",
+        hints=[
+            "systemctl",
+            "service",
+            "ufw",
+            "setenforce",
+            "iptables",
+            "auditctl",
+            "/var/log",
+            "history",
+            "histfile",
+            "set-mppreference",
+            "cloudtrail",
+        ],
+    ),
+    ActionPattern(
+        id="credential-file-read",
+        description="Reading credential files and private keys",
+        pattern=r"(?:~|\$HOME|/home/[\w.-]+|/root)?/\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)\b(?!\.pub)|"
+        r"/etc/shadow\b|/\.aws/credentials\b|/\.docker/config\.json|/\.kube/config\b|"
+        r"/\.netrc\b|/\.pgpass\b|/\.git-credentials\b|(?:^|[\s/\"'])\.env(?:\.\w+)?(?:$|[\s\"'])|"
+        r"/latest/meta-data/iam/security-credentials|/computeMetadata/v1/instance/"
+        r"service-accounts/[^\s]*/token",
+        hints=[
+            "id_rsa",
+            "id_dsa",
+            "id_ecdsa",
+            "id_ed25519",
+            "shadow",
+            "credentials",
+            "docker",
+            "kube",
+            "netrc",
+            "pgpass",
+            "git-credentials",
+            ".env",
+            "meta-data",
+            "computemetadata",
+        ],
+        requested_words=["ssh key", "credential", "env file", ".env"],
+    ),
+    ActionPattern(
+        id="secrets-sent-out",
+        description="A social-security number, private key or access token sent out",
+        scope="outgoing",
+        pattern=r"\b\d{3}-\d{2}-\d{4}\b|-----BEGIN (?:RSA |EC |DSA |OPENSSH )?PRIVATE KEY|"
+        r"\bAKIA[0-9A-Z]{16}\b|\b(?:sk|rk)[-_](?:live|test|proj)?[-_]?[A-Za-z0-9]{16,}|"
+        r"\bgh[pousr]_[A-Za-z0-9]{30,}|\bxox[abpr]-[A-Za-z0-9-]{10,}|"
+        r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.",
+        hints=["-", "akia", "sk_", "rk_", "gh", "xox", "eyj", "private key"],
+    ),
+)
+
+
+def merge(
+    defaults: tuple[ActionPattern, ...], overrides: list[ActionPattern]
+) -> list[ActionPattern]:
+    """The defaults with a bundle's entries applied: same id replaces, new ids add,
+    ``enabled: false`` removes."""
+    by_id = {p.id: p for p in defaults}
+    for p in overrides:
+        by_id[p.id] = p
+    return [p for p in by_id.values() if p.enabled]
