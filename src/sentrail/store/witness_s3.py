@@ -112,6 +112,7 @@ class S3Witness:
         self.name = f"witness s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.days, self.mode = _retention()
         self.endpoint = os.environ.get(ENDPOINT_ENV, "").strip() or None
+        self._session: boto3.session.Session | None = None
         self._client: S3Client | None = None
         self._asked = False  # whether the bucket's object lock was asked for yet
         self._locking: tuple[int, LockMode] | None = None
@@ -135,12 +136,29 @@ class S3Witness:
                     retries={"mode": "standard", "max_attempts": 3},
                 )
                 try:
-                    self._client = boto3.session.Session().client(
+                    self._session = boto3.session.Session()
+                    self._client = self._session.client(
                         "s3", endpoint_url=self.endpoint, config=config
                     )
                 except (botocore.exceptions.BotoCoreError, ValueError) as exc:
                     raise self._failure("cannot set up the S3 client", exc) from None
             return self._client
+
+    def _scrubbed(self, text: str) -> str:
+        """``text`` without URL user information, nor the credentials the client holds
+        (S3's messages carry none that we know of: this makes sure)."""
+        text = _scrub(text)
+        if self._session is None or self._client is None:
+            return text  # never resolve credentials just to write a message
+        try:
+            held = self._session.get_credentials()  # resolved with the client: no lookup
+            frozen = held.get_frozen_credentials() if held is not None else None
+        except Exception:
+            return text
+        for secret in (frozen.access_key, frozen.secret_key, frozen.token) if frozen else ():
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def _failure(self, doing: str, exc: Exception) -> WitnessError:
         """A located error that names the S3 error code and message, never a credential."""
@@ -150,7 +168,7 @@ class S3Witness:
             if code == "NoSuchBucket":
                 return WitnessUnreachable(f"{doing}: no bucket {self.bucket!r}", self.name)
             said = str(err.get("Message", "")) or "no message"
-            return WitnessUnreachable(f"{doing}: {code}: {_scrub(said)}", self.name)
+            return WitnessUnreachable(f"{doing}: {code}: {self._scrubbed(said)}", self.name)
         if isinstance(
             exc,
             botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError,
@@ -160,7 +178,7 @@ class S3Witness:
                 "or instance role)",
                 self.name,
             )
-        return WitnessUnreachable(f"{doing}: {_scrub(str(exc))}", self.name)
+        return WitnessUnreachable(f"{doing}: {self._scrubbed(str(exc))}", self.name)
 
     # -- writing ----------------------------------------------------------------------
     def _lock_settings(self, s3: S3Client) -> tuple[int, LockMode] | None:
