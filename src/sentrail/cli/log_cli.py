@@ -90,7 +90,7 @@ def verify(
         typer.Option(
             "--witness",
             help="A witness holding this log's checkpoints: a file, a tlog-witness URL, or "
-            "s3://BUCKET[/PREFIX] (repeatable)",
+            "s3://BUCKET/PREFIX (repeatable)",
         ),
     ] = None,
     witness_key: Annotated[
