@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,6 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sentrail.evidence.note import Signer
 from sentrail.store.core import LogStore
 from sentrail.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from tests.store.s3_stub import Buckets
 
 PG_URL = os.environ.get("SENTRAIL_TEST_PG", "postgresql://127.0.0.1:5432/test")
 ORIGIN = "test.sentrail.local/log"
@@ -136,3 +139,21 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 
 durable_backend = backend
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """One moto S3 server on 127.0.0.1 for the session (each test has its own buckets)."""
+    from tests.store.s3_stub import serve_s3
+
+    with serve_s3() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Buckets:
+    """Two fresh buckets (object lock, none) and an AWS environment naming only them."""
+    from tests.store.s3_stub import aws_env, make_buckets
+
+    aws_env(monkeypatch, tmp_path, s3_endpoint)
+    return make_buckets(s3_endpoint)

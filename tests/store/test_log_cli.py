@@ -17,6 +17,7 @@ from sentrail.cli.app import app
 from sentrail.evidence.checkpoint import log_signer, verify_checkpoint
 from sentrail.evidence.keys import KeyStore
 from tests.conftest import EXAMPLES
+from tests.store.s3_stub import ACCESS_KEY, SECRET_KEY, Buckets, versions
 from tests.store.witness_stub import StubWitness, serve_witness
 
 runner = CliRunner()
@@ -169,6 +170,44 @@ def test_witnesses_get_every_checkpoint_and_hold_the_store(
     assert r.exit_code == 1 and "holds a larger tree" in r.output, r.output
     r = run("log", "verify", "--witness", str(file))
     assert r.exit_code == 1 and "cut off" in r.output, r.output
+
+
+def test_an_s3_witness_gets_every_checkpoint_and_holds_the_store(
+    home: Path, s3: Buckets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = s3.spec(s3.locked)
+    monkeypatch.setenv("SENTRAIL_WITNESS", spec)
+    ingest("prod-delete.json", "exfil-base64.json", "triage-restart.json")
+    pushed = len(versions(s3.client, s3.locked))
+    assert pushed >= 3  # each ingest signed at least once
+    r = run("log", "verify", "--witness", spec)
+    assert r.exit_code == 0, r.output
+    assert f"consistent with {pushed} outside checkpoint(s)" in r.output, r.output
+    with db(home) as conn:
+        conn.execute("DELETE FROM events WHERE seq >= 2")
+        conn.execute("DELETE FROM checkpoints WHERE size > 2")
+    r = run("log", "verify", "--witness", spec)
+    assert r.exit_code == 1 and "cut off" in r.output, r.output
+
+
+def test_a_witness_that_cannot_be_read_is_an_input_error(
+    home: Path, tmp_path: Path, s3: Buckets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest("prod-delete.json")
+    for spec, said in [
+        ("s3://Not_A_Bucket", "s3://BUCKET[/PREFIX]"),
+        ("s3://no-such-bucket-here/x", "no bucket 'no-such-bucket-here'"),
+        (str(tmp_path / "no-witness.log"), "cannot read"),
+    ]:
+        r = run("log", "verify", "--witness", spec)
+        assert r.exit_code == 2 and said in r.stderr, (spec, r.output)
+    monkeypatch.setenv("SENTRAIL_WITNESS_S3_ENDPOINT", "http://127.0.0.1:9")
+    r = run("log", "verify", "--witness", s3.spec(s3.locked))
+    assert r.exit_code == 2 and "cannot list the checkpoints" in r.stderr, r.output
+    assert ACCESS_KEY not in r.output and SECRET_KEY not in r.output
+    monkeypatch.setenv("SENTRAIL_WITNESS", "s3://Not_A_Bucket")  # a writer refuses to start
+    r = run("ingest", str(TRACES / "exfil-base64.json"), "--tenant", "acme", "--app", "pay")
+    assert r.exit_code == 2 and "s3://BUCKET[/PREFIX]" in r.stderr, r.output
 
 
 def test_deep_names_every_index_row_that_disagrees(home: Path) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,7 +26,19 @@ from sentrail.report.escape import safe_text
 from sentrail.runtime.deep_verify import EnginePicker, deep_verify
 from sentrail.store.core import LogStore
 from sentrail.store.log_verify import LogReport, Outside, verify_log
-from sentrail.store.witness import FileWitness, HttpWitness, WitnessError, fetch_note, open_witness
+from sentrail.store.witness import (
+    FileWitness,
+    HttpWitness,
+    WitnessError,
+    WitnessUnreachable,
+    fetch_note,
+    open_witness,
+)
+
+if TYPE_CHECKING:
+    from sentrail.store.witness_s3 import S3Witness
+
+    Witnesses = FileWitness | HttpWitness | S3Witness
 
 log_app = typer.Typer(help="The tamper-evident event log.", no_args_is_help=True)
 DEFAULT_MAX_UNSIGNED_AGE = 300.0
@@ -77,8 +89,8 @@ def verify(
         list[str] | None,
         typer.Option(
             "--witness",
-            help="A witness file, or a tlog-witness URL, holding this log's checkpoints "
-            "(repeatable)",
+            help="A witness holding this log's checkpoints: a file, a tlog-witness URL, or "
+            "s3://BUCKET/PREFIX (repeatable)",
         ),
     ] = None,
     witness_key: Annotated[
@@ -135,6 +147,8 @@ def verify(
             typer.echo(_ok_line(t, report, seen))
             if deep:
                 _deep(store, t, picker)
+    except WitnessUnreachable as exc:  # nothing learnt about the log: an input error
+        fail(str(exc))
     except WitnessError as exc:
         _failed(str(exc))
     except SentrailError as exc:
@@ -148,11 +162,12 @@ def _failed(reason: str) -> None:
     raise typer.Exit(EXIT_FINDINGS)
 
 
-def _witness_notes(witnesses: Sequence[FileWitness | HttpWitness], tenant: str) -> list[Outside]:
+def _witness_notes(witnesses: Sequence[Witnesses], tenant: str) -> list[Outside]:
+    """Every checkpoint a file or bucket witness holds for ``tenant``."""
     return [
         Outside(note, w.name)
         for w in witnesses
-        if isinstance(w, FileWitness)
+        if not isinstance(w, HttpWitness)
         for note in w.notes(tenant)
     ]
 
@@ -160,7 +175,7 @@ def _witness_notes(witnesses: Sequence[FileWitness | HttpWitness], tenant: str) 
 def _show_http_witnesses(
     store: LogStore,
     tenant: str,
-    witnesses: Sequence[FileWitness | HttpWitness],
+    witnesses: Sequence[Witnesses],
     cosigners: Sequence[Cosigner],
 ) -> int:
     """Show each HTTP witness the log's latest checkpoint (verified just before) with a

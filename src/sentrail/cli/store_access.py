@@ -5,9 +5,10 @@ Database: :func:`sentrail.cli.defaults.store_url` (``--database``, else
 every command); keys: ``$SENTRAIL_HOME/keys``.
 A store opened with a signer signs a checkpoint within a second of every append (and when
 it closes), so no command leaves events uncovered, and pushes every checkpoint it signs to
-the witnesses named in ``$SENTRAIL_WITNESS`` (comma-separated: a file path, or an http(s)
-tlog-witness URL; see :mod:`sentrail.store.witness`), so every process that signs
-(``serve``, ``worker``, ``ingest``, ``redact``) keeps the outside record current.
+the witnesses named in ``$SENTRAIL_WITNESS`` (comma-separated: a file path, an http(s)
+tlog-witness URL, or ``s3://BUCKET[/PREFIX]``; see :mod:`sentrail.store.witness`), so
+every process that signs (``serve``, ``worker``, ``ingest``, ``redact``) keeps the
+outside record current.
 """
 
 from __future__ import annotations

@@ -12,13 +12,13 @@ the log signed where that person cannot reach, and ``log verify`` holds the stor
   consistency with the last one it cosigned, and answers with its cosignature. Holding
   the store to it means showing it the store's latest checkpoint with a consistency proof
   from the size it holds: it refuses a log that was cut off or rewritten.
+- :class:`~sentrail.store.witness_s3.S3Witness` — an S3-compatible bucket
+  (``s3://BUCKET[/PREFIX]``, the ``witness-s3`` extra): one object per checkpoint, never
+  overwritten, locked where the bucket has object lock.
 - :class:`WitnessPublisher` — pushes every checkpoint the store signs (a hook of
   :attr:`LogStore.on_checkpoint`) to the witnesses from a background thread (never in
   the append path); only each tenant's newest checkpoint is pending at a time, failures
   are logged and retried with the next checkpoint.
-
-An S3-compatible bucket with object lock is not implemented: a file on a mounted bucket or
-another host's volume, or an HTTP witness, is the outside record.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from sentrail.store.base import Checkpoint, StoreError
 
 if TYPE_CHECKING:
     from sentrail.store.core import LogStore
+    from sentrail.store.witness_s3 import S3Witness
 
 log = logging.getLogger("sentrail.witness")
 TIMEOUT_S = 10.0
@@ -55,6 +56,11 @@ TIMEOUT_S = 10.0
 
 class WitnessError(StoreError):
     """A witness that cannot be reached, refuses a checkpoint, or holds another history."""
+
+
+class WitnessUnreachable(WitnessError):
+    """A witness that cannot be read or reached at all (nothing said about the log):
+    ``log verify`` answers it as an input error, not as a failed check."""
 
 
 class Witness(Protocol):
@@ -104,7 +110,7 @@ class FileWitness:
         try:
             data = self.path.read_bytes()
         except OSError as exc:
-            raise WitnessError(f"cannot read: {exc.strerror}", self.name) from None
+            raise WitnessUnreachable(f"cannot read: {exc.strerror}", self.name) from None
         out = []
         for n, line in enumerate(data.split(b"\n"), start=1):
             if not line.strip():
@@ -140,7 +146,7 @@ class HttpWitness:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.headers.get("content-type", ""), exc.read(MAX_NOTE_BYTES)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise WitnessError(f"cannot reach the witness: {exc}", self.name) from None
+            raise WitnessUnreachable(f"cannot reach the witness: {exc}", self.name) from None
 
     def submit(self, store: LogStore, cp: Checkpoint) -> list[tuple[str, int]]:
         """Show ``cp`` to the witness with a consistency proof from the size it holds;
@@ -195,10 +201,23 @@ def _refusal(status: int, old: int, size: int) -> str:
     return why.get(status, f"the witness answered HTTP {status}")
 
 
-def open_witness(spec: str, cosigners: Sequence[Cosigner] = ()) -> FileWitness | HttpWitness:
-    """``http(s)://...`` is a tlog-witness; anything else (``file:PATH`` or a path) a file."""
+def open_witness(
+    spec: str, cosigners: Sequence[Cosigner] = ()
+) -> FileWitness | HttpWitness | S3Witness:
+    """``http(s)://...`` is a tlog-witness, ``s3://BUCKET[/PREFIX]`` a bucket; anything
+    else (``file:PATH`` or a path) a file."""
     if spec.startswith(("http://", "https://")):
         return HttpWitness(spec, cosigners)
+    if spec.startswith("s3://"):
+        try:
+            from sentrail.store.witness_s3 import S3Witness
+        except ImportError as exc:
+            if not (exc.name or "").startswith(("boto3", "botocore")):
+                raise
+            raise WitnessError(
+                "the S3 witness needs boto3: pip install 'sentrail[witness-s3]'", "s3://"
+            ) from None
+        return S3Witness(spec)
     return FileWitness(spec.removeprefix("file:"))
 
 
