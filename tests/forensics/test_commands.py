@@ -59,6 +59,29 @@ def test_text_output_escapes_what_a_trace_says(home: Path) -> None:
     assert "evil\\x1b[2J\\u202eagent" in r.output
 
 
+def test_json_output_escapes_what_a_terminal_would_act_on(home: Path) -> None:
+    """JSON is printed too: C1 controls (U+009B CSI), bidi overrides and zero-width
+    characters are written as \\uXXXX escapes, as `trace analyze --format json` does."""
+    hostile = json.loads((EXAMPLES / "traces" / "clean-support-lookup.json").read_bytes())
+    hostile["run_id"] = "run-c1\u009b31m\u202e\u200b"
+    hostile["agent_id"] = "agent\u009b2J\u2066"
+    path = home.parent / "c1.json"
+    path.write_text(json.dumps(hostile))
+    assert run("ingest", str(path), "--tenant", "acme", "--app", "pay").exit_code == 0
+    outputs = {
+        "runs list": run("runs", "list", "--tenant", "acme", "--format", "json"),
+        "runs show": run("runs", "show", hostile["run_id"], "--tenant", "acme", "--format", "json"),
+        "findings list": run("findings", "list", "--tenant", "acme", "--format", "json"),
+        "graph": run("graph", "--tenant", "acme", "--app", "pay", "--run", hostile["run_id"]),
+    }
+    for name, r in outputs.items():
+        assert r.exit_code == 0, (name, r.output)
+        for raw in ("\u009b", "\u202e", "\u200b", "\u2066"):
+            assert raw not in r.output, (name, raw)
+    listed = json.loads(outputs["runs list"].output)["items"]
+    assert hostile["run_id"] in {i["run_id"] for i in listed}  # a JSON reader gets it back
+
+
 def test_runs_show_says_why_each_step_was_flagged(home: Path) -> None:
     r = run("runs", "show", RUN, "--tenant", "acme")
     assert r.exit_code == 0, r.output

@@ -37,6 +37,7 @@ from sentrail.evidence.merkle import MerkleTree
 from sentrail.evidence.note import Signer
 from sentrail.forensics.summary import encode_summary, evidence_summary
 from sentrail.report.escape import safe_text
+from sentrail.report.json_report import terminal_safe_json
 from sentrail.runtime.logged_runs import LoggedRun, load_run, run_apps
 from sentrail.store.core import LogStore
 from sentrail.store.log_verify import verify_log
@@ -191,7 +192,9 @@ def since_epoch(text: str | None) -> float | None:
 
 
 def emit_json(value: object) -> None:
-    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+    """JSON for scripts, printed as inert as the text: what a terminal would act on (C1
+    controls, bidi overrides, zero-width characters) is written as ``\\uXXXX`` escapes."""
+    sys.stdout.buffer.write(terminal_safe_json(msgspec.json.encode(value)) + b"\n")
     sys.stdout.buffer.flush()
 
 

@@ -59,10 +59,17 @@ class Controls:
     _minute: dict[tuple[str, str], collections.deque[float]]
 
     def _containment(
-        self, v: Ruling, tenant: str, agent: str, run_id: str, tool: str, read_only: bool
+        self,
+        v: Ruling,
+        tenant: str,
+        app: str,
+        agent: str,
+        run_id: str,
+        tool: str,
+        read_only: bool,
     ) -> None:
         c = self.containment
-        frozen = c.is_frozen(tenant, run_id)
+        frozen = c.is_frozen(tenant, run_id, app)
         if frozen is not None:
             v.add(
                 Outcome.DENY,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -50,7 +50,7 @@ class DecisionRequest(msgspec.Struct, omit_defaults=True):
     resource: str | None = None
     environment: str | None = None
     permissions: list[str] = msgspec.field(default_factory=list)
-    cost: float = 0.0
+    cost: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # negative would refill a budget
     attestation: Attestation | None = None
     approval_id: str | None = None
     action: str | None = None

@@ -88,7 +88,10 @@ class DecisionPoint(Controls):
         self.containment = containment or Containment()
         self.approvals = approvals or ApprovalBook()
         self.clock = clock
-        self._runs: collections.OrderedDict[tuple[str, str], RunState] = collections.OrderedDict()
+        # Keyed by (tenant, app, run id): two apps may use one run id, and are two runs.
+        self._runs: collections.OrderedDict[tuple[str, str, str], RunState] = (
+            collections.OrderedDict()
+        )
         self._minute: dict[tuple[str, str], collections.deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -127,20 +130,28 @@ class DecisionPoint(Controls):
         result: ToolResult,
         agent_id: str | None = None,
         step_index: int | None = None,
+        app: str = "default",
     ) -> list[Finding]:
         """Feed a tool's result to its run (``step_index``: the decision's, default the
-        run's last call): returns the findings it raised (e.g. an injected instruction)."""
+        run's last call; ``app``: whose run, as in the decision's request): returns the
+        findings it raised (e.g. an injected instruction)."""
         with self._lock:
-            state = self._run(tenant, run_id, agent_id or "", None, self.clock())
+            state = self._run(tenant, app, run_id, agent_id or "", None, self.clock())
             observed = ResultObserved(run_id, result, step_index, self._now_iso())
             found = state.folder.feed(observed).findings
             agent = state.folder.header.agent_id
             enf = self.policy.profile_for(agent).profile.enforcement
-            self._auto_contain(enf, tenant, run_id=run_id, agent=agent, found=found)
+            self._auto_contain(enf, tenant, app, run_id=run_id, agent=agent, found=found)
             return found
 
     def _auto_contain(
-        self, enf: Enforcement, tenant: str, agent: str, run_id: str, found: list[Finding]
+        self,
+        enf: Enforcement,
+        tenant: str,
+        app: str,
+        agent: str,
+        run_id: str,
+        found: list[Finding],
     ) -> None:
         """The profile's automatic responses to findings (recorded as by sentrail:auto)."""
         for f in found:
@@ -152,12 +163,12 @@ class DecisionPoint(Controls):
                 ):
                     why = f"automatic: {f.rule}: {f.message}"[:500]
                     if r.action == "freeze_run":
-                        self.containment.freeze_run(tenant, run_id, "sentrail:auto", why)
+                        self.containment.freeze_run(tenant, run_id, "sentrail:auto", why, app=app)
                     elif agent:
                         self.containment.quarantine(tenant, agent, "sentrail:auto", why)
 
-    def run_findings(self, tenant: str, run_id: str) -> list[Finding]:
-        state = self._runs.get((tenant, run_id))
+    def run_findings(self, tenant: str, run_id: str, app: str = "default") -> list[Finding]:
+        state = self._runs.get((tenant, app, run_id))
         return list(state.folder.findings) if state is not None else []
 
     # -- the decision --------------------------------------------------------------------
@@ -175,10 +186,11 @@ class DecisionPoint(Controls):
 
         if not agent and not read_only:
             v.add(fallback, Control.IDENTITY, "no agent identity on a non-read-only call")
-        self._containment(v, tenant, agent, run_id, req.tool, read_only)
+        app = req.app_id
+        self._containment(v, tenant, app, agent, run_id, req.tool, read_only)
         self._capability(v, profile, enf, req, risk, registered, fallback)
         self._boundary(v, profile, enf, tenant, agent, req.permissions, now)
-        state = self._run(tenant, run_id, agent, req, now)
+        state = self._run(tenant, app, run_id, agent, req, now)
         self._budget(v, enf, state, tenant, agent, risk, req.cost, now)
         self._attestation(v, enf, req, risk)
 
@@ -220,9 +232,9 @@ class DecisionPoint(Controls):
         if v.outcome is Outcome.APPROVAL_REQUIRED and not wanted:
             # A gateway or hook cannot pass an approval id: the same call, repeated after
             # a person approved it, finds its approval by run, tool and arguments.
-            wanted = self.approvals.approved_for(tenant, run_id, req.tool, args)
+            wanted = self.approvals.approved_for(tenant, run_id, req.tool, args, app=app)
         if v.outcome is Outcome.APPROVAL_REQUIRED and wanted:
-            used, why = self.approvals.redeem(wanted, tenant, run_id, req.tool, args)
+            used, why = self.approvals.redeem(wanted, tenant, run_id, req.tool, args, app=app)
             if used is not None:
                 v.outcome, v.control = Outcome.ALLOW, Control.APPROVAL
                 v.reasons.insert(0, f"approved by {used.decided_by} ({used.approval_id})")
@@ -230,7 +242,7 @@ class DecisionPoint(Controls):
             else:
                 v.reasons.insert(0, why)
         state.cost += req.cost
-        self._auto_contain(enf, tenant, agent, run_id, found)
+        self._auto_contain(enf, tenant, app, agent, run_id, found)
 
         outcome, enforced, would_have = v.outcome, True, None
         if enf.mode == "monitor":
@@ -276,9 +288,15 @@ class DecisionPoint(Controls):
 
     # -- helpers --------------------------------------------------------------------------
     def _run(
-        self, tenant: str, run_id: str, agent: str, req: DecisionRequest | None, now: float
+        self,
+        tenant: str,
+        app: str,
+        run_id: str,
+        agent: str,
+        req: DecisionRequest | None,
+        now: float,
     ) -> RunState:
-        key = (tenant, run_id)
+        key = (tenant, app, run_id)
         state = self._runs.get(key)
         if state is None:
             header = RunHeader(

@@ -52,7 +52,7 @@ class StoreApprovals(ApprovalBook):
     ) -> Approval:
         now = time.time()
         with records(self.store, write=True) as rtx:
-            open_ = rtx.find_approval(tenant, run_id, tool, args_sha256, "pending", now)
+            open_ = rtx.find_approval(tenant, app, run_id, tool, args_sha256, "pending", now)
             if open_ is not None:
                 return open_
             approval = Approval(
@@ -95,12 +95,18 @@ class StoreApprovals(ApprovalBook):
         return row
 
     def redeem(
-        self, approval_id: str, tenant: str, run_id: str, tool: str, args_sha256: str
+        self,
+        approval_id: str,
+        tenant: str,
+        run_id: str,
+        tool: str,
+        args_sha256: str,
+        app: str = "default",
     ) -> tuple[Approval | None, str]:
         now = time.time()
         with records(self.store, write=True) as rtx:
             row = rtx.get_approval(approval_id)
-            why = redeem_problem(approval_id, row, tenant, run_id, tool, args_sha256, now)
+            why = redeem_problem(approval_id, row, tenant, run_id, tool, args_sha256, now, app)
             if why or row is None:
                 return None, why
             if not rtx.set_approval_status(approval_id, "approved", "used", None, None):
@@ -108,9 +114,12 @@ class StoreApprovals(ApprovalBook):
         row.status = "used"
         return row, ""
 
-    def approved_for(self, tenant: str, run_id: str, tool: str, args_sha256: str) -> str | None:
+    def approved_for(
+        self, tenant: str, run_id: str, tool: str, args_sha256: str, app: str = "default"
+    ) -> str | None:
         with records(self.store) as rtx:
-            row = rtx.find_approval(tenant, run_id, tool, args_sha256, "approved", time.time())
+            now = time.time()
+            row = rtx.find_approval(tenant, app, run_id, tool, args_sha256, "approved", now)
         return row.approval_id if row is not None else None
 
     def pending(self, tenant: str | None = None, app: str | None = None) -> list[Approval]:
@@ -175,9 +184,9 @@ class StoreContainment(Containment):
         self._maybe_reload()
         return super().is_quarantined(tenant, agent)
 
-    def is_frozen(self, tenant: str, run_id: str) -> Action | None:
+    def is_frozen(self, tenant: str, run_id: str, app: str = "default") -> Action | None:
         self._maybe_reload()
-        return super().is_frozen(tenant, run_id)
+        return super().is_frozen(tenant, run_id, app)
 
 
 def _apply(c: Containment, row: ContainmentRow) -> None:
@@ -189,7 +198,7 @@ def _apply(c: Containment, row: ContainmentRow) -> None:
     elif row.kind == "release":
         c.quarantined.pop((t, row.target), None)
     elif row.kind == "freeze_run":
-        c.frozen[(t, row.target)] = action
+        c.frozen[(t, row.app_id or "*", row.target)] = action
     elif row.kind in ("revoke_grant", "disable_tool", "enable_tool"):
         agent, _, item = row.target.partition(" ")
         if row.kind == "revoke_grant":

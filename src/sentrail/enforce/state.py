@@ -47,7 +47,7 @@ class Containment:
         self.quarantined: dict[tuple[str, str], Action] = {}
         self.revoked: dict[tuple[str, str], set[str]] = {}
         self.disabled: dict[tuple[str, str], set[str]] = {}  # (tenant, agent or '*') -> tools
-        self.frozen: dict[tuple[str, str], Action] = {}
+        self.frozen: dict[tuple[str, str, str], Action] = {}  # (tenant, app or '*', run)
         self.log: list[Action] = []
         self._lock = threading.Lock()
 
@@ -98,12 +98,13 @@ class Containment:
             return True
 
     def freeze_run(self, tenant: str, run_id: str, by: str, reason: str, app: str = "*") -> bool:
-        """Every further call of the run is denied (``app``: whose run, for the record)."""
+        """Every further call of the run is denied: the run ``run_id`` of ``app`` (two apps
+        may use one run id: they are two runs), or with ``app='*'`` that id in every app."""
         with self._lock:
-            if (tenant, run_id) in self.frozen:
+            if (tenant, app, run_id) in self.frozen:
                 return False
             action = self._do("freeze_run", tenant, run_id, by, reason, app)
-            self.frozen[(tenant, run_id)] = action
+            self.frozen[(tenant, app, run_id)] = action
             return True
 
     def release(self, tenant: str, agent: str, by: str, reason: str) -> bool:
@@ -119,8 +120,9 @@ class Containment:
     def is_quarantined(self, tenant: str, agent: str) -> Action | None:
         return self.quarantined.get((tenant, agent))
 
-    def is_frozen(self, tenant: str, run_id: str) -> Action | None:
-        return self.frozen.get((tenant, run_id))
+    def is_frozen(self, tenant: str, run_id: str, app: str = "default") -> Action | None:
+        """The freeze of the run ``run_id`` of ``app`` (its own, or one of every app)."""
+        return self.frozen.get((tenant, app, run_id)) or self.frozen.get((tenant, "*", run_id))
 
     def revoked_for(self, tenant: str, agent: str) -> GlobSet | None:
         held = self.revoked.get((tenant, agent))
@@ -143,9 +145,11 @@ def redeem_problem(
     tool: str,
     args_sha256: str,
     now: float,
+    app: str = "default",
 ) -> str:
-    """Why approval ``a`` cannot be used for this exact call ("" when it can)."""
-    if a is None or a.tenant_id != tenant:
+    """Why approval ``a`` cannot be used for this exact call of ``app``'s run ("" when it
+    can): an approval is its app's; another app's run of the same id is another run."""
+    if a is None or a.tenant_id != tenant or a.app_id != app:
         return f"no approval {approval_id!r}"
     if a.status != "approved":
         return f"approval {approval_id} is {a.status}"
@@ -165,7 +169,7 @@ class ApprovalBook:
         self.ttl = ttl
         self.on_change = on_change or (lambda a: None)
         self.approvals: dict[str, Approval] = {}
-        self._open: dict[tuple[str, str, str, str], Approval] = {}  # the pending one per call
+        self._open: dict[tuple[str, ...], Approval] = {}  # the pending one per call
         self._lock = threading.Lock()
 
     def request(
@@ -181,7 +185,7 @@ class ApprovalBook:
     ) -> Approval:
         """A pending approval for this exact call (the same pending one if asked again)."""
         now = time.time()
-        key = (tenant, run_id, tool, args_sha256)
+        key = (tenant, app, run_id, tool, args_sha256)
         with self._lock:
             open_ = self._open.get(key)
             if open_ is not None and open_.status == "pending" and open_.expires > now:
@@ -226,18 +230,27 @@ class ApprovalBook:
             return a
 
     def redeem(
-        self, approval_id: str, tenant: str, run_id: str, tool: str, args_sha256: str
+        self,
+        approval_id: str,
+        tenant: str,
+        run_id: str,
+        tool: str,
+        args_sha256: str,
+        app: str = "default",
     ) -> tuple[Approval | None, str]:
         """Use an approval for this exact call: (approval, "") or (None, why not)."""
         with self._lock:
             a = self.approvals.get(approval_id)
-            why = redeem_problem(approval_id, a, tenant, run_id, tool, args_sha256, time.time())
+            now = time.time()
+            why = redeem_problem(approval_id, a, tenant, run_id, tool, args_sha256, now, app)
             if why or a is None:
                 return None, why
             a.status = "used"
             return a, ""
 
-    def approved_for(self, tenant: str, run_id: str, tool: str, args_sha256: str) -> str | None:
+    def approved_for(
+        self, tenant: str, run_id: str, tool: str, args_sha256: str, app: str = "default"
+    ) -> str | None:
         """The id of an approved, unused, unexpired approval of exactly this call."""
         now = time.time()
         with self._lock:
@@ -245,8 +258,8 @@ class ApprovalBook:
                 if (
                     a.status == "approved"
                     and a.expires > now
-                    and (a.tenant_id, a.run_id, a.tool, a.args_sha256)
-                    == (tenant, run_id, tool, args_sha256)
+                    and (a.tenant_id, a.app_id, a.run_id, a.tool, a.args_sha256)
+                    == (tenant, app, run_id, tool, args_sha256)
                 ):
                     return a.approval_id
         return None

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from sentrail.enforce.model import DecisionRequest
 from sentrail.enforce.state import EnforcementError
+from sentrail.model.approval import shown_args
 from sentrail.model.trace import StepIndex, ToolResult
 from sentrail.service.auth import ALL_APPS, Principal, shown_actor
 from sentrail.service.deps import Approve, Contain, Decide, LogRead
@@ -38,6 +39,7 @@ class ObserveBody(msgspec.Struct, forbid_unknown_fields=True):
     result: ToolResult
     agent_id: str | None = None
     step_index: StepIndex | None = None
+    app_id: str = "default"  # whose run: a key bound to an app observes its own app's
 
 
 class ApprovalBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -74,20 +76,32 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         """Feed a tool's result back to its run (injected instructions taint later calls)."""
         data = await read_body(request, cfg.max_body_bytes)
         body = await asyncio.to_thread(decode_body, data, ObserveBody)  # up to the body limit:
+        app_id = body.app_id if who.app_id == ALL_APPS else who.app_id
         found = await asyncio.to_thread(  # decoding and scanning stay off the event loop
-            svc.pdp.observe, who.tenant_id, body.run_id, body.result, body.agent_id, body.step_index
+            svc.pdp.observe,
+            who.tenant_id,
+            body.run_id,
+            body.result,
+            body.agent_id,
+            body.step_index,
+            app_id,
         )
         return json_response({"findings": found})
 
     @app.get("/v1/approvals", tags=["enforcement"])
     def get_approvals(who: Approve) -> Response:
-        """Pending approvals of the key's tenant and app."""
+        """Pending approvals of the key's tenant and app. ``args_json`` is given only when it
+        hashes to the ``args_sha256`` the approval binds (else ""), as the dashboard shows it:
+        what an approver reads is what would be approved."""
         app_id = None if who.app_id == ALL_APPS else who.app_id
         items = svc.approvals.pending(who.tenant_id, app_id)
         return json_response(
             {
                 "items": [
-                    msgspec.structs.replace(a, decided_by=shown_actor(a.decided_by)) for a in items
+                    msgspec.structs.replace(
+                        a, decided_by=shown_actor(a.decided_by), args_json=shown_args(a) or ""
+                    )
+                    for a in items
                 ]
             }
         )

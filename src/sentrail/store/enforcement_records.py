@@ -108,14 +108,22 @@ class EnforcementRecords:
         return _approval(rows[0]) if rows else None
 
     def find_approval(
-        self, tenant: str, run_id: str, tool: str, args_sha256: str, status: str, now: float
+        self,
+        tenant: str,
+        app: str,
+        run_id: str,
+        tool: str,
+        args_sha256: str,
+        status: str,
+        now: float,
     ) -> Approval | None:
-        """The oldest unexpired approval of exactly this call in ``status``."""
+        """The oldest unexpired approval of exactly this call of ``app``'s run in ``status``
+        (two apps may use one run id: another app's approval is never this call's)."""
         rows = self.tx.all(
-            f"SELECT {_APPROVAL_COLS} FROM approvals WHERE tenant_id = ? AND run_id = ? "  # noqa: S608
-            "AND tool = ? AND args_sha256 = ? AND status = ? AND expires > ? "
+            f"SELECT {_APPROVAL_COLS} FROM approvals WHERE tenant_id = ? AND app_id = ? "  # noqa: S608
+            "AND run_id = ? AND tool = ? AND args_sha256 = ? AND status = ? AND expires > ? "
             "ORDER BY requested_at LIMIT 1",
-            (tenant, run_id, tool, args_sha256, status, now),
+            (tenant, app, run_id, tool, args_sha256, status, now),
         )
         return _approval(rows[0]) if rows else None
 
