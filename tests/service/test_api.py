@@ -436,7 +436,7 @@ def _decide_over_http(api: Api) -> None:
     q = api.client.post(
         "/v1/containment",
         json={"action": "quarantine", "agent": "payments-agent-9", "reason": "INC-4"},
-        headers=h,
+        headers=api.auth("a_all"),  # tenant-wide: a key for every app
     )
     assert q.json() == {"action": "quarantine", "changed": True}
     blocked = api.client.post(
@@ -450,9 +450,9 @@ def _decide_over_http(api: Api) -> None:
     release = api.client.post(
         "/v1/containment",
         json={"action": "release", "agent": "payments-agent-9", "reason": "x"},
-        headers=h,
+        headers=api.auth("a_all"),
     )
-    assert release.status_code == 400
+    assert release.status_code == 400 and "sentrail contain release" in release.text
 
 
 def test_a_failed_index_write_stores_nothing(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

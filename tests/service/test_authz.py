@@ -459,7 +459,16 @@ def test_containment_and_approvals_are_scoped_by_app(world: World) -> None:
     freeze = {"action": "freeze_run", "run_id": world.a["run"], "reason": "pay incident"}
     assert _req(api, "POST", "/v1/containment", api.auth(PAY), json=freeze)[0] == 200
     quarantine = {"action": "quarantine", "agent": "shared-agent", "reason": "fleet-wide"}
-    assert _req(api, "POST", "/v1/containment", api.auth(PAY), json=quarantine)[0] == 200
+    # A tenant-wide action binds every app: a key bound to one app may not take it.
+    for action in (
+        quarantine,
+        {"action": "disable_tool", "tool": "*", "agent": "*", "reason": "stop them all"},
+        {"action": "revoke_grant", "agent": "*", "permission": "db:*", "reason": "x"},
+        {"action": "enable_tool", "tool": "*", "reason": "x"},
+    ):
+        status, body = _req(api, "POST", "/v1/containment", api.auth(WEB), json=action)
+        assert status == 403 and "every app" in body["detail"], body  # type: ignore[index]
+    assert _req(api, "POST", "/v1/containment", api.auth("a_all"), json=quarantine)[0] == 200
     pay_view = _req(api, "GET", "/v1/containment", api.auth(PAY))[1]
     web_view = _req(api, "GET", "/v1/containment", api.auth(WEB))[1]
     assert {i["kind"] for i in pay_view["items"]} >= {"freeze_run", "quarantine"}  # type: ignore[index]

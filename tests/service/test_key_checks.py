@@ -212,13 +212,22 @@ def test_actions_are_recorded_under_a_label_not_the_key_id(api: Api) -> None:
     assert all(a["actor"] == actor_label(key_id) for a in r.json()["audit"])
     r = api.client.post(
         "/v1/containment",
-        json={"action": "quarantine", "agent": "agent-x", "reason": "drill"},
+        json={"action": "freeze_run", "run_id": "run-x", "reason": "drill"},
         headers=api.auth("a"),
     )
     assert r.status_code == 200, r.text
+    # A tenant-wide action (shown to every app) is recorded under its label too.
+    all_id = api.keys["a_all"].split("_")[1]
+    q = api.client.post(
+        "/v1/containment",
+        json={"action": "quarantine", "agent": "agent-x", "reason": "drill"},
+        headers=api.auth("a_all"),
+    )
+    assert q.status_code == 200, q.text
     listed = api.client.get("/v1/containment", headers=api.auth("a_app2"))
-    texts = [r.text, listed.text]
-    assert all(key_id not in t for t in texts)
+    assert actor_label(all_id) in listed.text
+    texts = [r.text, q.text, listed.text]
+    assert all(key_id not in t and all_id not in t for t in texts)
     assert key_id not in actor_label(key_id)
     # The triage event in the log names the key by its label too.
     (triage,) = [

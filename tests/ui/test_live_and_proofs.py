@@ -263,14 +263,33 @@ def test_another_apps_key_sees_neither_the_approval_nor_the_containment(
 def test_a_run_is_frozen_and_its_agent_quarantined_from_the_run_page_with_a_reason(
     page: Any, site: Site
 ) -> None:
-    sign_in(page, site)
+    sign_in(page, site)  # a key bound to app1: it may freeze app1's runs
     page.goto(run_url())
     page.locator("details.contain summary").click()
     form = page.locator("details.contain form")
+    assert form.locator("button[value=quarantine]").count() == 0  # binds every app
     form.locator("input[name=reason]").fill("INC-77: stop the drops")
     form.locator("button[value=freeze_run]").click()
     page.wait_for_url(f"**{run_url()}")
     assert "frozen" in page.locator("#run-status").inner_text()
+    csrf = page.locator("details.contain input[name=csrf]").get_attribute("value")
+    forced = page.request.post(
+        "/ui/apps/app1/containment",
+        form={
+            "csrf": csrf or "",
+            "action": "quarantine",
+            "agent": "dba-assistant-prod",
+            "reason": "x",
+        },
+        headers={"Origin": site.url},
+    )
+    assert forced.status == 403  # refused by the server too, not only hidden
+    page.context.clear_cookies()
+    page.goto("/ui/")  # a key for every app of the tenant (it lands on the app list)
+    page.fill("#api_key", site.keys["every_app"])
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    page.goto(run_url())
     page.locator("details.contain summary").click()
     form.locator("input[name=reason]").fill("INC-77: quarantine")
     form.locator("button[value=quarantine]").click()
@@ -278,7 +297,8 @@ def test_a_run_is_frozen_and_its_agent_quarantined_from_the_run_page_with_a_reas
     with records(site.store) as rtx:
         log = rtx.containment_log("tenant-a")
     key = actor_label(site.keys["all"].split("_")[1])
-    assert [(c.kind, c.actor) for c in log] == [("freeze_run", key), ("quarantine", key)]
+    every = actor_label(site.keys["every_app"].split("_")[1])
+    assert [(c.kind, c.actor) for c in log] == [("freeze_run", key), ("quarantine", every)]
     assert log[0].target == "run-e4b70d19-8c2f" and log[1].target == "dba-assistant-prod"
     page.goto("/ui/apps/app1/approvals")
     assert "dba-assistant-prod" in page.locator("section.card", has_text="Quarantined").inner_text()

@@ -56,7 +56,7 @@ class Controls:
     """The controls as methods of the decision point (a mixin of ``DecisionPoint``)."""
 
     containment: Containment
-    _minute: dict[tuple[str, str], collections.deque[float]]
+    _minute: dict[tuple[str, str, str], collections.deque[float]]
 
     def _containment(
         self,
@@ -169,6 +169,7 @@ class Controls:
         enf: Enforcement,
         state: RunState,
         tenant: str,
+        app: str,
         agent: str,
         risk: RiskClass,
         cost: float,
@@ -198,7 +199,8 @@ class Controls:
                 "budget.cost_per_run",
             )
         if b.calls_per_minute is not None:
-            window = self._minute.setdefault((tenant, agent), collections.deque())
+            # Per app: another app's calls in an agent's name never use up this app's budget.
+            window = self._minute.setdefault((tenant, app, agent), collections.deque())
             while window and window[0] <= now - 60:
                 window.popleft()
             if len(window) >= b.calls_per_minute:

@@ -191,7 +191,7 @@ class DecisionPoint(Controls):
         self._capability(v, profile, enf, req, risk, registered, fallback)
         self._boundary(v, profile, enf, tenant, agent, req.permissions, now)
         state = self._run(tenant, app, run_id, agent, req, now)
-        self._budget(v, enf, state, tenant, agent, risk, req.cost, now)
+        self._budget(v, enf, state, tenant, req.app_id, agent, risk, req.cost, now)
         self._attestation(v, enf, req, risk)
 
         args = args_hash(req.parameters)

@@ -27,7 +27,7 @@ from sentrail.service.deps import Approve, Contain, Decide, LogRead
 from sentrail.service.http import decode_body, json_response, read_body
 from sentrail.service.openapi import json_body
 from sentrail.service.problems import ProblemError
-from sentrail.store.enforcement_records import ContainmentRow, action_visible
+from sentrail.store.enforcement_records import TENANT_WIDE_KINDS, ContainmentRow, action_visible
 from sentrail.store.records import records
 
 if TYPE_CHECKING:
@@ -143,6 +143,13 @@ def add_enforcement_routes(app: FastAPI, svc: Services, cfg: ServiceConfig) -> N
         data = await read_body(request, 64 * 1024)
         body = decode_body(data, ContainBody)
         c, t, by = svc.containment, who.tenant_id, who.actor
+        if body.action in TENANT_WIDE_KINDS and who.app_id != ALL_APPS:
+            raise ProblemError(
+                403,
+                "forbidden",
+                f"{body.action} binds every app of the tenant: it needs a key for every app "
+                "(`sentrail apikey create --app '*'`); a key bound to one app may freeze its runs",
+            )
         try:
             if body.action == "quarantine":
                 changed = c.quarantine(t, body.agent, by, body.reason)

@@ -177,8 +177,9 @@ def router(dash: Dashboard) -> APIRouter:
 
     @r.post("/apps/{app}/containment")
     async def contain(request: Request, app: str) -> Response:
-        """Freeze a run of this app or quarantine an agent with runs in it (as
-        ``POST /v1/containment``, recorded with the key); release stays guarded (CLI)."""
+        """Freeze a run of this app, or (with a key for every app) quarantine an agent with
+        runs in it (as ``POST /v1/containment``, recorded with the key); release stays
+        guarded (CLI)."""
         session = dash.for_app(request, app, Scope.CONTAIN.value)
         fields = await dash.form(request, session)
         action, reason = fields.get("action"), fields.get("reason", "").strip()
@@ -190,6 +191,8 @@ def router(dash: Dashboard) -> APIRouter:
                 target = fields.get("run_id", "")
                 known = bool(q.runs_in_app(rtx, tenant, app, [target]))
             elif action == "quarantine":
+                if session.app_id != ALL_APPS:  # a quarantine binds the agent in every app
+                    raise UiError(403, "quarantine needs a key for every app of the tenant")
                 target = fields.get("agent", "")
                 known = bool(q.agents_in_app(rtx, tenant, app, [target]))
             else:
