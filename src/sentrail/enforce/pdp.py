@@ -92,7 +92,7 @@ class DecisionPoint(Controls):
         self._runs: collections.OrderedDict[tuple[str, str, str], RunState] = (
             collections.OrderedDict()
         )
-        self._minute: dict[tuple[str, str], collections.deque[float]] = {}
+        self._minute: dict[tuple[str, str, str], collections.deque[float]] = {}
         self._lock = threading.Lock()
 
     # -- the public API ----------------------------------------------------------------------
