@@ -157,6 +157,7 @@ def test_bad_policy_is_exit_2_with_line(tmp_path: Path) -> None:
 def test_policy_validate_and_test() -> None:
     v = run("policy", "validate", POLICY)
     assert v.exit_code == 0 and "sha256" in v.output
+    assert "8 rules, 1 exception\n" in v.output  # counted in words that agree
     t = run("policy", "test", POLICY)
     assert t.exit_code == 0, t.output
     assert " 0 failed" in t.output

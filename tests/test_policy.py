@@ -24,6 +24,16 @@ def error_of(text: str) -> str:
     return str(exc.value)
 
 
+def test_cel_syntax_error_is_one_line_with_its_column(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("rules:\n  - id: r\n    condition: 'tool.name =='\n")
+    with pytest.raises(PolicyError) as err:
+        load_policy(p)
+    message = str(err.value)
+    assert "CEL condition does not compile: 1:13: Syntax error" in message
+    assert "\n" not in message and "^" not in message
+
+
 def test_example_policy_loads_and_hash_is_of_exact_bytes() -> None:
     loaded = load_policy(EXAMPLES / "policy.yaml")
     assert loaded.bundle.rules and loaded.bundle.agents

@@ -38,3 +38,11 @@ def test_an_argument_is_named_in_capitals_and_a_flag_takes_no_value(cli: Cli) ->
 def test_a_missing_argument_is_named_as_help_shows_it(cli: Cli) -> None:
     r = cli("trace", "analyze")
     assert r.exit_code == 2 and "Missing argument 'PATH'" in r.output
+
+
+def test_apikey_create_names_every_scope_a_key_can_have(cli: Cli) -> None:
+    from sentrail.service.auth import Scope
+
+    text = " ".join(cli("apikey", "create", "--help").output.split())
+    for scope in Scope:
+        assert scope.value in text, (scope, text)

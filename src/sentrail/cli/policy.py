@@ -26,15 +26,25 @@ def _load(file: Path) -> LoadedBundle:
         fail(str(exc))
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 @app.command()
 def validate(file: Annotated[Path, typer.Argument(help="Policy bundle YAML")]) -> None:
     """Check a policy bundle; errors name the line and the YAML path."""
     loaded = _load(file)
     b = loaded.bundle
-    typer.echo(
-        f"OK: {safe_text(file)} — policy {safe_text(b.name)!s}: {len(b.agents)} agent profiles, "
-        f"{len(b.tools)} registered tools, {len(b.rules)} rules, {len(b.exceptions)} exceptions"
+    counts = ", ".join(
+        _count(n, what)
+        for n, what in (
+            (len(b.agents), "agent profile"),
+            (len(b.tools), "registered tool"),
+            (len(b.rules), "rule"),
+            (len(b.exceptions), "exception"),
+        )
     )
+    typer.echo(f"OK: {safe_text(file)} — policy {safe_text(b.name)!s}: {counts}")
     typer.echo(f"sha256 {loaded.sha256}")
 
 

@@ -121,7 +121,11 @@ def create(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant id")],
     app_id: Annotated[str, typer.Option("--app", help="App id, or '*' for every app")],
     scopes: Annotated[
-        str, typer.Option("--scopes", help="Comma-separated: ingest, read, triage, metrics")
+        str,
+        typer.Option(
+            "--scopes",
+            help="Comma-separated: ingest, read, triage, metrics, decide, approve, contain",
+        ),
     ] = "ingest,read",
     database: Database = None,
 ) -> None:

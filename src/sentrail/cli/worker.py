@@ -213,8 +213,14 @@ async def _serve(
         _serve_metrics(w, router, metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    stopped_by: list[int] = []  # the signal that stopped the worker: exit 128 + its number
+
+    def on_signal(sig: int) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     lost = False
 
     async def renew() -> None:
@@ -248,4 +254,6 @@ async def _serve(
         f"{s.runs_completed} run(s) completed, {s.runs_incomplete} incomplete",
         err=True,
     )
-    return EXIT_FINDINGS if lost else 0
+    if lost:
+        return EXIT_FINDINGS
+    return 128 + stopped_by[0] if stopped_by else 0

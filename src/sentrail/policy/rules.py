@@ -33,6 +33,9 @@ def compile_condition(source: str) -> Any:
         program = cel.compile(source)
     except (ValueError, RuntimeError) as exc:
         detail = str(exc).split("ERROR: <input>:", 1)[-1].strip()
+        # cel draws the place under the source on extra lines ("| src", "| ...^"): the
+        # error is printed on one line, so keep its first ("1:13: Syntax error: ...").
+        detail = detail.splitlines()[0] if detail else detail
         raise PolicyError(f"CEL condition does not compile: {detail}") from None
     unknown = sorted(set(program.variables()) - set(VARIABLES))
     if unknown:
