@@ -29,15 +29,17 @@ lock:
 
 # The example set holds one deliberately truncated file: the batch reports it and exits 2.
 demo: $(STAMP)
-	$(BIN)/sentrail trace analyze examples/traces --batch --policy examples/policy.yaml \
+	@echo '$$ sentrail trace analyze examples/traces --batch --policy examples/policy.yaml --output demo-report.json'
+	@$(BIN)/sentrail trace analyze examples/traces --batch --policy examples/policy.yaml \
 	    --output demo-report.json --fail-on never || [ $$? -eq 2 ]
 	@echo
-	$(BIN)/sentrail trace analyze examples/traces/triage-restart.json --policy examples/policy.yaml \
+	@echo '$$ sentrail trace analyze examples/traces/triage-restart.json --policy examples/policy.yaml'
+	@$(BIN)/sentrail trace analyze examples/traces/triage-restart.json --policy examples/policy.yaml \
 	    --fail-on never
 	@# The dashboard: a demo store with the example traces, and a key to sign in with.
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	@SENTRAIL_HOME=$(DEMO) $(BIN)/sentrail ingest examples/traces --tenant demo --app demo \
-	    > $(DEMO)/ingest.log 2>&1 || [ $$? -eq 2 ]
+	    --policy examples/policy.yaml > $(DEMO)/ingest.log 2>&1 || [ $$? -eq 2 ]
 	@SENTRAIL_HOME=$(DEMO) $(BIN)/sentrail apikey create --tenant demo --app demo \
 	    --scopes read,triage,approve,contain > $(DEMO)/demo-key 2>/dev/null
 	@echo

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail
+from sentrail.cli.defaults import shown_url, store_url
 from sentrail.cli.investigate import app_of_run, export_bundle
 from sentrail.cli.log_cli import log_app
 from sentrail.cli.store_access import Database, keep_policy, key_store, open_migrated
@@ -51,7 +52,8 @@ def upgrade(database: Database = None) -> None:
     """Create or upgrade the schema (idempotent)."""
     store = _open(database)
     try:
-        typer.echo(f"Schema version: {store.migrate()}")
+        version = store.migrate()
+        typer.echo(f"Schema version: {version} ({shown_url(store_url(database))})")
     finally:
         store.close()
 

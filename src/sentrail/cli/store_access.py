@@ -36,8 +36,8 @@ Database = Annotated[
     typer.Option(
         "--database",
         metavar="URL",
-        help="sqlite:///PATH or postgresql://HOST/DB (default: $SENTRAIL_DATABASE, else "
-        "sentrail.db under $SENTRAIL_HOME)",
+        help="sqlite:///REL/PATH, sqlite:////ABS/PATH or postgresql://HOST/DB (default: "
+        "$SENTRAIL_DATABASE, else sentrail.db under $SENTRAIL_HOME)",
     ),
 ]
 
