@@ -59,8 +59,8 @@ def _generation(store: Any, body: bytes, traces: list[bytes]) -> None:
         gen.close()
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
+def replay_site(tmp_path: Path, hostile: bool = True) -> Iterator[Site]:
+    """The three generations (see the module docstring; ``hostile``: with the second)."""
     backends = _sqlite(tmp_path)
     try:
         store = next(backends).open()
@@ -68,10 +68,16 @@ def site(tmp_path: Path) -> Iterator[Site]:
             for body in (OLD, NEW, EVIL):
                 rtx.put_policy(sha(body), body, 1_700_000_000.0)
         _generation(store, OLD, [p.read_bytes() for p in example_traces()])
-        _generation(store, EVIL, [json.dumps(hostile_trace()).encode()])
+        if hostile:
+            _generation(store, EVIL, [json.dumps(hostile_trace()).encode()])
         yield from serve(store, Engine(Policy(parse_policy(NEW, "new"))), sha(NEW))
     finally:
         backends.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    yield from replay_site(tmp_path)
 
 
 def test_the_replay_tab_shows_the_diff_under_a_chosen_stored_bundle(page: Any, site: Site) -> None:
