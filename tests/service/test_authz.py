@@ -211,6 +211,20 @@ ENDPOINTS += [
             api, "GET", "/v1/apps/app1/graph?value=orders-prod-primary.corp.example.com", h
         ),
     ),
+    Endpoint(
+        "run replay",
+        "GET",
+        "read",
+        True,
+        lambda api, h, ids: _req(api, "GET", f"/v1/apps/app1/runs/{ids['run']}/replay", h),
+    ),
+    Endpoint(
+        "policies",
+        "GET",
+        "read",
+        True,
+        lambda api, h, ids: _req(api, "GET", "/v1/apps/app1/policies", h),
+    ),
 ]
 
 
@@ -267,7 +281,7 @@ def _expected(ep: Endpoint, tenant: str | None, scopes: set[str], app: str | Non
         return {403}
     if ep.app_bound and app not in ("app1", "*"):
         return {403}
-    if ep.name in ("get trace", "patch finding", "run graph") and (
+    if ep.name in ("get trace", "patch finding", "run graph", "run replay") and (
         tenant != "tenant-a" or app == "app2"
     ):
         return {404}  # tenant A's ids, asked for by another tenant or app: not found

@@ -81,8 +81,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(store: LogStore, engine: Engine | None = None) -> Iterator[Site]:
-    app = create_app(store, engine or Engine(), SIGNER, ServiceConfig(checkpoint_interval_s=0.2))
+def serve(
+    store: LogStore, engine: Engine | None = None, policy_sha256: str | None = None
+) -> Iterator[Site]:
+    """``policy_sha256``: the bundle the runs it judges cite (as ``serve --policy`` does)."""
+    app = create_app(
+        store,
+        engine or Engine(),
+        SIGNER,
+        ServiceConfig(checkpoint_interval_s=0.2),
+        policy_sha256=policy_sha256,
+    )
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

@@ -19,8 +19,31 @@ from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, EXAMPLES, example_site, s
 from tests.ui.test_views import PROD_DELETE, run_url
 
 
-def main(out: Path) -> None:
+def replay_audit(out: Path) -> None:
+    """The replay audit tab: the triage restart run under the changed bundle (the
+    service's current one), its own bundle kept by hash and cited by the run."""
+    from tests.ui.test_replay_audit import NEW, RESTART, replay_site, sha
+
+    for site in replay_site(Path(tempfile.mkdtemp()), hostile=False):
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_context(
+                base_url=site.url, viewport={"width": 1366, "height": 860}
+            ).new_page()
+            sign_in(page, site)
+            page.goto(f"/ui/apps/app1/runs/{sha(RESTART)}?tab=replay&policy={sha(NEW)}")
+            page.locator("#replay-steps").scroll_into_view_if_needed()
+            page.screenshot(path=str(out / "replay-audit.png"), full_page=True)
+            browser.close()
+
+
+def main(out: Path, only: str | None = None) -> None:
+    """Every view, or ``only`` one (``replay-audit``)."""
     out.mkdir(parents=True, exist_ok=True)
+    replay_audit(out)
+    if only == "replay-audit":
+        print(f"screenshot written to {out / 'replay-audit.png'}")
+        return
     for site in example_site("sqlite", Path(tempfile.mkdtemp())):
         svc = site.app.state.services
         doc = json.loads((EXAMPLES / "traces" / "prod-delete.json").read_bytes())
@@ -69,4 +92,7 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"))
+    main(
+        Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"),
+        sys.argv[2] if len(sys.argv) > 2 else None,
+    )

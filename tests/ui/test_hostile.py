@@ -77,6 +77,7 @@ def test_hostile_trace_content_renders_as_inert_bounded_text_in_every_view(
         base,
         base + "?tab=decisions",
         base + "?tab=provenance",
+        base + "?tab=replay",
     ]
     for url in views:
         response = page.goto(url)

@@ -165,9 +165,11 @@ def value_uses(
     app: str | None = None,
     since: float | None = None,
     limit: int = 1000,
+    exact: tuple[str, str] | None = None,
 ) -> tuple[list[ValueUse], bool]:
-    """Uses of ``value`` in ``tenant`` (and ``app``), newest first; True when cut at ``limit``."""
-    wanted = query_keys(value)
+    """Uses of ``value`` in ``tenant`` (and ``app``), newest first; True when cut at ``limit``.
+    ``exact``: one (kind, key) pair of the value index instead (a graph's value node)."""
+    wanted = [exact] if exact is not None else query_keys(value)
     keys = sorted({k for _, k in wanted})
     with store.transaction() as tx:
         rows = value_rows(_sql(tx), tenant, keys, app=app, since=since, limit=limit)

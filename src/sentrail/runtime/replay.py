@@ -162,6 +162,17 @@ class Replayer:
         own = PolicyPicker(store, Engine(base, baselines))
         return cls(store, original, own, None, baseline_sha, False)
 
+    @classmethod
+    def under(cls, store: LogStore, fallback: Engine, after: Engine | None) -> Replayer:
+        """A replayer over engines already built (the service's): ``after`` is the bundle
+        to replay under (None: each run's own, found in the store by the hash the run
+        cites, else ``fallback``); ``fallback`` also judges the *before* side of a run never
+        analysed whose bundle the store does not hold. Its baselines go with every engine."""
+        original = PolicyPicker(store, fallback)
+        if after is not None:
+            return cls(store, original, lambda _: after, after.policy.sha256, None, True)
+        return cls(store, original, PolicyPicker(store, fallback), None, None, False)
+
     def replay(self, tenant: str, app: str, run_id: str) -> Replay:
         """Replay one run of ``tenant``'s ``app`` (ReplayError when it cannot be)."""
         if self.store.is_erased(tenant, app, run_id):

@@ -51,6 +51,7 @@ from sentrail.service.ingestion import add_ingest_routes
 from sentrail.service.openapi import describe
 from sentrail.service.problems import ErrorItem, ProblemError, problem_response, refusal_status
 from sentrail.service.queries import add_query_routes
+from sentrail.service.replay import StoredBundles, add_replay_routes
 from sentrail.store.base import StoreError, StoreRefusal
 from sentrail.store.core import LogStore
 
@@ -91,6 +92,7 @@ class Services:
         writer = self.pipeline.evidence
         assert isinstance(writer, StoreWriter)
         self.ingestor = Ingestor(store, engine, writer=writer)
+        self.bundles = StoredBundles(store, engine)  # what replay may use (service/replay.py)
         self.alerts = alerts
         self.keys = KeyVerifier(store)
         self.gate = IngestGate(config.ingest_workers, config.ingest_queue)
@@ -239,6 +241,7 @@ def create_app(
     add_ingest_routes(app, svc)
     add_query_routes(app, svc)
     add_forensics_routes(app, svc)
+    add_replay_routes(app, svc)
     add_enforcement_routes(app, svc, cfg)
     if cfg.dashboard:
         from sentrail.ui import add_dashboard  # the front end sits above the service

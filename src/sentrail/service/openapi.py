@@ -54,6 +54,12 @@ def json_body(kind: type[Any], *, required: bool = True) -> dict[str, Any]:
     }
 
 
+def json_reply(kind: Any, description: str) -> dict[int | str, dict[str, Any]]:
+    """``responses`` declaring a 200 JSON reply of msgspec type ``kind``."""
+    (schema,) = _schema_of(kind)
+    return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
 _BINARY = {"type": "string", "format": "binary"}
 TRACE_BODY: dict[str, Any] = {
     "requestBody": {

@@ -13,6 +13,7 @@ import msgspec
 from sentrail.store.rowcheck import opt_f as _opt_f
 from sentrail.store.rowcheck import req_b as _b
 from sentrail.store.rowcheck import req_f as _f
+from sentrail.store.rowcheck import req_i as _i
 from sentrail.store.rowcheck import req_s as _s
 from sentrail.store.sql import SqlTx
 
@@ -25,6 +26,18 @@ class ApiKeyRow(msgspec.Struct, frozen=True):
     secret_hash: str
     created_at: float
     revoked_at: float | None = None
+
+
+class PolicyUse(msgspec.Struct, frozen=True):
+    """A stored policy bundle as one app of one tenant used it: ``runs`` of the app cite
+    it (judged with it), the first and last of them by start time; ``stored_at``: when the
+    store first kept the body (bundles are kept once, by hash, for every tenant)."""
+
+    sha256: str
+    stored_at: float
+    runs: int
+    first_run_at: float | None
+    last_run_at: float | None
 
 
 _KEY_COLS = "key_id, tenant_id, app_id, scopes, secret_hash, created_at, revoked_at"
@@ -110,6 +123,40 @@ class AdminRecords:
     def get_policy(self, sha256: str) -> bytes | None:
         rows = self.tx.all("SELECT body FROM policies WHERE sha256 = ?", (sha256,))
         return _b(rows[0][0], "policies.body") if rows else None
+
+    def policy_stored_at(self, sha256: str) -> float | None:
+        """When the store first kept the bundle with this hash (None: it does not hold it)."""
+        rows = self.tx.all("SELECT created_at FROM policies WHERE sha256 = ?", (sha256,))
+        return _f(rows[0][0], "policies.created_at") if rows else None
+
+    def policies_used(self, tenant: str, app: str, limit: int = 100) -> list[PolicyUse]:
+        """The stored bundles that runs of ``tenant``'s ``app`` cite, most recently used
+        first (a bundle the store does not hold is left out: it cannot be replayed under)."""
+        rows = self.tx.all(
+            "SELECT p.sha256, p.created_at, COUNT(*), MIN(r.started_at), MAX(r.started_at) "
+            "FROM runs r JOIN policies p ON p.sha256 = r.policy_sha256 "
+            "WHERE r.tenant_id = ? AND r.app_id = ? GROUP BY p.sha256, p.created_at "
+            "ORDER BY MAX(r.started_at) DESC, p.sha256 LIMIT ?",
+            (tenant, app, limit),
+        )
+        return [
+            PolicyUse(
+                sha256=_s(r[0], "policies.sha256"),
+                stored_at=_f(r[1], "policies.created_at"),
+                runs=_i(r[2], "runs.count"),
+                first_run_at=_opt_f(r[3], "runs.started_at"),
+                last_run_at=_opt_f(r[4], "runs.started_at"),
+            )
+            for r in rows
+        ]
+
+    def app_cites_policy(self, tenant: str, app: str, sha256: str) -> bool:
+        """Whether a run of ``tenant``'s ``app`` was judged with the bundle of this hash."""
+        rows = self.tx.all(
+            "SELECT 1 FROM runs WHERE tenant_id = ? AND app_id = ? AND policy_sha256 = ? LIMIT 1",
+            (tenant, app, sha256),
+        )
+        return bool(rows)
 
     def put_baseline(self, tenant: str, agent: str, body: bytes, now: float) -> None:
         self.tx.all(

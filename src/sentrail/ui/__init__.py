@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from sentrail.ui import fleet, live, ops, run_page, signin
+from sentrail.ui import fleet, live, ops, replay_audit, run_page, signin
 from sentrail.ui.sessions import COOKIE, DEFAULT_TTL_S
 from sentrail.ui.web import PREFIX, Dashboard, SignInNeeded, UiError, login_redirect
 from sentrail.ui.web import security_headers as _security_headers
@@ -46,5 +46,5 @@ def add_dashboard(app: FastAPI, svc: Services, session_ttl_s: float = DEFAULT_TT
         return login_redirect(request)
 
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC)), name="ui-static")
-    for module in (signin, fleet, run_page, ops, live):
+    for module in (signin, fleet, run_page, replay_audit, ops, live):
         app.include_router(module.router(dash), prefix=PREFIX, include_in_schema=False)

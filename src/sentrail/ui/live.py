@@ -122,7 +122,7 @@ def router(dash: Dashboard) -> APIRouter:
                 loaded = await to_thread.run_sync(load_for_app, dash, request, app, trace_hash)
                 newest = max((e.seq for e in loaded.events), default=-1)
                 if newest > last_seq:
-                    ctx = timeline_context(dash, loaded)
+                    ctx = timeline_context(dash, loaded, request)
                     tl = ctx["timeline"]
                     fresh = [
                         b

@@ -2,9 +2,9 @@
 material the browser verifies itself.
 
 Tabs are data (:data:`TABS`): each names its template and the function that adds what
-that template needs. A later tab (the replay audit of the forensics layer) is one more
-:class:`RunTab` with its own template and context function; the header, the tab bar, the
-step anchors (``#step-N``) and the provenance badges stay as they are.
+that template needs, given the dashboard, the loaded run and the request (a tab may read
+its own query parameters: the replay audit's ``policy``). The header, the tab bar, the
+step anchors (``#step-N``) and the provenance badges are the same for every tab.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sentrail.evidence.checkpoint import Checkpoint as TreeHead
 from sentrail.evidence.note import split_note
 from sentrail.service.http import b64, iso
 from sentrail.store.records import records
-from sentrail.ui import timeline
+from sentrail.ui import replay_audit, timeline
 from sentrail.ui.runs import LoadedRun, load_run
 from sentrail.ui.web import Dashboard, UiError
 
@@ -32,21 +32,21 @@ class RunTab(msgspec.Struct, frozen=True):
     slug: str
     title: str
     template: str
-    context: Callable[[Dashboard, LoadedRun], dict[str, Any]]
+    context: Callable[[Dashboard, LoadedRun, Request], dict[str, Any]]
 
 
-def timeline_context(dash: Dashboard, loaded: LoadedRun) -> dict[str, Any]:
+def timeline_context(dash: Dashboard, loaded: LoadedRun, request: Request) -> dict[str, Any]:
     steps = loaded.run.steps if loaded.run is not None else []
     registry = dash.svc.ingestor.engine.policy.registry
     return {"timeline": timeline.build(steps, loaded.findings, lambda t: registry.risk(t).value)}
 
 
-def _decisions_ctx(dash: Dashboard, loaded: LoadedRun) -> dict[str, Any]:
+def _decisions_ctx(dash: Dashboard, loaded: LoadedRun, request: Request) -> dict[str, Any]:
     steps = loaded.run.steps if loaded.run is not None else []
     return {"branching": [s for s in steps if s.alternatives]}
 
 
-def _provenance_ctx(dash: Dashboard, loaded: LoadedRun) -> dict[str, Any]:
+def _provenance_ctx(dash: Dashboard, loaded: LoadedRun, request: Request) -> dict[str, Any]:
     return {}
 
 
@@ -54,6 +54,7 @@ TABS: tuple[RunTab, ...] = (
     RunTab("timeline", "Timeline", "run_timeline.html", timeline_context),
     RunTab("decisions", "Decision tree", "run_decisions.html", _decisions_ctx),
     RunTab("provenance", "Provenance", "run_provenance.html", _provenance_ctx),
+    RunTab("replay", "Replay audit", "run_replay.html", replay_audit.replay_context),
 )
 
 
@@ -158,7 +159,7 @@ def router(dash: Dashboard) -> APIRouter:
             by_step={
                 i: [f for f in loaded.findings if f.step_index == i] for i in loaded.step_events
             },
-            **chosen.context(dash, loaded),
+            **chosen.context(dash, loaded, request),
         )
 
     @r.get("/apps/{app}/runs/{trace_hash}/provenance.json")
