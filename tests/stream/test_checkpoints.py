@@ -77,13 +77,17 @@ def test_a_store_has_one_checkpoint_timer_whoever_starts_it(tmp_path: Path) -> N
     process that serves (and so signs automatically) runs one checkpoint thread."""
     from sentrail.service.app import create_app
 
+    def timers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "checkpoints"}
+
+    before = timers()  # another test's timer may still be on its way out
     store = _store(tmp_path)
     auto = store.sign_automatically(60)
     assert auto is not None and auto is store.checkpoint_timer()
     app = create_app(store, Engine(), SIGNER)
     assert app.state.services.timer is auto
     auto.start()  # the service's start: a catch-up, no second thread
-    assert [t.name for t in threading.enumerate()].count("checkpoints") == 1
+    assert len(timers() - before) == 1
     store.close()
     assert not auto.running
 

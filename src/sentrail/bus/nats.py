@@ -135,10 +135,13 @@ class NatsConsumer:
                 raise BusError(f"message {m.seq} was not delivered to this consumer")
             raws.append(raw)
         try:
-            for raw in raws:
+            # The consumer handles acknowledgements in order: the last one is sent as a
+            # request, and its answer says the server processed all of them (a flush only
+            # says they arrived). A consumer opened next then starts past them, always.
+            for raw in raws[:-1]:
                 await raw.ack()
-            if self.nc is not None:
-                await self.nc.flush(timeout=10)
+            if raws:
+                await raws[-1].ack_sync(timeout=10)
         except (NatsError, TimeoutError) as exc:
             raise BusError(f"NATS ack failed: {exc!r}") from exc
         for m in msgs:
