@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
-from sentrail.cli.common import EXIT_OK, fail, stderr_interactive
+from sentrail.cli.common import EXIT_OK, fail, progress_bar, stderr_interactive
 from sentrail.cli.defaults import store_url
 from sentrail.cli.investigate import app_of_run, emit_json, export_bundle, since_epoch
 from sentrail.cli.store_access import Database, key_store, open_migrated
@@ -38,6 +38,7 @@ from sentrail.policy.compiled import Policy
 from sentrail.policy.load import load_policy
 from sentrail.report.escape import safe_text
 from sentrail.report.text import render_run
+from sentrail.runtime.framing import ndjson_lines
 from sentrail.runtime.ingest import Ingestor
 from sentrail.runtime.replay import Replay, Replayer, ReplaySpec, fleet_runs, replay_fleet
 from sentrail.runtime.sources import is_event_stream_name, looks_like_event_stream, read_document
@@ -243,10 +244,7 @@ def _run_lines(data: bytes, run: str, where: str) -> bytes:
     """The lines of ``run`` (exact bytes); a line that is not an event is a located error."""
     kept: list[bytes] = []
     errors: list[str] = []
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        line = raw[:-1] if raw.endswith(b"\r") else raw
-        if not line.strip():
-            continue
+    for lineno, line in ndjson_lines(data):
         try:
             event = decode_event(line)
         except InputError as exc:
@@ -319,17 +317,7 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if stderr_interactive() and self.total:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            self.bar = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
+            self.bar = progress_bar()
             self.task = self.bar.add_task("replaying", total=self.total)
             self.bar.start()
         return self

@@ -7,11 +7,18 @@ import enum
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from sentrail.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, colour_for, fail
+from sentrail.cli.common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_USAGE,
+    colour_for,
+    fail,
+    progress_bar,
+)
 from sentrail.engine.config import EngineConfig
 from sentrail.errors import SentrailError
 from sentrail.model.finding import RunResult, Severity
@@ -34,20 +41,6 @@ class FailOn(enum.StrEnum):
     warning = "warning"
     critical = "critical"
     never = "never"
-
-
-def _progress(total: int) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
 
 
 @app.command()
@@ -103,7 +96,7 @@ def analyze(
         outcomes = run_batch(paths, config, jobs=jobs)
         if batch and fmt is Format.text:
             typer.echo(f"Analysing {len(paths)} trace file{'s' * (len(paths) != 1)}...")
-        progress = _progress(len(paths)) if batch and _interactive() else None
+        progress = progress_bar() if batch and _interactive() else None
         task = progress.add_task("analysing", total=len(paths)) if progress else None
         if progress:
             progress.start()

@@ -28,6 +28,7 @@ from sentrail.bus.base import Bus
 from sentrail.errors import InputError, SentrailError, UsageError
 from sentrail.model.decode import decode_event, decode_run
 from sentrail.model.events import Event, RunCompleted, RunStarted, StepEvent, events_of
+from sentrail.runtime.framing import ndjson_lines
 from sentrail.runtime.sources import (
     STDIN,
     is_event_stream_name,
@@ -94,10 +95,7 @@ class EventReader:
                 yield self._out(ev, None, copy)
 
     def _lines(self, path: str, data: bytes, copy: int) -> Iterator[Outgoing]:
-        for lineno, raw in enumerate(data.split(b"\n"), start=1):
-            line = raw[:-1] if raw.endswith(b"\r") else raw
-            if not line.strip():
-                continue
+        for lineno, line in ndjson_lines(data):
             try:
                 ev = decode_event(line)
             except SentrailError as exc:

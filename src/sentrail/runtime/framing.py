@@ -2,6 +2,8 @@
 
 - :func:`bounded_lines`: lines from a ``readline``, each cut at the document limit (the
   rest of a longer line is skipped, so one huge line cannot exhaust memory);
+- :func:`ndjson_lines`: the non-blank lines of an NDJSON body, numbered, without their
+  line terminators (``\n`` or ``\r\n``);
 - :class:`DocumentFramer`: lines into documents: NDJSON (one per line) or a document
   spread over many lines (a pretty-printed trace on stdin), several in a row.
 """
@@ -15,6 +17,16 @@ from sentrail.errors import InputError
 from sentrail.model.decode import MAX_DOCUMENT_BYTES
 
 _OUTSIDE = re.compile(rb'["{}\[\]]')
+
+
+def ndjson_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` for each non-blank line, without ``\n`` or ``\r\n``."""
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        if line.strip():
+            yield lineno, line
+
+
 _INSIDE = re.compile(rb'["\\]')
 
 

@@ -38,6 +38,7 @@ from sentrail.model.decode import decode_event, decode_run
 from sentrail.model.events import Event, RunCompleted, RunStarted, StepEvent
 from sentrail.model.finding import RunResult
 from sentrail.model.trace import Run
+from sentrail.runtime.framing import ndjson_lines
 from sentrail.runtime.pipeline import RunUpdate
 from sentrail.runtime.store_writer import StoreWriter
 from sentrail.runtime.stored import fold_stored
@@ -131,10 +132,7 @@ class Ingestor:
         """Every line as a log event; one InputError naming up to 20 bad lines otherwise."""
         out: list[NewEvent] = []
         errors: list[tuple[str, str]] = []
-        for lineno, raw in enumerate(data.split(b"\n"), start=1):
-            line = raw[:-1] if raw.endswith(b"\r") else raw
-            if not line.strip():
-                continue
+        for lineno, line in ndjson_lines(data):
             try:
                 event = decode_event(line)
             except SentrailError as exc:
