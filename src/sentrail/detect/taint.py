@@ -364,7 +364,7 @@ class TaintedAction(Detector):
 
     def _output(self, facts: StepFacts) -> None:
         """The agent's own answer says what an injected instruction told it to say."""
-        text = facts.step.reasoning
+        text = facts.step.output or facts.step.reasoning
         if not text or refuses(text):
             return
         text = bounded(text)

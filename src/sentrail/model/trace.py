@@ -38,6 +38,8 @@ class Step(msgspec.Struct, omit_defaults=True):
     step_index: StepIndex
     action: str | None = None
     reasoning: str | None = None
+    # The agent's words to the user (an answer, a reply) in a step with no tool call.
+    output: str | None = None
     tool_call: ToolCall | None = None
     result: ToolResult | None = None
     permissions_used: list[str] = msgspec.field(default_factory=list)
