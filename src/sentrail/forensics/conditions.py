@@ -62,6 +62,12 @@ DETECTOR_RULES: dict[str, str] = {
     "data_exfiltration.secret_in_output": (
         "a secret-looking value in the agent's output that the user's request did not hold"
     ),
+    "behavioural_correlation.failure_cascade": (
+        "failing steps on several tools right after a denied step"
+    ),
+    "untrusted_instruction.tool_changed": (
+        "a tool's description or input schema changed from an earlier listing in the run"
+    ),
     "behavioural_correlation.repeated_denials": "three or more denied writes close together",
     "behavioural_correlation.escalation_after_denial": (
         "a permission escalation within three steps of a denied step"

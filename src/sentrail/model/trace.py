@@ -34,6 +34,14 @@ class Alternative(msgspec.Struct, omit_defaults=True):
     rejected_reason: str | None = None
 
 
+class ToolInfo(msgspec.Struct, omit_defaults=True):
+    """One tool as the agent was offered it (an MCP ``tools/list`` entry)."""
+
+    name: str
+    description: str | None = None
+    input_schema: Any = None
+
+
 class Step(msgspec.Struct, omit_defaults=True):
     step_index: StepIndex
     action: str | None = None
@@ -50,6 +58,9 @@ class Step(msgspec.Struct, omit_defaults=True):
     environment: str | None = None
     approval_id: str | None = None
     confidence: float | None = None
+    # The tools the agent was offered, when the list was (re)read at this step (MCP
+    # ``tools/list``, after ``notifications/tools/list_changed``).
+    tools: list[ToolInfo] | None = None
 
 
 class PermissionsSummary(msgspec.Struct, omit_defaults=True):
