@@ -104,7 +104,7 @@ class DangerousOutput(Detector):
         trigger = (self.ctx.header.trigger or "").lower()
         fired = 0
         for action in pack:
-            if action.pattern.scope == "outgoing":
+            if action.pattern.scope != "arguments":
                 continue
             if action.hints and not any(h in low for h in action.hints):
                 continue
