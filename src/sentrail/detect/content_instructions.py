@@ -95,6 +95,23 @@ _ANCHORS: tuple[tuple[re.Pattern[str], int], ...] = (
         5,
     ),
     (re.compile(r"^\s*(?:system|assistant|developer|admin)\s*(?:message|prompt)?\s*:", _F), 3),
+    # Role markers in the middle of a line: upper case after a sentence, or a wrapped one.
+    (
+        re.compile(
+            r"(?:[.!?]\s+|\)\s*)(?-i:SYSTEM|ASSISTANT|ADMIN|DEVELOPER)\s*:|"
+            r"#{2,}\s*\(\s*(?:system|assistant|developer|admin)[ _-]?(?:message|prompt)\s*\)",
+            _F,
+        ),
+        4,
+    ),
+    (
+        re.compile(
+            r"\b(?:assistant|agent|ai|bot)\s*,\s*(?:you\s+)?(?:must|need\s+to|have\s+to|"
+            r"should|are\s+to)\b",
+            _F,
+        ),
+        3,
+    ),
     (
         re.compile(
             r"\b(?:(?:hey|dear|attention|note to|message (?:for|to)|to the)\s+(?:the\s+)?"

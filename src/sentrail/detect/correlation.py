@@ -10,6 +10,10 @@ joins (``evidence.steps``).
   ``ESCALATION_AFTER`` steps of a denied step — critical.
 - ``denied_rerouted``: a denied write, then a successful write by a different tool whose
   parameters name the same target (resource, host, table, path, …) — critical.
+- ``failure_cascade``: after a denied step, failing steps keep coming (a run that flails
+  against, or around, the refusal): ``CASCADE_WARN`` failures on at least two tools is a
+  warning, ``CASCADE_CRITICAL`` on at least three tools critical. The cascade ends after
+  ``CASCADE_GAP`` steps in a row that did not fail; it is reported at most twice.
 - ``low_confidence_action``: a high-risk action (sensitive write or worse) right after a step
   whose confidence is below ``LOW_CONFIDENCE`` — warning.
 
@@ -29,6 +33,9 @@ DENIAL_WINDOW_S = 60.0
 DENIAL_WINDOW_STEPS = 5
 ESCALATION_AFTER = 3
 LOW_CONFIDENCE = 0.5
+CASCADE_WARN = 3
+CASCADE_CRITICAL = 6
+CASCADE_GAP = 3
 # Parameters naming the thing acted on (not its container: "database", "project", "account"
 # are shared by unrelated calls).
 TARGET_KEYS = frozenset(
@@ -45,6 +52,17 @@ _MAX_TARGET_LEN = 1024
 _MAX_TARGETS = 10_000
 _HIGH_RANK = RiskClass.SENSITIVE_WRITE.rank
 _CAT = Category.BEHAVIOURAL_CORRELATION
+
+
+class _Cascade:
+    __slots__ = ("denied", "failures", "quiet", "reported", "tools")
+
+    def __init__(self, denied: StepFacts) -> None:
+        self.denied = denied
+        self.failures: list[int] = []
+        self.tools: dict[str, None] = {}
+        self.quiet = 0
+        self.reported: Severity | None = None
 
 
 def targets_of(facts: StepFacts) -> list[tuple[str, str]]:
@@ -67,6 +85,7 @@ class BehaviouralCorrelation(Detector):
         "behavioural_correlation.repeated_denials": (Severity.WARNING,),
         "behavioural_correlation.denied_rerouted": (Severity.CRITICAL,),
         "behavioural_correlation.escalation_after_denial": (Severity.CRITICAL,),
+        "behavioural_correlation.failure_cascade": (Severity.WARNING, Severity.CRITICAL),
     }
 
     def __init__(self, ctx: RunContext) -> None:
@@ -81,6 +100,7 @@ class BehaviouralCorrelation(Detector):
         self._findings_seen = 0
         self._previous: StepFacts | None = None
         self._escalations_done: set[int] = set()  # ordinals of denials already joined
+        self._cascade: _Cascade | None = None
 
     def on_step(self, facts: StepFacts) -> None:
         self._ordinal += 1
@@ -89,6 +109,8 @@ class BehaviouralCorrelation(Detector):
         self._current = facts
         if len(self.ctx.findings) > self._findings_seen:
             self._scan_findings()
+        if self._cascade is not None or facts.denied:
+            self._cascade_step(facts)
         if facts.denied:
             if facts.is_write:
                 self._on_denied_write(ordinal, facts)
@@ -138,6 +160,48 @@ class BehaviouralCorrelation(Detector):
         )
 
     # -- denials -------------------------------------------------------------------------
+
+    def _cascade_step(self, facts: StepFacts) -> None:
+        cascade = self._cascade
+        if cascade is None:
+            self._cascade = _Cascade(facts)
+            return
+        if not facts.failed:
+            cascade.quiet += 1
+            if cascade.quiet >= CASCADE_GAP:
+                self._cascade = None
+            return
+        cascade.quiet = 0
+        if len(cascade.failures) < 100:
+            cascade.failures.append(facts.index)
+        if facts.tool and len(cascade.tools) < 20:
+            cascade.tools[facts.tool] = None
+        count, tools = len(cascade.failures), len(cascade.tools)
+        severity: Severity | None = None
+        if count >= CASCADE_CRITICAL and tools >= 3:
+            severity = Severity.CRITICAL
+        elif count >= CASCADE_WARN and tools >= 2:
+            severity = Severity.WARNING
+        if severity is None or (
+            cascade.reported is not None and severity.rank <= cascade.reported.rank
+        ):
+            return
+        cascade.reported = severity
+        denied = cascade.denied
+        self._emit(
+            "failure_cascade",
+            severity,
+            facts,
+            f"Failure cascade — {denied.tool} was denied at step {denied.index}, then {count} "
+            f"failing steps on {tools} tools ({', '.join(list(cascade.tools)[:5])})",
+            {
+                "steps": [denied.index, *cascade.failures[:20]],
+                "denied_tool": denied.tool,
+                "failures": count,
+                "tools": list(cascade.tools),
+            },
+            key=f"cascade#{denied.index}\x00{severity.value}",
+        )
 
     def _on_denied_write(self, ordinal: int, facts: StepFacts) -> None:
         window = self._denials

@@ -10,6 +10,7 @@ sends something out. A pattern runs only when one of its literal hints is presen
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, StepFacts
@@ -55,10 +56,14 @@ class DangerousActions(Detector):
     }
 
     def on_step(self, facts: StepFacts) -> None:
-        if facts.tool is None or not facts.params:
+        if facts.tool is None:
             return
         pack = self.ctx.policy.dangerous
         if not pack:
+            return
+        if self.ctx.policy.tool_patterns and self._tool_named(facts):
+            return
+        if not facts.params:
             return
         code, everything = _texts(facts.params)
         if not everything:
@@ -72,6 +77,8 @@ class DangerousActions(Detector):
         trigger = (self.ctx.header.trigger or "").lower()
         fired = 0
         for action in pack:
+            if action.pattern.scope == "tool":
+                continue
             outgoing = action.pattern.scope == "outgoing"
             if outgoing and not sends:
                 continue
@@ -106,3 +113,43 @@ class DangerousActions(Detector):
             fired += 1
             if fired >= MAX_PER_STEP:
                 return
+
+    def _tool_named(self, facts: StepFacts) -> bool:
+        """``scope: tool`` patterns against the tool's name read as words."""
+        tool = facts.tool or ""
+        words = _name_words(tool)
+        for action in self.ctx.policy.tool_patterns:
+            if action.hints and not any(h in words for h in action.hints):
+                continue
+            m = action.regex.search(words)
+            if m is None:
+                continue
+            trigger = (self.ctx.header.trigger or "").lower()
+            severity = action.severity
+            requested = next((w for w in action.requested if w in trigger), None)
+            if requested and severity is Severity.CRITICAL:
+                severity = Severity.WARNING
+            p = action.pattern
+            self.ctx.emit(
+                f"policy.dangerous.{p.id}",
+                Category.POLICY_VIOLATION,
+                severity,
+                facts,
+                f"Dangerous action {p.id} — {p.description} ({tool}: {m.group(0)!r})",
+                {
+                    "pattern_id": p.id,
+                    "matched": m.group(0)[:200],
+                    "tool": tool,
+                    "requested_by_user": requested,
+                    "status": facts.status,
+                },
+                tags=["OWASP-ASI02", "AML.T0048"],
+                key=p.id,
+            )
+            return True
+        return False
+
+
+@lru_cache(maxsize=4096)
+def _name_words(tool: str) -> str:
+    return " ".join(tool_words(tool[:200]))

@@ -15,6 +15,12 @@ phrases and role markers, which no user types to their own agent.
 
 Severity is a warning: an injection the agent did not act on is suspicious, not harmful.
 Acting on it is judged by ``tainted_action``.
+
+A step may carry the tool list the agent was offered (``tools``, as an MCP ``tools/list``
+returns it). A tool whose description or input schema differs from an earlier listing in
+the same run was changed mid-session (``tool_changed``): a warning, critical when the new
+description holds an instruction (a rug pull: the server rewrote what the agent reads as
+trusted). That instruction is recorded like one found in a result.
 """
 
 from __future__ import annotations
@@ -29,13 +35,15 @@ from sentrail.detect.content_instructions import (
     find_instructions,
     has_cue,
 )
-from sentrail.detect.text import SCAN_HEAD, SCAN_TAIL, bounded, iter_strings
+from sentrail.detect.text import SCAN_HEAD, SCAN_TAIL, bounded, iter_strings, json_text
 from sentrail.model.finding import Category, Severity
 
 MAX_STRINGS = 2_000  # strings scored per result
 MAX_PER_STEP = 16  # instructions recorded per step
 MAX_JOINED = 16 * 1024  # characters of a result's strings judged joined together
 NEAR_MISS = 2
+MAX_TOOLS = 1_000  # tools remembered per run
+MAX_DESCRIPTION = 8 * 1024
 
 
 def scan_all(
@@ -107,16 +115,20 @@ class UntrustedInstruction(Detector):
     rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
         "untrusted_instruction.tool_result": (Severity.WARNING,),
         "untrusted_instruction.task_text": (Severity.WARNING,),
+        "untrusted_instruction.tool_changed": (Severity.WARNING, Severity.CRITICAL),
     }
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)
         self._trigger_done = False
+        self._tools: dict[str, tuple[str, str]] = {}  # name -> (description, schema text)
 
     def on_step(self, facts: StepFacts) -> None:
         if not self._trigger_done:
             self._trigger_done = True
             self._scan_trigger(facts)
+        if facts.step.tools is not None:
+            self._tools_listed(facts)
         res = facts.step.result
         if res is None:
             return
@@ -155,6 +167,44 @@ class UntrustedInstruction(Detector):
             f"({path}): {found.excerpt[:80]!r}",
             evidence,
         )
+
+    def _tools_listed(self, facts: StepFacts) -> None:
+        known = self._tools
+        for tool in (facts.step.tools or [])[:MAX_TOOLS]:
+            description = (tool.description or "")[:MAX_DESCRIPTION]
+            schema = json_text(tool.input_schema)[:MAX_DESCRIPTION] if tool.input_schema else ""
+            before = known.get(tool.name)
+            if before is None:
+                if len(known) < MAX_TOOLS:
+                    known[tool.name] = (description, schema)
+                continue
+            if before == (description, schema):
+                continue
+            known[tool.name] = (description, schema)
+            found, _ = find_instructions(description) if len(description) >= MIN_LEN else ([], 0)
+            path = f"tools[{tool.name}].description"
+            for ins in found[:MAX_PER_STEP]:
+                self.ctx.add_injection(facts.index, ins.text, path)
+            what = "description" if before[0] != description else "input schema"
+            evidence: dict[str, Any] = {
+                "tool": tool.name,
+                "changed": what,
+                "instruction": bool(found),
+                "before": before[0][:200],
+                "after": description[:200],
+            }
+            if found:
+                evidence["excerpt"] = found[0].excerpt
+            self.ctx.emit(
+                "untrusted_instruction.tool_changed",
+                Category.UNTRUSTED_INSTRUCTION,
+                Severity.CRITICAL if found else Severity.WARNING,
+                facts,
+                f"The {what} of tool {tool.name} changed mid-session"
+                + (f", and now holds an instruction: {found[0].excerpt[:80]!r}" if found else ""),
+                evidence,
+                key=tool.name,
+            )
 
     def _scan_trigger(self, facts: StepFacts) -> None:
         ctx = self.ctx

@@ -11,6 +11,7 @@ from sentrail.detect.correlation import BehaviouralCorrelation
 from sentrail.detect.dangerous import DangerousActions
 from sentrail.detect.exfiltration import DataExfiltration
 from sentrail.detect.injection import UntrustedInstruction
+from sentrail.detect.output import DangerousOutput, OutputLinks
 from sentrail.detect.permission import PermissionEscalation
 from sentrail.detect.policy_rules import PolicyRules
 from sentrail.detect.retries import ExcessiveRetries
@@ -31,6 +32,8 @@ DETECTORS: dict[str, type[Detector]] = {
         UntrustedInstruction,
         TaintedAction,
         DataExfiltration,
+        DangerousOutput,
+        OutputLinks,
         BehaviouralCorrelation,
     )
 }

@@ -12,6 +12,13 @@ critical for mutating parameters on a credential/auth-like tool or field, or whe
 keep failing while more than the target changes — brute force), or, below the threshold,
 as info when the burst ends (a later call moves it out of the window, or the run ends). A
 reported burst that later turns critical is reported once more, at the step where it did.
+
+Severity scales with the count: a burst that reaches ``RUNAWAY_FACTOR`` times the threshold
+(at least ``RUNAWAY_MIN`` calls) is a runaway loop, critical when it repeats a write
+(the same payment or e-mail sent over and over) or keeps failing (hammering a tool that
+refuses); a runaway read that succeeds stays a warning. Each burst is reported at most
+three times (below, at the threshold, at the runaway count), so a loop of thousands of
+calls costs no more findings than one of thirty.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ _WORD_CACHE: dict[str, bool] = {}
 _MAX_KEYS_LISTED = 20
 _PRUNE_AT = 2 * RECENT_CALLS  # stale bursts are closed lazily, when this many are kept
 _MISSING = object()
+RUNAWAY_FACTOR = 3  # a burst of this many times the threshold is a runaway loop
+RUNAWAY_MIN = 10
 
 
 def is_credential_key(name: str) -> bool:
@@ -88,13 +97,14 @@ class ExcessiveRetries(Detector):
     name = "excessive_retries"
     category = Category.EXCESSIVE_RETRIES
     rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
-        "excessive_retries.identical": (Severity.INFO, Severity.WARNING),
+        "excessive_retries.identical": (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
         "excessive_retries.mutating": (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
     }
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)
         self._threshold = max(2, ctx.profile.profile.retry_threshold)
+        self._runaway = max(RUNAWAY_MIN, RUNAWAY_FACTOR * self._threshold)
         self._ordinal = 0
         self._live: dict[str, _Burst] = {}  # tool -> its burst, while still recent
         self._auth_tools: dict[str, bool] = {}
@@ -140,7 +150,11 @@ class ExcessiveRetries(Detector):
         if count < self._threshold:
             return
         severity = self._severity(burst)
-        if burst.reported is None or severity.rank > burst.reported.rank:
+        if (
+            burst.reported is None
+            or severity.rank > burst.reported.rank
+            or (count == self._runaway and severity.rank >= burst.reported.rank)
+        ):
             burst.reported = severity
             self._report(burst, severity)
 
@@ -165,7 +179,15 @@ class ExcessiveRetries(Detector):
             hit = self._auth_tools[tool] = not _AUTH_TOOL_WORDS.isdisjoint(tool_words(tool))
         return hit
 
+    def _runaway_harm(self, burst: _Burst) -> bool:
+        """A runaway burst (many times the threshold) of a write, or of calls that keep
+        failing."""
+        count = len(burst.steps)
+        return count >= self._runaway and (burst.last.is_write or 2 * burst.failures >= count)
+
     def _severity(self, burst: _Burst) -> Severity:
+        if self._runaway_harm(burst):
+            return Severity.CRITICAL
         if burst.identical:
             return Severity.WARNING
         count = len(burst.steps)
@@ -191,8 +213,11 @@ class ExcessiveRetries(Detector):
         identical = burst.identical
         kind = "identical" if identical else "mutating"
         changed = list(burst.changed)
+        runaway = count >= self._runaway
         if identical:
             why = "" if severity is Severity.INFO else " (likely a bug or outage)"
+            if severity is Severity.CRITICAL:
+                why = " — a runaway loop"
         else:
             shown = ", ".join(changed[:5]) + (", …" if len(changed) > 5 else "")
             why = f" ({shown} changed)"
@@ -212,8 +237,11 @@ class ExcessiveRetries(Detector):
                 "params": kind,
                 "changed_keys": changed[:_MAX_KEYS_LISTED],
                 "failures": burst.failures,
-                "steps": list(burst.steps),
+                "steps": list(burst.steps) if count <= 50 else burst.steps[:25] + burst.steps[-25:],
                 "threshold": self._threshold,
+                "runaway": runaway,
+                "write": burst.last.is_write,
             },
-            key=f"{burst.tool}\x00#{burst.first_ordinal}\x00{severity.value}",
+            key=f"{burst.tool}\x00#{burst.first_ordinal}\x00{severity.value}"
+            + ("\x00runaway" if runaway else ""),
         )

@@ -51,6 +51,23 @@ DETECTOR_RULES: dict[str, str] = {
         "a destination found only in the free text of a result, never in the user's request, "
         "used by an action that moves money, data or credentials"
     ),
+    "data_exfiltration.output_url": (
+        "a markdown image or link in the agent's output whose URL carries a secret or a value "
+        "read from an earlier tool result"
+    ),
+    "data_exfiltration.lookalike_link": (
+        "a link in the agent's output on a domain imitating one the user named or the "
+        "profile trusts"
+    ),
+    "data_exfiltration.secret_in_output": (
+        "a secret-looking value in the agent's output that the user's request did not hold"
+    ),
+    "behavioural_correlation.failure_cascade": (
+        "failing steps on several tools right after a denied step"
+    ),
+    "untrusted_instruction.tool_changed": (
+        "a tool's description or input schema changed from an earlier listing in the run"
+    ),
     "behavioural_correlation.repeated_denials": "three or more denied writes close together",
     "behavioural_correlation.escalation_after_denial": (
         "a permission escalation within three steps of a denied step"

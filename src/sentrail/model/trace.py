@@ -34,10 +34,20 @@ class Alternative(msgspec.Struct, omit_defaults=True):
     rejected_reason: str | None = None
 
 
+class ToolInfo(msgspec.Struct, omit_defaults=True):
+    """One tool as the agent was offered it (an MCP ``tools/list`` entry)."""
+
+    name: str
+    description: str | None = None
+    input_schema: Any = None
+
+
 class Step(msgspec.Struct, omit_defaults=True):
     step_index: StepIndex
     action: str | None = None
     reasoning: str | None = None
+    # The agent's words to the user (an answer, a reply) in a step with no tool call.
+    output: str | None = None
     tool_call: ToolCall | None = None
     result: ToolResult | None = None
     permissions_used: list[str] = msgspec.field(default_factory=list)
@@ -48,6 +58,9 @@ class Step(msgspec.Struct, omit_defaults=True):
     environment: str | None = None
     approval_id: str | None = None
     confidence: float | None = None
+    # The tools the agent was offered, when the list was (re)read at this step (MCP
+    # ``tools/list``, after ``notifications/tools/list_changed``).
+    tools: list[ToolInfo] | None = None
 
 
 class PermissionsSummary(msgspec.Struct, omit_defaults=True):

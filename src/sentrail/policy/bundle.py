@@ -148,7 +148,7 @@ class ActionPattern(Strict):
     pattern: str = ""
     description: str = ""
     severity: str = "critical"
-    scope: Literal["arguments", "outgoing"] = "arguments"
+    scope: Literal["arguments", "outgoing", "tool"] = "arguments"
     hints: list[str] = msgspec.field(default_factory=list)
     requested_words: list[str] = msgspec.field(default_factory=list)
     enabled: bool = True

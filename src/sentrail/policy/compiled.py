@@ -92,9 +92,10 @@ class Policy:
         self.dangerous = [
             CompiledAction(p) for p in merge(DEFAULT_DANGEROUS_ACTIONS, bundle.dangerous_actions)
         ]
+        self.tool_patterns = [a for a in self.dangerous if a.pattern.scope == "tool"]
         # One search for any pattern's hints: most calls have none and skip the pack.
-        hints = {h for a in self.dangerous for h in a.hints}
-        no_hint = any(not a.hints for a in self.dangerous)
+        hints = {h for a in self.dangerous if a.pattern.scope != "tool" for h in a.hints}
+        no_hint = any(not a.hints for a in self.dangerous if a.pattern.scope != "tool")
         self.dangerous_hints: re.Pattern[str] | None = (
             None if no_hint or not hints else re.compile("|".join(map(re.escape, sorted(hints))))
         )

@@ -4,7 +4,9 @@ Each pattern is a regular expression over a tool call's arguments (shell, SQL, c
 free-text fields such as an e-mail ``body`` only for ``scope: outgoing`` patterns, and only
 when the tool sends something out). ``hints`` are lower-case literals one of which every
 match contains: a cheap test that spares most calls the expression. When the user's request
-holds one of ``requested_words`` the finding drops to a warning (the user asked for a
+holds one of ``requested_words`` the finding drops to a warning. ``scope: tool`` patterns
+read the tool's name as words (``ConfidentialDocumentTheft`` -> "confidential document
+theft"): a tool that names harm, which the user did not ask for (the user asked for a
 deletion, a table drop...). A bundle's ``dangerous_actions`` entries replace the default of
 the same id (``enabled: false`` turns one off) or add new ones.
 """
@@ -137,6 +139,55 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         hints=["-", "akia", "sk_", "rk_", "gh", "xox", "eyj", "private key"],
     ),
 )
+
+
+HARMFUL_TOOL = ActionPattern(
+    id="harmful-tool-name",
+    description="A tool whose name says it steals, tampers, defrauds or destroys",
+    scope="tool",
+    pattern=r"\b(?:theft|thefts|steal\w*|exfiltrat\w*|tamper\w*|fraudulent|phishing|"
+    r"backdoor\w*|keylog\w*|malware|ransomware|spoof\w*|impersonat\w*|sabotag\w*|"
+    r"hijack\w*|forgery|forge|embezzl\w*|launder\w*|"
+    r"(?:market|grade|price|record|vote|evidence|log|report)s? manipulat\w*|"
+    r"(?:data|disk|log|record|evidence)s? wip(?:e|es|ing)|"
+    r"(?:data|secret|credential|document|password|conference|research)s? leak\w*)\b",
+    hints=[
+        "theft",
+        "steal",
+        "exfiltrat",
+        "tamper",
+        "fraudulent",
+        "phishing",
+        "backdoor",
+        "keylog",
+        "malware",
+        "ransomware",
+        "spoof",
+        "impersonat",
+        "sabotag",
+        "hijack",
+        "forg",
+        "embezzl",
+        "launder",
+        "manipulat",
+        "wip",
+        "leak",
+    ],
+    requested_words=[
+        "phishing",
+        "simulat",
+        "red team",
+        "red-team",
+        "pentest",
+        "penetration test",
+        "wipe",
+        "tamper",
+        "spoof",
+        "forensic",
+    ],
+)
+
+DEFAULT_DANGEROUS_ACTIONS = (*DEFAULT_DANGEROUS_ACTIONS, HARMFUL_TOOL)
 
 
 def merge(

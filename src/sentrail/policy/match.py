@@ -49,6 +49,10 @@ class TrustedDestinations:
         self._exact = frozenset(exact)
         self._suffixes = tuple(suffixes)
 
+    def domain_names(self) -> list[str]:
+        """The trusted domains, without the ``*.`` of wildcard entries."""
+        return sorted(self._exact) + [s.lstrip(".") for s in self._suffixes]
+
     def host_trusted(self, host: str) -> bool:
         host = host.lower().rstrip(".")
         ip = _as_ip(host)
