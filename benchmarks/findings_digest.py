@@ -134,7 +134,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--traces", type=int, default=3000, help="synthetic traces")
     ap.add_argument("--content", type=int, default=600, help="content-heavy traces")
+    ap.add_argument("--only", choices=["decisions"], help="only the decisions' digest")
     args = ap.parse_args()
+    if args.only == "decisions":
+        print(json.dumps({"decisions": digest_decisions()}, indent=2))
+        return
     policy = Policy(load_policy(POLICY))
     out: dict[str, object] = {}
     examples = sorted((ROOT / "examples" / "traces").glob("*.json"))
