@@ -66,6 +66,7 @@ test: lint typecheck layers unit
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/content_bench.py
 	$(BIN)/python benchmarks/evidence_bench.py
 	$(BIN)/python benchmarks/store_bench.py
 	$(BIN)/python benchmarks/stream_bench.py

@@ -149,3 +149,58 @@ def test_every_truncation_is_a_clean_error(doc: dict[str, Any], data: st.DataObj
     cut = data.draw(st.integers(0, len(raw) - 1))
     with pytest.raises(InputError):
         decode_run(raw[:cut])
+
+
+# -- the duplicate-key check's fast path against the exact parse -----------------------
+_KEYS = st.sampled_from(["a", "b", "k:", ":", "\\u003a", "\\u003A", "\\\\u003a", '\\"', "é"])
+
+
+@st.composite
+def json_texts(draw: st.DrawFn, depth: int = 0) -> str:
+    """JSON text, written by hand so that an object may repeat a key and colons may be
+    spelled raw or escaped, inside keys and values, with arbitrary spacing."""
+    sp = draw(st.sampled_from(["", " ", "\n"]))
+    if depth >= 3:
+        kind = draw(st.sampled_from(["str", "num"]))
+    else:
+        kind = draw(st.sampled_from(["obj", "obj", "arr", "str", "num"]))
+    if kind == "num":
+        return str(draw(st.integers(-(10**20), 10**20) | st.floats(allow_nan=False)))
+    if kind == "str":
+        return '"' + "".join(draw(st.lists(_KEYS, max_size=4))) + '"'
+    if kind == "arr":
+        items = draw(st.lists(json_texts(depth + 1), max_size=3))
+        return "[" + f",{sp}".join(items) + "]"
+    keys = draw(st.lists(_KEYS, max_size=4))
+    items = [f'"{k}"{sp}:{sp}{draw(json_texts(depth + 1))}' for k in keys]
+    return "{" + f",{sp}".join(items) + "}"
+
+
+def _exact_unique(data: bytes) -> bool:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise KeyError("duplicate")
+        return dict(pairs)
+
+    try:
+        json.loads(data, object_pairs_hook=hook)
+    except KeyError:
+        return False
+    return True
+
+
+@settings(max_examples=400)
+@given(json_texts())
+def test_fast_duplicate_check_never_passes_a_duplicate(text: str) -> None:
+    from sentrail.model.decode import _surely_unique_keys
+
+    data = text.encode()
+    try:
+        json.loads(data)
+    except ValueError:
+        return  # not JSON: the exact check and msgspec report it
+    if _surely_unique_keys(data):
+        assert _exact_unique(data)
+    elif "\\\\u003a" not in text and _exact_unique(data):
+        # Without a literal backslash before an escape, a unique document is seen as such.
+        pytest.fail(text)

@@ -337,3 +337,21 @@ def test_automatic_containment_on_chosen_findings() -> None:
     )
     held = pdp.containment.is_quarantined("default", agent)
     assert held is not None and held.by == "sentrail:auto"
+
+
+def test_approved_for_finds_only_an_approved_unused_approval_of_the_same_call() -> None:
+    from sentrail.enforce.state import ApprovalBook
+
+    book = ApprovalBook()
+    first = book.request("t", "r1", "a", "db.drop", "h1", "why")
+    other = book.request("t", "r1", "a", "db.drop", "h2", "why")
+    elsewhere = book.request("t2", "r1", "a", "db.drop", "h1", "why")
+    assert book.approved_for("t", "r1", "db.drop", "h1") is None  # pending
+    book.decide(other.approval_id, "t", True, "ops", "ok")
+    book.decide(elsewhere.approval_id, "t2", True, "ops", "ok")
+    assert book.approved_for("t", "r1", "db.drop", "h1") is None  # other args, other tenant
+    book.decide(first.approval_id, "t", True, "ops", "ok")
+    assert book.approved_for("t", "r1", "db.drop", "h1") == first.approval_id
+    assert book.redeem(first.approval_id, "t", "r1", "db.drop", "h1")[0] is not None
+    assert book.approved_for("t", "r1", "db.drop", "h1") is None  # used
+    assert book.approved_for("t", "r1", "db.drop", "h2") == other.approval_id

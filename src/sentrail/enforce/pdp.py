@@ -94,6 +94,7 @@ class DecisionPoint(Controls):
         )
         self._minute: dict[tuple[str, str, str], collections.deque[float]] = {}
         self._lock = threading.Lock()
+        self._key_ref: tuple[Signer | None, str] = (None, "")
 
     # -- the public API ----------------------------------------------------------------------
     def decide(self, req: DecisionRequest) -> Decision:
@@ -348,8 +349,11 @@ class DecisionPoint(Controls):
         )
 
     def _sign(self, d: Decision) -> Decision:
-        d = msgspec.structs.replace(d, key=self.signer.verifier.key_ref, signature="")
-        sig = self.signer.sign(d.signed_bytes())
+        signer = self.signer
+        if self._key_ref[0] is not signer:  # the key's name and id, derived once per signer
+            self._key_ref = (signer, signer.verifier.key_ref)
+        d = msgspec.structs.replace(d, key=self._key_ref[1], signature="")
+        sig = signer.sign(msgspec.json.encode(d))  # d.signed_bytes(): its signature is ""
         return msgspec.structs.replace(d, signature=base64.b64encode(sig).decode())
 
 

@@ -170,6 +170,10 @@ class ApprovalBook:
         self.on_change = on_change or (lambda a: None)
         self.approvals: dict[str, Approval] = {}
         self._open: dict[tuple[str, ...], Approval] = {}  # the pending one per call
+        # Every approval of each call, in the order requested: what approved_for looks in
+        # (a decision point asks on every call that needs an approval; a scan of all the
+        # approvals ever requested grew with them).
+        self._by_call: dict[tuple[str, ...], list[Approval]] = {}
         self._lock = threading.Lock()
 
     def request(
@@ -208,6 +212,7 @@ class ApprovalBook:
             )
             self.approvals[approval.approval_id] = approval
             self._open[key] = approval
+            self._by_call.setdefault(key, []).append(approval)
             return approval
 
     def decide(
@@ -254,13 +259,8 @@ class ApprovalBook:
         """The id of an approved, unused, unexpired approval of exactly this call."""
         now = time.time()
         with self._lock:
-            for a in self.approvals.values():
-                if (
-                    a.status == "approved"
-                    and a.expires > now
-                    and (a.tenant_id, a.app_id, a.run_id, a.tool, a.args_sha256)
-                    == (tenant, app, run_id, tool, args_sha256)
-                ):
+            for a in self._by_call.get((tenant, app, run_id, tool, args_sha256), ()):
+                if a.status == "approved" and a.expires > now:
                     return a.approval_id
         return None
 

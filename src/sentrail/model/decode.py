@@ -101,9 +101,33 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicates)
 
 
+_ANY_DECODER = msgspec.json.Decoder()
+_ENCODE = msgspec.json.Encoder().encode
+# A ``:`` in a JSON text is structural (one per object key) or inside a string, written
+# as itself or as a ``\u003a`` escape; msgspec writes every one of them back as itself.
+_ESCAPED_COLONS = (b"\\u003a", b"\\u003A")
+
+
+def _surely_unique_keys(data: bytes) -> bool:
+    """True only when no object of ``data`` repeats a key, found without a second full
+    parse in Python: decoded (msgspec keeps the last of repeated keys) and encoded again,
+    the text holds exactly as many colons as ``data`` spells (raw or escaped) when no key
+    was dropped, and fewer when one was. Any doubt (a count that differs for another
+    reason, a document msgspec refuses) answers False: the exact check decides then.
+    (msgspec refuses text that is not UTF-8, as the exact check does.)"""
+    try:
+        value = _ANY_DECODER.decode(data)
+    except Exception:
+        return False
+    spelled = data.count(b":") + sum(data.count(e) for e in _ESCAPED_COLONS)
+    return spelled == _ENCODE(value).count(b":")
+
+
 def check_structure(data: bytes) -> None:
     """Refuse duplicate keys. (Nesting is bounded by both parsers, which raise
     ``RecursionError`` near 1,000 levels; that becomes a clear error below.)"""
+    if _surely_unique_keys(data):  # msgspec decoded it: it is UTF-8 too
+        return
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
