@@ -343,15 +343,16 @@ def test_approved_for_finds_only_an_approved_unused_approval_of_the_same_call() 
     from sentrail.enforce.state import ApprovalBook
 
     book = ApprovalBook()
-    first = book.request("t", "r1", "a", "db.drop", "h1", "why")
-    other = book.request("t", "r1", "a", "db.drop", "h2", "why")
-    elsewhere = book.request("t2", "r1", "a", "db.drop", "h1", "why")
-    assert book.approved_for("t", "r1", "db.drop", "h1") is None  # pending
+    first = book.request("t", "r1", "a", "db.drop", "h1", "why", app="pay")
+    other = book.request("t", "r1", "a", "db.drop", "h2", "why", app="pay")
+    elsewhere = book.request("t2", "r1", "a", "db.drop", "h1", "why", app="pay")
+    assert book.approved_for("t", "r1", "db.drop", "h1", app="pay") is None  # pending
     book.decide(other.approval_id, "t", True, "ops", "ok")
     book.decide(elsewhere.approval_id, "t2", True, "ops", "ok")
-    assert book.approved_for("t", "r1", "db.drop", "h1") is None  # other args, other tenant
+    assert book.approved_for("t", "r1", "db.drop", "h1", app="pay") is None  # other args, tenant
     book.decide(first.approval_id, "t", True, "ops", "ok")
-    assert book.approved_for("t", "r1", "db.drop", "h1") == first.approval_id
-    assert book.redeem(first.approval_id, "t", "r1", "db.drop", "h1")[0] is not None
-    assert book.approved_for("t", "r1", "db.drop", "h1") is None  # used
-    assert book.approved_for("t", "r1", "db.drop", "h2") == other.approval_id
+    assert book.approved_for("t", "r1", "db.drop", "h1", app="web") is None  # another app's
+    assert book.approved_for("t", "r1", "db.drop", "h1", app="pay") == first.approval_id
+    assert book.redeem(first.approval_id, "t", "r1", "db.drop", "h1", app="pay")[0] is not None
+    assert book.approved_for("t", "r1", "db.drop", "h1", app="pay") is None  # used
+    assert book.approved_for("t", "r1", "db.drop", "h2", app="pay") == other.approval_id
