@@ -19,6 +19,7 @@ from sentrail.engine.engine import Engine
 from sentrail.model.decode import decode_run
 from sentrail.model.finding import Category, Finding, RunResult, Severity, Verdict
 from sentrail.model.judgement import JudgeAnswer, JudgeVerdict, is_ambiguous, judged_verdict
+from sentrail.runtime.batch import analyze_bytes
 from sentrail.runtime.judge import OpenAIChatJudge, parse_reply, question_for
 from tests.cli.conftest import TRACES, TRIAGE, Cli
 
@@ -345,3 +346,17 @@ def test_the_adapter_never_raises(model: FakeModel) -> None:
     answer = judge.ask(question_for(run, Engine().analyze(run)))
     assert answer.verdict is JudgeVerdict.UNSURE and answer.error
     judge.close()
+
+
+def test_a_stream_and_a_document_ask_the_same_question() -> None:
+    doc = json.loads(TRIAGE.read_text())
+    steps = doc.pop("steps")
+    lines = [{"type": "run_started", **doc}]
+    lines += [{"type": "step", "run_id": doc["run_id"], "step": s} for s in steps]
+    stream = "\n".join(json.dumps(x) for x in lines).encode()  # left open: closed at the end
+    engine = Engine()
+    [from_doc] = analyze_bytes(engine, "t.json", TRIAGE.read_bytes(), questions=True)
+    [from_stream] = analyze_bytes(engine, "t.ndjson", stream, questions=True)
+    assert from_doc.question is not None and from_doc.question == from_stream.question
+    [unasked] = analyze_bytes(engine, "t.json", TRIAGE.read_bytes())
+    assert unasked.question is None
