@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -176,8 +177,9 @@ def test_the_budget_is_respected_and_counted(cli: Cli, model: FakeModel) -> None
         ),
         lambda _r: (500, b'{"error": "overloaded"}'),
         lambda _r: (401, b'{"error": "bad key"}'),
+        lambda _r: (200, b" " * (2 << 20)),
     ],
-    ids=["not-json", "no-choices", "unknown-verdict", "prose", "http-500", "http-401"],
+    ids=["not-json", "no-choices", "unknown-verdict", "prose", "http-500", "http-401", "huge"],
 )
 def test_a_bad_answer_is_unsure_and_the_analysis_goes_on(
     cli: Cli, model: FakeModel, reply: Reply
@@ -197,6 +199,16 @@ def test_an_unreachable_endpoint_is_unsure(cli: Cli, model: FakeModel) -> None:
     r = cli("trace", "analyze", TRIAGE, "--judge", url, "--judge-model", "m", "--fail-on", "never")
     assert r.exit_code == 0, r.output
     assert "Model opinion (not a finding" in r.stdout and "unsure (ConnectError" in r.stdout
+
+
+def test_a_timeout_is_unsure(cli: Cli, model: FakeModel) -> None:
+    def slow(_req: dict[str, Any]) -> tuple[int, bytes]:
+        time.sleep(1.0)
+        return chat()(_req)
+
+    model.reply = slow
+    r = cli("trace", "analyze", TRIAGE, *_judge_args(model, "--judge-timeout", "0.1"))
+    assert "unsure (ReadTimeout calling" in r.stdout, r.output
 
 
 def test_a_hostile_rationale_is_escaped_in_text(cli: Cli, model: FakeModel) -> None:

@@ -203,19 +203,19 @@ class OpenAIChatJudge:
             return msgspec.structs.replace(hit, cached=True)
         if self.tally.asked >= self.max_calls:
             self.tally.over_budget += 1
-            return self._unsure(digest, f"not asked: the budget of {self.max_calls} calls is spent")
+            spent = f"not asked: the budget of {self.max_calls} calls is spent"
+            return self._unsure(digest, spent, asked=False)
         self.tally.asked += 1
         try:
             verdict, rationale = self._call(messages)
         except ValueError as exc:
             self.tally.errors += 1
-            return self._unsure(digest, str(exc))
+            return self._unsure(digest, str(exc), asked=True)
         answer = JudgeAnswer(verdict, rationale, self.model, digest)
         self._cache[digest] = answer
         return answer
 
-    def _unsure(self, digest: str, error: str) -> JudgeAnswer:
-        asked = not error.startswith("not asked")
+    def _unsure(self, digest: str, error: str, *, asked: bool) -> JudgeAnswer:
         return JudgeAnswer(JudgeVerdict.UNSURE, "", self.model, digest, error=error, asked=asked)
 
     def _call(self, messages: list[dict[str, str]]) -> tuple[JudgeVerdict, str]:
@@ -229,14 +229,20 @@ class OpenAIChatJudge:
             "temperature": 0,
             "response_format": {"type": "json_object"},
         }
+        content = msgspec.json.encode(body)
         try:
-            resp = self._client.post(self.url, content=msgspec.json.encode(body), headers=headers)
+            with self._client.stream("POST", self.url, content=content, headers=headers) as resp:
+                if not 200 <= resp.status_code < 300:
+                    raise ValueError(f"HTTP {resp.status_code} from {display_url(self.url)}")
+                reply = bytearray()
+                for chunk in resp.iter_bytes():
+                    reply += chunk
+                    if len(reply) > MAX_REPLY:
+                        raise ValueError(f"a reply longer than {MAX_REPLY} bytes")
         except self._httpx.HTTPError as exc:
-            # The exception names the URL at most (never the headers); shown without credentials.
+            # Named by its type and the URL without credentials: never the headers or body.
             raise ValueError(f"{type(exc).__name__} calling {display_url(self.url)}") from None
-        if not 200 <= resp.status_code < 300:
-            raise ValueError(f"HTTP {resp.status_code} from {display_url(self.url)}")
-        return parse_reply(resp.content[:MAX_REPLY])
+        return parse_reply(bytes(reply))
 
     def save(self) -> None:
         """Write the answers to the cache file (atomically), when one was given."""
