@@ -21,6 +21,7 @@ import msgspec
 
 from sentrail.forensics.explain import Explanation, explain
 from sentrail.model.finding import Finding, RiskContribution, RunResult, Severity
+from sentrail.model.judgement import JudgeAnswer, judged_verdict
 
 REPORT_FORMAT = "sentrail.report/1"
 
@@ -76,6 +77,15 @@ class RunEntry(msgspec.Struct):
     explanations: list[Explanation]
 
 
+class JudgedRunEntry(RunEntry):
+    """A run a semantic judge was asked about: its answer is evidence kept apart from the
+    findings (``judgement``), and ``judged_verdict`` is the verdict it would raise the run
+    to (never lower); ``verdict`` stays the rules' own."""
+
+    judgement: JudgeAnswer
+    judged_verdict: str
+
+
 class ErrorEntry(msgspec.Struct):
     path: str
     error: str
@@ -105,16 +115,27 @@ class JsonReportWriter:
         self.summary = Summary()
         self.policy = policy
         self.errors: list[ErrorEntry] = []
+        # What a semantic judge did in the batch (set when one was asked for): a section
+        # of its own, after the policy; absent otherwise, so the report is unchanged.
+        self.judge: Any = None
         self._spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self._first = True
         self._enc = msgspec.json.Encoder()
 
-    def add(self, path: str, result: RunResult) -> None:
+    def add(self, path: str, result: RunResult, judgement: JudgeAnswer | None = None) -> None:
         self.summary.count(result)
         if not self._first:
             self._spool.write(b",\n")
         self._first = False
-        self._spool.write(self._encode(run_entry(path, result)))
+        entry = run_entry(path, result)
+        if judgement is not None:
+            fields = {f: getattr(entry, f) for f in RunEntry.__struct_fields__}
+            entry = JudgedRunEntry(
+                **fields,
+                judgement=judgement,
+                judged_verdict=judged_verdict(result.verdict, judgement).value,
+            )
+        self._spool.write(self._encode(entry))
 
     def add_error(self, path: str, error: str) -> None:
         self.summary.invalid += 1
@@ -128,6 +149,8 @@ class JsonReportWriter:
         out.write(b'{"format":' + enc(REPORT_FORMAT))
         out.write(b',\n"summary":' + enc(self.summary))
         out.write(b',\n"policy":' + enc(self.policy))
+        if self.judge is not None:
+            out.write(b',\n"judge":' + enc(self.judge))
         out.write(b',\n"runs":[\n')
         self._spool.seek(0)
         while chunk := self._spool.read(1 << 20):

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from sentrail.forensics.explain import Explanation, by_finding, explain
 from sentrail.model.finding import Category, Finding, RunResult, Severity
+from sentrail.model.judgement import JudgeAnswer, judged_verdict
 from sentrail.report.escape import safe_text
 
 _LABEL = {Severity.CRITICAL: "CRIT", Severity.WARNING: "WARN", Severity.INFO: "INFO"}
@@ -107,3 +108,21 @@ def render_run(
     if policy_path:
         lines.append(f"Policy file: {safe_text(policy_path)} (sha256 {policy_sha256})")
     return "\n".join(lines) + "\n"
+
+
+def render_judgement(result: RunResult, answer: JudgeAnswer) -> str:
+    """One line, apart from the report: a model's opinion, escaped like any trace string
+    (the model read hostile text and may repeat it). The verdict above it is unchanged."""
+    if answer.error is not None:
+        said = f"unsure ({safe_text(answer.error, limit=200)})"
+    else:
+        said = answer.verdict.value
+        if answer.rationale:
+            said += f": {safe_text(answer.rationale, limit=300)}"
+    raised = judged_verdict(result.verdict, answer)
+    note = f"; would raise the verdict to {raised.value}" if raised is not result.verdict else ""
+    cached = ", cached" if answer.cached else ""
+    return (
+        f"Model opinion (not a finding; {safe_text(answer.model, limit=80)}, prompt sha256 "
+        f"{answer.prompt_sha256[:12]}{cached}{note}): {said}\n"
+    )
