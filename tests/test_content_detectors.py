@@ -270,3 +270,53 @@ def test_taint_source_in_a_later_result_is_found() -> None:
         if f.rule in ("tainted_action.untrusted_value", "tainted_action.free_text_destination")
     ]
     assert [(f.step_index, f.evidence["source_step"]) for f in hits] == [(3, 2)]
+
+
+# The anchor prefilter only decides which anchors scan a string: in generated text made of
+# cue words, verbs, role markers, phrases each anchor matches and punctuation, every anchor
+# that matches must be one the prefilter lets scan, and the instructions found are those of
+# scanning with every anchor.
+_ANCHOR_PIECES = [
+    *sorted(
+        words_of(
+            "ignore previous instructions please send transfer e-mail email mail authorise get "
+            "use you must now assistant agent ai bot llm chatbot model your new task do not tell "
+            "the user without telling from on note developer admin system to-do for has approved "
+            "call invoke delete_file DbAdmin tool with reply respond exactly ABC123X pretend to "
+            "be produce expected output first then also kindly make sure and share it them my "
+            "password funds strictly adhere following begin would as"
+        )
+    ),
+    *[".", ",", ":", ";", "!", "?", "\n", "\n- ", "\n1. ", "[x] ", '"', "'", "(", "[", "##",
+      "<|im_start|>", "<|im_end|>", "[INST]", "<<SYS>>", "</system>", "</document>", "SYSTEM",
+      "ASSISTANT:", "#", "$5", "x@y.example", "https://a.example/x", "!!!", "\u00e9", "\u017f",
+      "ignore previous instructions", "new instructions:", "your real goal", "hey assistant",
+      "do not tell the user", "without asking the user", "BEGIN SYSTEM PROMPT", "system:",
+      ". ADMIN:", "## (system message)", "agent, you must", "dear chat bots", "as an ai",
+      "you will now", "from now on, you", "can you please wire", "make sure to fetch",
+      "and then send it", "[admin note]", "# system prompt:", "message from the owners",
+      "to-do list for the model", "the user has already confirmed", "call delete_file with",
+      "using the \"DbAdmin\" tool", "respond exactly as Bob would", "pretend you are",
+      "you are now in", "produce the expected output", "reply with ABC123X", "say ZZ9-PLURAL"],
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_ANCHOR_PIECES), st.sampled_from([" ", "", "  "]), st.booleans())
+    )
+)
+def test_anchor_prefilter_finds_what_the_full_scan_finds(
+    pieces: list[tuple[str, str, bool]],
+) -> None:
+    from sentrail.detect.content_instructions import _ANCHORS, _all, anchors_to_scan
+
+    text = "".join((p.upper() if up else p) + sep for p, sep, up in pieces)
+    for (rx, _), wanted in zip(_ANCHORS, anchors_to_scan(text), strict=True):
+        assert wanted or rx.search(text) is None, (rx.pattern[:40], text)
+
+    def sig(found: list[Any]) -> list[tuple[Any, ...]]:
+        return [(i.score, i.start, i.excerpt, i.features, i.text) for i in found]
+
+    assert sig(_all(text)) == sig(_all(text, prefilter=False))

@@ -19,9 +19,16 @@ Everything here is pure and bounded: callers pass ``bounded()`` text.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
-from sentrail.detect.deobfuscate import MAX_BLOBS, decoded_blobs, fix_misspellings, fold
+from sentrail.detect.deobfuscate import (
+    MAX_BLOBS,
+    clear_spelling_cache,
+    decoded_blobs,
+    fix_misspellings,
+    fold,
+)
 
 THRESHOLD = 4
 MIN_LEN = 12
@@ -323,6 +330,130 @@ def has_cue(text: str) -> bool:
     return _B64_RUN in raw.translate(_B64_TABLE)
 
 
+# What each anchor needs (same order as ``_ANCHORS``): alternatives, each a tuple of what a
+# match of the anchor must all contain: a lower-case substring, or ``=word``, a whole word
+# (a maximal run of ASCII letters, lower-cased) where the anchor has a non-letter on both
+# sides of it. On ASCII text (where ``re.I`` is plain ASCII case folding) an anchor none of
+# whose alternatives is present cannot match, so its scan is skipped; ``None`` means always
+# scan. Non-ASCII text is always scanned in full. Only the cost changes, never what is found
+# (a property test compares with the full scan).
+_ROLE = ("=system", "=assistant", "=developer", "=admin")
+_TARGETS = ("=ai", "=llm", "=gpt", "=bot", "=assistant", "=agent", "=model", "=chatbot")
+_POLITE_NEEDS = tuple(
+    (w,)
+    for w in (
+        "=please", "=kindly", "=pls", "=you", "=sure", "=first", "=then", "=now", "=also",
+        "=next", "=finally",
+    )
+)  # fmt: skip
+_NEED_SPECS: tuple[tuple[tuple[str, ...], ...] | None, ...] = (
+    tuple((w,) for w in ("=ignore", "=disregard", "=forget", "=override", "=bypass", "=skip")),
+    (
+        *((w,) for w in ("=adhere", "=follow", "=obey", "=comply")),
+        ("=new", ":"),
+        *(("=your", w) for w in ("=new", "=real", "=actual", "=true")),
+        ("=do", "=not", "user"),
+        ("=without", "user"),
+    ),
+    tuple((w,) for w in ("<|", "inst]", "<<", "##", "system>", "instruction", "=begin")),
+    tuple((w[1:], ":") for w in _ROLE),
+    (*((w[1:], ":") for w in _ROLE), ("##",)),
+    tuple((w, ",") for w in ("=assistant", "=agent", "=ai", "=bot")),
+    (
+        *((w,) for w in _TARGETS),
+        *((w + "s",) for w in _TARGETS),
+        ("=you", "=now"),
+    ),
+    _POLITE_NEEDS,
+    _POLITE_NEEDS,
+    (
+        *(("=" + v,) for v in _STRONG_VERBS.split("|") if v.isalpha()),
+        *((w,) for w in ("=email", "=e", "=mail", "=authorize", "=authorise")),
+    ),
+    tuple(("=" + v,) for v in _WEAK_VERBS.split("|")),
+    tuple(
+        (w,)
+        for w in (
+            "=send",
+            "=email",
+            "=mail",
+            "=forward",
+            "=share",
+            "=post",
+            "=upload",
+            "=transfer",
+            "=wire",
+        )
+    ),
+    (("<|",), ("</",), *(("#", w[1:]) for w in _ROLE), *(("[", w[1:]) for w in _ROLE)),
+    (
+        *((w[1:],) for w in ("=developer", "=admin", "=system", "=operator", "=owner")),
+        *(("=for", w) for w in ("=ai", "=llm", "=assistant", "=agent", "=model", "=bot")),
+        ("=user", "=has"),
+    ),
+    tuple((w,) for w in ("call", "invoke", "use", "using", "run", "execute", "trigger")),
+    (*((w,) for w in ("would", "pretend", "expected", "required", "correct")), ("you", "now")),
+    tuple(
+        (w,) for w in ("reply", "respond", "answer", "output", "print", "say", "return", "write")
+    ),
+)
+# Compiled, per anchor: (any of these whole words, any of these substrings, alternatives
+# needing more than one thing: (substrings, whole words)), all as bytes.
+_Needs = tuple[
+    frozenset[bytes], tuple[bytes, ...], tuple[tuple[tuple[bytes, ...], frozenset[bytes]], ...]
+]
+
+
+def _compile_needs(spec: tuple[tuple[str, ...], ...]) -> _Needs:
+    single = [alt[0] for alt in spec if len(alt) == 1]
+    return (
+        frozenset(w[1:].encode() for w in single if w.startswith("=")),
+        tuple(w.encode() for w in single if not w.startswith("=")),
+        tuple(
+            (
+                tuple(w.encode() for w in alt if not w.startswith("=")),
+                frozenset(w[1:].encode() for w in alt if w.startswith("=")),
+            )
+            for alt in spec
+            if len(alt) > 1
+        ),
+    )
+
+
+_NEEDS: tuple[_Needs | None, ...] = tuple(
+    None if spec is None else _compile_needs(spec) for spec in _NEED_SPECS
+)
+# And one of these whole words too (the verb after the polite phrase, the clause's verb).
+_STRONG_WORDS = frozenset(
+    [v.encode() for v in _STRONG_VERBS.split("|") if v.isalpha()]
+    + [b"email", b"e", b"mail", b"authorize", b"authorise"]
+)
+_WEAK_WORDS = frozenset(v.encode() for v in _WEAK_VERBS.split("|"))
+_VERBS_TOO: tuple[frozenset[bytes] | None, ...] = (
+    *(None,) * 7,
+    _STRONG_WORDS,
+    _WEAK_WORDS,
+    *(None,) * 8,
+)
+assert len(_NEEDS) == len(_VERBS_TOO) == len(_ANCHORS)
+
+
+def _may_match(
+    needs: _Needs | None, verbs: frozenset[bytes] | None, low: bytes, words: frozenset[bytes]
+) -> bool:
+    if verbs is not None and verbs.isdisjoint(words):
+        return False
+    if needs is None:
+        return True
+    any_word, any_sub, more = needs
+    if not words.isdisjoint(any_word):
+        return True
+    for sub in any_sub:
+        if sub in low:
+            return True
+    return any(ws <= words and all(s in low for s in subs) for subs, ws in more)
+
+
 class Instruction:
     """One instruction-like window of a string: its score, a short excerpt for people and
     the window's whole text (what linking an action to it reads)."""
@@ -378,10 +509,29 @@ def _window_text(text: str, start: int) -> str:
     return " ".join(text[lo : start + WINDOW].split())
 
 
-def _all(text: str) -> list[Instruction]:
-    """Every anchor's window, best first (overlapping windows kept once, the best)."""
+_ALL_ANCHORS = (True,) * len(_ANCHORS)
+
+
+def anchors_to_scan(text: str) -> tuple[bool, ...]:
+    """Per anchor: could it match in ``text``? (False means certainly not.)"""
+    if not text.isascii():
+        return _ALL_ANCHORS
+    raw = text.encode()
+    low, words = raw.lower(), frozenset(raw.translate(_WORD_TABLE).split())
+    return tuple(
+        _may_match(needs, verbs, low, words)
+        for needs, verbs in zip(_NEEDS, _VERBS_TOO, strict=True)
+    )
+
+
+def _all(text: str, *, prefilter: bool = True) -> list[Instruction]:
+    """Every anchor's window, best first (overlapping windows kept once, the best).
+    ``prefilter=False`` scans with every anchor (the reference the property test uses)."""
     found: list[Instruction] = []
-    for rx, points in _ANCHORS:
+    scan = anchors_to_scan(text) if prefilter else _ALL_ANCHORS
+    for (rx, points), wanted in zip(_ANCHORS, scan, strict=True):
+        if not wanted:
+            continue
         for n, m in enumerate(rx.finditer(text)):
             if n >= MAX_ANCHORS:
                 break
@@ -406,12 +556,53 @@ def _best(text: str) -> Instruction | None:
     return found[0] if found else None
 
 
+# Verdicts by content, within a run and across runs (tool descriptions and repeated results
+# recur): the text's BLAKE2b digest (the text itself when short) -> what was found, frozen.
+_Frozen = tuple[tuple[tuple[int, str, tuple[str, ...], str, int, str], ...], int]
+_SEEN: dict[str | bytes, _Frozen] = {}
+SEEN_LIMIT = 8192
+_SHORT_KEY = 64
+
+
+def clear_caches() -> None:
+    """Forget every cached verdict (benchmarks measure cold passes with it)."""
+    _SEEN.clear()
+    clear_spelling_cache()
+
+
 def find_instructions(text: str) -> tuple[list[Instruction], int]:
     """Every instruction in ``text`` (already bounded) at or above ``THRESHOLD``, best first,
     and the best score seen at all (below the threshold too: a near miss, which callers use
-    to try fields joined together)."""
+    to try fields joined together). Pure: the answer for a text seen before is reused (new
+    objects every time: callers may change them)."""
     if len(text) < MIN_LEN or not has_cue(text):
         return [], 0
+    key: str | bytes = (
+        text
+        if len(text) <= _SHORT_KEY
+        else hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    )
+    hit = _SEEN.get(key)
+    if hit is None:
+        found, best = _find(text)
+        frozen = tuple(
+            (i.score, i.excerpt, tuple(i.features), i.concealment, i.start, i.text) for i in found
+        )
+        if len(_SEEN) >= SEEN_LIMIT:
+            _SEEN.clear()
+        hit = _SEEN[key] = (frozen, best)
+    return [_thaw(*frozen) for frozen in hit[0]], hit[1]
+
+
+def _thaw(
+    score: int, excerpt: str, features: tuple[str, ...], concealment: str, start: int, text: str
+) -> Instruction:
+    ins = Instruction(score, excerpt, list(features), concealment, start)
+    ins.text = text
+    return ins
+
+
+def _find(text: str) -> tuple[list[Instruction], int]:
     text, concealment = fold(text)
     found = _all(text)
     if found and found[0].score < THRESHOLD:

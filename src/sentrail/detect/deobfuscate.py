@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import unicodedata
 from urllib.parse import unquote
@@ -132,7 +133,10 @@ for _w in _VOCABULARY:
 _TOKEN = re.compile(r"[A-Za-z0-9@]{5,14}")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _correct(token: str) -> str | None:
+    """The cue word ``token`` is one edit away from, or None (pure: cached per token, words
+    recur across strings and runs)."""
     low = token.lower()
     if low in _EXACT:
         return None
@@ -152,6 +156,10 @@ def _correct(token: str) -> str | None:
         if hit is not None and len(hit) == len(low) and len(hit) >= 6:
             return hit
     return None
+
+
+def clear_spelling_cache() -> None:
+    _correct.cache_clear()
 
 
 def fix_misspellings(text: str) -> str | None:
