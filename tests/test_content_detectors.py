@@ -297,11 +297,15 @@ _ANCHOR_PIECES = [
       "and then send it", "[admin note]", "# system prompt:", "message from the owners",
       "to-do list for the model", "the user has already confirmed", "call delete_file with",
       "using the \"DbAdmin\" tool", "respond exactly as Bob would", "pretend you are",
-      "you are now in", "produce the expected output", "reply with ABC123X", "say ZZ9-PLURAL"],
+      "you are now in", "produce the expected output", "reply with ABC123X", "say ZZ9-PLURAL",
+      "\n  - send", "\n1) delete", "\n[x] wire", "\n[ ]fetch", '"Send ', ", Transfer", ",\tget",
+      "e-mail", "E-Mail", "can you please", "could you", "i need you to", "we would like you to",
+      "you are required to", "you are instructed to", "make sure to", "be sure to", "now,",
+      "finally,", "Please  ", "pls", "; ", "?\n", "_send", "send_", "sends", "x"],
 ]  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(
     st.lists(
         st.tuples(st.sampled_from(_ANCHOR_PIECES), st.sampled_from([" ", "", "  "]), st.booleans())
@@ -310,11 +314,13 @@ _ANCHOR_PIECES = [
 def test_anchor_prefilter_finds_what_the_full_scan_finds(
     pieces: list[tuple[str, str, bool]],
 ) -> None:
-    from sentrail.detect.content_instructions import _ANCHORS, _all, anchors_to_scan
+    from sentrail.detect.content_instructions import _ANCHORS, _all, anchor_matches, anchors_to_scan
 
     text = "".join((p.upper() if up else p) + sep for p, sep, up in pieces)
-    for (rx, _), wanted in zip(_ANCHORS, anchors_to_scan(text), strict=True):
+    for k, ((rx, _), wanted) in enumerate(zip(_ANCHORS, anchors_to_scan(text), strict=True)):
         assert wanted or rx.search(text) is None, (rx.pattern[:40], text)
+        spans = [m.span() for m in anchor_matches(k, text, text.lower())]
+        assert spans == [m.span() for m in rx.finditer(text)], (k, text)
 
     def sig(found: list[Any]) -> list[tuple[Any, ...]]:
         return [(i.score, i.start, i.excerpt, i.features, i.text) for i in found]

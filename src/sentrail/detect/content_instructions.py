@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 
 from sentrail.detect.deobfuscate import (
     MAX_BLOBS,
@@ -524,15 +525,111 @@ def anchors_to_scan(text: str) -> tuple[bool, ...]:
     )
 
 
+# The four costliest anchors (a polite phrase or a clause start, then a verb) have no literal
+# to search for, so ``finditer`` tries every position. On ASCII text they are instead tried
+# only where a match can start: ``rx.match`` at each candidate start in order, from the end
+# of the last match on, which is exactly what ``finditer`` yields (the candidates are a
+# superset of the starts; ``match`` at a position sees the text before it, as ``finditer``
+# does). Polite phrases start with one of these literals after a non-word character.
+_POLITE_STARTS = (
+    "please", "kindly", "pls", "can you", "could you", "would you", "will you", "i need",
+    "i want", "i would like", "i require", "we need", "we want", "we would like",
+    "we require", "you must", "you should", "you need to", "you have to", "you are required",
+    "you are instructed", "make sure", "be sure to", "first", "then", "now", "also", "next",
+    "finally",
+)  # fmt: skip
+_POLITE_ANCHORS = (7, 8)
+_CLAUSE_ANCHORS = {9: _STRONG_VERBS, 10: _WEAK_VERBS}
+# A clause start is made of these characters only, right before its verb.
+_CLAUSE_CHARS = frozenset(".!?;:-*\u2022)[]xX\"'(,0123456789") | frozenset(
+    chr(c) for c in range(128) if chr(c).isspace()
+)
+
+
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def _occurrences(low: str, literal: str) -> list[int]:
+    """Where ``literal`` starts in ``low`` after a non-word character (or at 0)."""
+    out: list[int] = []
+    i = low.find(literal)
+    while i >= 0:
+        if i == 0 or not _word_char(low[i - 1]):
+            out.append(i)
+        i = low.find(literal, i + 1)
+    return out
+
+
+def _polite_starts(low: str) -> list[int]:
+    starts: set[int] = set()
+    for literal in _POLITE_STARTS:
+        if literal in low:
+            starts.update(_occurrences(low, literal))
+    return sorted(starts)
+
+
+_VERB_WORDS = {
+    n: tuple(v for v in verbs.split("|") if v.isalpha())
+    + (("email", "e-mail", "authorize", "authorise") if n == 9 else ())
+    for n, verbs in _CLAUSE_ANCHORS.items()
+}
+
+
+def _clause_starts(low: str, n: int) -> list[int]:
+    """Every start a clause-verb anchor could match at: a verb as a whole word followed by
+    white space, and every position of the run of clause characters right before it."""
+    starts: set[int] = set()
+    size = len(low)
+    for verb in _VERB_WORDS[n]:
+        if verb not in low:
+            continue
+        for at in _occurrences(low, verb):
+            end = at + len(verb)
+            if end >= size or not low[end].isspace():
+                continue
+            lo = at
+            while lo > 0 and low[lo - 1] in _CLAUSE_CHARS:
+                lo -= 1
+            starts.update(range(lo, at + 1))
+    return sorted(starts)
+
+
+def _matches(rx: re.Pattern[str], text: str, starts: list[int]) -> Iterator[re.Match[str]]:
+    """What ``rx.finditer(text)`` yields, trying only ``starts`` (sorted, a superset of
+    where a match can start)."""
+    cursor = 0
+    for at in starts:
+        if at < cursor:
+            continue
+        m = rx.match(text, at)
+        if m is not None:
+            yield m
+            cursor = m.end()
+
+
+def anchor_matches(k: int, text: str, low: str | None) -> Iterator[re.Match[str]]:
+    """``_ANCHORS[k]``'s matches in ``text``: its ``finditer``, or the same matches found
+    trying fewer starts when ``low`` (``text`` lower-cased, ASCII only) is given."""
+    rx = _ANCHORS[k][0]
+    if low is not None and k in _POLITE_ANCHORS:
+        return _matches(rx, text, _polite_starts(low))
+    if low is not None and k in _CLAUSE_ANCHORS:
+        return _matches(rx, text, _clause_starts(low, k))
+    return rx.finditer(text)
+
+
 def _all(text: str, *, prefilter: bool = True) -> list[Instruction]:
     """Every anchor's window, best first (overlapping windows kept once, the best).
-    ``prefilter=False`` scans with every anchor (the reference the property test uses)."""
+    ``prefilter=False`` scans with every anchor, every position (the reference the property
+    test uses)."""
     found: list[Instruction] = []
     scan = anchors_to_scan(text) if prefilter else _ALL_ANCHORS
-    for (rx, points), wanted in zip(_ANCHORS, scan, strict=True):
+    low = text.lower() if prefilter and text.isascii() else None
+    for k, ((_, points), wanted) in enumerate(zip(_ANCHORS, scan, strict=True)):
         if not wanted:
             continue
-        for n, m in enumerate(rx.finditer(text)):
+        for n, m in enumerate(anchor_matches(k, text, low)):
             if n >= MAX_ANCHORS:
                 break
             score, feats = _window_score(text, m.start(), points)
