@@ -513,12 +513,19 @@ def _window_text(text: str, start: int) -> str:
 _ALL_ANCHORS = (True,) * len(_ANCHORS)
 
 
-def anchors_to_scan(text: str) -> tuple[bool, ...]:
+def _words(raw: bytes) -> frozenset[bytes]:
+    """The whole words of ASCII ``raw``: maximal runs of letters, lower-cased."""
+    return frozenset(raw.translate(_WORD_TABLE).split())
+
+
+def anchors_to_scan(text: str, words: frozenset[bytes] | None = None) -> tuple[bool, ...]:
     """Per anchor: could it match in ``text``? (False means certainly not.)"""
     if not text.isascii():
         return _ALL_ANCHORS
     raw = text.encode()
-    low, words = raw.lower(), frozenset(raw.translate(_WORD_TABLE).split())
+    low = raw.lower()
+    if words is None:
+        words = _words(raw)
     return tuple(
         _may_match(needs, verbs, low, words)
         for needs, verbs in zip(_NEEDS, _VERBS_TOO, strict=True)
@@ -561,29 +568,37 @@ def _occurrences(low: str, literal: str) -> list[int]:
     return out
 
 
-def _polite_starts(low: str) -> list[int]:
+# Each opening literal under its first word (a whole word wherever the phrase matches).
+_POLITE_BY_WORD: dict[bytes, tuple[str, ...]] = {}
+for _lit in _POLITE_STARTS:
+    _first = _lit.split()[0].encode()
+    _POLITE_BY_WORD[_first] = (*_POLITE_BY_WORD.get(_first, ()), _lit)
+
+
+def _polite_starts(low: str, words: frozenset[bytes]) -> list[int]:
     starts: set[int] = set()
-    for literal in _POLITE_STARTS:
-        if literal in low:
+    for word in words.intersection(_POLITE_BY_WORD):
+        for literal in _POLITE_BY_WORD[word]:
             starts.update(_occurrences(low, literal))
     return sorted(starts)
 
 
 _VERB_WORDS = {
-    n: tuple(v for v in verbs.split("|") if v.isalpha())
-    + (("email", "e-mail", "authorize", "authorise") if n == 9 else ())
+    n: frozenset(v.encode() for v in verbs.split("|") if v.isalpha())
+    | (frozenset([b"email", b"authorize", b"authorise"]) if n == 9 else frozenset())
     for n, verbs in _CLAUSE_ANCHORS.items()
 }
 
 
-def _clause_starts(low: str, n: int) -> list[int]:
+def _clause_starts(low: str, n: int, words: frozenset[bytes]) -> list[int]:
     """Every start a clause-verb anchor could match at: a verb as a whole word followed by
     white space, and every position of the run of clause characters right before it."""
+    verbs = [v.decode() for v in words.intersection(_VERB_WORDS[n])]
+    if n == 9 and b"e" in words and b"mail" in words:
+        verbs.append("e-mail")
     starts: set[int] = set()
     size = len(low)
-    for verb in _VERB_WORDS[n]:
-        if verb not in low:
-            continue
+    for verb in verbs:
         for at in _occurrences(low, verb):
             end = at + len(verb)
             if end >= size or not low[end].isspace():
@@ -608,14 +623,24 @@ def _matches(rx: re.Pattern[str], text: str, starts: list[int]) -> Iterator[re.M
             cursor = m.end()
 
 
-def anchor_matches(k: int, text: str, low: str | None) -> Iterator[re.Match[str]]:
-    """``_ANCHORS[k]``'s matches in ``text``: its ``finditer``, or the same matches found
-    trying fewer starts when ``low`` (``text`` lower-cased, ASCII only) is given."""
+def anchor_matches(k: int, text: str, *, prefilter: bool = True) -> Iterator[re.Match[str]]:
+    """``_ANCHORS[k]``'s matches in ``text``, as its ``finditer`` yields them."""
+    ascii_ = prefilter and text.isascii()
+    return _anchor_matches(
+        k, text, text.lower() if ascii_ else None, _words(text.encode()) if ascii_ else frozenset()
+    )
+
+
+def _anchor_matches(
+    k: int, text: str, low: str | None, words: frozenset[bytes]
+) -> Iterator[re.Match[str]]:
+    """Like ``finditer``; fewer starts tried when ``low`` (``text`` lower-cased, ASCII only)
+    and its ``words`` are given."""
     rx = _ANCHORS[k][0]
     if low is not None and k in _POLITE_ANCHORS:
-        return _matches(rx, text, _polite_starts(low))
+        return _matches(rx, text, _polite_starts(low, words))
     if low is not None and k in _CLAUSE_ANCHORS:
-        return _matches(rx, text, _clause_starts(low, k))
+        return _matches(rx, text, _clause_starts(low, k, words))
     return rx.finditer(text)
 
 
@@ -624,12 +649,14 @@ def _all(text: str, *, prefilter: bool = True) -> list[Instruction]:
     ``prefilter=False`` scans with every anchor, every position (the reference the property
     test uses)."""
     found: list[Instruction] = []
-    scan = anchors_to_scan(text) if prefilter else _ALL_ANCHORS
-    low = text.lower() if prefilter and text.isascii() else None
+    ascii_ = prefilter and text.isascii()
+    words = _words(text.encode()) if ascii_ else frozenset()
+    scan = anchors_to_scan(text, words) if prefilter else _ALL_ANCHORS
+    low = text.lower() if ascii_ else None
     for k, ((_, points), wanted) in enumerate(zip(_ANCHORS, scan, strict=True)):
         if not wanted:
             continue
-        for n, m in enumerate(anchor_matches(k, text, low)):
+        for n, m in enumerate(_anchor_matches(k, text, low, words)):
             if n >= MAX_ANCHORS:
                 break
             score, feats = _window_score(text, m.start(), points)
