@@ -326,3 +326,11 @@ def test_anchor_prefilter_finds_what_the_full_scan_finds(
         return [(i.score, i.start, i.excerpt, i.features, i.text) for i in found]
 
     assert sig(_all(text)) == sig(_all(text, prefilter=False))
+
+
+@given(st.text(alphabet="aZ09+/=-_ .\u00e9\u0660\uff21", max_size=80))
+def test_blob_prefilter_never_hides_a_hex_or_base64_run(text: str) -> None:
+    from sentrail.detect import deobfuscate as d
+
+    if d._RUN_OF_24 not in text.encode("utf-8", "surrogatepass").translate(d._ALPHABET):
+        assert d._HEX.search(text) is None and d._BASE64.search(text) is None
