@@ -334,3 +334,17 @@ def test_blob_prefilter_never_hides_a_hex_or_base64_run(text: str) -> None:
 
     if d._RUN_OF_24 not in text.encode("utf-8", "surrogatepass").translate(d._ALPHABET):
         assert d._HEX.search(text) is None and d._BASE64.search(text) is None
+
+
+_STYLE_PIECES = [
+    *("display", "DISPLAY", "visibility", "font-size", "Opacity", "color", "none", "hidden"),
+    *("0", "0px", "0.0", "#fff", "#FFFFFF", "white", ":", " ", ";", '"', "'", "\u00e9"),
+]
+
+
+@given(st.lists(st.sampled_from(_STYLE_PIECES), max_size=12))
+def test_hidden_style_prefilter_never_hides_a_match(pieces: list[str]) -> None:
+    from sentrail.detect.content_instructions import _HIDDEN_STYLE, _may_hide
+
+    text = "".join(pieces)
+    assert _may_hide(text) or _HIDDEN_STYLE.search(text) is None

@@ -227,6 +227,20 @@ _HIDDEN_STYLE = re.compile(
     r"opacity\s*:\s*0(?:\.0+)?\s*[;\"']|color\s*:\s*(?:#fff(?:fff)?\b|white\b)",
     re.I,
 )
+# Every hidden-styling match holds a colon and one of these (lower-cased; on ASCII text).
+_STYLE_WORDS = ("display", "visibility", "font-size", "opacity", "color")
+
+
+def _may_hide(text: str) -> bool:
+    """False when ``_HIDDEN_STYLE`` certainly finds nothing in ``text``."""
+    if not text.isascii():
+        return True
+    if ":" not in text:
+        return False
+    low = text.lower()
+    return any(w in low for w in _STYLE_WORDS)
+
+
 _PERCENT_RUN = re.compile(rb"(?:%[0-9A-Fa-f]{2}){2}")
 
 # One cheap test first: no cue at all means no anchor can match. A cue is any word an anchor
@@ -452,7 +466,14 @@ def _may_match(
     for sub in any_sub:
         if sub in low:
             return True
-    return any(ws <= words and all(s in low for s in subs) for subs, ws in more)
+    for subs, ws in more:
+        if ws <= words:
+            for sub in subs:
+                if sub not in low:
+                    break
+            else:
+                return True
+    return False
 
 
 class Instruction:
@@ -736,7 +757,7 @@ def _find(text: str) -> tuple[list[Instruction], int]:
             if again and again[0].score > found[0].score:
                 found, concealment = again, concealment or "misspelled cue words"
                 text = fixed
-    if found and not concealment and _HIDDEN_STYLE.search(text):
+    if found and not concealment and _may_hide(text) and _HIDDEN_STYLE.search(text):
         concealment = "hidden styling"
     hidden: list[Instruction] = []
     for n, m in enumerate(_COMMENT.finditer(text)):
