@@ -348,3 +348,20 @@ def test_hidden_style_prefilter_never_hides_a_match(pieces: list[str]) -> None:
 
     text = "".join(pieces)
     assert _may_hide(text) or _HIDDEN_STYLE.search(text) is None
+
+
+_SECRET_PIECES = [
+    *("api", "API", "_", "-", "key", "Key", "gh", "GH", "p", "s", "o", "u", "r", "x", "=", ":"),
+    *("secret", "password", "token", "sk", "live", " ", '"', "\u017f", "a1B2c3D4e5F6g7H8i9J0"),
+    *("aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", "4111", "123-45-6789", "api_key=", "API-Key: "),
+    *("apikey=", "ghp_", "GHO_", "ghu_", "ghs_", "ghr_", "gh\u017f_", "sk_live_"),
+]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(_SECRET_PIECES), max_size=8))
+def test_secret_prefilter_never_hides_a_secret(pieces: list[str]) -> None:
+    from sentrail.detect.content_values import SECRET, maybe_secret
+
+    text = "".join(pieces)
+    assert maybe_secret(text) or SECRET.search(text) is None
