@@ -20,6 +20,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from content_corpus import ensure_content_corpus
+from sentrail.detect.content_instructions import clear_caches
 from sentrail.engine.engine import Engine
 from sentrail.model.decode import decode_run
 from sentrail.model.trace import Run
@@ -57,6 +58,7 @@ def main() -> None:
     verdicts: Counter[str] = Counter()
 
     def analyze() -> None:
+        clear_caches()  # every pass cold: no verdicts remembered from the one before
         engine = Engine(policy)
         verdicts.clear()
         for b in blobs:

@@ -16,6 +16,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import ensure_corpus
+from sentrail.detect.content_instructions import clear_caches
 from sentrail.engine.config import EngineConfig
 from sentrail.engine.engine import Engine
 from sentrail.model.decode import decode_run
@@ -53,6 +54,7 @@ def main() -> None:
             decoder.decode(b)
 
     def analyze() -> None:
+        clear_caches()  # every pass cold: no verdicts remembered from the one before
         engine = Engine(policy)
         for b in blobs:
             engine.analyze(decode_run(b))

@@ -270,3 +270,98 @@ def test_taint_source_in_a_later_result_is_found() -> None:
         if f.rule in ("tainted_action.untrusted_value", "tainted_action.free_text_destination")
     ]
     assert [(f.step_index, f.evidence["source_step"]) for f in hits] == [(3, 2)]
+
+
+# The anchor prefilter only decides which anchors scan a string: in generated text made of
+# cue words, verbs, role markers, phrases each anchor matches and punctuation, every anchor
+# that matches must be one the prefilter lets scan, and the instructions found are those of
+# scanning with every anchor.
+_ANCHOR_PIECES = [
+    *sorted(
+        words_of(
+            "ignore previous instructions please send transfer e-mail email mail authorise get "
+            "use you must now assistant agent ai bot llm chatbot model your new task do not tell "
+            "the user without telling from on note developer admin system to-do for has approved "
+            "call invoke delete_file DbAdmin tool with reply respond exactly ABC123X pretend to "
+            "be produce expected output first then also kindly make sure and share it them my "
+            "password funds strictly adhere following begin would as"
+        )
+    ),
+    *[".", ",", ":", ";", "!", "?", "\n", "\n- ", "\n1. ", "[x] ", '"', "'", "(", "[", "##",
+      "<|im_start|>", "<|im_end|>", "[INST]", "<<SYS>>", "</system>", "</document>", "SYSTEM",
+      "ASSISTANT:", "#", "$5", "x@y.example", "https://a.example/x", "!!!", "\u00e9", "\u017f",
+      "ignore previous instructions", "new instructions:", "your real goal", "hey assistant",
+      "do not tell the user", "without asking the user", "BEGIN SYSTEM PROMPT", "system:",
+      ". ADMIN:", "## (system message)", "agent, you must", "dear chat bots", "as an ai",
+      "you will now", "from now on, you", "can you please wire", "make sure to fetch",
+      "and then send it", "[admin note]", "# system prompt:", "message from the owners",
+      "to-do list for the model", "the user has already confirmed", "call delete_file with",
+      "using the \"DbAdmin\" tool", "respond exactly as Bob would", "pretend you are",
+      "you are now in", "produce the expected output", "reply with ABC123X", "say ZZ9-PLURAL",
+      "\n  - send", "\n1) delete", "\n[x] wire", "\n[ ]fetch", '"Send ', ", Transfer", ",\tget",
+      "e-mail", "E-Mail", "can you please", "could you", "i need you to", "we would like you to",
+      "you are required to", "you are instructed to", "make sure to", "be sure to", "now,",
+      "finally,", "Please  ", "pls", "; ", "?\n", "_send", "send_", "sends", "x"],
+]  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_ANCHOR_PIECES), st.sampled_from([" ", "", "  "]), st.booleans())
+    )
+)
+def test_anchor_prefilter_finds_what_the_full_scan_finds(
+    pieces: list[tuple[str, str, bool]],
+) -> None:
+    from sentrail.detect.content_instructions import _ANCHORS, _all, anchor_matches, anchors_to_scan
+
+    text = "".join((p.upper() if up else p) + sep for p, sep, up in pieces)
+    for k, ((rx, _), wanted) in enumerate(zip(_ANCHORS, anchors_to_scan(text), strict=True)):
+        assert wanted or rx.search(text) is None, (rx.pattern[:40], text)
+        spans = [m.span() for m in anchor_matches(k, text)]
+        assert spans == [m.span() for m in rx.finditer(text)], (k, text)
+
+    def sig(found: list[Any]) -> list[tuple[Any, ...]]:
+        return [(i.score, i.start, i.excerpt, i.features, i.text) for i in found]
+
+    assert sig(_all(text)) == sig(_all(text, prefilter=False))
+
+
+@given(st.text(alphabet="aZ09+/=-_ .\u00e9\u0660\uff21", max_size=80))
+def test_blob_prefilter_never_hides_a_hex_or_base64_run(text: str) -> None:
+    from sentrail.detect import deobfuscate as d
+
+    if d._RUN_OF_24 not in text.encode("utf-8", "surrogatepass").translate(d._ALPHABET):
+        assert d._HEX.search(text) is None and d._BASE64.search(text) is None
+
+
+_STYLE_PIECES = [
+    *("display", "DISPLAY", "visibility", "font-size", "Opacity", "color", "none", "hidden"),
+    *("0", "0px", "0.0", "#fff", "#FFFFFF", "white", ":", " ", ";", '"', "'", "\u00e9"),
+]
+
+
+@given(st.lists(st.sampled_from(_STYLE_PIECES), max_size=12))
+def test_hidden_style_prefilter_never_hides_a_match(pieces: list[str]) -> None:
+    from sentrail.detect.content_instructions import _HIDDEN_STYLE, _may_hide
+
+    text = "".join(pieces)
+    assert _may_hide(text) or _HIDDEN_STYLE.search(text) is None
+
+
+_SECRET_PIECES = [
+    *("api", "API", "_", "-", "key", "Key", "gh", "GH", "p", "s", "o", "u", "r", "x", "=", ":"),
+    *("secret", "password", "token", "sk", "live", " ", '"', "\u017f", "a1B2c3D4e5F6g7H8i9J0"),
+    *("aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", "4111", "123-45-6789", "api_key=", "API-Key: "),
+    *("apikey=", "ghp_", "GHO_", "ghu_", "ghs_", "ghr_", "gh\u017f_", "sk_live_"),
+]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(_SECRET_PIECES), max_size=8))
+def test_secret_prefilter_never_hides_a_secret(pieces: list[str]) -> None:
+    from sentrail.detect.content_values import SECRET, maybe_secret
+
+    text = "".join(pieces)
+    assert maybe_secret(text) or SECRET.search(text) is None

@@ -19,9 +19,17 @@ Everything here is pure and bounded: callers pass ``bounded()`` text.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterator
 
-from sentrail.detect.deobfuscate import MAX_BLOBS, decoded_blobs, fix_misspellings, fold
+from sentrail.detect.deobfuscate import (
+    MAX_BLOBS,
+    clear_spelling_cache,
+    decoded_blobs,
+    fix_misspellings,
+    fold,
+)
 
 THRESHOLD = 4
 MIN_LEN = 12
@@ -219,6 +227,20 @@ _HIDDEN_STYLE = re.compile(
     r"opacity\s*:\s*0(?:\.0+)?\s*[;\"']|color\s*:\s*(?:#fff(?:fff)?\b|white\b)",
     re.I,
 )
+# Every hidden-styling match holds a colon and one of these (lower-cased; on ASCII text).
+_STYLE_WORDS = ("display", "visibility", "font-size", "opacity", "color")
+
+
+def _may_hide(text: str) -> bool:
+    """False when ``_HIDDEN_STYLE`` certainly finds nothing in ``text``."""
+    if not text.isascii():
+        return True
+    if ":" not in text:
+        return False
+    low = text.lower()
+    return any(w in low for w in _STYLE_WORDS)
+
+
 _PERCENT_RUN = re.compile(rb"(?:%[0-9A-Fa-f]{2}){2}")
 
 # One cheap test first: no cue at all means no anchor can match. A cue is any word an anchor
@@ -323,6 +345,137 @@ def has_cue(text: str) -> bool:
     return _B64_RUN in raw.translate(_B64_TABLE)
 
 
+# What each anchor needs (same order as ``_ANCHORS``): alternatives, each a tuple of what a
+# match of the anchor must all contain: a lower-case substring, or ``=word``, a whole word
+# (a maximal run of ASCII letters, lower-cased) where the anchor has a non-letter on both
+# sides of it. On ASCII text (where ``re.I`` is plain ASCII case folding) an anchor none of
+# whose alternatives is present cannot match, so its scan is skipped; ``None`` means always
+# scan. Non-ASCII text is always scanned in full. Only the cost changes, never what is found
+# (a property test compares with the full scan).
+_ROLE = ("=system", "=assistant", "=developer", "=admin")
+_TARGETS = ("=ai", "=llm", "=gpt", "=bot", "=assistant", "=agent", "=model", "=chatbot")
+_POLITE_NEEDS = tuple(
+    (w,)
+    for w in (
+        "=please", "=kindly", "=pls", "=you", "=sure", "=first", "=then", "=now", "=also",
+        "=next", "=finally",
+    )
+)  # fmt: skip
+_NEED_SPECS: tuple[tuple[tuple[str, ...], ...] | None, ...] = (
+    tuple((w,) for w in ("=ignore", "=disregard", "=forget", "=override", "=bypass", "=skip")),
+    (
+        *((w,) for w in ("=adhere", "=follow", "=obey", "=comply")),
+        ("=new", ":"),
+        *(("=your", w) for w in ("=new", "=real", "=actual", "=true")),
+        ("=do", "=not", "user"),
+        ("=without", "user"),
+    ),
+    tuple((w,) for w in ("<|", "inst]", "<<", "##", "system>", "instruction", "=begin")),
+    tuple((w[1:], ":") for w in _ROLE),
+    (*((w[1:], ":") for w in _ROLE), ("##",)),
+    tuple((w, ",") for w in ("=assistant", "=agent", "=ai", "=bot")),
+    (
+        *((w,) for w in _TARGETS),
+        *((w + "s",) for w in _TARGETS),
+        ("=you", "=now"),
+    ),
+    _POLITE_NEEDS,
+    _POLITE_NEEDS,
+    (
+        *(("=" + v,) for v in _STRONG_VERBS.split("|") if v.isalpha()),
+        *((w,) for w in ("=email", "=e", "=mail", "=authorize", "=authorise")),
+    ),
+    tuple(("=" + v,) for v in _WEAK_VERBS.split("|")),
+    tuple(
+        (w,)
+        for w in (
+            "=send",
+            "=email",
+            "=mail",
+            "=forward",
+            "=share",
+            "=post",
+            "=upload",
+            "=transfer",
+            "=wire",
+        )
+    ),
+    (("<|",), ("</",), *(("#", w[1:]) for w in _ROLE), *(("[", w[1:]) for w in _ROLE)),
+    (
+        *((w[1:],) for w in ("=developer", "=admin", "=system", "=operator", "=owner")),
+        *(("=for", w) for w in ("=ai", "=llm", "=assistant", "=agent", "=model", "=bot")),
+        ("=user", "=has"),
+    ),
+    tuple((w,) for w in ("call", "invoke", "use", "using", "run", "execute", "trigger")),
+    (*((w,) for w in ("would", "pretend", "expected", "required", "correct")), ("you", "now")),
+    tuple(
+        (w,) for w in ("reply", "respond", "answer", "output", "print", "say", "return", "write")
+    ),
+)
+# Compiled, per anchor: (any of these whole words, any of these substrings, alternatives
+# needing more than one thing: (substrings, whole words)), all as bytes.
+_Needs = tuple[
+    frozenset[bytes], tuple[bytes, ...], tuple[tuple[tuple[bytes, ...], frozenset[bytes]], ...]
+]
+
+
+def _compile_needs(spec: tuple[tuple[str, ...], ...]) -> _Needs:
+    single = [alt[0] for alt in spec if len(alt) == 1]
+    return (
+        frozenset(w[1:].encode() for w in single if w.startswith("=")),
+        tuple(w.encode() for w in single if not w.startswith("=")),
+        tuple(
+            (
+                tuple(w.encode() for w in alt if not w.startswith("=")),
+                frozenset(w[1:].encode() for w in alt if w.startswith("=")),
+            )
+            for alt in spec
+            if len(alt) > 1
+        ),
+    )
+
+
+_NEEDS: tuple[_Needs | None, ...] = tuple(
+    None if spec is None else _compile_needs(spec) for spec in _NEED_SPECS
+)
+# And one of these whole words too (the verb after the polite phrase, the clause's verb).
+_STRONG_WORDS = frozenset(
+    [v.encode() for v in _STRONG_VERBS.split("|") if v.isalpha()]
+    + [b"email", b"e", b"mail", b"authorize", b"authorise"]
+)
+_WEAK_WORDS = frozenset(v.encode() for v in _WEAK_VERBS.split("|"))
+_VERBS_TOO: tuple[frozenset[bytes] | None, ...] = (
+    *(None,) * 7,
+    _STRONG_WORDS,
+    _WEAK_WORDS,
+    *(None,) * 8,
+)
+assert len(_NEEDS) == len(_VERBS_TOO) == len(_ANCHORS)
+
+
+def _may_match(
+    needs: _Needs | None, verbs: frozenset[bytes] | None, low: bytes, words: frozenset[bytes]
+) -> bool:
+    if verbs is not None and verbs.isdisjoint(words):
+        return False
+    if needs is None:
+        return True
+    any_word, any_sub, more = needs
+    if not words.isdisjoint(any_word):
+        return True
+    for sub in any_sub:
+        if sub in low:
+            return True
+    for subs, ws in more:
+        if ws <= words:
+            for sub in subs:
+                if sub not in low:
+                    break
+            else:
+                return True
+    return False
+
+
 class Instruction:
     """One instruction-like window of a string: its score, a short excerpt for people and
     the window's whole text (what linking an action to it reads)."""
@@ -378,11 +531,153 @@ def _window_text(text: str, start: int) -> str:
     return " ".join(text[lo : start + WINDOW].split())
 
 
-def _all(text: str) -> list[Instruction]:
-    """Every anchor's window, best first (overlapping windows kept once, the best)."""
+_ALL_ANCHORS = (True,) * len(_ANCHORS)
+
+
+def _words(raw: bytes) -> frozenset[bytes]:
+    """The whole words of ASCII ``raw``: maximal runs of letters, lower-cased."""
+    return frozenset(raw.translate(_WORD_TABLE).split())
+
+
+def anchors_to_scan(text: str, words: frozenset[bytes] | None = None) -> tuple[bool, ...]:
+    """Per anchor: could it match in ``text``? (False means certainly not.)"""
+    if not text.isascii():
+        return _ALL_ANCHORS
+    raw = text.encode()
+    low = raw.lower()
+    if words is None:
+        words = _words(raw)
+    return tuple(
+        _may_match(needs, verbs, low, words)
+        for needs, verbs in zip(_NEEDS, _VERBS_TOO, strict=True)
+    )
+
+
+# The four costliest anchors (a polite phrase or a clause start, then a verb) have no literal
+# to search for, so ``finditer`` tries every position. On ASCII text they are instead tried
+# only where a match can start: ``rx.match`` at each candidate start in order, from the end
+# of the last match on, which is exactly what ``finditer`` yields (the candidates are a
+# superset of the starts; ``match`` at a position sees the text before it, as ``finditer``
+# does). Polite phrases start with one of these literals after a non-word character.
+_POLITE_STARTS = (
+    "please", "kindly", "pls", "can you", "could you", "would you", "will you", "i need",
+    "i want", "i would like", "i require", "we need", "we want", "we would like",
+    "we require", "you must", "you should", "you need to", "you have to", "you are required",
+    "you are instructed", "make sure", "be sure to", "first", "then", "now", "also", "next",
+    "finally",
+)  # fmt: skip
+_POLITE_ANCHORS = (7, 8)
+_CLAUSE_ANCHORS = {9: _STRONG_VERBS, 10: _WEAK_VERBS}
+# A clause start is made of these characters only, right before its verb.
+_CLAUSE_CHARS = frozenset(".!?;:-*\u2022)[]xX\"'(,0123456789") | frozenset(
+    chr(c) for c in range(128) if chr(c).isspace()
+)
+
+
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def _occurrences(low: str, literal: str) -> list[int]:
+    """Where ``literal`` starts in ``low`` after a non-word character (or at 0)."""
+    out: list[int] = []
+    i = low.find(literal)
+    while i >= 0:
+        if i == 0 or not _word_char(low[i - 1]):
+            out.append(i)
+        i = low.find(literal, i + 1)
+    return out
+
+
+# Each opening literal under its first word (a whole word wherever the phrase matches).
+_POLITE_BY_WORD: dict[bytes, tuple[str, ...]] = {}
+for _lit in _POLITE_STARTS:
+    _first = _lit.split()[0].encode()
+    _POLITE_BY_WORD[_first] = (*_POLITE_BY_WORD.get(_first, ()), _lit)
+
+
+def _polite_starts(low: str, words: frozenset[bytes]) -> list[int]:
+    starts: set[int] = set()
+    for word in words.intersection(_POLITE_BY_WORD):
+        for literal in _POLITE_BY_WORD[word]:
+            starts.update(_occurrences(low, literal))
+    return sorted(starts)
+
+
+_VERB_WORDS = {
+    n: frozenset(v.encode() for v in verbs.split("|") if v.isalpha())
+    | (frozenset([b"email", b"authorize", b"authorise"]) if n == 9 else frozenset())
+    for n, verbs in _CLAUSE_ANCHORS.items()
+}
+
+
+def _clause_starts(low: str, n: int, words: frozenset[bytes]) -> list[int]:
+    """Every start a clause-verb anchor could match at: a verb as a whole word followed by
+    white space, and every position of the run of clause characters right before it."""
+    verbs = [v.decode() for v in words.intersection(_VERB_WORDS[n])]
+    if n == 9 and b"e" in words and b"mail" in words:
+        verbs.append("e-mail")
+    starts: set[int] = set()
+    size = len(low)
+    for verb in verbs:
+        for at in _occurrences(low, verb):
+            end = at + len(verb)
+            if end >= size or not low[end].isspace():
+                continue
+            lo = at
+            while lo > 0 and low[lo - 1] in _CLAUSE_CHARS:
+                lo -= 1
+            starts.update(range(lo, at + 1))
+    return sorted(starts)
+
+
+def _matches(rx: re.Pattern[str], text: str, starts: list[int]) -> Iterator[re.Match[str]]:
+    """What ``rx.finditer(text)`` yields, trying only ``starts`` (sorted, a superset of
+    where a match can start)."""
+    cursor = 0
+    for at in starts:
+        if at < cursor:
+            continue
+        m = rx.match(text, at)
+        if m is not None:
+            yield m
+            cursor = m.end()
+
+
+def anchor_matches(k: int, text: str, *, prefilter: bool = True) -> Iterator[re.Match[str]]:
+    """``_ANCHORS[k]``'s matches in ``text``, as its ``finditer`` yields them."""
+    ascii_ = prefilter and text.isascii()
+    return _anchor_matches(
+        k, text, text.lower() if ascii_ else None, _words(text.encode()) if ascii_ else frozenset()
+    )
+
+
+def _anchor_matches(
+    k: int, text: str, low: str | None, words: frozenset[bytes]
+) -> Iterator[re.Match[str]]:
+    """Like ``finditer``; fewer starts tried when ``low`` (``text`` lower-cased, ASCII only)
+    and its ``words`` are given."""
+    rx = _ANCHORS[k][0]
+    if low is not None and k in _POLITE_ANCHORS:
+        return _matches(rx, text, _polite_starts(low, words))
+    if low is not None and k in _CLAUSE_ANCHORS:
+        return _matches(rx, text, _clause_starts(low, k, words))
+    return rx.finditer(text)
+
+
+def _all(text: str, *, prefilter: bool = True) -> list[Instruction]:
+    """Every anchor's window, best first (overlapping windows kept once, the best).
+    ``prefilter=False`` scans with every anchor, every position (the reference the property
+    test uses)."""
     found: list[Instruction] = []
-    for rx, points in _ANCHORS:
-        for n, m in enumerate(rx.finditer(text)):
+    ascii_ = prefilter and text.isascii()
+    words = _words(text.encode()) if ascii_ else frozenset()
+    scan = anchors_to_scan(text, words) if prefilter else _ALL_ANCHORS
+    low = text.lower() if ascii_ else None
+    for k, ((_, points), wanted) in enumerate(zip(_ANCHORS, scan, strict=True)):
+        if not wanted:
+            continue
+        for n, m in enumerate(_anchor_matches(k, text, low, words)):
             if n >= MAX_ANCHORS:
                 break
             score, feats = _window_score(text, m.start(), points)
@@ -406,12 +701,53 @@ def _best(text: str) -> Instruction | None:
     return found[0] if found else None
 
 
+# Verdicts by content, within a run and across runs (tool descriptions and repeated results
+# recur): the text's BLAKE2b digest (the text itself when short) -> what was found, frozen.
+_Frozen = tuple[tuple[tuple[int, str, tuple[str, ...], str, int, str], ...], int]
+_SEEN: dict[str | bytes, _Frozen] = {}
+SEEN_LIMIT = 8192
+_SHORT_KEY = 64
+
+
+def clear_caches() -> None:
+    """Forget every cached verdict (benchmarks measure cold passes with it)."""
+    _SEEN.clear()
+    clear_spelling_cache()
+
+
 def find_instructions(text: str) -> tuple[list[Instruction], int]:
     """Every instruction in ``text`` (already bounded) at or above ``THRESHOLD``, best first,
     and the best score seen at all (below the threshold too: a near miss, which callers use
-    to try fields joined together)."""
+    to try fields joined together). Pure: the answer for a text seen before is reused (new
+    objects every time: callers may change them)."""
     if len(text) < MIN_LEN or not has_cue(text):
         return [], 0
+    key: str | bytes = (
+        text
+        if len(text) <= _SHORT_KEY
+        else hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    )
+    hit = _SEEN.get(key)
+    if hit is None:
+        found, best = _find(text)
+        frozen = tuple(
+            (i.score, i.excerpt, tuple(i.features), i.concealment, i.start, i.text) for i in found
+        )
+        if len(_SEEN) >= SEEN_LIMIT:
+            _SEEN.clear()
+        hit = _SEEN[key] = (frozen, best)
+    return [_thaw(*frozen) for frozen in hit[0]], hit[1]
+
+
+def _thaw(
+    score: int, excerpt: str, features: tuple[str, ...], concealment: str, start: int, text: str
+) -> Instruction:
+    ins = Instruction(score, excerpt, list(features), concealment, start)
+    ins.text = text
+    return ins
+
+
+def _find(text: str) -> tuple[list[Instruction], int]:
     text, concealment = fold(text)
     found = _all(text)
     if found and found[0].score < THRESHOLD:
@@ -421,7 +757,7 @@ def find_instructions(text: str) -> tuple[list[Instruction], int]:
             if again and again[0].score > found[0].score:
                 found, concealment = again, concealment or "misspelled cue words"
                 text = fixed
-    if found and not concealment and _HIDDEN_STYLE.search(text):
+    if found and not concealment and _may_hide(text) and _HIDDEN_STYLE.search(text):
         concealment = "hidden styling"
     hidden: list[Instruction] = []
     for n, m in enumerate(_COMMENT.finditer(text)):

@@ -162,10 +162,22 @@ _SECRET_HINTS = (
 _SECRET_DIGITS = re.compile(r"\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{4}|\d{3}-\d{2}-\d{4}")
 
 
+# On ASCII text (``re.I`` is then plain ASCII case folding) the hints can be longer: the
+# whole "api" key name and GitHub prefix (API responses say "api" everywhere).
+_SECRET_HINTS_ASCII = (
+    *(h for h in _SECRET_HINTS if h not in ("api", "gh")),
+    *("api_key", "api-key", "apikey", "ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+)
+
+
 def maybe_secret(text: str) -> bool:
     """False when ``SECRET`` certainly finds nothing in ``text``."""
     low = text.lower()
-    return any(h in low for h in _SECRET_HINTS) or _SECRET_DIGITS.search(text) is not None
+    hints = _SECRET_HINTS_ASCII if text.isascii() else _SECRET_HINTS
+    for h in hints:
+        if h in low:
+            return True
+    return _SECRET_DIGITS.search(text) is not None
 
 
 def secrets_in(text: str, limit: int = 8) -> list[str]:

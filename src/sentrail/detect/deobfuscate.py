@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import unicodedata
 from urllib.parse import unquote
@@ -132,7 +133,10 @@ for _w in _VOCABULARY:
 _TOKEN = re.compile(r"[A-Za-z0-9@]{5,14}")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _correct(token: str) -> str | None:
+    """The cue word ``token`` is one edit away from, or None (pure: cached per token, words
+    recur across strings and runs)."""
     low = token.lower()
     if low in _EXACT:
         return None
@@ -152,6 +156,10 @@ def _correct(token: str) -> str | None:
         if hit is not None and len(hit) == len(low) and len(hit) >= 6:
             return hit
     return None
+
+
+def clear_spelling_cache() -> None:
+    _correct.cache_clear()
 
 
 def fix_misspellings(text: str) -> str | None:
@@ -194,6 +202,30 @@ def decoded_blobs(text: str) -> list[tuple[str, str]]:
     """(encoding, decoded text) for the encoded runs of ``text`` that decode to readable
     text: at most ``MAX_BLOBS``, each read up to ``MAX_BLOB`` characters."""
     out: list[tuple[str, str]] = []
+    if _RUN_OF_24 in text.encode("utf-8", "surrogatepass").translate(_ALPHABET):
+        _hex_and_base64(text, out)
+        if len(out) >= MAX_BLOBS:
+            return out
+    if "%" in text:
+        for m in _PERCENT.finditer(text):
+            decoded = unquote(m.group(0)[:MAX_BLOB])
+            if _printable(decoded):
+                out.append(("url-encoding", decoded))
+                if len(out) >= MAX_BLOBS:
+                    return out
+    return out
+
+
+# Hex and base64 runs are 24 or more characters of the base64 alphabet (ASCII letters,
+# digits, "+" and "/"): mapped to "a" (everything else, non-ASCII bytes too, to a space),
+# text without such a run is dismissed with one substring test.
+_ALPHABET = bytes(
+    97 if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/") else 32 for c in range(256)
+)
+_RUN_OF_24 = b"a" * 24
+
+
+def _hex_and_base64(text: str, out: list[tuple[str, str]]) -> None:
     for m in _HEX.finditer(text):
         try:
             decoded = bytes.fromhex(m.group(0)[:MAX_BLOB]).decode("utf-8")
@@ -202,7 +234,7 @@ def decoded_blobs(text: str) -> list[tuple[str, str]]:
         if _printable(decoded):
             out.append(("hex", decoded))
             if len(out) >= MAX_BLOBS:
-                return out
+                return
     for m in _BASE64.finditer(text):
         blob = m.group(0)[:MAX_BLOB]
         if blob.isdigit() or (blob.isalpha() and (blob.islower() or blob.isupper())):
@@ -215,12 +247,4 @@ def decoded_blobs(text: str) -> list[tuple[str, str]]:
         if _printable(decoded):
             out.append(("base64", decoded))
             if len(out) >= MAX_BLOBS:
-                return out
-    if "%" in text:
-        for m in _PERCENT.finditer(text):
-            decoded = unquote(m.group(0)[:MAX_BLOB])
-            if _printable(decoded):
-                out.append(("url-encoding", decoded))
-                if len(out) >= MAX_BLOBS:
-                    return out
-    return out
+                return
