@@ -117,7 +117,8 @@ def test_a_checkpoint_is_fetched_from_a_url(home: Path, tmp_path: Path) -> None:
         r = run("log", "verify", "--checkpoint", url)
         assert r.exit_code == 0, r.output
         r = run("log", "verify", "--checkpoint", url.replace("cp.txt", "none.txt"))
-        assert r.exit_code == 1 and "cannot fetch" in r.output, r.output
+        # an outside record that cannot be fetched says nothing about the log: input error
+        assert r.exit_code == 2 and "cannot fetch" in r.output, r.output
     finally:
         server.shutdown()
         server.server_close()
@@ -170,6 +171,17 @@ def test_witnesses_get_every_checkpoint_and_hold_the_store(
     assert r.exit_code == 1 and "holds a larger tree" in r.output, r.output
     r = run("log", "verify", "--witness", str(file))
     assert r.exit_code == 1 and "cut off" in r.output, r.output
+
+
+def test_a_witness_that_holds_nothing_of_a_tenant_with_events_fails(
+    home: Path, tmp_path: Path
+) -> None:
+    """An empty witness proves nothing: never pushed to, or its copies gone."""
+    ingest("prod-delete.json")
+    empty = tmp_path / "empty-witness.log"
+    empty.write_bytes(b"")
+    r = run("log", "verify", "--witness", str(empty))
+    assert r.exit_code == 1 and "holds no checkpoint of tenant 'acme'" in r.output, r.output
 
 
 def test_an_s3_witness_gets_every_checkpoint_and_holds_the_store(

@@ -137,12 +137,13 @@ def verify(
         notes = [Outside(fetch_note(c), c) for c in checkpoint or ()]
         picker = EnginePicker(store, engine, pinned=policy is not None)
         for t in tenants:
-            outside = notes + _witness_notes(witnesses, t)
+            held = _witness_notes(witnesses, t)
             report = verify_log(
-                store, t, verifiers, outside=outside, max_unsigned_age=max_unsigned_age
+                store, t, verifiers, outside=notes + held, max_unsigned_age=max_unsigned_age
             )
             if report.problem is not None:
                 _failed(str(report.problem))
+            _require_witness_copies(report, witnesses, held)
             seen = _show_http_witnesses(store, t, witnesses, cosigners)
             typer.echo(_ok_line(t, report, seen))
             if deep:
@@ -160,6 +161,23 @@ def verify(
 def _failed(reason: str) -> None:
     typer.echo(f"FAIL: {safe_text(reason)}")
     raise typer.Exit(EXIT_FINDINGS)
+
+
+def _require_witness_copies(
+    report: LogReport, witnesses: Sequence[Witnesses], held: list[Outside]
+) -> None:
+    """A file or bucket witness named on the command line must hold this tenant's
+    checkpoints once its log has events: an empty one proves nothing (it was never pushed
+    to, or its copies are gone), so it is a failure, not a silent pass."""
+    for w in witnesses:
+        if isinstance(w, HttpWitness) or any(o.source == w.name for o in held):
+            continue
+        if report.size:
+            raise WitnessError(
+                f"the witness holds no checkpoint of tenant {report.tenant!r}, whose log "
+                f"has {report.size} event(s)",
+                w.name,
+            )
 
 
 def _witness_notes(witnesses: Sequence[Witnesses], tenant: str) -> list[Outside]:

@@ -223,28 +223,30 @@ def open_witness(
 
 def fetch_note(source: str) -> str:
     """A checkpoint note from a file or an http(s) URL; a JSON answer of
-    ``GET /v1/log/checkpoint`` gives its ``note``."""
+    ``GET /v1/log/checkpoint`` gives its ``note``. One that cannot be read, or is not a
+    note at all, says nothing about the log: :class:`WitnessUnreachable` (an input error)."""
     data: bytes
     if source.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(source, timeout=TIMEOUT_S) as resp:  # noqa: S310
                 data = resp.read(MAX_NOTE_BYTES + 1)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise WitnessError(f"cannot fetch the checkpoint: {exc}", source) from None
+            raise WitnessUnreachable(f"cannot fetch the checkpoint: {exc}", source) from None
     else:
         try:
             data = Path(source.removeprefix("file:")).read_bytes()[: MAX_NOTE_BYTES + 1]
         except OSError as exc:
-            raise WitnessError(f"cannot read the checkpoint: {exc.strerror}", source) from None
+            why = f"cannot read the checkpoint: {exc.strerror}"
+            raise WitnessUnreachable(why, source) from None
     if data.lstrip().startswith(b"{"):
         try:
             return msgspec.json.decode(data, type=_NoteDoc).note
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise WitnessError("a JSON checkpoint has a 'note' string", source) from None
+            raise WitnessUnreachable("a JSON checkpoint has a 'note' string", source) from None
     try:
         return data.decode()
     except UnicodeDecodeError:
-        raise WitnessError("the checkpoint is not UTF-8 text", source) from None
+        raise WitnessUnreachable("the checkpoint is not UTF-8 text", source) from None
 
 
 class WitnessPublisher:
