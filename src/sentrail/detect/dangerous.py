@@ -17,6 +17,7 @@ from sentrail.detect.base import Detector, StepFacts
 from sentrail.detect.content_values import words_of
 from sentrail.detect.text import iter_strings
 from sentrail.model.finding import Category, Severity
+from sentrail.policy.compiled import CompiledAction
 from sentrail.policy.risk import tool_words
 
 MAX_TEXT = 16 * 1024  # characters of arguments read per call
@@ -88,28 +89,7 @@ class DangerousActions(Detector):
             m = action.regex.search(text)
             if m is None:
                 continue
-            severity = action.severity
-            requested = next((w for w in action.requested if w in trigger), None)
-            if requested and severity is Severity.CRITICAL:
-                severity = Severity.WARNING
-            p = action.pattern
-            self.ctx.emit(
-                f"policy.dangerous.{p.id}",
-                Category.POLICY_VIOLATION,
-                severity,
-                facts,
-                f"Dangerous action {p.id} — {p.description} ({facts.tool}: "
-                f"{m.group(0).strip()[:80]!r})",
-                {
-                    "pattern_id": p.id,
-                    "matched": m.group(0)[:200],
-                    "tool": facts.tool,
-                    "requested_by_user": requested,
-                    "status": facts.status,
-                },
-                tags=["OWASP-ASI02", "AML.T0048"],
-                key=p.id,
-            )
+            self._report(facts, action, m.group(0), m.group(0).strip()[:80], trigger)
             fired += 1
             if fired >= MAX_PER_STEP:
                 return
@@ -125,29 +105,35 @@ class DangerousActions(Detector):
             if m is None:
                 continue
             trigger = (self.ctx.header.trigger or "").lower()
-            severity = action.severity
-            requested = next((w for w in action.requested if w in trigger), None)
-            if requested and severity is Severity.CRITICAL:
-                severity = Severity.WARNING
-            p = action.pattern
-            self.ctx.emit(
-                f"policy.dangerous.{p.id}",
-                Category.POLICY_VIOLATION,
-                severity,
-                facts,
-                f"Dangerous action {p.id} — {p.description} ({tool}: {m.group(0)!r})",
-                {
-                    "pattern_id": p.id,
-                    "matched": m.group(0)[:200],
-                    "tool": tool,
-                    "requested_by_user": requested,
-                    "status": facts.status,
-                },
-                tags=["OWASP-ASI02", "AML.T0048"],
-                key=p.id,
-            )
+            self._report(facts, action, m.group(0), m.group(0), trigger)
             return True
         return False
+
+    def _report(
+        self, facts: StepFacts, action: CompiledAction, matched: str, shown: str, trigger: str
+    ) -> None:
+        """One finding of a pattern: critical unless the user's request asked for it."""
+        severity = action.severity
+        requested = next((w for w in action.requested if w in trigger), None)
+        if requested and severity is Severity.CRITICAL:
+            severity = Severity.WARNING
+        p = action.pattern
+        self.ctx.emit(
+            f"policy.dangerous.{p.id}",
+            Category.POLICY_VIOLATION,
+            severity,
+            facts,
+            f"Dangerous action {p.id} — {p.description} ({facts.tool}: {shown!r})",
+            {
+                "pattern_id": p.id,
+                "matched": matched[:200],
+                "tool": facts.tool,
+                "requested_by_user": requested,
+                "status": facts.status,
+            },
+            tags=["OWASP-ASI02", "AML.T0048"],
+            key=p.id,
+        )
 
 
 @lru_cache(maxsize=4096)
