@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from sentrail.engine.engine import Engine
-from sentrail.forensics.values import query_keys, run_values
+from sentrail.forensics.values import query_keys, run_values, values_in
 from sentrail.model.decode import decode_run
 from sentrail.runtime.ingest import Ingestor
 from sentrail.runtime.logged_runs import reindex, value_uses
@@ -35,6 +35,13 @@ def test_one_iban_written_two_ways_is_one_key_and_a_secret_is_held_only_hashed()
     creds = [v for v in values if v.kind == "credential"]
     assert creds and all(v.key.startswith("sha256:") for v in creds)
     assert not any(secret in (v.key + v.display) for v in values)
+
+
+def test_a_month_or_a_date_is_not_an_account() -> None:
+    for text in ("report for 2026-03", "due 2026-03-14", "at 09:30", "rate 4.25"):
+        assert not [v for v in values_in(text, "params.period", 0, "t") if v.kind == "account"]
+    # A number that is not a month still is one.
+    assert [v for v in values_in("2026-13", "params.to", 0, "t") if v.kind == "account"]
 
 
 def test_runs_sharing_a_value_are_found_within_the_tenant_and_app_only(backend: Backend) -> None:

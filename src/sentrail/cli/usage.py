@@ -21,9 +21,9 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 the check failed (a finding at or above --fail-on, a log or "
-    "bundle that does not verify, a failing policy example); 2 usage or input error (bad "
-    "options, a missing, unreadable or invalid input, an unreachable store). When both "
-    "apply, 2 wins: the result is incomplete."
+    "bundle that does not verify, a failing policy example, a refused contain release); "
+    "2 usage or input error (bad options, a missing, unreadable or invalid input, an "
+    "unreachable store). When both apply, 2 wins: the result is incomplete."
 )
 
 

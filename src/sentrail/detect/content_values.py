@@ -24,7 +24,10 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4}
 _DIGITS = re.compile(r"(?<![\w.])\+?\d(?:[ -]?\d){5,}(?![\w])")
 _PATH = re.compile(r"(?<![\w:/.])(?:~/?|/|[A-Za-z]:\\)[\w.~*-]+(?:[/\\][\w.~*-]+)*[/\\]?")
 _IDENT = re.compile(r"(?<![\w@./-])(?=[\w-]*\d)[A-Za-z0-9][\w-]{3,63}(?![\w@])")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{1,2}:\d{2}$|^\d+\.\d+$")
+# A date (2026-03-14), a month (2026-03), a time (09:30) or a decimal: never an account.
+_DATE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}$|^(?:19|20)\d{2}-(?:0[1-9]|1[0-2])$|^\d{1,2}:\d{2}$|^\d+\.\d+$"
+)
 _QUOTED = re.compile(r"(?<!\w)'([^'\n]{3,80})'(?!\w)|\"([^\"\n]{3,80})\"|`([^`\n]{3,80})`")
 _HANDLE = re.compile(r"(?<![\w#@])[#@][A-Za-z]\w{2,40}\b")
 _AMOUNT = re.compile(
