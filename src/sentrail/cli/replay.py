@@ -32,7 +32,8 @@ from sentrail.engine.engine import Engine
 from sentrail.errors import InputError, SentrailError
 from sentrail.evidence.bundle import REPLAY_DIFF
 from sentrail.evidence.note import Signer
-from sentrail.forensics.replay import diff_part, encode_diff, render_diff, render_fleet
+from sentrail.forensics.fleet import render_fleet
+from sentrail.forensics.replay import diff_part, encode_diff, render_diff
 from sentrail.model.decode import decode_event, decode_run
 from sentrail.policy.compiled import Policy
 from sentrail.policy.load import load_policy

@@ -15,7 +15,7 @@ baseline or sentrail version, and the diff against what the store concluded.
   (or ``--baseline``) changes. A run judged with a bundle the store does not hold is
   replayed under the fallback and says so (:attr:`Replay.notes`).
 - The diff is :func:`sentrail.forensics.replay.replay_diff`; :func:`replay_fleet` replays
-  many runs (``--jobs`` worker processes) into a :class:`~sentrail.forensics.replay.FleetSummary`.
+  many runs (``--jobs`` worker processes) into a :class:`~sentrail.forensics.fleet.FleetSummary`.
 
 Replaying a run under the policy it was judged with reproduces the stored verdict,
 findings and risk exactly (tests/forensics/test_replay.py holds it to that on every
@@ -37,13 +37,8 @@ from sentrail import __version__
 from sentrail.engine.config import load_baselines
 from sentrail.engine.engine import Engine
 from sentrail.errors import InputError, SentrailError
-from sentrail.forensics.replay import (
-    FleetSummary,
-    FleetTally,
-    ReplayDiff,
-    judgement,
-    replay_diff,
-)
+from sentrail.forensics.fleet import FleetSummary, FleetTally
+from sentrail.forensics.replay import ReplayDiff, judgement, replay_diff
 from sentrail.model.finding import RunResult
 from sentrail.model.status import INCOMPLETE
 from sentrail.model.trace import Run
