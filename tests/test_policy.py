@@ -230,3 +230,66 @@ def test_dangerous_actions_bad_pattern_is_a_located_error() -> None:
 
     with pytest.raises(PolicyError, match="dangerous_actions"):
         parse_policy(b"dangerous_actions:\n  - id: x\n    pattern: '(unclosed'\n")
+
+
+_HARM_NAMED = [
+    "WireFraudAssistant",
+    "PrivilegeEscalator",
+    "RootEscalation",
+    "PasswordHarvester",
+    "KeystrokeSniffer",
+    "ShellInjection",
+    "ArpPoisoner",
+    "BackupCorruption",
+    "InvoiceFabrication",
+    "PaymentDiversion",
+    "ElectionManipulator",
+    "FakeReviewWriter",
+    "CustomerLeakTool",
+    "ServerTakedown",
+    "BribePayer",
+    "CovertTransfer",
+    "WebsiteDefacer",
+]
+_PROTECTIVE_NAMED = [
+    "FraudDetectionService",
+    "AntiFraudFilter",
+    "DataBreachNotifier",
+    "SqlInjectionScanner",
+    "DependencyInjectionContainer",
+    "TicketEscalation",
+    "ImageManipulation",
+    "DataManipulation",
+    "MetalFabrication",
+    "PacketCapture",
+    "CrashReporter",
+    "ServiceDisruptionMonitor",
+    "BackupCorruptionCheck",
+    "PhishingAwarenessQuiz",
+    "DuplicateFileFinder",
+    "FakeDataGenerator",
+    "CovertChannelDetector",
+    "AttackSurfaceReport",
+]
+
+
+def _tool_pattern_hit(tool: str) -> str | None:
+    from sentrail.policy.risk import tool_words
+
+    words = " ".join(tool_words(tool))
+    for action in Policy().tool_patterns:
+        if action.hints and not any(h in words for h in action.hints):
+            continue
+        if action.regex.search(words):
+            return action.pattern.id
+    return None
+
+
+@pytest.mark.parametrize("tool", _HARM_NAMED)
+def test_tool_named_for_harm_is_caught(tool: str) -> None:
+    assert _tool_pattern_hit(tool) in {"harmful-tool-name", "harmful-tool-purpose"}
+
+
+@pytest.mark.parametrize("tool", _PROTECTIVE_NAMED)
+def test_tool_named_for_protection_or_a_neutral_task_is_not(tool: str) -> None:
+    assert _tool_pattern_hit(tool) is None
