@@ -270,6 +270,10 @@ _PROTECTIVE_NAMED = [
     "FakeDataGenerator",
     "CovertChannelDetector",
     "AttackSurfaceReport",
+    "AntiFraud",
+    "anti_malware_agent",
+    "IllegalMoveValidator",
+    "SystemCrashDumpCollector",
 ]
 
 

@@ -144,11 +144,13 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
 # A tool named for protecting against a harm ("fraud detection", "breach notifier",
 # "anti phishing filter") is not named for doing it: the tool patterns skip a harm word
 # that a protective word follows, or that "anti" precedes.
+_NOT_ANTI = r"(?<!\banti )"
 _PROTECTIVE = (
-    r"(?<!\banti )(?!\w* (?:\w+ )?(?:detect|prevent|protect|check|monitor|scan|alert|guard|"
+    r"(?!\w* (?:\w+ )?(?:detect|prevent|protect|check|monitor|scan|alert|guard|"
     r"shield|analy[sz]|report|defen[cs]|filter|audit|train|awareness|simulat|test|respon|"
     r"notif|recover|remediat|investigat|classif|score|scoring|risk|insurance|policy|"
-    r"polic|rule|block|quarantin|mitigat|aware|educat|lesson|quiz|case|claim)\w*\b)"
+    r"polic|rule|block|quarantin|mitigat|aware|educat|lesson|quiz|case|claim|"
+    r"validat|verif|dump|logs?\b|logger|viewer|track|counter|stats?\b|statistic)\w*\b)"
 )
 _TOOL_REQUESTED = [
     "phishing",
@@ -167,7 +169,7 @@ HARMFUL_TOOL = ActionPattern(
     id="harmful-tool-name",
     description="A tool whose name says it steals, tampers, defrauds or destroys",
     scope="tool",
-    pattern=r"\b(?:theft|thefts|steal\w*|exfiltrat\w*|tamper\w*|fraudulent|phishing|"
+    pattern=_NOT_ANTI + r"\b(?:theft|thefts|steal\w*|exfiltrat\w*|tamper\w*|fraudulent|phishing|"
     r"backdoor\w*|keylog\w*|malware|ransomware|spoof\w*|impersonat\w*|sabotag\w*|"
     r"hijack\w*|forgery|forge|embezzl\w*|launder\w*|brib\w*|extort\w*|blackmail\w*|"
     r"frauds?|defac(?:e|es|ed|er|ing|ement)|counterfeit\w*|ponzi|insider trading|"
@@ -230,7 +232,7 @@ HARMFUL_TOOL_PURPOSE = ActionPattern(
     "credential harvesting, code injection, poisoning, altered or fabricated records, "
     "diverted funds, a breach",
     scope="tool",
-    pattern=r"\b(?:(?:access|privilege|permission|root|admin)s? escalat\w*|"
+    pattern=_NOT_ANTI + r"\b(?:(?:access|privilege|permission|root|admin)s? escalat\w*|"
     r"(?:credential|password|account|login|email|cookie|token)s? harvest\w*|"
     r"(?:traffic|password|credential|keystroke)s? sniff\w*|"
     r"(?:code|command|process|script|shell|payload|malware|plagiarism|sql)s? "
