@@ -278,15 +278,10 @@ _PROTECTIVE_NAMED = [
 
 
 def _tool_pattern_hit(tool: str) -> str | None:
-    from sentrail.policy.risk import tool_words
+    from sentrail.detect.dangerous import tool_pattern_hit
 
-    words = " ".join(tool_words(tool))
-    for action in Policy().tool_patterns:
-        if action.hints and not any(h in words for h in action.hints):
-            continue
-        if action.regex.search(words):
-            return action.pattern.id
-    return None
+    hit = tool_pattern_hit(Policy().tool_patterns, tool)
+    return hit[0].pattern.id if hit else None
 
 
 @pytest.mark.parametrize("tool", _HARM_NAMED)
