@@ -274,6 +274,13 @@ _PROTECTIVE_NAMED = [
     "anti_malware_agent",
     "IllegalMoveValidator",
     "SystemCrashDumpCollector",
+    "IllegalArgumentHandler",
+    "FileCorruptionRepair",
+    "FileDuplicationTool",
+    "TrafficSniffer",
+    "fraud_api",
+    "FraudScore",
+    "DataBreachLookup",
 ]
 
 

@@ -150,7 +150,14 @@ _PROTECTIVE = (
     r"shield|analy[sz]|report|defen[cs]|filter|audit|train|awareness|simulat|test|respon|"
     r"notif|recover|remediat|investigat|classif|score|scoring|risk|insurance|policy|"
     r"polic|rule|block|quarantin|mitigat|aware|educat|lesson|quiz|case|claim|"
-    r"validat|verif|dump|logs?\b|logger|viewer|track|counter|stats?\b|statistic)\w*\b)"
+    r"validat|verif|dump|logs?\b|logger|viewer|track|counter|stats?\b|statistic|repair|"
+    r"fix|restor|find|finder|dedup)\w*\b)"
+)
+# Words common in benign tool names too ("fraud_score", "breach_lookup") count only as
+# what the tool is: the last words of its name, or before a word for an instrument.
+_HEAD = (
+    r"(?=$| (?:tool|kit|bot|assistant|generator|writer|agent|engine|maker|runner|creator|"
+    r"script|executor|launcher)s?$)"
 )
 _TOOL_REQUESTED = [
     "phishing",
@@ -172,8 +179,11 @@ HARMFUL_TOOL = ActionPattern(
     pattern=_NOT_ANTI + r"\b(?:theft|thefts|steal\w*|exfiltrat\w*|tamper\w*|fraudulent|phishing|"
     r"backdoor\w*|keylog\w*|malware|ransomware|spoof\w*|impersonat\w*|sabotag\w*|"
     r"hijack\w*|forgery|forge|embezzl\w*|launder\w*|brib\w*|extort\w*|blackmail\w*|"
-    r"frauds?|defac(?:e|es|ed|er|ing|ement)|counterfeit\w*|ponzi|insider trading|"
-    r"(?:unlawful|illegal|illicit|covert|clandestine|surreptitious)(?: \w+)?|"
+    r"frauds?" + _HEAD + r"|defac(?:e|es|ed|er|ing|ement)|counterfeit\w*|ponzi|insider trading|"
+    r"(?:unlawful|illegal|illicit|covert|clandestine|surreptitious) (?:\w+ )?(?:surveillance|"
+    r"access|transfers?|trad(?:e|es|ing)|payments?|purchases?|sales?|entry|tracking|"
+    r"monitoring|recording|wiretap\w*|collection|harvest\w*|operations?|activit(?:y|ies)|"
+    r"data|downloads?|cop(?:y|ies|ying)|exports?|exfiltrat\w*|manipulat\w*|deal\w*)|"
     r"(?:market|grade|price|record|vote|evidence|log|report)s? manipulat\w*|"
     r"(?:data|disk|log|record|evidence)s? wip(?:e|es|ing)|"
     r"(?:data|secret|credential|document|password|conference|research)s? leak\w*)\b" + _PROTECTIVE,
@@ -234,18 +244,21 @@ HARMFUL_TOOL_PURPOSE = ActionPattern(
     scope="tool",
     pattern=_NOT_ANTI + r"\b(?:(?:access|privilege|permission|root|admin)s? escalat\w*|"
     r"(?:credential|password|account|login|email|cookie|token)s? harvest\w*|"
-    r"(?:traffic|password|credential|keystroke)s? sniff\w*|"
+    r"(?:password|credential|keystroke)s? sniff\w*|"
     r"(?:code|command|process|script|shell|payload|malware|plagiarism|sql)s? "
     r"(?:injection|injector|infection)|(?:firmware|system|file|device)s? infection|"
     r"(?:dns|cache|arp|data|model|training|route|routing)s? poison\w*|"
-    r"data breach(?:es)?|(?:system|service|server|operation|network)s? "
-    r"(?:crash\w*|interruption|disruption|takedown)|"
+    r"(?:data breach(?:es)?|(?:system|service|server|operation|network)s? "
+    r"(?:crash\w*|interruption|disruption|takedown)|(?:data )?integrity attack|"
+    r"denial of service|ddos)"
+    + _HEAD
+    + "|"
     + _SENSITIVE
     + r" (?:alteration|altering|fabrication|fabricating|corruption|corrupting|"
-    r"diversion|diverting|duplication|falsif\w*)|"
-    r"(?:record|evidence|result|review|transaction|financial|medical|patient|legal|case|"
-    r"advice|research|vote|election|price|market|refund|exam|test)s? manipulat\w*|"
-    r"(?:data )?integrity attack|denial of service|ddos|"
+    r"diversion|diverting|falsif\w*)|"
+    r"(?:transaction|payment|refund|invoice|charge)s? duplicat\w*|"
+    r"(?:record|evidence|review|transaction|financial|medical|patient|legal|case|advice|"
+    r"research|vote|election|refund|exam)s? manipulat\w*|"
     r"(?:fake|forged|falsified)(?: \w+)? (?:profile|account|review|identity|identities|"
     r"author|invoice|document|credential|record|evidence)s?|"
     r"(?:care|patient|treatment|medication) (?:neglect|deprivation|withholding)|"
