@@ -21,6 +21,8 @@ from sentrail.policy.risk import tool_words
 
 MAX_TEXT = 16 * 1024  # characters of arguments read per call
 MAX_PER_STEP = 3
+# A word up to two before a tool name's harm words that turns them around.
+_DEFUSING = frozenset({"anti", "counter", "simulated", "mock"})
 MAX_TOOL_MEMO = 4096  # tool names whose pattern hit a policy remembers
 FREE_TEXT = words_of(
     "body content message text subject description summary note notes comment title "
@@ -149,7 +151,8 @@ def tool_pattern_hit(
     for action in patterns:
         if action.hints and not any(h in words for h in action.hints):
             continue
-        m = action.regex.search(words)
-        if m is not None:
-            return action, m.group(0)
+        for m in action.regex.finditer(words):
+            # "anti money laundering", "simulated phishing": a name against the harm.
+            if _DEFUSING.isdisjoint(words[: m.start()].split()[-2:]):
+                return action, m.group(0)
     return None
