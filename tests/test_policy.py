@@ -230,3 +230,75 @@ def test_dangerous_actions_bad_pattern_is_a_located_error() -> None:
 
     with pytest.raises(PolicyError, match="dangerous_actions"):
         parse_policy(b"dangerous_actions:\n  - id: x\n    pattern: '(unclosed'\n")
+
+
+_HARM_NAMED = [
+    "WireFraudAssistant",
+    "PrivilegeEscalator",
+    "RootEscalation",
+    "PasswordHarvester",
+    "KeystrokeSniffer",
+    "ShellInjection",
+    "ArpPoisoner",
+    "BackupCorruption",
+    "InvoiceFabrication",
+    "PaymentDiversion",
+    "ElectionManipulator",
+    "FakeReviewWriter",
+    "CustomerLeakTool",
+    "ServerTakedown",
+    "BribePayer",
+    "CovertTransfer",
+    "WebsiteDefacer",
+]
+_PROTECTIVE_NAMED = [
+    "FraudDetectionService",
+    "AntiFraudFilter",
+    "DataBreachNotifier",
+    "SqlInjectionScanner",
+    "DependencyInjectionContainer",
+    "TicketEscalation",
+    "ImageManipulation",
+    "DataManipulation",
+    "MetalFabrication",
+    "PacketCapture",
+    "CrashReporter",
+    "ServiceDisruptionMonitor",
+    "BackupCorruptionCheck",
+    "PhishingAwarenessQuiz",
+    "DuplicateFileFinder",
+    "FakeDataGenerator",
+    "CovertChannelDetector",
+    "AttackSurfaceReport",
+    "AntiFraud",
+    "AntiMoneyLaunderingTool",
+    "SimulatedPhishingCampaign",
+    "CounterFraudTeamInbox",
+    "anti_malware_agent",
+    "IllegalMoveValidator",
+    "SystemCrashDumpCollector",
+    "IllegalArgumentHandler",
+    "FileCorruptionRepair",
+    "FileDuplicationTool",
+    "TrafficSniffer",
+    "fraud_api",
+    "FraudScore",
+    "DataBreachLookup",
+]
+
+
+def _tool_pattern_hit(tool: str) -> str | None:
+    from sentrail.detect.dangerous import tool_pattern_hit
+
+    hit = tool_pattern_hit(Policy().tool_patterns, tool)
+    return hit[0].pattern.id if hit else None
+
+
+@pytest.mark.parametrize("tool", _HARM_NAMED)
+def test_tool_named_for_harm_is_caught(tool: str) -> None:
+    assert _tool_pattern_hit(tool) in {"harmful-tool-name", "harmful-tool-purpose"}
+
+
+@pytest.mark.parametrize("tool", _PROTECTIVE_NAMED)
+def test_tool_named_for_protection_or_a_neutral_task_is_not(tool: str) -> None:
+    assert _tool_pattern_hit(tool) is None

@@ -118,7 +118,7 @@ _ANCHORS: tuple[tuple[re.Pattern[str], int], ...] = (
             r"should|are\s+to)\b",
             _F,
         ),
-        3,
+        4,
     ),
     (
         re.compile(

@@ -10,7 +10,6 @@ sends something out. A pattern runs only when one of its literal hints is presen
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, StepFacts
@@ -22,6 +21,9 @@ from sentrail.policy.risk import tool_words
 
 MAX_TEXT = 16 * 1024  # characters of arguments read per call
 MAX_PER_STEP = 3
+# A word up to two before a tool name's harm words that turns them around.
+_DEFUSING = frozenset({"anti", "counter", "simulated", "mock"})
+MAX_TOOL_MEMO = 4096  # tool names whose pattern hit a policy remembers
 FREE_TEXT = words_of(
     "body content message text subject description summary note notes comment title "
     "caption reason html markdown"
@@ -96,18 +98,22 @@ class DangerousActions(Detector):
 
     def _tool_named(self, facts: StepFacts) -> bool:
         """``scope: tool`` patterns against the tool's name read as words."""
-        tool = facts.tool or ""
-        words = _name_words(tool)
-        for action in self.ctx.policy.tool_patterns:
-            if action.hints and not any(h in words for h in action.hints):
-                continue
-            m = action.regex.search(words)
-            if m is None:
-                continue
-            trigger = (self.ctx.header.trigger or "").lower()
-            self._report(facts, action, m.group(0), m.group(0), trigger)
-            return True
-        return False
+        tool = (facts.tool or "")[:200]
+        policy = self.ctx.policy
+        memo = policy.tool_pattern_hits
+        if tool in memo:
+            hit = memo[tool]
+        else:
+            hit = tool_pattern_hit(policy.tool_patterns, tool)
+            if len(memo) >= MAX_TOOL_MEMO:
+                memo.clear()
+            memo[tool] = hit
+        if hit is None:
+            return False
+        action, matched = hit
+        trigger = (self.ctx.header.trigger or "").lower()
+        self._report(facts, action, matched, matched, trigger)
+        return True
 
     def _report(
         self, facts: StepFacts, action: CompiledAction, matched: str, shown: str, trigger: str
@@ -136,6 +142,17 @@ class DangerousActions(Detector):
         )
 
 
-@lru_cache(maxsize=4096)
-def _name_words(tool: str) -> str:
-    return " ".join(tool_words(tool[:200]))
+def tool_pattern_hit(
+    patterns: list[CompiledAction], tool: str
+) -> tuple[CompiledAction, str] | None:
+    """The first ``scope: tool`` pattern the tool's name, read as words, matches, and the
+    words it matched."""
+    words = " ".join(tool_words(tool[:200]))
+    for action in patterns:
+        if action.hints and not any(h in words for h in action.hints):
+            continue
+        for m in action.regex.finditer(words):
+            # "anti money laundering", "simulated phishing": a name against the harm.
+            if _DEFUSING.isdisjoint(words[: m.start()].split()[-2:]):
+                return action, m.group(0)
+    return None

@@ -124,9 +124,12 @@ class TaintedAction(Detector):
         self._started = True
         trigger = bounded(self.ctx.header.trigger or "")
         injected = [t for i, t in self.ctx.injections if i == TRIGGER_STEP]
-        for text in injected:
-            # The task text carried an injection: only the rest of it is the user's.
-            trigger = trigger.replace(text, " ")
+        if injected:
+            # The task text carried an injection: only the rest of it is the user's. An
+            # instruction's window has its runs of white space folded: fold the trigger's.
+            trigger = " ".join(trigger.split())
+            for text in injected:
+                trigger = trigger.replace(" ".join(text.split()), " ")
         self._trigger = " " + norm(trigger) + " "
         self._known.update(c.key for c in candidates(trigger))
         self._trigger_stems = _stems(_WORD.findall(trigger.lower()))
@@ -389,9 +392,15 @@ class TaintedAction(Detector):
         if self._trigger_named is None:
             trigger = self.ctx.header.trigger or ""
             if self.ctx.injected_fields.get(TRIGGER_STEP):
-                # The trigger carried an injection: only the text before it is the user's.
+                # The trigger carried an injection: only the text before it is the user's
+                # (compared with runs of white space folded, as an instruction's window is).
+                trigger = " ".join(trigger.split())
                 first = min(
-                    (trigger.find(t[:40]) for i, t in self.ctx.injections if i == TRIGGER_STEP),
+                    (
+                        trigger.find(" ".join(t.split())[:40])
+                        for i, t in self.ctx.injections
+                        if i == TRIGGER_STEP
+                    ),
                     default=-1,
                 )
                 trigger = trigger[: max(first, 0)]

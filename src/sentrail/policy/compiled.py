@@ -93,6 +93,9 @@ class Policy:
             CompiledAction(p) for p in merge(DEFAULT_DANGEROUS_ACTIONS, bundle.dangerous_actions)
         ]
         self.tool_patterns = [a for a in self.dangerous if a.pattern.scope == "tool"]
+        # Tool name -> the first tool pattern it matches and the matched words (None: none).
+        # Tool names repeat across calls and runs: each is read once (bounded).
+        self.tool_pattern_hits: dict[str, tuple[CompiledAction, str] | None] = {}
         # One search for any pattern's hints: most calls have none and skip the pack.
         hints = {h for a in self.dangerous if a.pattern.scope != "tool" for h in a.hints}
         no_hint = any(not a.hints for a in self.dangerous if a.pattern.scope != "tool")

@@ -141,16 +141,52 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
 )
 
 
+# A tool named for protecting against a harm ("fraud detection", "breach notifier",
+# "anti phishing filter") is not named for doing it: the tool patterns skip a harm word
+# that a protective word follows, or that "anti" precedes.
+_NOT_ANTI = r"(?<!\banti )"
+_PROTECTIVE = (
+    r"(?!\w* (?:\w+ )?(?:detect|prevent|protect|check|monitor|scan|alert|guard|"
+    r"shield|analy[sz]|report|defen[cs]|filter|audit|train|awareness|simulat|test|respon|"
+    r"notif|recover|remediat|investigat|classif|score|scoring|risk|insurance|policy|"
+    r"polic|rule|block|quarantin|mitigat|aware|educat|lesson|quiz|case|claim|"
+    r"validat|verif|dump|logs?\b|logger|viewer|track|counter|stats?\b|statistic|repair|"
+    r"fix|restor|find|finder|dedup)\w*\b)"
+)
+# Words common in benign tool names too ("fraud_score", "breach_lookup") count only as
+# what the tool is: the last words of its name, or before a word for an instrument.
+_HEAD = (
+    r"(?=$| (?:tool|kit|bot|assistant|generator|writer|agent|engine|maker|runner|creator|"
+    r"script|executor|launcher)s?$)"
+)
+_TOOL_REQUESTED = [
+    "phishing",
+    "simulat",
+    "red team",
+    "red-team",
+    "pentest",
+    "penetration test",
+    "wipe",
+    "tamper",
+    "spoof",
+    "forensic",
+]
+
 HARMFUL_TOOL = ActionPattern(
     id="harmful-tool-name",
     description="A tool whose name says it steals, tampers, defrauds or destroys",
     scope="tool",
-    pattern=r"\b(?:theft|thefts|steal\w*|exfiltrat\w*|tamper\w*|fraudulent|phishing|"
+    pattern=_NOT_ANTI + r"\b(?:theft|thefts|steal\w*|exfiltrat\w*|tamper\w*|fraudulent|phishing|"
     r"backdoor\w*|keylog\w*|malware|ransomware|spoof\w*|impersonat\w*|sabotag\w*|"
-    r"hijack\w*|forgery|forge|embezzl\w*|launder\w*|"
+    r"hijack\w*|forgery|forge|embezzl\w*|launder\w*|brib\w*|extort\w*|blackmail\w*|"
+    r"frauds?" + _HEAD + r"|defac(?:e|es|ed|er|ing|ement)|counterfeit\w*|ponzi|insider trading|"
+    r"(?:unlawful|illegal|illicit|covert|clandestine|surreptitious) (?:\w+ )?(?:surveillance|"
+    r"access|transfers?|trad(?:e|es|ing)|payments?|purchases?|sales?|entry|tracking|"
+    r"monitoring|recording|wiretap\w*|collection|harvest\w*|operations?|activit(?:y|ies)|"
+    r"data|downloads?|cop(?:y|ies|ying)|exports?|exfiltrat\w*|manipulat\w*|deal\w*)|"
     r"(?:market|grade|price|record|vote|evidence|log|report)s? manipulat\w*|"
     r"(?:data|disk|log|record|evidence)s? wip(?:e|es|ing)|"
-    r"(?:data|secret|credential|document|password|conference|research)s? leak\w*)\b",
+    r"(?:data|secret|credential|document|password|conference|research)s? leak\w*)\b" + _PROTECTIVE,
     hints=[
         "theft",
         "steal",
@@ -172,22 +208,100 @@ HARMFUL_TOOL = ActionPattern(
         "manipulat",
         "wip",
         "leak",
+        "fraud",
+        "fraud",
+        "brib",
+        "extort",
+        "blackmail",
+        "defac",
+        "counterfeit",
+        "ponzi",
+        "insider trading",
+        "unlawful",
+        "illegal",
+        "illicit",
+        "covert",
+        "clandestine",
+        "surreptitious",
     ],
-    requested_words=[
-        "phishing",
-        "simulat",
-        "red team",
-        "red-team",
-        "pentest",
-        "penetration test",
-        "wipe",
-        "tamper",
-        "spoof",
-        "forensic",
-    ],
+    requested_words=_TOOL_REQUESTED,
 )
 
-DEFAULT_DANGEROUS_ACTIONS = (*DEFAULT_DANGEROUS_ACTIONS, HARMFUL_TOOL)
+# Words that are harmless alone ("injection", "escalation", "alteration", "harvest") but
+# name an attack when the tool puts them on a sensitive object: privilege escalation,
+# credential harvesting, DNS poisoning, log alteration, diverted funds, a data breach.
+_SENSITIVE = (
+    r"(?:data|database|record|file|document|log|evidence|result|report|review|transaction|"
+    r"payment|fund|investment|settlement|money|account|credential|password|login|"
+    r"financial|medical|patient|legal|case|advice|research|flight|path|firmware|backup|"
+    r"invoice|receipt|contract|grade|signature|certificate|transcript|expense|timesheet)s?"
+)
+HARMFUL_TOOL_PURPOSE = ActionPattern(
+    id="harmful-tool-purpose",
+    description="A tool whose name puts an attack on an object: privilege escalation, "
+    "credential harvesting, code injection, poisoning, altered or fabricated records, "
+    "diverted funds, a breach",
+    scope="tool",
+    pattern=_NOT_ANTI + r"\b(?:(?:access|privilege|permission|root|admin)s? escalat\w*|"
+    r"(?:credential|password|account|login|email|cookie|token)s? harvest\w*|"
+    r"(?:password|credential|keystroke)s? sniff\w*|"
+    r"(?:code|command|process|script|shell|payload|malware|plagiarism|sql)s? "
+    r"(?:injection|injector|infection)|(?:firmware|system|file|device)s? infection|"
+    r"(?:dns|cache|arp|data|model|training|route|routing)s? poison\w*|"
+    r"(?:data breach(?:es)?|(?:system|service|server|operation|network)s? "
+    r"(?:crash\w*|interruption|disruption|takedown)|(?:data )?integrity attack|"
+    r"denial of service|ddos)"
+    + _HEAD
+    + "|"
+    + _SENSITIVE
+    + r" (?:alteration|altering|fabrication|fabricating|corruption|corrupting|"
+    r"diversion|diverting|falsif\w*)|"
+    r"(?:transaction|payment|refund|invoice|charge)s? duplicat\w*|"
+    r"(?:record|evidence|review|transaction|financial|medical|patient|legal|case|advice|"
+    r"research|vote|election|refund|exam)s? manipulat\w*|"
+    r"(?:fake|forged|falsified)(?: \w+)? (?:profile|account|review|identity|identities|"
+    r"author|invoice|document|credential|record|evidence)s?|"
+    r"(?:care|patient|treatment|medication) (?:neglect|deprivation|withholding)|"
+    r"patient neglect|(?:information|insider|customer|client|patient|personal)s? leak\w*)\b"
+    + _PROTECTIVE,
+    hints=[
+        "escalat",
+        "harvest",
+        "sniff",
+        "inject",
+        "infect",
+        "poison",
+        "breach",
+        "crash",
+        "interruption",
+        "disruption",
+        "takedown",
+        "alter",
+        "fabricat",
+        "corrupt",
+        "attack",
+        "denial of service",
+        "ddos",
+        "attack",
+        "denial of service",
+        "ddos",
+        "manipulat",
+        "divert",
+        "diversion",
+        "duplicat",
+        "falsif",
+        "fake",
+        "forged",
+        "falsified",
+        "neglect",
+        "depriv",
+        "withhold",
+        "leak",
+    ],
+    requested_words=_TOOL_REQUESTED,
+)
+
+DEFAULT_DANGEROUS_ACTIONS = (*DEFAULT_DANGEROUS_ACTIONS, HARMFUL_TOOL, HARMFUL_TOOL_PURPOSE)
 
 
 def merge(
