@@ -209,7 +209,6 @@ HARMFUL_TOOL = ActionPattern(
         "wip",
         "leak",
         "fraud",
-        "fraud",
         "brib",
         "extort",
         "blackmail",
@@ -233,7 +232,7 @@ HARMFUL_TOOL = ActionPattern(
 _SENSITIVE = (
     r"(?:data|database|record|file|document|log|evidence|result|report|review|transaction|"
     r"payment|fund|investment|settlement|money|account|credential|password|login|"
-    r"financial|medical|patient|legal|case|advice|research|flight|path|firmware|backup|"
+    r"financial|medical|patient|legal|case|research|firmware|backup|"
     r"invoice|receipt|contract|grade|signature|certificate|transcript|expense|timesheet)s?"
 )
 HARMFUL_TOOL_PURPOSE = ActionPattern(
@@ -245,7 +244,7 @@ HARMFUL_TOOL_PURPOSE = ActionPattern(
     pattern=_NOT_ANTI + r"\b(?:(?:access|privilege|permission|root|admin)s? escalat\w*|"
     r"(?:credential|password|account|login|email|cookie|token)s? harvest\w*|"
     r"(?:password|credential|keystroke)s? sniff\w*|"
-    r"(?:code|command|process|script|shell|payload|malware|plagiarism|sql)s? "
+    r"(?:code|command|process|script|shell|payload|malware|sql)s? "
     r"(?:injection|injector|infection)|(?:firmware|system|file|device)s? infection|"
     r"(?:dns|cache|arp|data|model|training|route|routing)s? poison\w*|"
     r"(?:data breach(?:es)?|(?:system|service|server|operation|network)s? "
@@ -258,12 +257,10 @@ HARMFUL_TOOL_PURPOSE = ActionPattern(
     r"diversion|diverting|falsif\w*)|"
     r"(?:transaction|payment|refund|invoice|charge)s? duplicat\w*|"
     r"(?:record|evidence|review|transaction|financial|medical|patient|legal|case|advice|"
-    r"research|vote|election|refund|exam)s? manipulat\w*|"
+    r"research|vote|election|refund)s? manipulat\w*|"
     r"(?:fake|forged|falsified)(?: \w+)? (?:profile|account|review|identity|identities|"
     r"author|invoice|document|credential|record|evidence)s?|"
-    r"(?:care|patient|treatment|medication) (?:neglect|deprivation|withholding)|"
-    r"patient neglect|(?:information|insider|customer|client|patient|personal)s? leak\w*)\b"
-    + _PROTECTIVE,
+    r"(?:information|insider|customer|client|patient|personal)s? leak\w*)\b" + _PROTECTIVE,
     hints=[
         "escalat",
         "harvest",
@@ -282,9 +279,6 @@ HARMFUL_TOOL_PURPOSE = ActionPattern(
         "attack",
         "denial of service",
         "ddos",
-        "attack",
-        "denial of service",
-        "ddos",
         "manipulat",
         "divert",
         "diversion",
@@ -293,9 +287,6 @@ HARMFUL_TOOL_PURPOSE = ActionPattern(
         "fake",
         "forged",
         "falsified",
-        "neglect",
-        "depriv",
-        "withhold",
         "leak",
     ],
     requested_words=_TOOL_REQUESTED,
