@@ -30,7 +30,7 @@ import msgspec
 from sentrail.enforce.controls import Ruling
 from sentrail.enforce.model import Control, Outcome
 from sentrail.engine.fold import RunFolder
-from sentrail.model.finding import Severity
+from sentrail.model.finding import Category, Finding, Severity
 from sentrail.model.judgement import Judge, JudgeAnswer, JudgeQuestion, JudgeVerdict
 from sentrail.policy.bundle import JudgePolicy, RiskClass
 from sentrail.report.escape import safe_text
@@ -93,12 +93,15 @@ class Judges:
     ) -> JudgeAnswer | None:
         """Ask the judge about the call being decided (``v`` is the rules' ruling) when
         ``cfg`` says to; apply the answer to ``v``; return it (None: not asked)."""
-        if not self._wanted(v.outcome, cfg, folder, risk):
+        # Telemetry findings say nothing about intent (and a call not yet made has no
+        # result): left out of the question and of the ambiguity, as from the decision.
+        findings = [f for f in folder.findings if f.category is not Category.MISSING_TELEMETRY]
+        if not _wanted(v.outcome, cfg, findings, risk):
             return None
         key = msgspec.json.encode(cfg)
         judge = self._judge(key, cfg)
         spent = self._spent(key, cfg, run_key)
-        question = decision_question(folder.run, folder.findings, step_index)
+        question = decision_question(folder.run, findings, step_index)
         if isinstance(judge, str) or spent is not None:
             digest = prompt_sha256(messages_for(question))
             why = spent if spent is not None else f"the judge could not be set up: {judge}"
@@ -109,22 +112,6 @@ class Judges:
             self._count(key, run_key)
         _apply(v, cfg, answer)
         return answer
-
-    # -- when ------------------------------------------------------------------------------
-    @staticmethod
-    def _wanted(outcome: Outcome, cfg: JudgePolicy, folder: RunFolder, risk: RiskClass) -> bool:
-        if outcome is Outcome.DENY:
-            return False  # never asked about a deny: it could not loosen one anyway
-        if outcome is Outcome.APPROVAL_REQUIRED:
-            return True
-        level = _LEVEL[cfg.ask_when]
-        if level >= 3:
-            return True
-        if level >= 2 and risk.is_write:
-            return True
-        if level >= 1:
-            return any(f.severity.rank >= Severity.WARNING.rank for f in folder.findings)
-        return False
 
     # -- the judge and its budget ----------------------------------------------------------
     def _judge(self, key: bytes, cfg: JudgePolicy) -> Judge | str:
@@ -165,6 +152,18 @@ class Judges:
         if len(self._hour) > MAX_JUDGES:  # configurations no longer used
             for gone in [k for k in self._hour if k not in self._judges]:
                 del self._hour[gone]
+
+
+def _wanted(outcome: Outcome, cfg: JudgePolicy, findings: list[Finding], risk: RiskClass) -> bool:
+    """Whether ``ask_when`` covers a call the rules ruled ``outcome``."""
+    if outcome is Outcome.DENY:
+        return False  # never asked about a deny: it could not loosen one anyway
+    if outcome is Outcome.APPROVAL_REQUIRED:
+        return True
+    level = _LEVEL[cfg.ask_when]
+    if level >= 3 or (level >= 2 and risk.is_write):
+        return True
+    return level >= 1 and any(f.severity.rank >= Severity.WARNING.rank for f in findings)
 
 
 def _ask(judge: Judge, question: JudgeQuestion, cfg: JudgePolicy) -> JudgeAnswer:
