@@ -34,18 +34,12 @@ from sentrail.model.finding import Category, Finding, Severity
 from sentrail.model.judgement import Judge, JudgeAnswer, JudgeQuestion, JudgeVerdict
 from sentrail.policy.bundle import JudgePolicy, RiskClass
 from sentrail.report.escape import safe_text
-from sentrail.runtime.judge import (
-    MAX_RATIONALE,
-    OpenAIChatJudge,
-    decision_question,
-    messages_for,
-    prompt_sha256,
-)
 
 JudgeFactory = Callable[[JudgePolicy], Judge]
 MAX_RUNS: Final = 100_000  # runs whose judge calls are counted (least recent dropped)
 MAX_JUDGES: Final = 64  # distinct judge configurations kept built
 SHOWN_RATIONALE: Final = 300  # characters of the rationale in the explanation
+MAX_RATIONALE: Final = 1000  # characters of a rationale kept (as the adapter keeps)
 
 _LEVEL = {"approval_required": 0, "ambiguous": 1, "writes": 2, "always": 3}
 
@@ -53,6 +47,8 @@ _LEVEL = {"approval_required": 0, "ambiguous": 1, "writes": 2, "always": 3}
 def openai_judge(cfg: JudgePolicy) -> Judge:
     """The OpenAI-compatible adapter for a profile's ``judge`` block. Its own budget is
     not used (:class:`Judges` counts per run and per hour); its cache is bounded."""
+    from sentrail.runtime.judge import OpenAIChatJudge  # only for a profile that asks
+
     return OpenAIChatJudge(
         cfg.endpoint,
         cfg.model,
@@ -67,7 +63,12 @@ def openai_judge(cfg: JudgePolicy) -> Judge:
 class Judges:
     """The judges the profiles ask for (built on first use) and their budgets.
 
-    Not thread-safe on its own: the decision point calls it under its lock."""
+    Not thread-safe on its own: the decision point calls it under its lock.
+
+    ``replay``: the calls being decided are recorded ones decided again (the coding-agent
+    hooks rebuild a session's run at each invocation); the judge is not asked, the answer
+    the recorded decision had (``recorded``) is applied again and counts to the run's
+    budget."""
 
     def __init__(
         self,
@@ -81,6 +82,8 @@ class Judges:
             collections.OrderedDict()
         )
         self._hour: dict[bytes, collections.deque[float]] = {}
+        self.replay = False
+        self.recorded: JudgeAnswer | None = None
 
     def consult(
         self,
@@ -93,6 +96,13 @@ class Judges:
     ) -> JudgeAnswer | None:
         """Ask the judge about the call being decided (``v`` is the rules' ruling) when
         ``cfg`` says to; apply the answer to ``v``; return it (None: not asked)."""
+        if self.replay:
+            answer = self.recorded
+            if answer is not None:
+                if answer.asked and not answer.cached:
+                    self._per_run[run_key] = self._per_run.get(run_key, 0) + 1
+                _apply(v, cfg, answer)
+            return answer
         # Telemetry findings say nothing about intent (and a call not yet made has no
         # result): left out of the question and of the ambiguity, as from the decision.
         findings = [f for f in folder.findings if f.category is not Category.MISSING_TELEMETRY]
@@ -101,6 +111,8 @@ class Judges:
         key = msgspec.json.encode(cfg)
         judge = self._judge(key, cfg)
         spent = self._spent(key, cfg, run_key)
+        from sentrail.runtime.judge import decision_question, messages_for, prompt_sha256
+
         question = decision_question(folder.run, findings, step_index)
         if isinstance(judge, str) or spent is not None:
             digest = prompt_sha256(messages_for(question))
