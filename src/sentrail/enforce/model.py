@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from sentrail.model.trace import Attestation
+from sentrail.model.judgement import JudgeAnswer
+from sentrail.model.trace import Attestation, ToolInfo
 
 
 class Outcome(enum.StrEnum):
@@ -33,6 +34,7 @@ class Control(enum.StrEnum):
     ATTESTATION = "attestation"
     APPROVAL = "approval"
     ENFORCEMENT_MODE = "enforcement_mode"
+    JUDGE = "judge"  # the profile's semantic judge made the decision stricter
     ERROR = "error"
 
 
@@ -56,6 +58,9 @@ class DecisionRequest(msgspec.Struct, omit_defaults=True):
     action: str | None = None
     reasoning: str | None = None
     trigger: str | None = None  # what started the run (the user's request), at its start
+    # The tools the agent is offered, when the list was (re)read before this call (an MCP
+    # gateway's ``tools/list``): recorded on the call's step, as the trace format's ``tools``.
+    tools: list[ToolInfo] | None = None
 
 
 class Decision(msgspec.Struct, omit_defaults=True):
@@ -78,6 +83,8 @@ class Decision(msgspec.Struct, omit_defaults=True):
     would_have: Outcome | None = None  # monitor mode: what enforcement would have said
     approval_id: str | None = None
     app_id: str = "default"  # whose run: the decision is logged in that app's run chain
+    # The profile's semantic judge's answer about this call, when it was asked.
+    judgement: JudgeAnswer | None = None
     key: str = ""
     signature: str = ""
 

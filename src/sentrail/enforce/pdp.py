@@ -46,6 +46,7 @@ from typing import Any
 import msgspec
 
 from sentrail.enforce.controls import Controls, Ruling, RunState
+from sentrail.enforce.judging import Judges
 from sentrail.enforce.model import (
     Control,
     Decision,
@@ -80,6 +81,7 @@ class DecisionPoint(Controls):
         containment: Containment | None = None,
         approvals: ApprovalBook | None = None,
         clock: Callable[[], float] = time.time,
+        judges: Judges | None = None,
     ) -> None:
         self.engine = engine
         self.policy = engine.policy
@@ -88,6 +90,7 @@ class DecisionPoint(Controls):
         self.containment = containment or Containment()
         self.approvals = approvals or ApprovalBook()
         self.clock = clock
+        self.judges = judges or Judges()  # used only for profiles with enforcement.judge
         # Keyed by (tenant, app, run id): two apps may use one run id, and are two runs.
         self._runs: collections.OrderedDict[tuple[str, str, str], RunState] = (
             collections.OrderedDict()
@@ -206,6 +209,7 @@ class DecisionPoint(Controls):
             resource=req.resource,
             environment=req.environment,
             approval_id=req.approval_id,
+            tools=req.tools,
         )
         stopped = state.blocked.get(req.tool)
         if stopped is not None:
@@ -227,6 +231,11 @@ class DecisionPoint(Controls):
                 f"{req.tool} is a {risk.value.replace('_', ' ')} action: it needs an approval",
                 f"approval.{risk.value}",
             )
+
+        judgement = None
+        if enf.judge is not None and v.outcome is not Outcome.DENY:
+            key = (tenant, app, run_id)
+            judgement = self.judges.consult(v, enf.judge, state.folder, key, step.step_index, risk)
 
         approval_id = None
         wanted = req.approval_id
@@ -285,6 +294,7 @@ class DecisionPoint(Controls):
             would_have=would_have,
             approval_id=approval_id,
             app_id=req.app_id,
+            judgement=judgement,
         )
 
     # -- helpers --------------------------------------------------------------------------

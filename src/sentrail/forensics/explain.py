@@ -45,6 +45,7 @@ CONTROLS = (
     "approval",
     "detector",
     "enforcement_mode",
+    "judge",
     "error",
 )
 # Evidence keys that say how a finding was made, not what matched.
@@ -409,6 +410,7 @@ _RULE_PREFIX = {
     "attestation": "attestation.",
     "approval": "approval.",
     "policy_rule": "policy.",
+    "judge": "judge.",
 }
 
 

@@ -26,7 +26,7 @@ from sentrail.enforce.model import Control, Decision, DecisionRequest, Outcome, 
 from sentrail.errors import SentrailError
 from sentrail.evidence.note import Signer
 from sentrail.model.finding import Finding
-from sentrail.model.trace import ToolResult
+from sentrail.model.trace import ToolInfo, ToolResult
 
 T = TypeVar("T")
 
@@ -135,13 +135,18 @@ class Gate:
         self.timeout = timeout
         self.notice = notice
 
-    async def decide(self, tool: str, arguments: dict[str, Any]) -> Decision:
+    async def decide(
+        self, tool: str, arguments: dict[str, Any], tools: list[ToolInfo] | None = None
+    ) -> Decision:
+        """``tools``: the advertised tools, when ``tools/list`` answered anew since the
+        last call (recorded on this call's step)."""
         req = DecisionRequest(
             tool=tool,
             parameters=arguments,
             tenant_id=self.tenant,
             agent_id=self.agent_id,
             run_id=self.run_id,
+            tools=tools,
         )
         try:
             decision = await call_with_deadline(lambda: self.point.decide(req), self.timeout)

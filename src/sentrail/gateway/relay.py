@@ -13,10 +13,15 @@ Client to server: every message is forwarded byte for byte, except
 Server to client: every message is forwarded byte for byte, except that the result of a
 forwarded call is first run through ``observe()`` (so that an injected instruction taints
 later calls), and withheld (an ``isError`` result instead) if it cannot be inspected.
+
+The tools a ``tools/list`` answer advertises are remembered (bounded); the next
+``tools/call`` carries those that are new or changed since the last one recorded, so its
+step has the trace format's ``tools`` and a description changed mid-session is reported.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,7 +31,7 @@ from sentrail.enforce.model import Outcome
 from sentrail.gateway import jsonrpc as rpc
 from sentrail.gateway.gate import Gate
 from sentrail.gateway.lines import Frame, Oversized
-from sentrail.model.trace import ToolResult
+from sentrail.model.trace import ToolInfo, ToolResult
 from sentrail.report.escape import safe_text
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -34,6 +39,9 @@ MAX_IN_FLIGHT = 10_000
 MAX_TASKS = 10_000
 MAX_TOOL_NAME = 512
 MAX_EXPLANATION = 2000
+MAX_TOOLS = 1000  # advertised tools remembered per session
+MAX_DESCRIPTION = 8 * 1024  # characters of a tool's description recorded
+MAX_SCHEMA = 8 * 1024  # bytes of a tool's input schema (JSON) recorded, else its SHA-256
 
 
 class _Call(msgspec.Struct):
@@ -75,6 +83,8 @@ class Relay:
         self._in_flight: dict[str, str] = {}  # id key -> method, of other client requests
         self._tasks: dict[str, _Call] = {}  # task id -> the task-augmented call
         self._inits: set[str] = set()
+        self._advertised: dict[str, ToolInfo] = {}  # tools as last recorded on a step
+        self._pending: dict[str, ToolInfo] = {}  # new or changed since: for the next call
 
     # -- client to server ----------------------------------------------------------------
     async def from_client(self, frame: Frame) -> None:
@@ -181,7 +191,10 @@ class Relay:
         if not isinstance(arguments, dict):
             return rpc.error(rid, rpc.INVALID_PARAMS, "tools/call arguments must be an object")
         modern = rpc.is_modern(params)
-        decision = await self.gate.decide(tool, arguments)
+        listed = list(self._pending.values()) or None
+        self._advertised.update(self._pending)
+        self._pending.clear()
+        decision = await self.gate.decide(tool, arguments, listed)
         if decision.outcome is Outcome.ALLOW:
             self._calls[key] = _Call(tool, decision.step_index, modern)
             return _FORWARD
@@ -247,8 +260,10 @@ class Relay:
         key = rpc.id_key(rid)
         if rid is None or key is None:
             return None
-        self._in_flight.pop(key, None)
+        method = self._in_flight.pop(key, None)
         result = item.get("result")
+        if method == "tools/list" and isinstance(result, dict):
+            self._tools_listed(result.get("tools"))
         if key in self._inits:
             self._inits.discard(key)
             version = result.get("protocolVersion") if isinstance(result, dict) else None
@@ -274,6 +289,21 @@ class Relay:
                 f"{f.severity.value} {f.category.value} in the result of {call.tool}: {f.message}"
             )
         return None
+
+    def _tools_listed(self, tools: Any) -> None:
+        """Remember what a ``tools/list`` answer advertises (bounded; hostile input)."""
+        if not isinstance(tools, list):
+            return
+        for entry in tools[:MAX_TOOLS]:
+            info = _tool_info(entry)
+            if info is None:
+                continue
+            known = self._pending.get(info.name) or self._advertised.get(info.name)
+            if known == info:
+                continue
+            if known is None and len(self._advertised) + len(self._pending) >= MAX_TOOLS:
+                continue
+            self._pending[info.name] = info
 
     def _withhold(self, rid: rpc.RequestId, call: _Call, why: str) -> dict[str, Any] | None:
         if self.monitor:
@@ -310,6 +340,26 @@ class Relay:
 def _is_task(result: dict[str, Any]) -> bool:
     task = result.get("task")
     return "content" not in result and isinstance(task, dict) and "taskId" in task
+
+
+def _tool_info(entry: Any) -> ToolInfo | None:
+    """One ``tools/list`` entry as the trace format's ``tools`` item, bounded."""
+    if not isinstance(entry, dict):
+        return None
+    name = entry.get("name")
+    if not isinstance(name, str) or not name or len(name) > MAX_TOOL_NAME:
+        return None
+    description = entry.get("description")
+    text = description[:MAX_DESCRIPTION] if isinstance(description, str) else None
+    schema = entry.get("inputSchema")
+    if schema is not None:
+        try:
+            encoded = msgspec.json.encode(schema, order="sorted")
+        except (TypeError, ValueError, OverflowError):
+            encoded = repr(schema).encode()
+        if len(encoded) > MAX_SCHEMA:
+            schema = {"sha256": hashlib.sha256(encoded).hexdigest(), "bytes": len(encoded)}
+    return ToolInfo(name=name, description=text, input_schema=schema)
 
 
 def _tool_result(item: dict[str, Any]) -> ToolResult:

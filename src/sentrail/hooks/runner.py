@@ -155,6 +155,8 @@ class HookRun:
         prompts = [r.text for r in records if isinstance(r, PromptRecord)]
         self.trigger = bounded("\n".join(prompts)) if prompts else None
         deadline = time.monotonic() + self._replay_seconds
+        judges = self.pdp.judges
+        judges.replay = True  # a recorded call is not asked about again: its answer stands
         try:
             for n, rec in enumerate(records):
                 if n % 32 == 31 and time.monotonic() > deadline:
@@ -165,6 +167,7 @@ class HookRun:
                     )
                 self._clock.fixed = rec.at
                 if isinstance(rec, CallRecord):
+                    judges.recorded = rec.decision.judgement if rec.decision else None
                     d = self.pdp.decide(self._request(rec.request))
                     self._steps[rec.key] = d.step_index
                 elif isinstance(rec, ResultRecord):
@@ -174,6 +177,7 @@ class HookRun:
                     self.pdp.observe(self.tenant_id, self.run_id, rec.result, self.agent_id, step)
         finally:
             self._clock.fixed = None
+            judges.replay, judges.recorded = False, None
         self.pdp.recorder = self._record  # replayed: from now on, decisions are recorded
 
     def _request(self, req: DecisionRequest) -> DecisionRequest:

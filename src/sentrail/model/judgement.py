@@ -59,6 +59,9 @@ class JudgeQuestion(msgspec.Struct, omit_defaults=True, frozen=True):
     findings: list[FindingSummary]
     trigger: str | None = None
     steps_omitted: int = 0
+    # On the decision point: the index of the proposed call (the step not yet run) that
+    # the question is about; None for a whole run (``trace analyze --judge``).
+    proposed: int | None = None
 
 
 class JudgeAnswer(msgspec.Struct, omit_defaults=True):

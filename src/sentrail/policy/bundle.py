@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -85,6 +85,33 @@ class AutoResponse(Strict):
     min_severity: Literal["info", "warning", "critical"] = "critical"
 
 
+class JudgePolicy(Strict):
+    """The semantic judge on the decision point (docs/enforcement.md, "A semantic judge
+    on the decision point"). Off unless a profile's ``enforcement`` has this block. The
+    judge can only make a decision stricter; it is never asked about a deny."""
+
+    endpoint: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    # The NAME of the environment variable that holds the API key (never the key).
+    api_key_env: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")] = (
+        "SENTRAIL_JUDGE_API_KEY"
+    )
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=30)] = 0.5
+    # Which calls the judge is asked about (each level includes the ones before it):
+    # approval_required: calls the rules hold for an approval; ambiguous: also allowed
+    # calls in a run where the rules found a warning or worse; writes: also every allowed
+    # call that may write; always: every call the rules do not deny.
+    ask_when: Literal["approval_required", "ambiguous", "writes", "always"] = "ambiguous"
+    # What a "suspicious" answer makes of the call ("unauthorized" is always a deny).
+    on_suspicious: Literal["approval_required", "deny"] = "approval_required"
+    # A timeout, an error, a malformed reply, a spent budget or an "unsure" answer: the
+    # rules' decision stands (recorded), or the call is held for approval, or denied.
+    on_failure: Literal["rules", "approval_required", "deny"] = "rules"
+    calls_per_run: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 20
+    calls_per_hour: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 600
+    cache_size: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 1024
+
+
 class Enforcement(Strict):
     """How the decision point treats an agent (docs/enforcement.md)."""
 
@@ -100,6 +127,7 @@ class Enforcement(Strict):
     budgets: Budgets = msgspec.field(default_factory=Budgets)
     attestation: AttestationPolicy | None = None
     auto_contain: list[AutoResponse] = msgspec.field(default_factory=list)
+    judge: JudgePolicy | None = None  # off by default
 
 
 class AgentProfile(Strict):
