@@ -17,7 +17,7 @@ import pytest
 import typer
 
 import sentrail.cli.watch as watch_cli
-from sentrail.runtime.emit import Outgoing
+from sentrail.runtime.emit import EventReader, Outgoing, emit_until_signal
 from tests.watch.conftest import TRACES
 
 
@@ -76,4 +76,39 @@ def test_emit_loop_stops_on_sigint_even_when_a_publish_loses_the_cancellation(
     assert sink.lost == 1  # the race happened
     assert sink.after_signal <= 1  # and at most the send in flight went on
     assert sink.closed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class NeverAwaits:
+    """A sink that completes every send without yielding to the event loop (NDJSON to
+    stdout is written this way); it sends SIGINT to this process itself."""
+
+    def __init__(self, signal_at: int) -> None:
+        self.signal_at = signal_at
+        self.sends = 0
+        self.after_signal = 0
+
+    async def send(self, batch: list[Outgoing]) -> int:
+        self.sends += 1
+        if self.sends > self.signal_at:
+            self.after_signal += 1
+            assert self.after_signal < 100, "still sending long after SIGINT"
+        if self.sends == self.signal_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return 0
+
+    async def close(self) -> None:
+        return None
+
+
+def test_emit_loop_stops_on_sigint_with_a_sink_that_never_yields() -> None:
+    sink = NeverAwaits(signal_at=5)
+
+    async def opener() -> NeverAwaits:
+        return sink
+
+    reader = EventReader(str(TRACES / "triage-restart.json"), lambda m: None)
+    stats = asyncio.run(emit_until_signal(reader, opener, repeat=True, batch=1))
+    assert stats.stopped_by == signal.SIGINT
+    assert sink.after_signal <= 2  # the loop handles the signal within a turn or two
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

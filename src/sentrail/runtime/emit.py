@@ -306,6 +306,9 @@ async def emit(
             stats.duplicates += await sink.send(pending)
             stats.events += len(pending)
             pending.clear()
+            # A sink that never suspends (stdout) would keep the loop from ever handling
+            # a signal: let it run once per send.
+            await asyncio.sleep(0)
 
     copy = 0
     while True:
