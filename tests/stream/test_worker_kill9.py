@@ -28,3 +28,4 @@ def test_killed_workers_under_continuous_publishing_lose_and_double_nothing(
     assert figures.findings_never_emitted == 0
     assert figures.findings_emitted_twice == 0
     assert figures.checkpoint_size == figures.log_size  # a clean stop covers everything
+    assert not figures.publisher_killed  # `emit --loop` stopped on SIGINT

@@ -28,7 +28,7 @@ from sentrail.model.timestamps import parse_time
 from sentrail.model.trace import Step
 from sentrail.report.escape import safe_text
 from sentrail.report.text import summary_line
-from sentrail.runtime.emit import EventReader, emit_to, sink_for
+from sentrail.runtime.emit import EventReader, emit_until_signal, sink_for
 from sentrail.runtime.watch import WatchedRun, Watcher, save_partial
 from sentrail.runtime.watch_loop import StopFlag, handle_signals, pump
 from sentrail.runtime.watch_records import RunClosed, RunOpened, StepSeen, WatchProblem, WatchRecord
@@ -358,7 +358,9 @@ def emit_command(
     reader = EventReader(path, lambda m: _say(sys.stderr, f"invalid: {safe_text(m)}"))
     try:
         name, open_sink = sink_for(to, key=key, app=app_id, tenant=tenant)
-        stats = asyncio.run(emit_to(reader, open_sink, rate=rate, repeat=loop, batch=batch))
+        stats = asyncio.run(
+            emit_until_signal(reader, open_sink, rate=rate, repeat=loop, batch=batch)
+        )
     except SentrailError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -368,6 +370,9 @@ def emit_command(
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(EXIT_OK) from None
+    if stats.stopped_by is not None:
+        _say(sys.stderr, f"Interrupted after {stats.events} events.")
+        raise typer.Exit(128 + stats.stopped_by)
     if to not in ("stdout", "-"):
         dup = f" ({stats.duplicates} duplicates)" if stats.duplicates else ""
         _say(sys.stderr, f"Emitted {stats.events} events{dup} to {safe_text(name)}")

@@ -15,6 +15,8 @@ tenant's stream, subject per agent), or the HTTP service (NDJSON batches POSTed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -270,6 +272,14 @@ class EmitStats:
     events: int = 0
     duplicates: int = 0
     passes: int = 0
+    stopped_by: int | None = None  # the signal that stopped it (:func:`emit_until_signal`)
+
+
+CLOSE_TIMEOUT = 10.0  # seconds a sink may take to close (a bus drains) before it is left
+
+
+def _never() -> bool:
+    return False
 
 
 async def emit(
@@ -281,33 +291,44 @@ async def emit(
     batch: int = 100,
     pacer: Pacer | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    stats: EmitStats | None = None,
+    stop: Callable[[], bool] = _never,
 ) -> EmitStats:
-    """Send every event of ``reader`` to ``sink``; paced, batched, optionally forever."""
+    """Send every event of ``reader`` to ``sink``; paced, batched, optionally forever.
+    ``stop()`` is asked before every send and pause: once it is true, nothing more is
+    sent (what is pending is dropped) and the stats so far are returned."""
     pacer = pacer or Pacer(rate)
-    stats = EmitStats()
+    stats = stats if stats is not None else EmitStats()
     pending: list[Outgoing] = []
 
     async def flush() -> None:
-        if pending:
+        if pending and not stop():
             stats.duplicates += await sink.send(pending)
             stats.events += len(pending)
             pending.clear()
+            # A sink that never suspends (stdout) would keep the loop from ever handling
+            # a signal: let it run once per send.
+            await asyncio.sleep(0)
 
     copy = 0
     while True:
         sent_any = False
         for out in reader.events(copy):
+            if stop():
+                return stats
             sent_any = True
             wait = pacer.delay()
             if wait > 0:
                 await flush()  # what is due goes out before the pause
+                if stop():
+                    return stats
                 await sleep(wait)
             pending.append(out)
             if len(pending) >= batch:
                 await flush()
         await flush()
         stats.passes += 1
-        if not (repeat and sent_any):
+        if stop() or not (repeat and sent_any):
             return stats
         copy += 1
 
@@ -348,9 +369,49 @@ def sink_for(
 
 
 async def emit_to(reader: EventReader, open_sink: SinkOpener, **options: Any) -> EmitStats:
-    """Open the sink, :func:`emit` into it, close it."""
+    """Open the sink, :func:`emit` into it, close it (waiting at most ``CLOSE_TIMEOUT``)."""
     sink = await open_sink()
     try:
         return await emit(reader, sink, **options)
     finally:
-        await sink.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sink.close(), CLOSE_TIMEOUT)
+
+
+async def emit_until_signal(
+    reader: EventReader, open_sink: SinkOpener, **options: Any
+) -> EmitStats:
+    """:func:`emit_to` until SIGINT or SIGTERM; ``stopped_by`` names the signal.
+
+    The signal sets a flag that :func:`emit` asks before every send, and cancels what is
+    awaited (a pause, a publish waiting for a NATS server that is away). The flag is what
+    stops the loop: a cancellation alone can be lost — Python 3.11's ``asyncio.wait_for``
+    (nats-py awaits a publish's ack with it) returns the result and drops the
+    ``CancelledError`` when the ack arrives together with it, and ``asyncio.run`` cancels
+    only once — and ``emit --loop`` then went on publishing for ever."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    stats = EmitStats()
+
+    def on_signal(signum: int) -> None:
+        if stats.stopped_by is None:
+            stats.stopped_by = signum
+        if task is not None:
+            task.cancel()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await emit_to(
+            reader, open_sink, stats=stats, stop=lambda: stats.stopped_by is not None, **options
+        )
+    except asyncio.CancelledError:
+        if stats.stopped_by is None:
+            raise
+        if task is not None:
+            task.uncancel()
+        return stats
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)

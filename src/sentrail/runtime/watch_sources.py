@@ -26,13 +26,11 @@ from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from sentrail.bus.base import (
-    SUBJECT_PREFIX,
     Bus,
     BusError,
     BusMessage,
     Consumer,
     stream_name,
-    token,
 )
 from sentrail.errors import InputError, UsageError
 from sentrail.model.decode import MAX_DOCUMENT_BYTES
@@ -221,25 +219,16 @@ def import_httpx() -> Any:
 async def _nats_consumer(bus: Any, tenant: str, name: str, from_start: bool) -> Consumer:
     """A NATS consumer for watching: no acknowledgements, new messages only unless
     ``from_start``, removed by the server a minute after its watcher goes away."""
-    from nats.errors import Error as NatsError
     from nats.js import api
 
-    from sentrail.bus.nats import NatsConsumer
-
-    stream = await bus.ensure_stream(tenant)
     config = api.ConsumerConfig(
         durable_name=name,
         ack_policy=api.AckPolicy.NONE,
         deliver_policy=api.DeliverPolicy.ALL if from_start else api.DeliverPolicy.NEW,
         inactive_threshold=60.0,
     )
-    try:
-        sub = await bus.js.pull_subscribe(
-            f"{SUBJECT_PREFIX}.{token(tenant)}.>", durable=name, stream=stream, config=config
-        )
-    except NatsError as exc:
-        raise BusError(f"cannot create the consumer {name}: {exc}") from exc
-    return NatsConsumer(sub, tenant)
+    consumer: Consumer = await bus.pull_consumer(tenant, name, config)
+    return consumer
 
 
 class _Stopped(Exception):
