@@ -10,7 +10,6 @@ sends something out. A pattern runs only when one of its literal hints is presen
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, StepFacts
@@ -96,18 +95,13 @@ class DangerousActions(Detector):
 
     def _tool_named(self, facts: StepFacts) -> bool:
         """``scope: tool`` patterns against the tool's name read as words."""
-        tool = facts.tool or ""
-        words = _name_words(tool)
-        for action in self.ctx.policy.tool_patterns:
-            if action.hints and not any(h in words for h in action.hints):
-                continue
-            m = action.regex.search(words)
-            if m is None:
-                continue
-            trigger = (self.ctx.header.trigger or "").lower()
-            self._report(facts, action, m.group(0), m.group(0), trigger)
-            return True
-        return False
+        hit = self.ctx.policy.tool_action(facts.tool or "")
+        if hit is None:
+            return False
+        action, matched = hit
+        trigger = (self.ctx.header.trigger or "").lower()
+        self._report(facts, action, matched, matched, trigger)
+        return True
 
     def _report(
         self, facts: StepFacts, action: CompiledAction, matched: str, shown: str, trigger: str
@@ -134,8 +128,3 @@ class DangerousActions(Detector):
             tags=["OWASP-ASI02", "AML.T0048"],
             key=p.id,
         )
-
-
-@lru_cache(maxsize=4096)
-def _name_words(tool: str) -> str:
-    return " ".join(tool_words(tool[:200]))

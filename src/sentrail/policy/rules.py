@@ -132,16 +132,21 @@ class StepVariables:
 
     __slots__ = ("_builders", "_keys", "_values")
 
-    def __init__(self, builders: dict[str, Callable[[], Any]]) -> None:
-        self._builders = builders
+    def __init__(self, builders: dict[str, Callable[[], Any]] | None = None) -> None:
+        self._builders = builders or {}
         self._values: dict[str, Any] = {}
         self._keys: dict[Signature, tuple[Any, ...]] = {}
+
+    def build(self, name: str) -> Any:
+        """Build the variable ``name`` (asked once per step). A subclass may build the
+        variables itself instead of taking a closure per variable and step."""
+        return self._builders[name]()
 
     def value(self, name: str) -> Any:
         try:
             return self._values[name]
         except KeyError:
-            v = self._values[name] = self._builders[name]()
+            v = self._values[name] = self.build(name)
             return v
 
     def key(self, signature: Signature) -> tuple[Any, ...]:
@@ -250,3 +255,49 @@ def _static_rule(rule: Rule) -> CompiledRule | None:
         return None
     condition = " && ".join(f"({p})" for p in static)
     return CompiledRule(Rule(id=f"{rule.id}#static", condition=condition), prefilter=False)
+
+
+_GROUP_MEMO_LIMIT = 16_384
+
+
+class RulePlan:
+    """The rules that can hold for one tool in one kind of run, grouped by the variables
+    and fields they read (their signature).
+
+    Rules of one signature have one memo key per step; the group remembers, per key,
+    which of its rules hold. So a step costs one key and one lookup per signature, not
+    one per rule (a bundle's rules are often a few shapes over many tools or values).
+    The answer is that of :meth:`CompiledRule.matches` on each rule, in the rules' order:
+    the group memo only remembers what those answers were for the same key.
+    """
+
+    __slots__ = ("_groups", "rules")
+
+    def __init__(self, rules: list[CompiledRule]) -> None:
+        self.rules = rules
+        positions: dict[Signature, list[int]] = {}
+        for n, compiled in enumerate(rules):
+            positions.setdefault(compiled.signature, []).append(n)
+        self._groups: list[tuple[Signature, tuple[int, ...], dict[tuple[Any, ...], Any]]] = [
+            (signature, tuple(at), {}) for signature, at in positions.items()
+        ]
+
+    def matching(self, variables: StepVariables) -> list[CompiledRule]:
+        """The rules whose condition holds for this step, in the plan's order."""
+        hits: list[int] = []
+        rules = self.rules
+        for signature, at, memo in self._groups:
+            key = variables.key(signature)
+            held: tuple[int, ...] | None = memo.get(key)
+            if held is None:
+                held = tuple(n for n in at if rules[n].matches(variables))
+                if len(memo) >= _GROUP_MEMO_LIMIT:
+                    memo.clear()
+                memo[key] = held
+            if held:
+                hits.extend(held)
+        if not hits:
+            return []
+        if len(self._groups) > 1:
+            hits.sort()
+        return [rules[n] for n in hits]
