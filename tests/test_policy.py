@@ -14,7 +14,7 @@ from sentrail.policy.compiled import Policy
 from sentrail.policy.load import load_policy, parse_policy
 from sentrail.policy.match import TrustedDestinations
 from sentrail.policy.risk import ToolRegistry, infer_risk, tool_verb
-from sentrail.policy.rules import CompiledRule, StepVariables, field_uses
+from sentrail.policy.rules import CompiledRule, RulePlan, StepVariables, field_uses
 from tests.conftest import EXAMPLES
 
 
@@ -193,6 +193,94 @@ def test_memoised_rules_agree_with_direct_evaluation(cond: str, steps: list[Any]
         assert rule.matches(variables) == expected, (cond, full)
         if rule.static is not None and not rule.static.matches(variables, errors_hold=True):
             assert not expected, ("static prefilter excluded a matching rule", cond, full)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(CONDITIONS), min_size=1, max_size=8),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["read_only", "destructive"]),
+            st.sampled_from(["prod", "staging", ""]),
+            st.booleans(),
+            st.floats(0, 1),
+            st.dictionaries(st.sampled_from(["amount", "to", "a"]), values, max_size=3),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_a_rule_plan_answers_as_each_rule_evaluated_directly_in_order(
+    conds: list[str], steps: list[Any]
+) -> None:
+    # Rules of one signature share a memo key: the plan remembers which of them held for
+    # a key, and must answer what evaluating every rule on its own would, in rule order.
+    plan = RulePlan([CompiledRule(Rule(id=f"r{n}", condition=c)) for n, c in enumerate(conds)])
+    programs = [cel.compile(c) for c in conds]
+    for risk, env, approved, conf, params in steps * 2:  # repeats hit the group memo
+        full = {
+            "tool": {"name": "t", "risk": risk, "verb": "", "approved": True, "registered": False},
+            "step": {
+                "environment": env,
+                "has_approval": approved,
+                "permissions": ("iam:admin",) if approved else (),
+                "confidence": conf,
+            },
+            "params": params,
+            "run": {},
+            "history": {},
+        }
+        expected = []
+        for n, program in enumerate(programs):
+            try:
+                held = program.execute({k: full[k] for k in program.variables()}) is True
+            except Exception:
+                held = False
+            if held:
+                expected.append(f"r{n}")
+        variables = StepVariables({k: (lambda v=v: v) for k, v in full.items()})
+        assert [r.rule.id for r in plan.matching(variables)] == expected, (conds, full)
+
+
+def test_rule_plans_are_shared_by_agents_whose_filters_read_the_same() -> None:
+    policy = Policy(
+        parse_policy(
+            b"""
+agents:
+  - id: ops-*
+    approved_tools: [db.*]
+  - id: web-*
+    approved_tools: [http.*]
+rules:
+  - id: prod-delete
+    condition: 'tool.risk == "destructive" && step.environment == "prod"'
+  - id: ops-only
+    agents: [ops-a]
+    condition: 'tool.name == "db.delete"'
+  - id: unapproved
+    condition: '!tool.approved && step.environment == "prod"'
+"""
+        )
+    )
+
+    def plan(agent: str) -> RulePlan:
+        approved = policy.profile_for(agent).approved_tools
+        tool = {
+            "name": "db.delete",
+            "risk": "destructive",
+            "verb": "delete",
+            "approved": approved is None or "db.delete" in approved,
+            "registered": False,
+        }
+        variables = StepVariables({"tool": lambda: tool, "run": dict})
+        return policy.rule_plan("db.delete", agent, {}, variables)
+
+    a, b, other = plan("ops-a"), plan("ops-b"), plan("web-1")
+    assert [r.rule.id for r in a.rules] == ["prod-delete", "ops-only"]
+    assert [r.rule.id for r in b.rules] == ["prod-delete"]
+    assert plan("ops-c") is b  # same profile, same agent filters: one plan
+    assert other is not b  # another profile: tool.approved differs
+    assert [r.rule.id for r in other.rules] == ["prod-delete", "unapproved"]
 
 
 def test_policy_examples_paths_exist() -> None:
