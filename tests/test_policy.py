@@ -242,6 +242,67 @@ def test_a_rule_plan_answers_as_each_rule_evaluated_directly_in_order(
         assert [r.rule.id for r in plan.matching(variables)] == expected, (conds, full)
 
 
+SPLIT_CONDITIONS = [
+    'tool.risk == "destructive" && step.environment == "prod" && !step.has_approval',
+    'tool.name.startsWith("db.") && history.writes > 2',
+    'step.confidence < 0.5 && tool.risk != "read_only"',
+    'run.runtime_mode == "autonomous" && has(params.to) && tool.approved',
+    "tool.name && step.has_approval",  # a static conjunct that is not a bool: an error
+    'tool.risk == "destructive" && run.environment == "prod"',  # all static
+    'has(params.amount) && run.runtime_mode == "autonomous" && double(params.amount) > 1.0',
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(SPLIT_CONDITIONS), min_size=1, max_size=6),
+    st.sampled_from(["db.delete", "db.get", "http.post"]),
+    st.sampled_from(["autonomous", "supervised"]),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["prod", "staging"]),
+            st.booleans(),
+            st.floats(0, 1),
+            st.integers(0, 5),
+            st.dictionaries(st.sampled_from(["amount", "to"]), values, max_size=2),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_a_plan_that_drops_exactly_true_static_conjuncts_agrees_with_the_whole_condition(
+    conds: list[str], tool: str, mode: str, steps: list[Any]
+) -> None:
+    rules = "".join(
+        f"  - id: r{n}\n    condition: '{c.replace(chr(39), chr(39) * 2)}'\n"
+        for n, c in enumerate(conds)
+    )
+    policy = Policy(parse_policy(f"rules:\n{rules}".encode()))
+    risk = {"db.delete": "destructive", "db.get": "read_only", "http.post": "sensitive_write"}
+    tool_var = {"name": tool, "risk": risk[tool], "verb": "", "approved": True, "registered": True}
+    run_var = {"runtime_mode": mode, "environment": "prod"}
+    programs = [cel.compile(c) for c in conds]
+    for env, approved, conf, writes, params in steps * 2:  # repeats hit the memos
+        full = {
+            "tool": tool_var,
+            "run": run_var,
+            "step": {"environment": env, "has_approval": approved, "confidence": conf},
+            "params": params,
+            "history": {"writes": writes},
+        }
+        variables = StepVariables({k: (lambda v=v: v) for k, v in full.items()})
+        plan = policy.rule_plan(tool, "agent", run_var, variables)
+        expected = []
+        for n, program in enumerate(programs):
+            try:
+                held = program.execute({k: full[k] for k in program.variables()}) is True
+            except Exception:
+                held = False
+            if held:
+                expected.append(f"r{n}")
+        assert [r.rule.id for r in plan.matching(variables)] == expected, (conds, full)
+
+
 def test_rule_plans_are_shared_by_agents_whose_filters_read_the_same() -> None:
     policy = Policy(
         parse_policy(

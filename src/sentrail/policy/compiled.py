@@ -133,13 +133,22 @@ class Policy:
         key = (tool, tool_key, self._agent_rules(agent_id), run_key)
         hit = self._for_tool.get(key)
         if hit is None:
+            rules = [
+                r
+                for r in self.rules
+                if r.applies(tool, agent_id)
+                and (r.static is None or r.static.matches(variables, errors_hold=True))
+            ]
             hit = RulePlan(
+                rules,
                 [
-                    r
-                    for r in self.rules
-                    if r.applies(tool, agent_id)
-                    and (r.static is None or r.static.matches(variables, errors_hold=True))
-                ]
+                    r.rest
+                    if r.rest is not None
+                    and r.static_exact is not None
+                    and r.static_exact.matches(variables)
+                    else r
+                    for r in rules
+                ],
             )
             if len(self._for_tool) >= MAX_PLANS:
                 self._for_tool.clear()

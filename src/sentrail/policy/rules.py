@@ -193,9 +193,11 @@ class CompiledRule:
         "_signature",
         "agents",
         "errors",
+        "rest",
         "rule",
         "severity",
         "static",
+        "static_exact",
         "tools",
     )
 
@@ -206,7 +208,13 @@ class CompiledRule:
         variables = tuple(sorted(self._program.variables()))
         fields = field_uses(rule.condition, variables)
         self._signature: Signature = tuple((v, fields[v]) for v in variables)
-        self.static = _static_rule(rule) if prefilter else None
+        self.static: CompiledRule | None = None
+        # When the static conjuncts are exactly true for a tool in a run, the rule is its
+        # other conjuncts (``rest``): keyed on fewer fields, its memo hits more often.
+        self.static_exact: CompiledRule | None = None
+        self.rest: CompiledRule | None = None
+        if prefilter:
+            self.static, self.static_exact, self.rest = _split_rule(rule)
         self.tools = GlobSet(rule.tools) if rule.tools else None
         self.agents = GlobSet(rule.agents) if rule.agents else None
         self._memo: dict[tuple[Any, ...], bool] = {}
@@ -242,19 +250,37 @@ class CompiledRule:
         return hit
 
 
-def _static_rule(rule: Rule) -> CompiledRule | None:
-    """The conjuncts of ``rule`` that read only ``tool`` and ``run``, as a rule of their own:
-    when they are false for a tool, the whole rule is false for every call of that tool in
-    the run (``false && x`` is false in CEL even when ``x`` is an error), so the rule can be
-    skipped without building its key."""
+def _split_rule(
+    rule: Rule,
+) -> tuple[CompiledRule | None, CompiledRule | None, CompiledRule | None]:
+    """The conjuncts of ``rule`` that read only ``tool`` and ``run``, as a rule of their own
+    (twice: a prefilter where an error counts as "may hold", and an exact test), and the
+    rule's other conjuncts as a rule.
+
+    When the static conjuncts are false for a tool, the whole rule is false for every call
+    of that tool in the run (``false && x`` is false in CEL even when ``x`` is an error), so
+    the rule can be skipped without building its key. When they are exactly ``true``, the
+    rule holds exactly when its other conjuncts do (CEL's ``&&`` is commutative, errors
+    included: ``true && x`` is ``x``), so those alone are evaluated, memoised on the fewer
+    fields they read."""
     parts = top_level_conjuncts(rule.condition)
     if parts is None or len(parts) < 2:
-        return None
-    static = [p for p in parts if set(compile_condition(p).variables()) <= STATIC_VARIABLES]
+        return None, None, None
+    static: list[str] = []
+    rest: list[str] = []
+    for part in parts:
+        variables = set(compile_condition(part).variables())
+        (static if variables <= STATIC_VARIABLES else rest).append(part)
     if not static:
-        return None
+        return None, None, None
     condition = " && ".join(f"({p})" for p in static)
-    return CompiledRule(Rule(id=f"{rule.id}#static", condition=condition), prefilter=False)
+    prefilter = CompiledRule(Rule(id=f"{rule.id}#static", condition=condition), prefilter=False)
+    exact = CompiledRule(Rule(id=f"{rule.id}#static", condition=condition), prefilter=False)
+    if not rest:
+        return prefilter, exact, None
+    condition = " && ".join(f"({p})" for p in rest)
+    remainder = CompiledRule(Rule(id=f"{rule.id}#rest", condition=condition), prefilter=False)
+    return prefilter, exact, remainder
 
 
 _GROUP_MEMO_LIMIT = 16_384
@@ -264,19 +290,25 @@ class RulePlan:
     """The rules that can hold for one tool in one kind of run, grouped by the variables
     and fields they read (their signature).
 
-    Rules of one signature have one memo key per step; the group remembers, per key,
-    which of its rules hold. So a step costs one key and one lookup per signature, not
-    one per rule (a bundle's rules are often a few shapes over many tools or values).
-    The answer is that of :meth:`CompiledRule.matches` on each rule, in the rules' order:
-    the group memo only remembers what those answers were for the same key.
+    Each rule is judged by an evaluator: itself, or the rule's non-static conjuncts when
+    its static ones are exactly true for this plan (:func:`_split_rule`). Evaluators of
+    one signature have one memo key per step; the group remembers, per key, which of
+    them hold. So a step costs one key and one lookup per signature, not one per rule
+    (a bundle's rules are often a few shapes over many tools or values). The answer is
+    that of :meth:`CompiledRule.matches` on each evaluator, in the rules' order: the
+    group memo only remembers what those answers were for the same key.
     """
 
-    __slots__ = ("_groups", "rules")
+    __slots__ = ("_evaluators", "_groups", "rules")
 
-    def __init__(self, rules: list[CompiledRule]) -> None:
+    def __init__(
+        self, rules: list[CompiledRule], evaluators: list[CompiledRule] | None = None
+    ) -> None:
         self.rules = rules
+        self._evaluators = rules if evaluators is None else evaluators
+        assert len(self._evaluators) == len(rules)
         positions: dict[Signature, list[int]] = {}
-        for n, compiled in enumerate(rules):
+        for n, compiled in enumerate(self._evaluators):
             positions.setdefault(compiled.signature, []).append(n)
         self._groups: list[tuple[Signature, tuple[int, ...], dict[tuple[Any, ...], Any]]] = [
             (signature, tuple(at), {}) for signature, at in positions.items()
@@ -285,12 +317,12 @@ class RulePlan:
     def matching(self, variables: StepVariables) -> list[CompiledRule]:
         """The rules whose condition holds for this step, in the plan's order."""
         hits: list[int] = []
-        rules = self.rules
+        evaluators = self._evaluators
         for signature, at, memo in self._groups:
             key = variables.key(signature)
             held: tuple[int, ...] | None = memo.get(key)
             if held is None:
-                held = tuple(n for n in at if rules[n].matches(variables))
+                held = tuple(n for n in at if evaluators[n].matches(variables))
                 if len(memo) >= _GROUP_MEMO_LIMIT:
                     memo.clear()
                 memo[key] = held
@@ -300,4 +332,5 @@ class RulePlan:
             return []
         if len(self._groups) > 1:
             hits.sort()
+        rules = self.rules
         return [rules[n] for n in hits]
