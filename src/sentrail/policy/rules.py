@@ -322,7 +322,7 @@ class RulePlan:
             key = variables.key(signature)
             held: tuple[int, ...] | None = memo.get(key)
             if held is None:
-                held = tuple(n for n in at if evaluators[n].matches(variables))
+                held = _held(evaluators, at, variables)
                 if len(memo) >= _GROUP_MEMO_LIMIT:
                     memo.clear()
                 memo[key] = held
@@ -334,3 +334,24 @@ class RulePlan:
             hits.sort()
         rules = self.rules
         return [rules[n] for n in hits]
+
+
+def _held(
+    evaluators: list[CompiledRule], at: tuple[int, ...], variables: StepVariables
+) -> tuple[int, ...]:
+    """The positions in ``at`` whose evaluator holds for this step. Evaluators with the
+    same condition text (rules that differ only in id, severity or tags) are evaluated
+    once: a condition's answer depends only on its text and the variables."""
+    if len(at) == 1:
+        return at if evaluators[at[0]].matches(variables) else ()
+    answers: dict[str, bool] = {}
+    out: list[int] = []
+    for n in at:
+        compiled = evaluators[n]
+        condition = compiled.rule.condition
+        held = answers.get(condition)
+        if held is None:
+            held = answers[condition] = compiled.matches(variables)
+        if held:
+            out.append(n)
+    return tuple(out)
