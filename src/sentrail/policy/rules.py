@@ -189,6 +189,7 @@ _MISSING = _Missing()
 class CompiledRule:
     __slots__ = (
         "_memo",
+        "_owner",
         "_program",
         "_signature",
         "agents",
@@ -213,8 +214,11 @@ class CompiledRule:
         # other conjuncts (``rest``): keyed on fewer fields, its memo hits more often.
         self.static_exact: CompiledRule | None = None
         self.rest: CompiledRule | None = None
+        self._owner = self  # whose ``errors`` an evaluation error counts in
         if prefilter:
             self.static, self.static_exact, self.rest = _split_rule(rule)
+            if self.rest is not None:
+                self.rest._owner = self  # the rest's errors are the rule's
         self.tools = GlobSet(rule.tools) if rule.tools else None
         self.agents = GlobSet(rule.agents) if rule.agents else None
         self._memo: dict[tuple[Any, ...], bool] = {}
@@ -241,7 +245,7 @@ class CompiledRule:
         try:
             result = self._program.execute(variables.context(self._signature))
         except Exception:  # any failure of a user's expression over hostile data
-            self.errors += 1
+            self._owner.errors += 1
             result = errors_hold
         hit = result is True
         if len(self._memo) >= _MEMO_LIMIT:
