@@ -14,7 +14,7 @@ from sentrail.policy.compiled import Policy
 from sentrail.policy.load import load_policy, parse_policy
 from sentrail.policy.match import TrustedDestinations
 from sentrail.policy.risk import ToolRegistry, infer_risk, tool_verb
-from sentrail.policy.rules import CompiledRule, StepVariables, field_uses
+from sentrail.policy.rules import CompiledRule, RulePlan, StepVariables, field_uses
 from tests.conftest import EXAMPLES
 
 
@@ -193,6 +193,155 @@ def test_memoised_rules_agree_with_direct_evaluation(cond: str, steps: list[Any]
         assert rule.matches(variables) == expected, (cond, full)
         if rule.static is not None and not rule.static.matches(variables, errors_hold=True):
             assert not expected, ("static prefilter excluded a matching rule", cond, full)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(CONDITIONS), min_size=1, max_size=8),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["read_only", "destructive"]),
+            st.sampled_from(["prod", "staging", ""]),
+            st.booleans(),
+            st.floats(0, 1),
+            st.dictionaries(st.sampled_from(["amount", "to", "a"]), values, max_size=3),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_a_rule_plan_answers_as_each_rule_evaluated_directly_in_order(
+    conds: list[str], steps: list[Any]
+) -> None:
+    # Rules of one signature share a memo key: the plan remembers which of them held for
+    # a key, and must answer what evaluating every rule on its own would, in rule order.
+    plan = RulePlan([CompiledRule(Rule(id=f"r{n}", condition=c)) for n, c in enumerate(conds)])
+    programs = [cel.compile(c) for c in conds]
+    for risk, env, approved, conf, params in steps * 2:  # repeats hit the group memo
+        full = {
+            "tool": {"name": "t", "risk": risk, "verb": "", "approved": True, "registered": False},
+            "step": {
+                "environment": env,
+                "has_approval": approved,
+                "permissions": ("iam:admin",) if approved else (),
+                "confidence": conf,
+            },
+            "params": params,
+            "run": {},
+            "history": {},
+        }
+        expected = []
+        for n, program in enumerate(programs):
+            try:
+                held = program.execute({k: full[k] for k in program.variables()}) is True
+            except Exception:
+                held = False
+            if held:
+                expected.append(f"r{n}")
+        variables = StepVariables({k: (lambda v=v: v) for k, v in full.items()})
+        assert [r.rule.id for r in plan.matching(variables)] == expected, (conds, full)
+
+
+SPLIT_CONDITIONS = [
+    'tool.risk == "destructive" && step.environment == "prod" && !step.has_approval',
+    'tool.name.startsWith("db.") && history.writes > 2',
+    'step.confidence < 0.5 && tool.risk != "read_only"',
+    'run.runtime_mode == "autonomous" && has(params.to) && tool.approved',
+    "tool.name && step.has_approval",  # a static conjunct that is not a bool: an error
+    'tool.risk == "destructive" && run.environment == "prod"',  # all static
+    'has(params.amount) && run.runtime_mode == "autonomous" && double(params.amount) > 1.0',
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(SPLIT_CONDITIONS), min_size=1, max_size=6),
+    st.sampled_from(["db.delete", "db.get", "http.post"]),
+    st.sampled_from(["autonomous", "supervised"]),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["prod", "staging"]),
+            st.booleans(),
+            st.floats(0, 1),
+            st.integers(0, 5),
+            st.dictionaries(st.sampled_from(["amount", "to"]), values, max_size=2),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_a_plan_that_drops_exactly_true_static_conjuncts_agrees_with_the_whole_condition(
+    conds: list[str], tool: str, mode: str, steps: list[Any]
+) -> None:
+    rules = "".join(
+        f"  - id: r{n}\n    condition: '{c.replace(chr(39), chr(39) * 2)}'\n"
+        for n, c in enumerate(conds)
+    )
+    policy = Policy(parse_policy(f"rules:\n{rules}".encode()))
+    risk = {"db.delete": "destructive", "db.get": "read_only", "http.post": "sensitive_write"}
+    tool_var = {"name": tool, "risk": risk[tool], "verb": "", "approved": True, "registered": True}
+    run_var = {"runtime_mode": mode, "environment": "prod"}
+    programs = [cel.compile(c) for c in conds]
+    for env, approved, conf, writes, params in steps * 2:  # repeats hit the memos
+        full = {
+            "tool": tool_var,
+            "run": run_var,
+            "step": {"environment": env, "has_approval": approved, "confidence": conf},
+            "params": params,
+            "history": {"writes": writes},
+        }
+        variables = StepVariables({k: (lambda v=v: v) for k, v in full.items()})
+        plan = policy.rule_plan(tool, "agent", run_var, variables)
+        expected = []
+        for n, program in enumerate(programs):
+            try:
+                held = program.execute({k: full[k] for k in program.variables()}) is True
+            except Exception:
+                held = False
+            if held:
+                expected.append(f"r{n}")
+        assert [r.rule.id for r in plan.matching(variables)] == expected, (conds, full)
+
+
+def test_rule_plans_are_shared_by_agents_whose_filters_read_the_same() -> None:
+    policy = Policy(
+        parse_policy(
+            b"""
+agents:
+  - id: ops-*
+    approved_tools: [db.*]
+  - id: web-*
+    approved_tools: [http.*]
+rules:
+  - id: prod-delete
+    condition: 'tool.risk == "destructive" && step.environment == "prod"'
+  - id: ops-only
+    agents: [ops-a]
+    condition: 'tool.name == "db.delete"'
+  - id: unapproved
+    condition: '!tool.approved && step.environment == "prod"'
+"""
+        )
+    )
+
+    def plan(agent: str) -> RulePlan:
+        approved = policy.profile_for(agent).approved_tools
+        tool = {
+            "name": "db.delete",
+            "risk": "destructive",
+            "verb": "delete",
+            "approved": approved is None or "db.delete" in approved,
+            "registered": False,
+        }
+        variables = StepVariables({"tool": lambda: tool, "run": dict})
+        return policy.rule_plan("db.delete", agent, {}, variables)
+
+    a, b, other = plan("ops-a"), plan("ops-b"), plan("web-1")
+    assert [r.rule.id for r in a.rules] == ["prod-delete", "ops-only"]
+    assert [r.rule.id for r in b.rules] == ["prod-delete"]
+    assert plan("ops-c") is b  # same profile, same agent filters: one plan
+    assert other is not b  # another profile: tool.approved differs
+    assert [r.rule.id for r in other.rules] == ["prod-delete", "unapproved"]
 
 
 def test_policy_examples_paths_exist() -> None:

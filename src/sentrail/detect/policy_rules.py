@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.model.finding import Category, Severity
-from sentrail.policy.rules import CompiledRule, StepVariables
+from sentrail.policy.rules import RulePlan, StepVariables
 
 MAX_VALUE_CHARS = 200
 MAX_VALUE_ITEMS = 20
@@ -43,7 +43,7 @@ class PolicyRules(Detector):
 
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)
-        self._rules: dict[str, list[CompiledRule]] = {}
+        self._plans: dict[str, RulePlan] = {}
 
     def on_step(self, facts: StepFacts) -> None:
         tool = facts.tool
@@ -71,51 +71,64 @@ class PolicyRules(Detector):
                 f"{tool} ran in environment {facts.environment}, outside {', '.join(sorted(envs))}",
                 {"tool": tool, "environment": facts.environment},
             )
-        variables = StepVariables(self._builders(facts))
-        rules = self._rules.get(tool)
-        if rules is None:  # the agent is fixed for the run: filter once per tool
+        plan = self._plans.get(tool)
+        if plan is not None and not plan.rules:
+            return  # no rule can hold for this tool in this run: no variables built
+        variables = _FactsVariables(ctx, facts)
+        if plan is None:  # the agent is fixed for the run: filter once per tool
             run = variables.value("run")
-            rules = ctx.policy.rules_for(tool, ctx.header.agent_id, run, variables)
-            self._rules[tool] = rules
-        if not rules:
-            return
-        for compiled in rules:
-            if compiled.matches(variables):
-                rule = compiled.rule
-                ctx.emit(
-                    f"policy.rule.{rule.id}",
-                    Category.POLICY_VIOLATION,
-                    compiled.severity,
-                    facts,
-                    f"Policy rule {rule.id} — {rule.description or rule.condition} ({tool})",
-                    {
-                        "rule_id": rule.id,
-                        "condition": rule.condition,
-                        "tool": tool,
-                        "status": facts.status,
-                        # The values the condition read, as it read them: what matched.
-                        "values": bounded_values(variables.context(compiled.signature)),
-                    },
-                    tags=list(rule.tags) or None,
-                )
+            plan = ctx.policy.rule_plan(tool, ctx.header.agent_id, run, variables)
+            self._plans[tool] = plan
+        for compiled in plan.matching(variables):
+            rule = compiled.rule
+            ctx.emit(
+                f"policy.rule.{rule.id}",
+                Category.POLICY_VIOLATION,
+                compiled.severity,
+                facts,
+                f"Policy rule {rule.id} — {rule.description or rule.condition} ({tool})",
+                {
+                    "rule_id": rule.id,
+                    "condition": rule.condition,
+                    "tool": tool,
+                    "status": facts.status,
+                    # The values the condition read, as it read them: what matched.
+                    "values": bounded_values(variables.context(compiled.signature)),
+                },
+                tags=list(rule.tags) or None,
+            )
 
-    def _builders(self, facts: StepFacts) -> dict[str, Any]:
-        ctx = self.ctx
-        step = facts.step
-        risk = facts.risk
-        tool = facts.tool or ""
-        approved = ctx.profile.approved_tools
-        h = ctx.header
-        return {
-            "tool": lambda: {
+
+class _FactsVariables(StepVariables):
+    """The CEL variables of one step, built from its facts and the run's context when a
+    rule reads them (no closure per variable and step)."""
+
+    __slots__ = ("_ctx", "_facts")
+
+    def __init__(self, ctx: RunContext, facts: StepFacts) -> None:
+        super().__init__()
+        self._ctx = ctx
+        self._facts = facts
+
+    def build(self, name: str) -> Any:
+        facts = self._facts
+        ctx = self._ctx
+        if name == "params":
+            return facts.params
+        if name == "tool":
+            risk = facts.risk
+            tool = facts.tool or ""
+            approved = ctx.profile.approved_tools
+            return {
                 "name": tool,
                 "risk": risk.value if risk else "",
                 "verb": facts.verb,
                 "approved": approved is None or tool in approved,
                 "registered": facts.registered,
-            },
-            "params": lambda: facts.params,
-            "step": lambda: {
+            }
+        if name == "step":
+            step = facts.step
+            return {
                 "index": facts.index,
                 "action": step.action or "",
                 "environment": facts.environment or "",
@@ -126,8 +139,10 @@ class PolicyRules(Detector):
                 "has_approval": facts.has_approval,
                 "confidence": 1.0 if step.confidence is None else float(step.confidence),
                 "has_reasoning": bool(step.reasoning and step.reasoning.strip()),
-            },
-            "run": lambda: {
+            }
+        if name == "run":
+            h = ctx.header
+            return {
                 "run_id": h.run_id,
                 "agent_id": h.agent_id,
                 "agent_type": h.agent_type or "",
@@ -135,12 +150,13 @@ class PolicyRules(Detector):
                 "trigger": h.trigger or "",
                 "environment": h.environment or "",
                 "runtime_mode": h.runtime_mode or "",
-            },
-            "history": lambda: {
+            }
+        if name == "history":
+            return {
                 "calls": ctx.calls,
                 "writes": ctx.writes,
                 "failures": ctx.failures,
                 "denied": ctx.denied_count,
                 "injection_seen": bool(ctx.injections),
-            },
-        }
+            }
+        raise KeyError(name)

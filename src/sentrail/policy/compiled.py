@@ -12,7 +12,7 @@ from sentrail.policy.dangerous import DEFAULT_DANGEROUS_ACTIONS, merge
 from sentrail.policy.load import LoadedBundle
 from sentrail.policy.match import GlobSet, TrustedDestinations
 from sentrail.policy.risk import ToolRegistry
-from sentrail.policy.rules import CompiledRule, StepVariables
+from sentrail.policy.rules import CompiledRule, RulePlan, StepVariables
 
 BUILTIN_RULES = (
     Rule(
@@ -23,6 +23,9 @@ BUILTIN_RULES = (
         tags=["OWASP-ASI02", "AML.T0048"],
     ),
 )
+
+
+MAX_PLANS = 20_000  # rule plans (and agents' filter results) cached per policy
 
 
 class CompiledAction:
@@ -87,7 +90,11 @@ class Policy:
         # The rules that can hold for a tool, given the run's fields that static conjuncts
         # read: shared by every run of the process (a run used to filter on its own).
         self._run_fields = _static_run_fields(self.rules)
-        self._for_tool: dict[tuple[object, ...], list[CompiledRule]] = {}
+        self._for_tool: dict[tuple[object, ...], RulePlan] = {}
+        self._agent_filtered = tuple(
+            (n, r.agents) for n, r in enumerate(self.rules) if r.agents is not None
+        )
+        self._by_agent: dict[str, tuple[int, ...]] = {}
         self.suppressions = list(bundle.exceptions)
         self.dangerous = [
             CompiledAction(p) for p in merge(DEFAULT_DANGEROUS_ACTIONS, bundle.dangerous_actions)
@@ -111,20 +118,56 @@ class Policy:
     ) -> list[CompiledRule]:
         """The rules whose tool/agent filters and static conjuncts admit ``tool`` in a run
         with these ``run`` fields (cached per tool, agent and the fields read)."""
+        return self.rule_plan(tool, agent_id, run, variables).rules
+
+    def rule_plan(
+        self, tool: str, agent_id: str, run: dict[str, object], variables: StepVariables
+    ) -> RulePlan:
+        """:meth:`rules_for` as a :class:`RulePlan` (the rules grouped by what they read).
+
+        Cached on what the filter reads, so runs of many agents share one plan: the tool's
+        ``tool`` variable (its ``approved`` field is the agent's profile's), which agent
+        globs admit ``agent_id``, and the ``run`` fields static conjuncts read."""
         fields = self._run_fields
         run_key = tuple(run.items()) if fields is None else tuple(run.get(f) for f in fields)
-        key = (tool, agent_id, run_key)
+        tool_var = variables.value("tool")
+        tool_key = tuple(tool_var.items()) if isinstance(tool_var, dict) else tool_var
+        key = (tool, tool_key, self._agent_rules(agent_id), run_key)
         hit = self._for_tool.get(key)
         if hit is None:
-            hit = [
+            rules = [
                 r
                 for r in self.rules
                 if r.applies(tool, agent_id)
                 and (r.static is None or r.static.matches(variables, errors_hold=True))
             ]
-            if len(self._for_tool) >= 100_000:
+            hit = RulePlan(
+                rules,
+                [
+                    r.rest
+                    if r.rest is not None
+                    and r.static_exact is not None
+                    and r.static_exact.matches(variables)
+                    else r
+                    for r in rules
+                ],
+            )
+            if len(self._for_tool) >= MAX_PLANS:
                 self._for_tool.clear()
             self._for_tool[key] = hit
+        return hit
+
+    def _agent_rules(self, agent_id: str) -> tuple[int, ...]:
+        """The positions of the rules with an ``agents`` filter that admits ``agent_id``
+        (the only way the agent's id enters the filter besides its profile)."""
+        if not self._agent_filtered:
+            return ()
+        hit = self._by_agent.get(agent_id)
+        if hit is None:
+            hit = tuple(n for n, globs in self._agent_filtered if agent_id in globs)
+            if len(self._by_agent) >= MAX_PLANS:
+                self._by_agent.clear()
+            self._by_agent[agent_id] = hit
         return hit
 
     def profile_for(self, agent_id: str) -> Profile:

@@ -132,16 +132,21 @@ class StepVariables:
 
     __slots__ = ("_builders", "_keys", "_values")
 
-    def __init__(self, builders: dict[str, Callable[[], Any]]) -> None:
-        self._builders = builders
+    def __init__(self, builders: dict[str, Callable[[], Any]] | None = None) -> None:
+        self._builders = builders or {}
         self._values: dict[str, Any] = {}
         self._keys: dict[Signature, tuple[Any, ...]] = {}
+
+    def build(self, name: str) -> Any:
+        """Build the variable ``name`` (asked once per step). A subclass may build the
+        variables itself instead of taking a closure per variable and step."""
+        return self._builders[name]()
 
     def value(self, name: str) -> Any:
         try:
             return self._values[name]
         except KeyError:
-            v = self._values[name] = self._builders[name]()
+            v = self._values[name] = self.build(name)
             return v
 
     def key(self, signature: Signature) -> tuple[Any, ...]:
@@ -184,13 +189,16 @@ _MISSING = _Missing()
 class CompiledRule:
     __slots__ = (
         "_memo",
+        "_owner",
         "_program",
         "_signature",
         "agents",
         "errors",
+        "rest",
         "rule",
         "severity",
         "static",
+        "static_exact",
         "tools",
     )
 
@@ -201,7 +209,16 @@ class CompiledRule:
         variables = tuple(sorted(self._program.variables()))
         fields = field_uses(rule.condition, variables)
         self._signature: Signature = tuple((v, fields[v]) for v in variables)
-        self.static = _static_rule(rule) if prefilter else None
+        self.static: CompiledRule | None = None
+        # When the static conjuncts are exactly true for a tool in a run, the rule is its
+        # other conjuncts (``rest``): keyed on fewer fields, its memo hits more often.
+        self.static_exact: CompiledRule | None = None
+        self.rest: CompiledRule | None = None
+        self._owner = self  # whose ``errors`` an evaluation error counts in
+        if prefilter:
+            self.static, self.static_exact, self.rest = _split_rule(rule)
+            if self.rest is not None:
+                self.rest._owner = self  # the rest's errors are the rule's
         self.tools = GlobSet(rule.tools) if rule.tools else None
         self.agents = GlobSet(rule.agents) if rule.agents else None
         self._memo: dict[tuple[Any, ...], bool] = {}
@@ -228,7 +245,7 @@ class CompiledRule:
         try:
             result = self._program.execute(variables.context(self._signature))
         except Exception:  # any failure of a user's expression over hostile data
-            self.errors += 1
+            self._owner.errors += 1
             result = errors_hold
         hit = result is True
         if len(self._memo) >= _MEMO_LIMIT:
@@ -237,16 +254,108 @@ class CompiledRule:
         return hit
 
 
-def _static_rule(rule: Rule) -> CompiledRule | None:
-    """The conjuncts of ``rule`` that read only ``tool`` and ``run``, as a rule of their own:
-    when they are false for a tool, the whole rule is false for every call of that tool in
-    the run (``false && x`` is false in CEL even when ``x`` is an error), so the rule can be
-    skipped without building its key."""
+def _split_rule(
+    rule: Rule,
+) -> tuple[CompiledRule | None, CompiledRule | None, CompiledRule | None]:
+    """The conjuncts of ``rule`` that read only ``tool`` and ``run``, as a rule of their own
+    (twice: a prefilter where an error counts as "may hold", and an exact test), and the
+    rule's other conjuncts as a rule.
+
+    When the static conjuncts are false for a tool, the whole rule is false for every call
+    of that tool in the run (``false && x`` is false in CEL even when ``x`` is an error), so
+    the rule can be skipped without building its key. When they are exactly ``true``, the
+    rule holds exactly when its other conjuncts do (CEL's ``&&`` is commutative, errors
+    included: ``true && x`` is ``x``), so those alone are evaluated, memoised on the fewer
+    fields they read."""
     parts = top_level_conjuncts(rule.condition)
     if parts is None or len(parts) < 2:
-        return None
-    static = [p for p in parts if set(compile_condition(p).variables()) <= STATIC_VARIABLES]
+        return None, None, None
+    static: list[str] = []
+    rest: list[str] = []
+    for part in parts:
+        variables = set(compile_condition(part).variables())
+        (static if variables <= STATIC_VARIABLES else rest).append(part)
     if not static:
-        return None
+        return None, None, None
     condition = " && ".join(f"({p})" for p in static)
-    return CompiledRule(Rule(id=f"{rule.id}#static", condition=condition), prefilter=False)
+    prefilter = CompiledRule(Rule(id=f"{rule.id}#static", condition=condition), prefilter=False)
+    exact = CompiledRule(Rule(id=f"{rule.id}#static", condition=condition), prefilter=False)
+    if not rest:
+        return prefilter, exact, None
+    condition = " && ".join(f"({p})" for p in rest)
+    remainder = CompiledRule(Rule(id=f"{rule.id}#rest", condition=condition), prefilter=False)
+    return prefilter, exact, remainder
+
+
+_GROUP_MEMO_LIMIT = 16_384
+
+
+class RulePlan:
+    """The rules that can hold for one tool in one kind of run, grouped by the variables
+    and fields they read (their signature).
+
+    Each rule is judged by an evaluator: itself, or the rule's non-static conjuncts when
+    its static ones are exactly true for this plan (:func:`_split_rule`). Evaluators of
+    one signature have one memo key per step; the group remembers, per key, which of
+    them hold. So a step costs one key and one lookup per signature, not one per rule
+    (a bundle's rules are often a few shapes over many tools or values). The answer is
+    that of :meth:`CompiledRule.matches` on each evaluator, in the rules' order: the
+    group memo only remembers what those answers were for the same key.
+    """
+
+    __slots__ = ("_evaluators", "_groups", "rules")
+
+    def __init__(
+        self, rules: list[CompiledRule], evaluators: list[CompiledRule] | None = None
+    ) -> None:
+        self.rules = rules
+        self._evaluators = rules if evaluators is None else evaluators
+        assert len(self._evaluators) == len(rules)
+        positions: dict[Signature, list[int]] = {}
+        for n, compiled in enumerate(self._evaluators):
+            positions.setdefault(compiled.signature, []).append(n)
+        self._groups: list[tuple[Signature, tuple[int, ...], dict[tuple[Any, ...], Any]]] = [
+            (signature, tuple(at), {}) for signature, at in positions.items()
+        ]
+
+    def matching(self, variables: StepVariables) -> list[CompiledRule]:
+        """The rules whose condition holds for this step, in the plan's order."""
+        hits: list[int] = []
+        evaluators = self._evaluators
+        for signature, at, memo in self._groups:
+            key = variables.key(signature)
+            held: tuple[int, ...] | None = memo.get(key)
+            if held is None:
+                held = _held(evaluators, at, variables)
+                if len(memo) >= _GROUP_MEMO_LIMIT:
+                    memo.clear()
+                memo[key] = held
+            if held:
+                hits.extend(held)
+        if not hits:
+            return []
+        if len(self._groups) > 1:
+            hits.sort()
+        rules = self.rules
+        return [rules[n] for n in hits]
+
+
+def _held(
+    evaluators: list[CompiledRule], at: tuple[int, ...], variables: StepVariables
+) -> tuple[int, ...]:
+    """The positions in ``at`` whose evaluator holds for this step. Evaluators with the
+    same condition text (rules that differ only in id, severity or tags) are evaluated
+    once: a condition's answer depends only on its text and the variables."""
+    if len(at) == 1:
+        return at if evaluators[at[0]].matches(variables) else ()
+    answers: dict[str, bool] = {}
+    out: list[int] = []
+    for n in at:
+        compiled = evaluators[n]
+        condition = compiled.rule.condition
+        held = answers.get(condition)
+        if held is None:
+            held = answers[condition] = compiled.matches(variables)
+        if held:
+            out.append(n)
+    return tuple(out)
