@@ -314,10 +314,12 @@ _ANCHOR_PIECES = [
 def test_anchor_prefilter_finds_what_the_full_scan_finds(
     pieces: list[tuple[str, str, bool]],
 ) -> None:
-    from sentrail.detect.content_instructions import _ANCHORS, _all, anchor_matches, anchors_to_scan
+    from sentrail.detect.content_anchors import ANCHORS
+    from sentrail.detect.content_instructions import _all
+    from sentrail.detect.content_prefilter import anchor_matches, anchors_to_scan
 
     text = "".join((p.upper() if up else p) + sep for p, sep, up in pieces)
-    for k, ((rx, _), wanted) in enumerate(zip(_ANCHORS, anchors_to_scan(text), strict=True)):
+    for k, ((rx, _), wanted) in enumerate(zip(ANCHORS, anchors_to_scan(text), strict=True)):
         assert wanted or rx.search(text) is None, (rx.pattern[:40], text)
         spans = [m.span() for m in anchor_matches(k, text)]
         assert spans == [m.span() for m in rx.finditer(text)], (k, text)

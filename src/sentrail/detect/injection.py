@@ -33,8 +33,8 @@ from sentrail.detect.content_instructions import (
     THRESHOLD,
     Instruction,
     find_instructions,
-    has_cue,
 )
+from sentrail.detect.content_prefilter import has_cue
 from sentrail.detect.text import SCAN_HEAD, SCAN_TAIL, bounded, iter_strings, json_text
 from sentrail.model.finding import Category, Severity
 
