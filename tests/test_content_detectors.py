@@ -316,9 +316,14 @@ def test_anchor_prefilter_finds_what_the_full_scan_finds(
 ) -> None:
     from sentrail.detect.content_anchors import ANCHORS
     from sentrail.detect.content_instructions import _all
-    from sentrail.detect.content_prefilter import anchor_matches, anchors_to_scan
+    from sentrail.detect.content_prefilter import (
+        anchor_matches,
+        anchors_to_scan,
+        anchors_to_scan_reference,
+    )
 
     text = "".join((p.upper() if up else p) + sep for p, sep, up in pieces)
+    assert anchors_to_scan(text) == anchors_to_scan_reference(text), text
     for k, ((rx, _), wanted) in enumerate(zip(ANCHORS, anchors_to_scan(text), strict=True)):
         assert wanted or rx.search(text) is None, (rx.pattern[:40], text)
         spans = [m.span() for m in anchor_matches(k, text)]

@@ -24,10 +24,10 @@ import re
 
 from sentrail.detect.content_anchors import ANCHORS
 from sentrail.detect.content_prefilter import (
-    ALL_ANCHORS,
-    anchors_to_scan,
-    ascii_words,
+    FULL_MASK,
+    anchor_mask,
     has_cue,
+    prepared,
     scan_anchor,
 )
 from sentrail.detect.deobfuscate import (
@@ -146,11 +146,14 @@ def _all(text: str, *, prefilter: bool = True) -> list[Instruction]:
     test uses)."""
     found: list[Instruction] = []
     ascii_ = prefilter and text.isascii()
-    words = ascii_words(text.encode()) if ascii_ else frozenset()
-    scan = anchors_to_scan(text, words) if prefilter else ALL_ANCHORS
-    low = text.lower() if ascii_ else None
-    for k, ((_, points), wanted) in enumerate(zip(ANCHORS, scan, strict=True)):
-        if not wanted:
+    if ascii_:
+        low_bytes, words = prepared(text)
+        mask = anchor_mask(low_bytes, words)
+        low: str | None = text.lower()
+    else:
+        words, mask, low = frozenset(), FULL_MASK, None
+    for k, (_, points) in enumerate(ANCHORS):
+        if not mask >> k & 1:
             continue
         for n, m in enumerate(scan_anchor(k, text, low, words)):
             if n >= MAX_ANCHORS:

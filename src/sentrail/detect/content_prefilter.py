@@ -12,6 +12,7 @@ Each is compared with the plain expression by a property test
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
@@ -99,6 +100,14 @@ _B64_TABLE = bytes(
 _B64_RUN = b"a" * 24
 
 
+@functools.lru_cache(maxsize=8)
+def prepared(text: str) -> tuple[bytes, frozenset[bytes]]:
+    """ASCII ``text`` lower-cased as bytes, and its whole words: computed once for the cue
+    test and the anchor masks that follow it on the same text."""
+    raw = text.encode()
+    return raw.lower(), ascii_words(raw)
+
+
 def has_cue(text: str) -> bool:
     """Could any anchor match in ``text``? (False means certainly not.) Byte-level table
     lookups and substring tests: no regular expression unless non-ASCII text is present."""
@@ -116,7 +125,7 @@ def has_cue(text: str) -> bool:
         return True
     if not raw.isascii():
         return True  # folded (look-alikes, invisible characters) and scored in full
-    if not _CUE_BYTES.isdisjoint(raw.translate(_WORD_TABLE).split()):
+    if not _CUE_BYTES.isdisjoint(prepared(text)[1]):
         return True
     return _B64_RUN in raw.translate(_B64_TABLE)
 
@@ -264,14 +273,85 @@ def anchors_to_scan(text: str, words: frozenset[bytes] | None = None) -> tuple[b
     """Per anchor: could it match in ``text``? (False means certainly not.)"""
     if not text.isascii():
         return ALL_ANCHORS
+    low, all_words = prepared(text)
+    mask = anchor_mask(low, all_words if words is None else words)
+    return tuple(bool(mask >> k & 1) for k in range(len(ANCHORS)))
+
+
+def anchors_to_scan_reference(text: str) -> tuple[bool, ...]:
+    """``anchors_to_scan`` one anchor at a time (what the property test compares with)."""
+    if not text.isascii():
+        return ALL_ANCHORS
     raw = text.encode()
-    low = raw.lower()
-    if words is None:
-        words = ascii_words(raw)
+    low, words = raw.lower(), ascii_words(raw)
     return tuple(
         _may_match(needs, verbs, low, words)
         for needs, verbs in zip(_NEEDS, _VERBS_TOO, strict=True)
     )
+
+
+# The same needs folded into bit masks (bit k: anchor k), so that one pass over the text's
+# words and the distinct substrings answers for every anchor at once.
+def _compile_masks() -> tuple[
+    int,
+    dict[bytes, int],
+    tuple[tuple[bytes, int], ...],
+    tuple[tuple[tuple[bytes, ...], frozenset[bytes], int], ...],
+    tuple[tuple[int, frozenset[bytes]], ...],
+]:
+    always = 0
+    by_word: dict[bytes, int] = {}
+    by_sub: dict[bytes, int] = {}
+    more: list[tuple[tuple[bytes, ...], frozenset[bytes], int]] = []
+    for k, needs in enumerate(_NEEDS):
+        bit = 1 << k
+        if needs is None:
+            always |= bit
+            continue
+        any_word, any_sub, alts = needs
+        for w in any_word:
+            by_word[w] = by_word.get(w, 0) | bit
+        for s in any_sub:
+            by_sub[s] = by_sub.get(s, 0) | bit
+        more.extend((subs, ws, bit) for subs, ws in alts)
+    verbs = tuple((1 << k, v) for k, v in enumerate(_VERBS_TOO) if v is not None)
+    return always, by_word, tuple(by_sub.items()), tuple(more), verbs
+
+
+_ALWAYS, _BY_WORD, _BY_SUB, _BY_MORE, _BY_VERBS = _compile_masks()
+# A substring made of letters only is in the text exactly when it is inside one of its
+# whole words (maximal runs of letters): it is searched in the distinct words joined by
+# spaces, a much shorter text; the others in the whole text.
+_BY_LETTERS = tuple((s, b) for s, b in _BY_SUB if s.isalpha())
+_BY_OTHER = tuple((s, b) for s, b in _BY_SUB if not s.isalpha())
+_MASK_WORDS = frozenset(_BY_WORD)
+FULL_MASK = (1 << len(ANCHORS)) - 1
+
+
+def anchor_mask(low: bytes, words: frozenset[bytes]) -> int:
+    """``anchors_to_scan`` as a bit mask, for ASCII text: ``low`` its lower-cased bytes,
+    ``words`` its whole words."""
+    mask = _ALWAYS
+    for w in _MASK_WORDS.intersection(words):
+        mask |= _BY_WORD[w]
+    for sub, bits in _BY_OTHER:
+        if bits & ~mask and sub in low:
+            mask |= bits
+    letters = b" ".join(words)
+    for sub, bits in _BY_LETTERS:
+        if bits & ~mask and sub in letters:
+            mask |= bits
+    for subs, ws, bit in _BY_MORE:
+        if not mask & bit and ws <= words:
+            for sub in subs:
+                if sub not in (letters if sub.isalpha() else low):
+                    break
+            else:
+                mask |= bit
+    for bit, verbs in _BY_VERBS:
+        if mask & bit and verbs.isdisjoint(words):
+            mask &= ~bit
+    return mask
 
 
 # The four costliest anchors (a polite phrase or a clause start, then a verb) have no literal
