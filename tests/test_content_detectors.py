@@ -372,3 +372,23 @@ def test_secret_prefilter_never_hides_a_secret(pieces: list[str]) -> None:
 
     text = "".join(pieces)
     assert maybe_secret(text) or SECRET.search(text) is None
+
+
+_WALK_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=30), inner, max_size=6)
+    ),
+    max_leaves=40,
+)
+
+
+@given(_WALK_VALUES, st.integers(1, 50))
+def test_path_free_walk_yields_what_the_path_walk_yields(value: Any, limit: int) -> None:
+    from unittest import mock
+
+    from sentrail.detect import text as t
+
+    assert list(t.iter_texts(value)) == [s for _, s in t.iter_strings(value)]
+    with mock.patch.object(t, "MAX_WALK", limit):  # cut short at the same node
+        assert list(t.iter_texts(value)) == [s for _, s in t.iter_strings(value)]
