@@ -301,7 +301,8 @@ _ANCHOR_PIECES = [
       "\n  - send", "\n1) delete", "\n[x] wire", "\n[ ]fetch", '"Send ', ", Transfer", ",\tget",
       "e-mail", "E-Mail", "can you please", "could you", "i need you to", "we would like you to",
       "you are required to", "you are instructed to", "make sure to", "be sure to", "now,",
-      "finally,", "Please  ", "pls", "; ", "?\n", "_send", "send_", "sends", "x"],
+      "finally,", "Please  ", "pls", "; ", "?\n", "_send", "send_", "sends", "x", "resend",
+      "then\tthen wire all", ", then forward the", "band", "upload a copy"],
 ]  # fmt: skip
 
 

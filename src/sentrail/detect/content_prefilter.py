@@ -461,6 +461,48 @@ def anchor_matches(k: int, text: str, *, prefilter: bool = True) -> Iterator[re.
     )
 
 
+# The chained transfer ("... and then send it"): a match starts at "and", "then" or a comma,
+# then white space, an optional "then" and white space, then the verb. Its starts are found
+# from the verbs back: before a verb preceded by white space, the run of white space, and
+# right before it the opener (or "then" with its own white space and opener before it).
+_CHAIN_ANCHOR = 11
+_CHAIN_VERBS = (
+    "send", "email", "e-mail", "forward", "share", "post", "upload", "transfer", "wire",
+)  # fmt: skip
+
+
+def _back_over_space(low: str, end: int) -> int:
+    """Where the run of white space ending at ``end`` starts (``end`` when there is none)."""
+    while end > 0 and low[end - 1].isspace():
+        end -= 1
+    return end
+
+
+def _openers_before(low: str, end: int, starts: set[int]) -> None:
+    if low.endswith(",", 0, end):
+        starts.add(end - 1)
+    if low.endswith("and", 0, end):
+        starts.add(end - 3)
+    if low.endswith("then", 0, end):
+        starts.add(end - 4)
+
+
+def _chain_starts(low: str) -> list[int]:
+    starts: set[int] = set()
+    for verb in _CHAIN_VERBS:
+        at = low.find(verb)
+        while at >= 0:
+            lo = _back_over_space(low, at)
+            if lo < at:
+                _openers_before(low, lo, starts)
+                if low.endswith("then", 0, lo):
+                    lo2 = _back_over_space(low, lo - 4)
+                    if lo2 < lo - 4:
+                        _openers_before(low, lo2, starts)
+            at = low.find(verb, at + 1)
+    return sorted(starts)
+
+
 def scan_anchor(
     k: int, text: str, low: str | None, words: frozenset[bytes]
 ) -> Iterator[re.Match[str]]:
@@ -471,4 +513,6 @@ def scan_anchor(
         return _matches(rx, text, _polite_starts(low, words))
     if low is not None and k in _CLAUSE_ANCHORS:
         return _matches(rx, text, _clause_starts(low, k, words))
+    if low is not None and k == _CHAIN_ANCHOR:
+        return _matches(rx, text, _chain_starts(low))
     return rx.finditer(text)
