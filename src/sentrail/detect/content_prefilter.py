@@ -324,9 +324,12 @@ _ALWAYS, _BY_WORD, _BY_SUB, _BY_MORE, _BY_VERBS = _compile_masks()
 # spaces, a much shorter text; the others in the whole text.
 _BY_LETTERS = tuple((s, b) for s, b in _BY_SUB if s.isalpha())
 _BY_OTHER = tuple((s, b) for s, b in _BY_SUB if not s.isalpha())
+_more: dict[tuple[tuple[bytes, ...], frozenset[bytes]], int] = {}
+for _subs, _ws, _bit in _BY_MORE:  # the same needs for several anchors: tested once
+    _more[_subs, _ws] = _more.get((_subs, _ws), 0) | _bit
 _BY_MORE_SPLIT = tuple(
-    (tuple(s for s in subs if s.isalpha()), tuple(s for s in subs if not s.isalpha()), ws, bit)
-    for subs, ws, bit in _BY_MORE
+    (tuple(s for s in subs if s.isalpha()), tuple(s for s in subs if not s.isalpha()), ws, bits)
+    for (subs, ws), bits in _more.items()
 )
 _MASK_WORDS = frozenset(_BY_WORD)
 FULL_MASK = (1 << len(ANCHORS)) - 1
@@ -345,14 +348,18 @@ def anchor_mask(low: bytes, words: frozenset[bytes]) -> int:
     for sub, bits in _BY_LETTERS:
         if bits & ~mask and sub in letters:
             mask |= bits
-    for in_words, in_text, ws, bit in _BY_MORE_SPLIT:
-        if (
-            not mask & bit
-            and ws <= words
-            and all(s in letters for s in in_words)
-            and all(s in low for s in in_text)
-        ):
-            mask |= bit
+    for in_words, in_text, ws, bits in _BY_MORE_SPLIT:
+        if not bits & ~mask or not ws <= words:
+            continue
+        for s in in_words:
+            if s not in letters:
+                break
+        else:
+            for s in in_text:
+                if s not in low:
+                    break
+            else:
+                mask |= bits
     for bit, verbs in _BY_VERBS:
         if mask & bit and verbs.isdisjoint(words):
             mask &= ~bit
