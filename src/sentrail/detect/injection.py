@@ -65,7 +65,9 @@ def scan_all(
     scanned = 0
     near: list[str] = []
     strings = 0
-    paths: list[str] | None = None  # built only when a string needs its path
+    # Paths are built only as far as a string that needs its path (n only grows).
+    walk = iter_strings(data)
+    paths: list[str] = []
     for n, text in enumerate(iter_texts(data)):
         strings += 1
         if len(text) < MIN_LEN:
@@ -76,8 +78,8 @@ def scan_all(
         found, best = find_instructions(bounded(text))
         if not found and best < NEAR_MISS:
             continue
-        if paths is None:
-            paths = [p for p, _ in iter_strings(data)]
+        while len(paths) <= n:
+            paths.append(next(walk)[0])
         path = paths[n]
         where = f"{root}.{path}" if path and not path.startswith("[") else f"{root}{path}"
         out.extend((i, where) for i in found)
