@@ -393,3 +393,11 @@ def test_path_free_walk_yields_what_the_path_walk_yields(value: Any, limit: int)
     assert list(t.iter_texts(value)) == [s for _, s in t.iter_strings(value)]
     with mock.patch.object(t, "MAX_WALK", limit):  # cut short at the same node
         assert list(t.iter_texts(value)) == [s for _, s in t.iter_strings(value)]
+
+
+@given(st.text(alphabet="0123456789 -x\u0660\u0661\t", max_size=40))
+def test_digit_run_prefilter_never_hides_a_card_or_ssn_shape(text: str) -> None:
+    from sentrail.detect import content_values as cv
+
+    if not cv._may_hold_digit_run(text):
+        assert cv._SECRET_DIGITS.search(text) is None
