@@ -302,7 +302,8 @@ _ANCHOR_PIECES = [
       "\n  - send", "\n1) delete", "\n[x] wire", "\n[ ]fetch", '"Send ', ", Transfer", ",\tget",
       "e-mail", "E-Mail", "can you please", "could you", "i need you to", "we would like you to",
       "you are required to", "you are instructed to", "make sure to", "be sure to", "now,",
-      "finally,", "Please  ", "pls", "; ", "?\n", "_send", "send_", "sends", "x"],
+      "finally,", "Please  ", "pls", "; ", "?\n", "_send", "send_", "sends", "x", "resend",
+      "then\tthen wire all", ", then forward the", "band", "upload a copy"],
 ]  # fmt: skip
 
 
@@ -315,10 +316,17 @@ _ANCHOR_PIECES = [
 def test_anchor_prefilter_finds_what_the_full_scan_finds(
     pieces: list[tuple[str, str, bool]],
 ) -> None:
-    from sentrail.detect.content_instructions import _ANCHORS, _all, anchor_matches, anchors_to_scan
+    from sentrail.detect.content_anchors import ANCHORS
+    from sentrail.detect.content_instructions import _all
+    from sentrail.detect.content_prefilter import (
+        anchor_matches,
+        anchors_to_scan,
+        anchors_to_scan_reference,
+    )
 
     text = "".join((p.upper() if up else p) + sep for p, sep, up in pieces)
-    for k, ((rx, _), wanted) in enumerate(zip(_ANCHORS, anchors_to_scan(text), strict=True)):
+    assert anchors_to_scan(text) == anchors_to_scan_reference(text), text
+    for k, ((rx, _), wanted) in enumerate(zip(ANCHORS, anchors_to_scan(text), strict=True)):
         assert wanted or rx.search(text) is None, (rx.pattern[:40], text)
         spans = [m.span() for m in anchor_matches(k, text)]
         assert spans == [m.span() for m in rx.finditer(text)], (k, text)
@@ -366,3 +374,31 @@ def test_secret_prefilter_never_hides_a_secret(pieces: list[str]) -> None:
 
     text = "".join(pieces)
     assert maybe_secret(text) or SECRET.search(text) is None
+
+
+_WALK_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=30), inner, max_size=6)
+    ),
+    max_leaves=40,
+)
+
+
+@given(_WALK_VALUES, st.integers(1, 50))
+def test_path_free_walk_yields_what_the_path_walk_yields(value: Any, limit: int) -> None:
+    from unittest import mock
+
+    from sentrail.detect import text as t
+
+    assert list(t.iter_texts(value)) == [s for _, s in t.iter_strings(value)]
+    with mock.patch.object(t, "MAX_WALK", limit):  # cut short at the same node
+        assert list(t.iter_texts(value)) == [s for _, s in t.iter_strings(value)]
+
+
+@given(st.text(alphabet="0123456789 -x\u0660\u0661\t", max_size=40))
+def test_digit_run_prefilter_never_hides_a_card_or_ssn_shape(text: str) -> None:
+    from sentrail.detect import content_values as cv
+
+    if not cv._may_hold_digit_run(text):
+        assert cv._SECRET_DIGITS.search(text) is None

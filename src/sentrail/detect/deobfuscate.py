@@ -165,6 +165,13 @@ def clear_spelling_cache() -> None:
 def fix_misspellings(text: str) -> str | None:
     """``text`` with cue words one edit away replaced by the word, or None when no word was
     changed. Short words (under 5 letters) are left alone: too many false friends."""
+    tokens = _TOKEN.findall(text)
+    del tokens[MAX_FIX_WORDS:]
+    for token in set(tokens):  # most texts: no word to fix, each distinct word asked once
+        if _correct(token) is not None:
+            break
+    else:
+        return None
     out: list[str] = []
     last = 0
     changed = False

@@ -31,7 +31,7 @@ from sentrail.detect.text import (
     Destination,
     bounded,
     destinations,
-    iter_strings,
+    iter_texts,
     text_size,
 )
 from sentrail.model.finding import Category, Severity
@@ -243,7 +243,7 @@ class DataExfiltration(Detector):
 def _params_text(params: dict[str, Any]) -> str:
     parts: list[str] = []
     total = 0
-    for _, s in iter_strings(params):
+    for s in iter_texts(params):
         s = bounded(s)
         parts.append(s)
         total += len(s)
@@ -266,7 +266,7 @@ def _size_and_secrets(data: Any) -> tuple[int, list[str]]:
         return len(data), secrets_in(bounded(data))
     out: list[str] = []
     size = 0
-    for _, s in iter_strings(data):
+    for s in iter_texts(data):
         size += len(s) + 3
         if len(s) >= 10 and len(out) < 8:
             out.extend(secrets_in(bounded(s), 8 - len(out)))
@@ -283,7 +283,7 @@ def _samples(data: Any) -> list[str]:
     in an outgoing transfer, the data itself is leaving."""
     out: list[str] = []
     seen: set[str] = set()
-    for _, s in iter_strings(data):
+    for s in iter_texts(data):
         s = s.strip()
         if 6 <= len(s) <= 200 and s not in seen and not s.isalpha():
             seen.add(s)

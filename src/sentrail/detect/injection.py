@@ -33,9 +33,9 @@ from sentrail.detect.content_instructions import (
     THRESHOLD,
     Instruction,
     find_instructions,
-    has_cue,
 )
-from sentrail.detect.text import SCAN_HEAD, SCAN_TAIL, bounded, iter_strings, json_text
+from sentrail.detect.content_prefilter import has_cue
+from sentrail.detect.text import SCAN_HEAD, SCAN_TAIL, bounded, iter_strings, iter_texts, json_text
 from sentrail.model.finding import Category, Severity
 
 MAX_STRINGS = 2_000  # strings scored per result
@@ -65,7 +65,10 @@ def scan_all(
     scanned = 0
     near: list[str] = []
     strings = 0
-    for path, text in iter_strings(data):
+    # Paths are built only as far as a string that needs its path (n only grows).
+    walk = iter_strings(data)
+    paths: list[str] = []
+    for n, text in enumerate(iter_texts(data)):
         strings += 1
         if len(text) < MIN_LEN:
             continue
@@ -73,6 +76,11 @@ def scan_all(
         if scanned > MAX_STRINGS:
             break
         found, best = find_instructions(bounded(text))
+        if not found and best < NEAR_MISS:
+            continue
+        while len(paths) <= n:
+            paths.append(next(walk)[0])
+        path = paths[n]
         where = f"{root}.{path}" if path and not path.startswith("[") else f"{root}{path}"
         out.extend((i, where) for i in found)
         if not found and best >= NEAR_MISS:
@@ -90,7 +98,7 @@ def _joined(data: Any) -> str:
     """The strings of a result joined by newlines, bounded (fields judged together)."""
     parts: list[str] = []
     size = 0
-    for _, text in iter_strings(data):
+    for text in iter_texts(data):
         if len(text) >= 3:
             parts.append(text[: MAX_JOINED - size])
             size += len(parts[-1])

@@ -67,11 +67,34 @@ def iter_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield p, repr(v)
 
 
+def iter_texts(value: Any) -> Iterator[str]:
+    """The strings ``iter_strings(value)`` yields, in the same order, without their paths
+    (building a path per node costs more than the walk: most callers never read it)."""
+    stack: list[Any] = [value]
+    visited = 0
+    while stack and visited < MAX_WALK:
+        v = stack.pop()
+        visited += 1
+        if isinstance(v, str):
+            yield v
+        elif isinstance(v, dict):
+            for k, item in reversed(v.items()):
+                if isinstance(k, str) and len(k) > 24:
+                    yield k
+                stack.append(item)
+        elif isinstance(v, list):
+            stack.extend(reversed(v))
+        elif isinstance(v, bool) or v is None:
+            continue
+        elif isinstance(v, int | float):
+            yield repr(v)
+
+
 def text_size(value: Any) -> int:
     """Approximate serialised size of a JSON value, bounded by the walk limit."""
     if isinstance(value, str):
         return len(value)
-    return sum(len(s) + 3 for _, s in iter_strings(value))
+    return sum(len(s) + 3 for s in iter_texts(value))
 
 
 _URL = re.compile(r"\b(?:https?|s?ftp|wss?|s3|gs|smb|scp)://[^\s\"'<>`]+", re.I)
