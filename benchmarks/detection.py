@@ -15,6 +15,7 @@ the rules that fired), and every safe run that was.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,7 +27,8 @@ from sentrail.model.decode import decode_run
 from sentrail.model.finding import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = ROOT.parent / "shared" / "datasets"
+# ../shared beside the checkout; SENTRAIL_SHARED names another place (a git worktree).
+DATASETS = Path(os.environ.get("SENTRAIL_SHARED") or ROOT.parent / "shared") / "datasets"
 REDTEAM = ROOT / "tests" / "redteam"
 CATEGORY_KEYS = ("category", "risk_type", "attack_type", "family")
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = ROOT.parent / "shared" / "datasets"
+# ../shared beside the checkout; SENTRAIL_SHARED names another place (a git worktree).
+DATASETS = Path(os.environ.get("SENTRAIL_SHARED") or ROOT.parent / "shared") / "datasets"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from detection import evaluate  # noqa: E402
