@@ -158,6 +158,16 @@ def test_policy_validate_and_test() -> None:
     v = run("policy", "validate", POLICY)
     assert v.exit_code == 0 and "sha256" in v.output
     assert "8 rules, 1 exception\n" in v.output  # counted in words that agree
+    assert "13 agent profiles and a default profile, " in v.output
+
+
+def test_policy_validate_counts_changes_to_the_dangerous_actions_pack(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("dangerous_actions:\n  - {id: pipe-to-shell, enabled: false}\n")
+    v = run("policy", "validate", str(p))
+    assert v.exit_code == 0, v.output
+    assert "0 agent profiles, 0 registered tools, 0 rules, 0 exceptions, " in v.output
+    assert "1 dangerous-action change\n" in v.output
     t = run("policy", "test", POLICY)
     assert t.exit_code == 0, t.output
     assert " 0 failed" in t.output

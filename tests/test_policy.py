@@ -82,10 +82,30 @@ def test_example_policy_loads_and_hash_is_of_exact_bytes() -> None:
         ),
         ("exceptions:\n  - {rule: r, owner: o, reason: x, expires: someday}\n", "expires"),
         ("a: [\n", "not valid YAML"),
+        (  # a default pattern overridden without its pattern: say why it is needed
+            "dangerous_actions:\n  - id: pipe-to-shell\n    severity: warning\n",
+            "p.yaml:line 2: dangerous_actions[0].pattern: a pattern is required (an entry "
+            "replaces the default 'pipe-to-shell' whole",
+        ),
+        (  # a regex-constrained field is explained in words, not by its expression
+            "default_profile:\n  enforcement:\n    judge:\n      endpoint: ftp://x\n"
+            "      model: m\n",
+            "p.yaml:line 4: default_profile.enforcement.judge.endpoint: must be an http:// "
+            "or https:// URL",
+        ),
     ],
 )
 def test_located_errors(text: str, expected: str) -> None:
     assert expected in error_of(text)
+
+
+def test_a_pasted_judge_key_is_refused_in_words_without_repeating_it() -> None:
+    message = error_of(
+        "default_profile:\n  enforcement:\n    judge:\n      endpoint: http://127.0.0.1:9/v1\n"
+        "      model: m\n      api_key_env: sk-live-1234567890\n"
+    )
+    assert "line 6: default_profile.enforcement.judge.api_key_env: must be the NAME" in message
+    assert "sk-live" not in message and "regex" not in message
 
 
 def test_empty_policy_is_valid() -> None:
@@ -451,3 +471,37 @@ def test_tool_named_for_harm_is_caught(tool: str) -> None:
 @pytest.mark.parametrize("tool", _PROTECTIVE_NAMED)
 def test_tool_named_for_protection_or_a_neutral_task_is_not(tool: str) -> None:
     assert _tool_pattern_hit(tool) is None
+
+
+def test_policy_checks_name_dangerous_actions_instead_of_passing() -> None:
+    """The behavioural-policy lines never say "no prohibited actions" above a dangerous
+    action the rule pack found."""
+    from sentrail.engine.checks import policy_checks
+    from sentrail.model.finding import Category, Finding, Severity
+
+    policy = Policy()
+    profile = policy.profile_for("agent")
+
+    def hit(rule: str, step: int, severity: Severity) -> Finding:
+        return Finding(
+            id=f"F-{step}",
+            rule=rule,
+            category=Category.POLICY_VIOLATION,
+            severity=severity,
+            step_index=step,
+            message="m",
+        )
+
+    quiet = [(c.status, c.text) for c in policy_checks(policy, profile, [])]
+    assert ("PASS", "No prohibited actions detected") in quiet
+    found = [
+        hit("policy.dangerous.pipe-to-shell", 1, Severity.CRITICAL),
+        hit("policy.dangerous_output.recursive-delete-root", 3, Severity.WARNING),
+        hit("policy.dangerous.recursive-delete-root", 2, Severity.WARNING),
+    ]
+    checks = [(c.status, c.text) for c in policy_checks(policy, profile, found)]
+    assert all(text != "No prohibited actions detected" for _, text in checks)
+    assert (
+        "FAIL",
+        "Dangerous actions: pipe-to-shell (step 1); recursive-delete-root (step 2, 3)",
+    ) in checks

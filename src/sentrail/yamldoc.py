@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -60,8 +61,12 @@ class YamlDoc:
         dotted = path.removeprefix("$").lstrip(".") or "(top level)"
         return self.error(message, f"{self.where}:line {line}: {dotted}")
 
-    def convert(self, kind: type[T], data: Any = None) -> T:
-        """The data (or ``data``) as ``kind``; a located error for the first bad field."""
+    def convert(
+        self, kind: type[T], data: Any = None, patterns: Mapping[str, str] | None = None
+    ) -> T:
+        """The data (or ``data``) as ``kind``; a located error for the first bad field.
+        ``patterns`` says in words what a string field constrained by a regular expression
+        must be (field name -> words), for the user instead of the expression."""
         unknown = _unknown_key(mi.type_info(kind), self.root, "")
         if unknown is not None:
             raise self._unknown(*unknown)
@@ -69,8 +74,13 @@ class YamlDoc:
             return msgspec.convert(self.data if data is None else data, kind)
         except msgspec.ValidationError as exc:
             msg, _, path = str(exc).partition(" - at `")
+            path = path.rstrip("`") or "$"
+            field = path.rpartition(".")[2]
+            if patterns and field in patterns and msg.startswith("Expected `str` matching regex"):
+                # the value is not repeated: it may be a secret pasted in the wrong place
+                raise self.fail(f"must be {patterns[field]}", path) from None
             msg = msg.replace("`", "").rstrip()
-            raise self.fail(msg[:1].lower() + msg[1:], path.rstrip("`") or "$") from None
+            raise self.fail(msg[:1].lower() + msg[1:], path) from None
 
     def _unknown(self, path: str, key: yaml.ScalarNode, known: list[str]) -> SentrailError:
         close = difflib.get_close_matches(key.value, known, n=1, cutoff=0.6)

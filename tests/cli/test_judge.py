@@ -372,3 +372,17 @@ def test_a_stream_and_a_document_ask_the_same_question() -> None:
     assert from_doc.question is not None and from_doc.question == from_stream.question
     [unasked] = analyze_bytes(engine, "t.json", TRIAGE.read_bytes())
     assert unasked.question is None
+
+
+def test_a_run_the_judge_is_not_asked_about_says_so(cli: Cli, model: FakeModel) -> None:
+    """--judge on one unambiguous run prints why no opinion follows (no silent nothing)."""
+    r = cli("trace", "analyze", TRACES / "prod-delete.json", *_judge_args(model))
+    assert (
+        "Model opinion: not asked (the rules already judged it unauthorized; the judge is "
+        "asked only about suspicious runs and allowed ones with a warning)" in r.stdout
+    )
+    r = cli("trace", "analyze", TRACES / "clean-support-lookup.json", *_judge_args(model))
+    assert "Model opinion: not asked (no warning or critical finding;" in r.stdout
+    assert model.requests == []
+    r = cli("trace", "analyze", TRACES / "clean-support-lookup.json")
+    assert "Model opinion" not in r.stdout

@@ -181,3 +181,41 @@ def test_the_evidence_summary_is_signed_inside_the_bundle_and_a_changed_one_fail
             zf.writestr(name, data)
     r = run("evidence", "verify", str(forged))
     assert r.exit_code == 1 and "summary.json" in r.output and "SHA-256" in r.output
+
+
+def test_runs_show_explains_the_decisions_of_a_run_that_has_no_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway run (mcp-proxy) stores the decision point's decisions and no trace: `runs
+    show` says why a call was held or blocked, and does not claim the payloads were erased."""
+    from sentrail.enforce.model import Outcome
+    from sentrail.enforce.pdp import DecisionPoint
+    from sentrail.enforce.persist import StoreApprovals, store_recorder
+    from sentrail.engine.engine import Engine
+    from sentrail.policy.compiled import Policy
+    from sentrail.policy.load import load_policy
+    from tests.enforce.test_pdp import POLICY, SIGNER, req
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SENTRAIL_HOME", str(home))
+    store = open_store(f"sqlite:///{home / 'sentrail.db'}")
+    try:
+        store.migrate()
+        pdp = DecisionPoint(
+            Engine(Policy(load_policy(str(POLICY)))),
+            SIGNER,
+            recorder=store_recorder(store),
+            approvals=StoreApprovals(store),
+        )
+        held = pdp.decide(req("db.delete_table", {"table": "tmp"}, environment="staging"))
+        assert held.outcome is Outcome.APPROVAL_REQUIRED
+    finally:
+        store.close()
+    r = run("runs", "show", "run-1", "--tenant", "default")
+    assert r.exit_code == 0, r.output
+    assert "erased" not in r.output
+    assert "Trace: none stored (the decision point recorded its decisions only)" in r.output
+    assert "nothing was blocked, held or flagged" not in r.output
+    assert "  [held] step 0 " in r.output
+    assert f"Decision {held.decision_id}: approval_required by approval" in r.output

@@ -35,15 +35,16 @@ def validate(file: Annotated[Path, typer.Argument(help="Policy bundle YAML")]) -
     """Check a policy bundle; errors name the line and the YAML path."""
     loaded = _load(file)
     b = loaded.bundle
-    counts = ", ".join(
-        _count(n, what)
-        for n, what in (
-            (len(b.agents), "agent profile"),
-            (len(b.tools), "registered tool"),
-            (len(b.rules), "rule"),
-            (len(b.exceptions), "exception"),
-        )
-    )
+    parts = [
+        _count(len(b.agents), "agent profile")
+        + (" and a default profile" if b.default_profile is not None else ""),
+        _count(len(b.tools), "registered tool"),
+        _count(len(b.rules), "rule"),
+        _count(len(b.exceptions), "exception"),
+    ]
+    if b.dangerous_actions:  # changes to the built-in rule pack
+        parts.append(_count(len(b.dangerous_actions), "dangerous-action change"))
+    counts = ", ".join(parts)
     typer.echo(f"OK: {safe_text(file)} — policy {safe_text(b.name)!s}: {counts}")
     typer.echo(f"sha256 {loaded.sha256}")
 

@@ -167,7 +167,7 @@ def show_run(
     finally:
         store.close()
     s = found.stored
-    explanations = explain(s.run, s.result, found.decisions) if s.result is not None else []
+    explanations = explain(s.run, s.result, found.decisions)
     if fmt is Format.json:
         emit_json(
             {
@@ -186,7 +186,9 @@ def show_run(
             f"Started: {iso(row.started_at)}  Status: {row.status}"
         )
         typer.echo(f"Verdict: {row.verdict} (risk score {row.risk_score}/100)")
-    if s.run is None:
+    if s.run is None and found.decisions and s.result is None:
+        typer.echo("Trace: none stored (the decision point recorded its decisions only)")
+    elif s.run is None:
         typer.echo("Trace: not available (its payloads were erased)")
     else:
         typer.echo(f"Trigger: {safe_text(s.run.trigger or '(none)')}")

@@ -25,7 +25,7 @@ from sentrail.model.finding import RunResult, Severity
 from sentrail.model.judgement import JudgeAnswer
 from sentrail.report.escape import safe_text
 from sentrail.report.json_report import JsonReportWriter
-from sentrail.report.text import render_judgement, render_run
+from sentrail.report.text import render_judgement, render_not_asked, render_run
 from sentrail.runtime.batch import Analysis, run_batch
 from sentrail.runtime.judge import DEFAULT_API_KEY_ENV, JudgeTally, OpenAIChatJudge
 from sentrail.runtime.sources import STDIN, iter_trace_paths
@@ -189,6 +189,8 @@ def analyze(
                 )
                 if answer is not None:
                     typer.echo(render_judgement(result, answer), nl=False)
+                elif judge is not None:
+                    typer.echo(render_not_asked(result), nl=False)
         for err in report.errors:
             typer.echo(f"invalid: {safe_text(err.path)}: {safe_text(err.error)}", err=True)
         if output is not None and fmt is Format.text and not batch:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from sentrail.model.finding import Category, Finding, PolicyCheck, Severity
 from sentrail.policy.compiled import Policy, Profile
 
+# The dangerous-actions rule pack: on a call (``policy.dangerous.<id>``) and in the agent's
+# own output (``policy.dangerous_output.<id>``).
+_DANGEROUS = ("policy.dangerous.", "policy.dangerous_output.")
+
 
 def _status(findings: list[Finding]) -> str:
     """PASS when nothing fired, else by the worst finding: FAIL, WARN or INFO."""
@@ -21,7 +25,8 @@ def policy_checks(policy: Policy, profile: Profile, findings: list[Finding]) -> 
         by_rule.setdefault(f.rule, []).append(f)
 
     rule_hits = [f for f in findings if f.rule.startswith("policy.rule.")]
-    if not rule_hits:
+    dangerous = [f for f in findings if f.rule.startswith(_DANGEROUS)]
+    if not rule_hits and not dangerous:
         checks.append(PolicyCheck("PASS", "No prohibited actions detected"))
     for compiled in policy.rules:
         hits = by_rule.get(f"policy.rule.{compiled.rule.id}", [])
@@ -29,6 +34,16 @@ def policy_checks(policy: Policy, profile: Profile, findings: list[Finding]) -> 
             steps = ", ".join(str(f.step_index) for f in hits)
             label = compiled.rule.description or compiled.rule.id
             checks.append(PolicyCheck(_status(hits), f"{compiled.rule.id}: {label} (step {steps})"))
+
+    if dangerous:
+        by_pattern: dict[str, list[Finding]] = {}
+        for f in dangerous:
+            by_pattern.setdefault(f.rule.split(".", 2)[2], []).append(f)
+        parts = []
+        for pid, hits in by_pattern.items():
+            at = sorted({f.step_index for f in hits if f.step_index is not None})
+            parts.append(f"{pid} (step {', '.join(map(str, at))})" if at else pid)
+        checks.append(PolicyCheck(_status(dangerous), f"Dangerous actions: {'; '.join(parts)}"))
 
     unapproved = by_rule.get("policy.unapproved_tool", [])
     if profile.approved_tools is None:

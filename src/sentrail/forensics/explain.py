@@ -117,14 +117,17 @@ class Explanation(msgspec.Struct, omit_defaults=True):
 
 
 def explain(
-    run: Run | None, result: RunResult, decisions: Iterable[DecisionView] = ()
+    run: Run | None, result: RunResult | None, decisions: Iterable[DecisionView] = ()
 ) -> list[Explanation]:
     """The explanations of a run: its decisions that did not simply allow, then its findings,
     in step order (run-level findings last). ``run`` (the trace) names tools and the source
-    steps of tainted values; without it those names are left out."""
+    steps of tainted values; without it those names are left out. Without ``result`` (a run
+    never analysed: the decision point's decisions only, as ``mcp-proxy`` records them) the
+    decisions are still explained."""
     steps = _steps(run)
-    by_finding = {f.id: _finding(f, result.findings, steps, result) for f in result.findings}
-    out = [e for d in decisions if (e := _decision(d, result.findings, by_finding)) is not None]
+    findings = result.findings if result is not None else []
+    by_finding = {f.id: _finding(f, findings, steps, result) for f in findings}
+    out = [e for d in decisions if (e := _decision(d, findings, by_finding)) is not None]
     out.extend(by_finding.values())
     out.sort(
         key=lambda e: (

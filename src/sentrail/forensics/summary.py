@@ -45,7 +45,7 @@ def evidence_summary(
 ) -> dict[str, Any]:
     """The summary document (JSON-ready). ``run`` or ``result`` may be None when the run's
     payloads were erased or it was never analysed; the affected parts say so."""
-    explanations = explain(run, result, decisions) if result is not None else []
+    explanations = explain(run, result, decisions)
     findings = result.findings if result is not None else []
     return {
         "format": SUMMARY_FORMAT,

@@ -12,10 +12,20 @@ import msgspec
 from sentrail.errors import PolicyError
 from sentrail.model.finding import Severity
 from sentrail.policy.bundle import PolicyBundle
+from sentrail.policy.dangerous import DEFAULT_DANGEROUS_ACTIONS
 from sentrail.policy.rules import compile_condition
 from sentrail.yamldoc import YamlDoc, read_yaml
 
 MAX_POLICY_BYTES = 4 * 1024 * 1024
+
+_DEFAULT_IDS = frozenset(p.id for p in DEFAULT_DANGEROUS_ACTIONS)
+
+# What the bundle's pattern-constrained strings must be, in words (not the expression).
+_PATTERN_WORDS = {
+    "api_key_env": "the NAME of the environment variable that holds the API key "
+    "(letters, digits and _, e.g. SENTRAIL_JUDGE_API_KEY), never the key itself",
+    "endpoint": "an http:// or https:// URL without spaces",
+}
 
 
 class LoadedBundle(msgspec.Struct):
@@ -27,7 +37,7 @@ class LoadedBundle(msgspec.Struct):
 def parse_policy(text: bytes, where: str = "<policy>") -> LoadedBundle:
     """Validate a policy document. Errors name the file, the YAML path and the line."""
     doc = read_yaml(text, where, PolicyError, MAX_POLICY_BYTES, "policy file")
-    bundle = doc.convert(PolicyBundle)
+    bundle = doc.convert(PolicyBundle, patterns=_PATTERN_WORDS)
     _check_semantics(bundle, doc)
     return LoadedBundle(bundle=bundle, sha256=hashlib.sha256(text).hexdigest(), path=where)
 
@@ -54,7 +64,14 @@ def _check_semantics(bundle: PolicyBundle, doc: YamlDoc) -> None:
         except ValueError as exc:
             raise fail(str(exc), f"$.dangerous_actions[{i}].severity") from None
         if action.enabled and not action.pattern:
-            raise fail("a pattern is required", f"$.dangerous_actions[{i}].pattern")
+            message = "a pattern is required"
+            if action.id in _DEFAULT_IDS:
+                message += (
+                    f" (an entry replaces the default {action.id!r} whole: copy its pattern "
+                    "and hints from the default pack, sentrail/policy/dangerous.py, or set "
+                    "enabled: false)"
+                )
+            raise fail(message, f"$.dangerous_actions[{i}].pattern")
         try:
             re.compile(action.pattern)
         except re.error as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sentrail.forensics.explain import Explanation, by_finding, explain
-from sentrail.model.finding import Category, Finding, RunResult, Severity
+from sentrail.model.finding import Category, Finding, RunResult, Severity, Verdict
 from sentrail.model.judgement import JudgeAnswer, judged_verdict
 from sentrail.report.escape import safe_text
 
@@ -108,6 +108,20 @@ def render_run(
     if policy_path:
         lines.append(f"Policy file: {safe_text(policy_path)} (sha256 {policy_sha256})")
     return "\n".join(lines) + "\n"
+
+
+def render_not_asked(result: RunResult) -> str:
+    """The line for ``--judge`` on a run the judge is not asked about, so that its silence
+    is not taken for a failure: only ambiguous runs are asked (docs/detectors.md)."""
+    why = (
+        "the rules already judged it unauthorized"
+        if result.verdict is Verdict.UNAUTHORIZED
+        else "no warning or critical finding"
+    )
+    return (
+        f"Model opinion: not asked ({why}; the judge is asked only about suspicious runs "
+        "and allowed ones with a warning)\n"
+    )
 
 
 def render_judgement(result: RunResult, answer: JudgeAnswer) -> str:

@@ -37,9 +37,8 @@ def stored_run(store: LogStore, tenant: str, app: str, run_id: str) -> LoggedRun
 
 
 def explanations_of(stored: LoggedRun) -> list[Explanation]:
-    """The explanations of a stored run (JSON-ready); none when it was never analysed."""
-    if stored.result is None:
-        return []
+    """The explanations of a stored run (JSON-ready): its decisions', and its findings' when
+    it was analysed."""
     decisions = decode_decisions(stored.decision_payloads)
     return explain(stored.run, stored.result, decisions)
 
