@@ -198,7 +198,7 @@ def test_an_unreachable_endpoint_is_unsure(cli: Cli, model: FakeModel) -> None:
     model.close()
     r = cli("trace", "analyze", TRIAGE, "--judge", url, "--judge-model", "m", "--fail-on", "never")
     assert r.exit_code == 0, r.output
-    assert "Model opinion (not a finding" in r.stdout and "unsure (ConnectError" in r.stdout
+    assert "Model opinion (not a finding" in r.stdout and "unsure (connection refused or host unreachable" in r.stdout
 
 
 def test_a_timeout_is_unsure(cli: Cli, model: FakeModel) -> None:
@@ -208,7 +208,7 @@ def test_a_timeout_is_unsure(cli: Cli, model: FakeModel) -> None:
 
     model.reply = slow
     r = cli("trace", "analyze", TRIAGE, *_judge_args(model, "--judge-timeout", "0.1"))
-    assert "unsure (ReadTimeout calling" in r.stdout, r.output
+    assert "unsure (no reply within the timeout calling" in r.stdout, r.output
 
 
 def test_a_hostile_rationale_is_escaped_in_text(cli: Cli, model: FakeModel) -> None:

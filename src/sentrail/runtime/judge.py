@@ -200,6 +200,18 @@ def check_endpoint(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
+# httpx's error classes in words (the class name kept for any other).
+_HTTP_ERRORS = {
+    "ConnectError": "connection refused or host unreachable",
+    "ConnectTimeout": "no connection within the timeout",
+    "ReadTimeout": "no reply within the timeout",
+    "WriteTimeout": "the request could not be sent within the timeout",
+    "PoolTimeout": "no free connection within the timeout",
+    "RemoteProtocolError": "the server broke the HTTP protocol (closed mid-reply?)",
+    "UnsupportedProtocol": "a URL scheme the client cannot use",
+}
+
+
 class OpenAIChatJudge:
     """POST ``{base_url}/chat/completions`` (OpenAI's chat API, as served by hosted
     providers and local servers such as llama.cpp, vLLM or Ollama)."""
@@ -292,7 +304,8 @@ class OpenAIChatJudge:
                         raise ValueError(f"no complete reply within {self._deadline:g} s")
         except self._httpx.HTTPError as exc:
             # Named by its type and the URL without credentials: never the headers or body.
-            raise ValueError(f"{type(exc).__name__} calling {display_url(self.url)}") from None
+            what = _HTTP_ERRORS.get(type(exc).__name__, type(exc).__name__)
+            raise ValueError(f"{what} calling {display_url(self.url)}") from None
         return parse_reply(bytes(reply))
 
     def save(self) -> None:
