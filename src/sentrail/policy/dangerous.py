@@ -21,9 +21,12 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
     ActionPattern(
         id="recursive-delete-root",
         description="Recursive delete of a root, home or system directory",
-        pattern=r"\brm\s+(?:-[a-z]*\s+)*-[a-z]*[rR][a-z]*\s+(?:-[a-z-]+\s+)*"
-        r"(?:--no-preserve-root\s+)?[\"']?(?:/|~/?|\$HOME/?|/(?:etc|usr|var|home|root|boot|bin|"
-        r"lib|opt|srv|data)/?|\*|\.\.?/?)[\"']?(?:\s|$|;|&|\|)",
+        # Options are read possessively and the recursive one found by a lookahead: a
+        # long run of options ("rm -r -r -r ...") is one linear pass, not a backtrack
+        # over every split of it (16 KiB took 1.5 s CPU).
+        pattern=r"\brm\s++(?=(?:-[a-z-]*+\s++)*?(?:-[a-z]*r|--recursive\b))"
+        r"(?:-[a-z-]*+\s++)*+[\"']?(?:/|~/?|\$\{?HOME\}?/?|/(?:etc|usr|var|home|root|boot|bin|"
+        r"lib|opt|srv|data)/?|\*|\.\.?/?)\*?[\"']?(?:\s|$|;|&|\|)",
         hints=["rm "],
         requested_words=_DELETE_WORDS,
     ),
@@ -39,8 +42,12 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         description="Remote content piped into a shell or interpreter",
         pattern=r"\b(?:curl|wget|iwr|invoke-webrequest)\b[^|;&\n]{0,300}\|\s*(?:sudo\s+)?"
         r"(?:ba|z|k|da)?sh\b|\b(?:curl|wget)\b[^|;&\n]{0,300}\|\s*(?:sudo\s+)?python[23]?\b|"
-        r"\biex\s*\(\s*(?:new-object|iwr|invoke-webrequest)",
-        hints=["curl", "wget", "iwr", "invoke-webrequest", "iex"],
+        r"\biex\s*\(\s*(?:new-object|iwr|invoke-webrequest)|"
+        # bash <(curl ...), sh -c "$(curl ...)", base64 -d | sh: the same, written around.
+        r"\b(?:ba|z|k|da)?sh\s+(?:-c\s+)?[\"']?[<$]\(\s*(?:curl|wget)\b|"
+        r"\bbase64\s+(?:-d|-D|--decode)\b[^|;&\n]{0,300}\|\s*(?:sudo\s+)?"
+        r"(?:(?:ba|z|k|da)?sh|python[23]?)\b",
+        hints=["curl", "wget", "iwr", "invoke-webrequest", "iex", "base64"],
     ),
     ActionPattern(
         id="reverse-shell",
@@ -135,7 +142,8 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         pattern=r"\b\d{3}-\d{2}-\d{4}\b|-----BEGIN (?:RSA |EC |DSA |OPENSSH )?PRIVATE KEY|"
         r"\bAKIA[0-9A-Z]{16}\b|\b(?:sk|rk)[-_](?:live|test|proj)?[-_]?[A-Za-z0-9]{16,}|"
         r"\bgh[pousr]_[A-Za-z0-9]{30,}|\bxox[abpr]-[A-Za-z0-9-]{10,}|"
-        r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.",
+        # A token starts where a run of token characters starts ("eyJ-eyJ-..." is one).
+        r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.",
         hints=["-", "akia", "sk_", "rk_", "gh", "xox", "eyj", "private key"],
     ),
 )
