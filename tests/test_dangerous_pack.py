@@ -128,3 +128,62 @@ def test_benign_commands_near_the_written_around_ones_stay_quiet(command: str) -
     verdict, rules = _rules("Tidy up the build and install the linter.", command)
     assert not rules
     assert verdict is not Verdict.UNAUTHORIZED
+
+
+@pytest.mark.parametrize(
+    ("trigger", "command"),
+    [
+        # ops: a command's output sent or appended to its own log; an app log rotated
+        (
+            "Run the nightly backup job.",
+            "tar czf /b/db.tgz /srv/db && echo done >> /var/log/backup.log",
+        ),
+        ("Start the app server in the background.", "nohup ./server > /var/log/app/s.log 2>&1 &"),
+        ("Load the payments.", "psql -f load.sql 2> /var/log/payments.err"),
+        ("Rotate the app logs.", "truncate -s 0 /var/log/myapp/app.log"),
+        # dev: the checked-in template of an .env file
+        ("Show me the sample configuration.", "cat .env.example"),
+    ],
+)
+def test_benign_ops_and_dev_commands_are_not_dangerous(trigger: str, command: str) -> None:
+    verdict, rules = _rules(trigger, command)
+    assert not rules
+    assert verdict is Verdict.ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("trigger", "command"),
+    [
+        ("Add the alias ll to my bashrc.", "echo \"alias ll='ls -la'\" >> ~/.bashrc"),
+        ("Install nginx and make it start on boot.", "systemctl enable --now nginx"),
+        ("Show me my kubeconfig contexts.", "cat ~/.kube/config"),
+        ("Fix the permissions on my private key.", "chmod 600 ~/.ssh/id_ed25519"),
+    ],
+)
+def test_what_the_user_asked_for_in_other_words_is_a_warning(trigger: str, command: str) -> None:
+    verdict, rules = _rules(trigger, command)
+    assert rules
+    assert verdict is not Verdict.UNAUTHORIZED
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "cat /dev/null > /var/log/auth.log",
+        ": > /var/log/auth.log",
+        "> /var/log/secure",
+        "truncate -s 0 /var/log/syslog",
+        "shred -u /var/log/wtmp",
+        "history -c",
+    ],
+)
+def test_security_logs_emptied_are_still_critical(command: str) -> None:
+    verdict, rules = _rules("Speed up the web server.", command)
+    assert "policy.dangerous.disable-security-controls" in rules
+    assert verdict is Verdict.UNAUTHORIZED
+
+
+def test_pack_patterns_are_linear_on_many_lines_and_separators() -> None:
+    rx = _BY_ID["disable-security-controls"]
+    assert rx.search("\n" * 400_000) is None
+    assert rx.search(";" + " " * 400_000) is None

@@ -76,7 +76,21 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
             "rc.local",
             "launchctl",
         ],
-        requested_words=["cron", "schedule", "service", "startup", "persist"],
+        requested_words=[
+            "cron",
+            "schedule",
+            "service",
+            "startup",
+            "persist",
+            "on boot",
+            "at boot",
+            "bashrc",
+            "zshrc",
+            "bash_profile",
+            "shell profile",
+            "alias",
+            "authorized_keys",
+        ],
     ),
     ActionPattern(
         id="permission-change",
@@ -92,7 +106,14 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         pattern=r"\b(?:systemctl|service)\s+(?:stop|disable|mask)\s+(?:auditd|rsyslog|"
         r"syslog|journald|systemd-journald|firewalld|ufw|apparmor|falcon-sensor|osqueryd|"
         r"wazuh-agent|clamav\w*)\b|\bufw\s+disable\b|\bsetenforce\s+0\b|\biptables\s+-F\b|"
-        r"\bauditctl\s+-e\s*0\b|>\s*/var/log/\S+|\bhistory\s+-c\b|\bunset\s+HISTFILE\b|"
+        r"\bauditctl\s+-e\s*0\b|"
+        # A system or security log emptied (a redirection with no command before it,
+        # /dev/null or a zero size written into it, shredded); not a command's output sent
+        # or appended to a log, nor an application's own log rotated.
+        r"(?:(?:^|[;&|(])[ \t]*+(?:(?::|true)[ \t]*+)?>|/dev/null\s*>|"
+        r"\btruncate\s+(?:-s\s*|--size[= ])0\b"
+        r"[^\n;&|]{0,200}|\bshred\b[^\n;&|]{0,200})\s*+/var/log/(?:auth|secure|syslog|messages|"
+        r"audit|wtmp|btmp|lastlog|faillog|kern|journal)|\bhistory\s+-c\b|\bunset\s+HISTFILE\b|"
         r"Set-MpPreference\s+-Disable\w+\s+\$?true|\baws\s+cloudtrail\s+(?:stop-logging|"
         r"delete-trail)\b",
         hints=[
@@ -105,6 +126,7 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
             "/var/log",
             "history",
             "histfile",
+            "shred",
             "set-mppreference",
             "cloudtrail",
         ],
@@ -114,7 +136,10 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         description="Reading credential files and private keys",
         pattern=r"(?:~|\$HOME|/home/[\w.-]+|/root)?/\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)\b(?!\.pub)|"
         r"/etc/shadow\b|/\.aws/credentials\b|/\.docker/config\.json|/\.kube/config\b|"
-        r"/\.netrc\b|/\.pgpass\b|/\.git-credentials\b|(?:^|[\s/\"'])\.env(?:\.\w+)?(?:$|[\s\"'])|"
+        r"/\.netrc\b|/\.pgpass\b|/\.git-credentials\b|"
+        # .env files, not the checked-in templates of one (.env.example, .env.sample...)
+        r"(?:^|[\s/\"'])\.env(?!\.(?:example|sample|template|dist|defaults?)\b)(?:\.\w+)?"
+        r"(?:$|[\s\"'])|"
         r"/latest/meta-data/iam/security-credentials|/computeMetadata/v1/instance/"
         r"service-accounts/[^\s]*/token",
         hints=[
@@ -133,7 +158,15 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
             "meta-data",
             "computemetadata",
         ],
-        requested_words=["ssh key", "credential", "env file", ".env"],
+        requested_words=[
+            "ssh key",
+            "private key",
+            "credential",
+            "env file",
+            ".env",
+            "kubeconfig",
+            "kube config",
+        ],
     ),
     ActionPattern(
         id="secrets-sent-out",
