@@ -187,3 +187,28 @@ def test_pack_patterns_are_linear_on_many_lines_and_separators() -> None:
     rx = _BY_ID["disable-security-controls"]
     assert rx.search("\n" * 400_000) is None
     assert rx.search(";" + " " * 400_000) is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "rm${IFS}-rf${IFS}/",
+        "rm$IFS-rf$IFS/",
+        "rm\t-rf\t/",
+        "r''m -rf /",
+        'r""m -rf /',
+        "r\\m -rf /",
+    ],
+)
+def test_shell_noise_does_not_hide_a_command(command: str) -> None:
+    verdict, rules = _rules("Tidy up the temp folder.", command)
+    assert "policy.dangerous.recursive-delete-root" in rules
+    assert verdict is Verdict.UNAUTHORIZED
+
+
+def test_shell_read_leaves_plain_text_as_it_is() -> None:
+    from sentrail.detect.dangerous import shell_read
+
+    plain = "ls -la /srv/app && echo ok"
+    assert shell_read(plain) is plain
+    assert shell_read("a${IFS}b\tc''d") == "a b cd"
