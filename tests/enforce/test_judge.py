@@ -377,3 +377,19 @@ agents:
     with pytest.raises(PolicyError) as err:
         parse_policy(text.encode(), "p.yaml")
     assert where in str(err.value)
+
+
+def test_one_app_cannot_spend_another_apps_hourly_budget(model: FakeModel) -> None:
+    # An agent of app "noisy" takes a new run id at each call (the per-run budget does not
+    # stop it) until the hourly budget is spent; app "payments" with the same judge
+    # configuration is still asked (its calls would otherwise fall to on_failure).
+    model.reply = chat("allowed", "fine")
+    pdp = make(model.url, ask_when="writes", calls_per_hour=3, calls_per_run=1)
+    for i in range(5):
+        pdp.decide(transfer(i, run_id=f"fresh-{i}", app_id="noisy"))
+    noisy = pdp.decide(transfer(99, run_id="fresh-99", app_id="noisy")).judgement
+    assert noisy is not None and "calls per hour is spent" in (noisy.error or "")
+    other = pdp.decide(transfer(7, run_id="r-1", app_id="payments")).judgement
+    assert other is not None and other.asked and other.error is None
+    tenant = pdp.decide(transfer(8, run_id="r-1", app_id="noisy", tenant_id="t2")).judgement
+    assert tenant is not None and tenant.asked and tenant.error is None

@@ -38,6 +38,7 @@ from sentrail.report.escape import safe_text
 JudgeFactory = Callable[[JudgePolicy], Judge]
 MAX_RUNS: Final = 100_000  # runs whose judge calls are counted (least recent dropped)
 MAX_JUDGES: Final = 64  # distinct judge configurations kept built
+MAX_HOURS: Final = 10_000  # (configuration, tenant, app) hourly windows kept
 SHOWN_RATIONALE: Final = 300  # characters of the rationale in the explanation
 MAX_RATIONALE: Final = 1000  # characters of a rationale kept (as the adapter keeps)
 
@@ -81,7 +82,11 @@ class Judges:
         self._per_run: collections.OrderedDict[tuple[str, str, str], int] = (
             collections.OrderedDict()
         )
-        self._hour: dict[bytes, collections.deque[float]] = {}
+        # Hourly windows per configuration AND (tenant, app): an app's agent that spends
+        # its own (new run ids at each call) cannot spend another app's.
+        self._hour: collections.OrderedDict[tuple[bytes, str, str], collections.deque[float]] = (
+            collections.OrderedDict()
+        )
         self.replay = False
         self.recorded: JudgeAnswer | None = None
 
@@ -143,7 +148,7 @@ class Judges:
     def _spent(self, key: bytes, cfg: JudgePolicy, run_key: tuple[str, str, str]) -> str | None:
         if self._per_run.get(run_key, 0) >= cfg.calls_per_run:
             return f"not asked: the budget of {cfg.calls_per_run} calls per run is spent"
-        hour = self._hour.get(key)
+        hour = self._hour.get((key, run_key[0], run_key[1]))
         if hour is not None:
             cutoff = self.clock() - 3600.0
             while hour and hour[0] <= cutoff:
@@ -159,11 +164,12 @@ class Judges:
         self._per_run.move_to_end(run_key)
         while len(self._per_run) > MAX_RUNS:
             self._per_run.popitem(last=False)
-        hour = self._hour.setdefault(key, collections.deque())
+        where = (key, run_key[0], run_key[1])
+        hour = self._hour.setdefault(where, collections.deque())
         hour.append(self.clock())
-        if len(self._hour) > MAX_JUDGES:  # configurations no longer used
-            for gone in [k for k in self._hour if k not in self._judges]:
-                del self._hour[gone]
+        self._hour.move_to_end(where)
+        while len(self._hour) > MAX_HOURS:  # the least recently used window
+            self._hour.popitem(last=False)
 
 
 def _wanted(outcome: Outcome, cfg: JudgePolicy, findings: list[Finding], risk: RiskClass) -> bool:
