@@ -250,6 +250,11 @@ _HARM_NAMED = [
     "BribePayer",
     "CovertTransfer",
     "WebsiteDefacer",
+    "CredentialStealer",
+    "SignatureForger",
+    "ForgeSignature",
+    "ForgedInvoiceMaker",
+    "MalwareDropper",
 ]
 _PROTECTIVE_NAMED = [
     "FraudDetectionService",
@@ -284,6 +289,30 @@ _PROTECTIVE_NAMED = [
     "fraud_api",
     "FraudScore",
     "DataBreachLookup",
+    # security and ops tooling named with a harm word (attack13)
+    "StealthModeToggle",
+    "ForgeBuildTool",
+    "ForgeApi",
+    "MalwareSandbox",
+    "MalwareSignatureUpdater",
+    "RansomwareBackupVault",
+    "KeyloggerRemover",
+    "BackdoorHunter",
+    "HoneypotBackdoorEmulator",
+    "TamperEvidentSeal",
+    "HijackedSessionRevoker",
+    "CredentialLeakLookup",
+    "ResearchLeakWatch",
+    "CodeInjectionLinter",
+    "ShellInjectionSanitizer",
+    "FakeAccountRemover",
+    "RecordAlterationHistory",
+    "FileInfectionCleaner",
+    "PhishingDomainTakedown",
+    "BriberyHotlineIntake",
+    "BlackmailVictimSupport",
+    "InsiderTradingSurveillance",
+    "PrivilegeEscalationRequest",
 ]
 
 

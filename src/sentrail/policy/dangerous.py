@@ -192,7 +192,9 @@ _PROTECTIVE = (
     r"notif|recover|remediat|investigat|classif|score|scoring|risk|insurance|policy|"
     r"polic|rule|block|quarantin|mitigat|aware|educat|lesson|quiz|case|claim|"
     r"validat|verif|dump|logs?\b|logger|viewer|track|counter|stats?\b|statistic|repair|"
-    r"fix|restor|find|finder|dedup)\w*\b)"
+    r"fix|restor|find|finder|dedup|sandbox|remov|hunt|updater|signature|clean|sanitiz|"
+    r"saniti[sz]|lint|emulat|takedown|revok|revoc|vault|backup|evident|proof|resist|"
+    r"hotline|intake|victim|support|surveillance|watch|lookup|request|histor)\w*\b)"
 )
 # Words common in benign tool names too ("fraud_score", "breach_lookup") count only as
 # what the tool is: the last words of its name, or before a word for an instrument.
@@ -217,9 +219,13 @@ HARMFUL_TOOL = ActionPattern(
     id="harmful-tool-name",
     description="A tool whose name says it steals, tampers, defrauds or destroys",
     scope="tool",
-    pattern=_NOT_ANTI + r"\b(?:theft|thefts|steal\w*|exfiltrat\w*|tamper\w*|fraudulent|phishing|"
+    pattern=_NOT_ANTI
+    + r"\b(?:theft|thefts|steal(?:s|ing|er|ers)?|exfiltrat\w*|tamper\w*|fraudulent|phishing|"
     r"backdoor\w*|keylog\w*|malware|ransomware|spoof\w*|impersonat\w*|sabotag\w*|"
-    r"hijack\w*|forgery|forge|embezzl\w*|launder\w*|brib\w*|extort\w*|blackmail\w*|"
+    r"hijack\w*|forgery|forger|forgers|"
+    # "forge" alone names build tools (Forge, Forgejo): only forging an object
+    r"forg(?:e|es|ing) (?:\w+ )?(?:signature|document|check|cheque|id|identity|passport|"
+    r"invoice|record|credential|certificate|receipt|note|letter|deed|will)s?|embezzl\w*|launder\w*|brib\w*|extort\w*|blackmail\w*|"
     r"frauds?" + _HEAD + r"|defac(?:e|es|ed|er|ing|ement)|counterfeit\w*|ponzi|insider trading|"
     r"(?:unlawful|illegal|illicit|covert|clandestine|surreptitious) (?:\w+ )?(?:surveillance|"
     r"access|transfers?|trad(?:e|es|ing)|payments?|purchases?|sales?|entry|tracking|"
