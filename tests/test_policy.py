@@ -255,6 +255,8 @@ _HARM_NAMED = [
     "ForgeSignature",
     "ForgedInvoiceMaker",
     "MalwareDropper",
+    "StealthDataExport",
+    "CovertBackup",
 ]
 _PROTECTIVE_NAMED = [
     "FraudDetectionService",

@@ -225,9 +225,11 @@ HARMFUL_TOOL = ActionPattern(
     r"hijack\w*|forgery|forger|forgers|"
     # "forge" alone names build tools (Forge, Forgejo): only forging an object
     r"forg(?:e|es|ing) (?:\w+ )?(?:signature|document|check|cheque|id|identity|passport|"
-    r"invoice|record|credential|certificate|receipt|note|letter|deed|will)s?|embezzl\w*|launder\w*|brib\w*|extort\w*|blackmail\w*|"
+    r"invoice|record|credential|certificate|receipt|note|letter|deed|will)s?|"
+    r"embezzl\w*|launder\w*|brib\w*|extort\w*|blackmail\w*|"
     r"frauds?" + _HEAD + r"|defac(?:e|es|ed|er|ing|ement)|counterfeit\w*|ponzi|insider trading|"
-    r"(?:unlawful|illegal|illicit|covert|clandestine|surreptitious) (?:\w+ )?(?:surveillance|"
+    r"(?:unlawful|illegal|illicit|covert|clandestine|surreptitious|stealth) (?:\w+ )?"
+    r"(?:surveillance|backups?|"
     r"access|transfers?|trad(?:e|es|ing)|payments?|purchases?|sales?|entry|tracking|"
     r"monitoring|recording|wiretap\w*|collection|harvest\w*|operations?|activit(?:y|ies)|"
     r"data|downloads?|cop(?:y|ies|ying)|exports?|exfiltrat\w*|manipulat\w*|deal\w*)|"
@@ -269,6 +271,7 @@ HARMFUL_TOOL = ActionPattern(
         "covert",
         "clandestine",
         "surreptitious",
+        "stealth",
     ],
     requested_words=_TOOL_REQUESTED,
 )
