@@ -108,7 +108,7 @@ class DangerousActions(Detector):
             return
         low_code = low_all if code is everything else code.lower()
         sends = bool(set(tool_words(facts.tool)) & _SENDS) and facts.is_write
-        trigger = (self.ctx.header.trigger or "").lower()
+        trigger = self._requested_by()
         fired = 0
         for action in pack:
             if action.pattern.scope == "tool":
@@ -142,9 +142,17 @@ class DangerousActions(Detector):
         if hit is None:
             return False
         action, matched = hit
-        trigger = (self.ctx.header.trigger or "").lower()
+        trigger = self._requested_by()
         self._report(facts, action, matched, matched, trigger)
         return True
+
+    def _requested_by(self) -> str:
+        """The user's request, lower-cased: none when the task text came from an untrusted
+        channel (a ticket's or an e-mail's words are the sender's, and asking for the
+        action in them must not make it a warning)."""
+        if self.ctx.trigger_untrusted:
+            return ""
+        return (self.ctx.header.trigger or "").lower()
 
     def _report(
         self, facts: StepFacts, action: CompiledAction, matched: str, shown: str, trigger: str
