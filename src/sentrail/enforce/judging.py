@@ -46,8 +46,9 @@ _LEVEL = {"approval_required": 0, "ambiguous": 1, "writes": 2, "always": 3}
 
 
 def openai_judge(cfg: JudgePolicy) -> Judge:
-    """The OpenAI-compatible adapter for a profile's ``judge`` block. Its own budget is
-    not used (:class:`Judges` counts per run and per hour); its cache is bounded."""
+    """The OpenAI-compatible adapter for a profile's ``judge`` block. Its own budget and
+    cache are not used (:class:`Judges` counts per run and per hour, and caches answers per
+    tenant and app)."""
     from sentrail.runtime.judge import OpenAIChatJudge  # only for a profile that asks
 
     return OpenAIChatJudge(
@@ -56,7 +57,7 @@ def openai_judge(cfg: JudgePolicy) -> Judge:
         api_key_env=cfg.api_key_env,
         timeout=cfg.timeout_s,
         max_calls=1 << 62,
-        max_cache=cfg.cache_size,
+        max_cache=0,
         deadline=cfg.timeout_s,
     )
 
@@ -87,6 +88,10 @@ class Judges:
         self._hour: collections.OrderedDict[tuple[bytes, str, str], collections.deque[float]] = (
             collections.OrderedDict()
         )
+        # Answers by (tenant, app, prompt hash), per configuration: another app's run never
+        # reads this app's answers (a hit would tell it this app had a run with that
+        # content) nor fills them.
+        self._answers: dict[bytes, collections.OrderedDict[tuple[str, str, str], JudgeAnswer]] = {}
         self.replay = False
         self.recorded: JudgeAnswer | None = None
 
@@ -119,15 +124,35 @@ class Judges:
         from sentrail.runtime.judge import decision_question, messages_for, prompt_sha256
 
         question = decision_question(folder.run, findings, step_index)
+        digest = prompt_sha256(messages_for(question))
         if isinstance(judge, str) or spent is not None:
-            digest = prompt_sha256(messages_for(question))
             why = spent if spent is not None else f"the judge could not be set up: {judge}"
             answer = _unsure(cfg, digest, why, asked=False)
         else:
-            answer = _ask(judge, question, cfg)
+            answer = self._cached_or_ask(judge, question, cfg, key, (*run_key[:2], digest))
         if answer.asked and not answer.cached:
             self._count(key, run_key)
         _apply(v, cfg, answer)
+        return answer
+
+    def _cached_or_ask(
+        self,
+        judge: Judge,
+        question: JudgeQuestion,
+        cfg: JudgePolicy,
+        key: bytes,
+        where: tuple[str, str, str],
+    ) -> JudgeAnswer:
+        answers = self._answers.setdefault(key, collections.OrderedDict())
+        hit = answers.get(where)
+        if hit is not None:
+            answers.move_to_end(where)
+            return msgspec.structs.replace(hit, cached=True)
+        answer = _ask(judge, question, cfg)
+        if answer.error is None and answer.asked and not answer.cached and cfg.cache_size > 0:
+            answers[where] = answer
+            while len(answers) > cfg.cache_size:
+                answers.popitem(last=False)
         return answer
 
     # -- the judge and its budget ----------------------------------------------------------
@@ -140,7 +165,8 @@ class Judges:
                 judge = safe_text(f"{type(exc).__name__}: {exc}", limit=200)
             self._judges[key] = judge
             while len(self._judges) > MAX_JUDGES:
-                self._judges.popitem(last=False)
+                gone, _ = self._judges.popitem(last=False)
+                self._answers.pop(gone, None)
         else:
             self._judges.move_to_end(key)
         return judge
