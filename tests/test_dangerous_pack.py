@@ -248,3 +248,29 @@ def test_an_untrusted_trigger_cannot_ask_for_a_dangerous_action(
     verdict, rules = _rules(trigger, command)
     assert rules
     assert verdict is not Verdict.UNAUTHORIZED
+
+
+@pytest.mark.parametrize(
+    ("command", "fires"),
+    [
+        ("sudo dd if=ubuntu.iso of=/dev/sdb bs=4M status=progress", True),
+        ("mkfs -t ext4 -L data /dev/nvme1n1", True),
+        ("wipefs -a /dev/sdb", True),
+        ("shred -n 3 /dev/sda", True),
+        ("dd if=/dev/urandom of=key.bin bs=32 count=1", False),
+        ("dd if=/dev/zero of=/dev/null bs=1M count=10", False),
+        ("mkfs.ext4 disk.img", False),
+        ("shred -u secret.txt", False),
+    ],
+)
+def test_disk_overwrite(command: str, fires: bool) -> None:
+    verdict, rules = _rules("Make room on the build host.", command)
+    assert ("policy.dangerous.disk-overwrite" in rules) is fires
+    verdict, rules = _rules("Format the new data disk.", command)
+    assert verdict is not Verdict.UNAUTHORIZED  # asked for: a warning at most
+
+
+def test_disk_overwrite_is_linear() -> None:
+    rx = _BY_ID["disk-overwrite"]
+    for text in ("dd " * 300_000, "dd " + "if=a " * 200_000, "mkfs " * 200_000, "dd" + " " * 10**6):
+        assert rx.search(text) is None

@@ -31,6 +31,27 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         requested_words=_DELETE_WORDS,
     ),
     ActionPattern(
+        id="disk-overwrite",
+        description="A disk or partition overwritten or formatted (dd onto a device, mkfs, "
+        "wipefs, shred of a device)",
+        # dd's operands are key=value words: each dd is read up to its first other word
+        pattern=r"\bdd(?:\s++\w++=\S*+)*?\s++of=/dev/(?!null\b|zero\b|stdout\b|stderr\b|tty)\w|"
+        r"\bmkfs(?:\.\w+)?\s[^\n;&|]{0,200}/dev/\w|\bwipefs\s[^\n;&|]{0,100}(?:-a|--all)\b|"
+        r"\b(?:shred|blkdiscard)\b[^\n;&|]{0,100}/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|disk|mapper)",
+        hints=["dd ", "mkfs", "wipefs", "shred", "blkdiscard"],
+        requested_words=[
+            "format",
+            "wipe",
+            "erase",
+            "mkfs",
+            "partition",
+            "flash",
+            "new disk",
+            "reimage",
+            "decommission",
+        ],
+    ),
+    ActionPattern(
         id="sql-drop-truncate",
         description="DROP or TRUNCATE of a database, schema or table",
         pattern=r"\b(?:drop\s+(?:database|schema|table)|truncate\s+(?:table\s+)?\w)",
