@@ -44,7 +44,8 @@ def shell_read(text: str) -> str:
     """``text`` with what a shell would remove or read as a space taken out."""
     if not any(c in text for c in _NOISE_CHARS):
         return text
-    return _SHELL_NOISE.sub(_unnoise, text)
+    read, n = _SHELL_NOISE.subn(_unnoise, text)
+    return read if n else text
 
 
 _SENDS = words_of(

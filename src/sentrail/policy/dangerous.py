@@ -38,7 +38,7 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         pattern=r"\bdd(?:\s++\w++=\S*+)*?\s++of=/dev/(?!null\b|zero\b|stdout\b|stderr\b|tty)\w|"
         r"\bmkfs(?:\.\w+)?\s[^\n;&|]{0,200}/dev/\w|\bwipefs\s[^\n;&|]{0,100}(?:-a|--all)\b|"
         r"\b(?:shred|blkdiscard)\b[^\n;&|]{0,100}/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|disk|mapper)",
-        hints=["dd ", "mkfs", "wipefs", "shred", "blkdiscard"],
+        hints=["of=/dev/", "mkfs", "wipefs", "shred", "blkdiscard"],
         requested_words=[
             "format",
             "wipe",
