@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from sentrail.engine.engine import Engine
 from sentrail.model.baseline import Baselines
@@ -13,6 +14,11 @@ from sentrail.model.decode import decode_run
 from sentrail.model.finding import RunResult
 from sentrail.policy.compiled import Policy
 from sentrail.policy.load import parse_policy
+
+# No time limit per generated example: these machines are shared and noisy, and a slow
+# example is not a wrong one (timing belongs in `make bench`, never in a test).
+settings.register_profile("sentrail", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("sentrail")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -198,7 +198,10 @@ def test_an_unreachable_endpoint_is_unsure(cli: Cli, model: FakeModel) -> None:
     model.close()
     r = cli("trace", "analyze", TRIAGE, "--judge", url, "--judge-model", "m", "--fail-on", "never")
     assert r.exit_code == 0, r.output
-    assert "Model opinion (not a finding" in r.stdout and "unsure (connection refused or host unreachable" in r.stdout
+    assert (
+        "Model opinion (not a finding" in r.stdout
+        and "unsure (connection refused or host unreachable" in r.stdout
+    )
 
 
 def test_a_timeout_is_unsure(cli: Cli, model: FakeModel) -> None:
@@ -386,3 +389,38 @@ def test_a_run_the_judge_is_not_asked_about_says_so(cli: Cli, model: FakeModel) 
     assert model.requests == []
     r = cli("trace", "analyze", TRACES / "clean-support-lookup.json")
     assert "Model opinion" not in r.stdout
+
+
+def test_a_reply_trickled_byte_by_byte_is_cut_at_the_timeout(cli: Cli) -> None:
+    # Each byte comes well within the per-phase timeout, so only a deadline on the whole
+    # call stops a server that keeps a batch waiting (1 MiB at that pace: for ever).
+    body = chat("allowed", "fine")({})[1]
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                pass  # the client gave up
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        args = ["--judge", url, "--judge-model", "m", "--judge-timeout", "0.5"]
+        r = cli("trace", "analyze", TRIAGE, *args)
+        assert "unsure (no complete reply within 0.5 s" in r.stdout, r.output
+    finally:
+        server.shutdown()
+        server.server_close()

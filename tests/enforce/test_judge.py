@@ -377,3 +377,37 @@ agents:
     with pytest.raises(PolicyError) as err:
         parse_policy(text.encode(), "p.yaml")
     assert where in str(err.value)
+
+
+def test_one_app_cannot_spend_another_apps_hourly_budget(model: FakeModel) -> None:
+    # An agent of app "noisy" takes a new run id at each call (the per-run budget does not
+    # stop it) until the hourly budget is spent; app "payments" with the same judge
+    # configuration is still asked (its calls would otherwise fall to on_failure).
+    model.reply = chat("allowed", "fine")
+    pdp = make(model.url, ask_when="writes", calls_per_hour=3, calls_per_run=1)
+    for i in range(5):
+        pdp.decide(transfer(i, run_id=f"fresh-{i}", app_id="noisy"))
+    noisy = pdp.decide(transfer(99, run_id="fresh-99", app_id="noisy")).judgement
+    assert noisy is not None and "calls per hour is spent" in (noisy.error or "")
+    other = pdp.decide(transfer(7, run_id="r-1", app_id="payments")).judgement
+    assert other is not None and other.asked and other.error is None
+    tenant = pdp.decide(transfer(8, run_id="r-1", app_id="noisy", tenant_id="t2")).judgement
+    assert tenant is not None and tenant.asked and tenant.error is None
+
+
+def test_another_apps_runs_cannot_read_or_fill_this_apps_judge_cache(model: FakeModel) -> None:
+    # The same question from another app (or tenant) is asked again: a cache hit there would
+    # tell that app that this one had a run with that content (``cached`` is in the decision
+    # returned to the caller), and would hand it an answer made for another app's run.
+    model.reply = chat("allowed", "fine")
+    pdp = make(model.url, ask_when="writes")
+    a = pdp.decide(transfer(run_id="r-a", app_id="payments")).judgement
+    b = pdp.decide(transfer(run_id="r-b", app_id="other")).judgement
+    c = pdp.decide(transfer(run_id="r-c", app_id="payments", tenant_id="t2")).judgement
+    assert a is not None and b is not None and c is not None
+    assert a.prompt_sha256 == b.prompt_sha256 == c.prompt_sha256
+    assert not b.cached and not c.cached
+    assert len(model.requests) == 3
+    again = pdp.decide(transfer(run_id="r-a2", app_id="payments")).judgement
+    assert again is not None and again.cached  # within an app the cache still answers
+    assert len(model.requests) == 3

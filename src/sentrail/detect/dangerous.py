@@ -10,6 +10,7 @@ sends something out. A pattern runs only when one of its literal hints is presen
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from sentrail.detect.base import Detector, StepFacts
@@ -28,14 +29,35 @@ FREE_TEXT = words_of(
     "body content message text subject description summary note notes comment title "
     "caption reason html markdown"
 )
+# What a shell removes before it runs a command, and a writer can put in to dodge the
+# pack: ${IFS} and tabs for spaces, empty quotes ("r''m"), a backslash before a letter
+# ("r\m"). Read as the shell reads them.
+_SHELL_NOISE = re.compile(r"\$\{IFS\}|\$IFS\b|\t|''|\"\"|\\(?=[a-z])", re.I)
+_NOISE_CHARS = ("$", "\t", "''", '""', "\\")
+
+
+def _unnoise(m: re.Match[str]) -> str:
+    return " " if m.group(0)[0] in "$\t" else ""
+
+
+def shell_read(text: str) -> str:
+    """``text`` with what a shell would remove or read as a space taken out."""
+    if not any(c in text for c in _NOISE_CHARS):
+        return text
+    read, n = _SHELL_NOISE.subn(_unnoise, text)
+    return read if n else text
+
+
 _SENDS = words_of(
     "send post upload email mail share forward publish tweet sms message transmit export "
     "webhook http request"
 )
 
 
-def _texts(params: dict[str, Any]) -> tuple[str, str]:
-    """(arguments outside free-text fields, all arguments), each bounded."""
+def _texts(params: dict[str, Any]) -> tuple[str, str, bool]:
+    """(arguments outside free-text fields as a shell reads them, all arguments, whether
+    the shell's reading changed anything), each bounded; the same object twice when they
+    are the same text."""
     code: list[str] = []
     everything: list[str] = []
     size = 0
@@ -48,7 +70,12 @@ def _texts(params: dict[str, Any]) -> tuple[str, str]:
         size += len(value)
         if size >= MAX_TEXT:
             break
-    return "\n".join(code), "\n".join(everything)
+    all_text = "\n".join(everything)
+    joined = "\n".join(code)
+    read = shell_read(joined)
+    if read is joined and len(code) == len(everything):
+        return all_text, all_text, False
+    return read, all_text, read is not joined
 
 
 class DangerousActions(Detector):
@@ -68,16 +95,21 @@ class DangerousActions(Detector):
             return
         if not facts.params:
             return
-        code, everything = _texts(facts.params)
+        code, everything, noisy = _texts(facts.params)
         if not everything:
             return
         low_all = everything.lower()
         hints = self.ctx.policy.dangerous_hints
-        if hints is not None and hints.search(low_all) is None:
+        # the hints in the arguments, or as the shell reads them ("rm${IFS}-rf")
+        if (
+            hints is not None
+            and hints.search(low_all) is None
+            and (not noisy or hints.search(code.lower()) is None)
+        ):
             return
-        low_code = code.lower()
+        low_code = low_all if code is everything else code.lower()
         sends = bool(set(tool_words(facts.tool)) & _SENDS) and facts.is_write
-        trigger = (self.ctx.header.trigger or "").lower()
+        trigger = self._requested_by()
         fired = 0
         for action in pack:
             if action.pattern.scope == "tool":
@@ -111,9 +143,17 @@ class DangerousActions(Detector):
         if hit is None:
             return False
         action, matched = hit
-        trigger = (self.ctx.header.trigger or "").lower()
+        trigger = self._requested_by()
         self._report(facts, action, matched, matched, trigger)
         return True
+
+    def _requested_by(self) -> str:
+        """The user's request, lower-cased: none when the task text came from an untrusted
+        channel (a ticket's or an e-mail's words are the sender's, and asking for the
+        action in them must not make it a warning)."""
+        if self.ctx.trigger_untrusted:
+            return ""
+        return (self.ctx.header.trigger or "").lower()
 
     def _report(
         self, facts: StepFacts, action: CompiledAction, matched: str, shown: str, trigger: str

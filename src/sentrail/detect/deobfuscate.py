@@ -19,7 +19,7 @@ import binascii
 import functools
 import re
 import unicodedata
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 MAX_BLOBS = 4
 MAX_BLOB = 8192
@@ -194,7 +194,13 @@ def fix_misspellings(text: str) -> str | None:
 
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{24,}={0,2}")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){12,}(?![0-9A-Fa-f])")
-_PERCENT = re.compile(r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,3}){6,}")
+# Runs of escapes with little between them, or a whole token (from its start, so each token
+# is read once) with three or more escapes between words ("Ignore%20previous%20...").
+_PERCENT = re.compile(
+    r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,3}){6,}|(?<!\S)[^\s%]*+(?:%[0-9A-Fa-f]{2}[^\s%]*+){3,}"
+)
+# A form-encoded phrase: five or more words joined by "+" ("Ignore+previous+instructions").
+_PLUS_WORDS = re.compile(r"(?<!\S)(?:[A-Za-z'%0-9]++\+){4,}[^\s+]++")
 
 
 def _printable(decoded: str) -> bool:
@@ -215,7 +221,14 @@ def decoded_blobs(text: str) -> list[tuple[str, str]]:
             return out
     if "%" in text:
         for m in _PERCENT.finditer(text):
-            decoded = unquote(m.group(0)[:MAX_BLOB])
+            decoded = unquote_plus(m.group(0)[:MAX_BLOB])
+            if _printable(decoded):
+                out.append(("url-encoding", decoded))
+                if len(out) >= MAX_BLOBS:
+                    return out
+    if "+" in text:
+        for m in _PLUS_WORDS.finditer(text):
+            decoded = unquote_plus(m.group(0)[:MAX_BLOB])
             if _printable(decoded):
                 out.append(("url-encoding", decoded))
                 if len(out) >= MAX_BLOBS:

@@ -38,6 +38,7 @@ from sentrail.report.escape import safe_text
 JudgeFactory = Callable[[JudgePolicy], Judge]
 MAX_RUNS: Final = 100_000  # runs whose judge calls are counted (least recent dropped)
 MAX_JUDGES: Final = 64  # distinct judge configurations kept built
+MAX_HOURS: Final = 10_000  # (configuration, tenant, app) hourly windows kept
 SHOWN_RATIONALE: Final = 300  # characters of the rationale in the explanation
 MAX_RATIONALE: Final = 1000  # characters of a rationale kept (as the adapter keeps)
 
@@ -45,8 +46,9 @@ _LEVEL = {"approval_required": 0, "ambiguous": 1, "writes": 2, "always": 3}
 
 
 def openai_judge(cfg: JudgePolicy) -> Judge:
-    """The OpenAI-compatible adapter for a profile's ``judge`` block. Its own budget is
-    not used (:class:`Judges` counts per run and per hour); its cache is bounded."""
+    """The OpenAI-compatible adapter for a profile's ``judge`` block. Its own budget and
+    cache are not used (:class:`Judges` counts per run and per hour, and caches answers per
+    tenant and app)."""
     from sentrail.runtime.judge import OpenAIChatJudge  # only for a profile that asks
 
     return OpenAIChatJudge(
@@ -55,7 +57,7 @@ def openai_judge(cfg: JudgePolicy) -> Judge:
         api_key_env=cfg.api_key_env,
         timeout=cfg.timeout_s,
         max_calls=1 << 62,
-        max_cache=cfg.cache_size,
+        max_cache=0,
         deadline=cfg.timeout_s,
     )
 
@@ -81,7 +83,15 @@ class Judges:
         self._per_run: collections.OrderedDict[tuple[str, str, str], int] = (
             collections.OrderedDict()
         )
-        self._hour: dict[bytes, collections.deque[float]] = {}
+        # Hourly windows per configuration AND (tenant, app): an app's agent that spends
+        # its own (new run ids at each call) cannot spend another app's.
+        self._hour: collections.OrderedDict[tuple[bytes, str, str], collections.deque[float]] = (
+            collections.OrderedDict()
+        )
+        # Answers by (tenant, app, prompt hash), per configuration: another app's run never
+        # reads this app's answers (a hit would tell it this app had a run with that
+        # content) nor fills them.
+        self._answers: dict[bytes, collections.OrderedDict[tuple[str, str, str], JudgeAnswer]] = {}
         self.replay = False
         self.recorded: JudgeAnswer | None = None
 
@@ -114,15 +124,35 @@ class Judges:
         from sentrail.runtime.judge import decision_question, messages_for, prompt_sha256
 
         question = decision_question(folder.run, findings, step_index)
+        digest = prompt_sha256(messages_for(question))
         if isinstance(judge, str) or spent is not None:
-            digest = prompt_sha256(messages_for(question))
             why = spent if spent is not None else f"the judge could not be set up: {judge}"
             answer = _unsure(cfg, digest, why, asked=False)
         else:
-            answer = _ask(judge, question, cfg)
+            answer = self._cached_or_ask(judge, question, cfg, key, (*run_key[:2], digest))
         if answer.asked and not answer.cached:
             self._count(key, run_key)
         _apply(v, cfg, answer)
+        return answer
+
+    def _cached_or_ask(
+        self,
+        judge: Judge,
+        question: JudgeQuestion,
+        cfg: JudgePolicy,
+        key: bytes,
+        where: tuple[str, str, str],
+    ) -> JudgeAnswer:
+        answers = self._answers.setdefault(key, collections.OrderedDict())
+        hit = answers.get(where)
+        if hit is not None:
+            answers.move_to_end(where)
+            return msgspec.structs.replace(hit, cached=True)
+        answer = _ask(judge, question, cfg)
+        if answer.error is None and answer.asked and not answer.cached and cfg.cache_size > 0:
+            answers[where] = answer
+            while len(answers) > cfg.cache_size:
+                answers.popitem(last=False)
         return answer
 
     # -- the judge and its budget ----------------------------------------------------------
@@ -135,7 +165,8 @@ class Judges:
                 judge = safe_text(f"{type(exc).__name__}: {exc}", limit=200)
             self._judges[key] = judge
             while len(self._judges) > MAX_JUDGES:
-                self._judges.popitem(last=False)
+                gone, _ = self._judges.popitem(last=False)
+                self._answers.pop(gone, None)
         else:
             self._judges.move_to_end(key)
         return judge
@@ -143,7 +174,7 @@ class Judges:
     def _spent(self, key: bytes, cfg: JudgePolicy, run_key: tuple[str, str, str]) -> str | None:
         if self._per_run.get(run_key, 0) >= cfg.calls_per_run:
             return f"not asked: the budget of {cfg.calls_per_run} calls per run is spent"
-        hour = self._hour.get(key)
+        hour = self._hour.get((key, run_key[0], run_key[1]))
         if hour is not None:
             cutoff = self.clock() - 3600.0
             while hour and hour[0] <= cutoff:
@@ -159,11 +190,12 @@ class Judges:
         self._per_run.move_to_end(run_key)
         while len(self._per_run) > MAX_RUNS:
             self._per_run.popitem(last=False)
-        hour = self._hour.setdefault(key, collections.deque())
+        where = (key, run_key[0], run_key[1])
+        hour = self._hour.setdefault(where, collections.deque())
         hour.append(self.clock())
-        if len(self._hour) > MAX_JUDGES:  # configurations no longer used
-            for gone in [k for k in self._hour if k not in self._judges]:
-                del self._hour[gone]
+        self._hour.move_to_end(where)
+        while len(self._hour) > MAX_HOURS:  # the least recently used window
+            self._hour.popitem(last=False)
 
 
 def _wanted(outcome: Outcome, cfg: JudgePolicy, findings: list[Finding], risk: RiskClass) -> bool:

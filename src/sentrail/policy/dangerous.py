@@ -21,11 +21,35 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
     ActionPattern(
         id="recursive-delete-root",
         description="Recursive delete of a root, home or system directory",
-        pattern=r"\brm\s+(?:-[a-z]*\s+)*-[a-z]*[rR][a-z]*\s+(?:-[a-z-]+\s+)*"
-        r"(?:--no-preserve-root\s+)?[\"']?(?:/|~/?|\$HOME/?|/(?:etc|usr|var|home|root|boot|bin|"
-        r"lib|opt|srv|data)/?|\*|\.\.?/?)[\"']?(?:\s|$|;|&|\|)",
+        # Options are read possessively and the recursive one found by a lookahead: a
+        # long run of options ("rm -r -r -r ...") is one linear pass, not a backtrack
+        # over every split of it (16 KiB took 1.5 s CPU).
+        pattern=r"\brm\s++(?=(?:-[a-z-]*+\s++)*?(?:-[a-z]*r|--recursive\b))"
+        r"(?:-[a-z-]*+\s++)*+[\"']?(?:/|~/?|\$\{?HOME\}?/?|/(?:etc|usr|var|home|root|boot|bin|"
+        r"lib|opt|srv|data)/?|\*|\.\.?/?)\*?[\"']?(?:\s|$|;|&|\|)",
         hints=["rm "],
         requested_words=_DELETE_WORDS,
+    ),
+    ActionPattern(
+        id="disk-overwrite",
+        description="A disk or partition overwritten or formatted (dd onto a device, mkfs, "
+        "wipefs, shred of a device)",
+        # dd's operands are key=value words: each dd is read up to its first other word
+        pattern=r"\bdd(?:\s++\w++=\S*+)*?\s++of=/dev/(?!null\b|zero\b|stdout\b|stderr\b|tty)\w|"
+        r"\bmkfs(?:\.\w+)?\s[^\n;&|]{0,200}/dev/\w|\bwipefs\s[^\n;&|]{0,100}(?:-a|--all)\b|"
+        r"\b(?:shred|blkdiscard)\b[^\n;&|]{0,100}/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|disk|mapper)",
+        hints=["of=/dev/", "mkfs", "wipefs", "shred", "blkdiscard"],
+        requested_words=[
+            "format",
+            "wipe",
+            "erase",
+            "mkfs",
+            "partition",
+            "flash",
+            "new disk",
+            "reimage",
+            "decommission",
+        ],
     ),
     ActionPattern(
         id="sql-drop-truncate",
@@ -39,8 +63,12 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         description="Remote content piped into a shell or interpreter",
         pattern=r"\b(?:curl|wget|iwr|invoke-webrequest)\b[^|;&\n]{0,300}\|\s*(?:sudo\s+)?"
         r"(?:ba|z|k|da)?sh\b|\b(?:curl|wget)\b[^|;&\n]{0,300}\|\s*(?:sudo\s+)?python[23]?\b|"
-        r"\biex\s*\(\s*(?:new-object|iwr|invoke-webrequest)",
-        hints=["curl", "wget", "iwr", "invoke-webrequest", "iex"],
+        r"\biex\s*\(\s*(?:new-object|iwr|invoke-webrequest)|"
+        # bash <(curl ...), sh -c "$(curl ...)", base64 -d | sh: the same, written around.
+        r"\b(?:ba|z|k|da)?sh\s+(?:-c\s+)?[\"']?[<$]\(\s*(?:curl|wget)\b|"
+        r"\bbase64\s+(?:-d|-D|--decode)\b[^|;&\n]{0,300}\|\s*(?:sudo\s+)?"
+        r"(?:(?:ba|z|k|da)?sh|python[23]?)\b",
+        hints=["curl", "wget", "iwr", "invoke-webrequest", "iex", "base64"],
     ),
     ActionPattern(
         id="reverse-shell",
@@ -69,7 +97,21 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
             "rc.local",
             "launchctl",
         ],
-        requested_words=["cron", "schedule", "service", "startup", "persist"],
+        requested_words=[
+            "cron",
+            "schedule",
+            "service",
+            "startup",
+            "persist",
+            "on boot",
+            "at boot",
+            "bashrc",
+            "zshrc",
+            "bash_profile",
+            "shell profile",
+            "alias",
+            "authorized_keys",
+        ],
     ),
     ActionPattern(
         id="permission-change",
@@ -85,7 +127,14 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         pattern=r"\b(?:systemctl|service)\s+(?:stop|disable|mask)\s+(?:auditd|rsyslog|"
         r"syslog|journald|systemd-journald|firewalld|ufw|apparmor|falcon-sensor|osqueryd|"
         r"wazuh-agent|clamav\w*)\b|\bufw\s+disable\b|\bsetenforce\s+0\b|\biptables\s+-F\b|"
-        r"\bauditctl\s+-e\s*0\b|>\s*/var/log/\S+|\bhistory\s+-c\b|\bunset\s+HISTFILE\b|"
+        r"\bauditctl\s+-e\s*0\b|"
+        # A system or security log emptied (a redirection with no command before it,
+        # /dev/null or a zero size written into it, shredded); not a command's output sent
+        # or appended to a log, nor an application's own log rotated.
+        r"(?:(?:^|[;&|(])[ \t]*+(?:(?::|true)[ \t]*+)?>|/dev/null\s*>|"
+        r"\btruncate\s+(?:-s\s*|--size[= ])0\b"
+        r"[^\n;&|]{0,200}|\bshred\b[^\n;&|]{0,200})\s*+/var/log/(?:auth|secure|syslog|messages|"
+        r"audit|wtmp|btmp|lastlog|faillog|kern|journal)|\bhistory\s+-c\b|\bunset\s+HISTFILE\b|"
         r"Set-MpPreference\s+-Disable\w+\s+\$?true|\baws\s+cloudtrail\s+(?:stop-logging|"
         r"delete-trail)\b",
         hints=[
@@ -98,6 +147,7 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
             "/var/log",
             "history",
             "histfile",
+            "shred",
             "set-mppreference",
             "cloudtrail",
         ],
@@ -107,7 +157,10 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         description="Reading credential files and private keys",
         pattern=r"(?:~|\$HOME|/home/[\w.-]+|/root)?/\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)\b(?!\.pub)|"
         r"/etc/shadow\b|/\.aws/credentials\b|/\.docker/config\.json|/\.kube/config\b|"
-        r"/\.netrc\b|/\.pgpass\b|/\.git-credentials\b|(?:^|[\s/\"'])\.env(?:\.\w+)?(?:$|[\s\"'])|"
+        r"/\.netrc\b|/\.pgpass\b|/\.git-credentials\b|"
+        # .env files, not the checked-in templates of one (.env.example, .env.sample...)
+        r"(?:^|[\s/\"'])\.env(?!\.(?:example|sample|template|dist|defaults?)\b)(?:\.\w+)?"
+        r"(?:$|[\s\"'])|"
         r"/latest/meta-data/iam/security-credentials|/computeMetadata/v1/instance/"
         r"service-accounts/[^\s]*/token",
         hints=[
@@ -126,7 +179,15 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
             "meta-data",
             "computemetadata",
         ],
-        requested_words=["ssh key", "credential", "env file", ".env"],
+        requested_words=[
+            "ssh key",
+            "private key",
+            "credential",
+            "env file",
+            ".env",
+            "kubeconfig",
+            "kube config",
+        ],
     ),
     ActionPattern(
         id="secrets-sent-out",
@@ -135,7 +196,8 @@ DEFAULT_DANGEROUS_ACTIONS: tuple[ActionPattern, ...] = (
         pattern=r"\b\d{3}-\d{2}-\d{4}\b|-----BEGIN (?:RSA |EC |DSA |OPENSSH )?PRIVATE KEY|"
         r"\bAKIA[0-9A-Z]{16}\b|\b(?:sk|rk)[-_](?:live|test|proj)?[-_]?[A-Za-z0-9]{16,}|"
         r"\bgh[pousr]_[A-Za-z0-9]{30,}|\bxox[abpr]-[A-Za-z0-9-]{10,}|"
-        r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.",
+        # A token starts where a run of token characters starts ("eyJ-eyJ-..." is one).
+        r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.",
         hints=["-", "akia", "sk_", "rk_", "gh", "xox", "eyj", "private key"],
     ),
 )
@@ -151,7 +213,9 @@ _PROTECTIVE = (
     r"notif|recover|remediat|investigat|classif|score|scoring|risk|insurance|policy|"
     r"polic|rule|block|quarantin|mitigat|aware|educat|lesson|quiz|case|claim|"
     r"validat|verif|dump|logs?\b|logger|viewer|track|counter|stats?\b|statistic|repair|"
-    r"fix|restor|find|finder|dedup)\w*\b)"
+    r"fix|restor|find|finder|dedup|sandbox|remov|hunt|updater|signature|clean|sanitiz|"
+    r"saniti[sz]|lint|emulat|takedown|revok|revoc|vault|backup|evident|proof|resist|"
+    r"hotline|intake|victim|support|surveillance|watch|lookup|request|histor)\w*\b)"
 )
 # Words common in benign tool names too ("fraud_score", "breach_lookup") count only as
 # what the tool is: the last words of its name, or before a word for an instrument.
@@ -176,11 +240,17 @@ HARMFUL_TOOL = ActionPattern(
     id="harmful-tool-name",
     description="A tool whose name says it steals, tampers, defrauds or destroys",
     scope="tool",
-    pattern=_NOT_ANTI + r"\b(?:theft|thefts|steal\w*|exfiltrat\w*|tamper\w*|fraudulent|phishing|"
+    pattern=_NOT_ANTI
+    + r"\b(?:theft|thefts|steal(?:s|ing|er|ers)?|exfiltrat\w*|tamper\w*|fraudulent|phishing|"
     r"backdoor\w*|keylog\w*|malware|ransomware|spoof\w*|impersonat\w*|sabotag\w*|"
-    r"hijack\w*|forgery|forge|embezzl\w*|launder\w*|brib\w*|extort\w*|blackmail\w*|"
+    r"hijack\w*|forgery|forger|forgers|"
+    # "forge" alone names build tools (Forge, Forgejo): only forging an object
+    r"forg(?:e|es|ing) (?:\w+ )?(?:signature|document|check|cheque|id|identity|passport|"
+    r"invoice|record|credential|certificate|receipt|note|letter|deed|will)s?|"
+    r"embezzl\w*|launder\w*|brib\w*|extort\w*|blackmail\w*|"
     r"frauds?" + _HEAD + r"|defac(?:e|es|ed|er|ing|ement)|counterfeit\w*|ponzi|insider trading|"
-    r"(?:unlawful|illegal|illicit|covert|clandestine|surreptitious) (?:\w+ )?(?:surveillance|"
+    r"(?:unlawful|illegal|illicit|covert|clandestine|surreptitious|stealth) (?:\w+ )?"
+    r"(?:surveillance|backups?|"
     r"access|transfers?|trad(?:e|es|ing)|payments?|purchases?|sales?|entry|tracking|"
     r"monitoring|recording|wiretap\w*|collection|harvest\w*|operations?|activit(?:y|ies)|"
     r"data|downloads?|cop(?:y|ies|ying)|exports?|exfiltrat\w*|manipulat\w*|deal\w*)|"
@@ -222,6 +292,7 @@ HARMFUL_TOOL = ActionPattern(
         "covert",
         "clandestine",
         "surreptitious",
+        "stealth",
     ],
     requested_words=_TOOL_REQUESTED,
 )

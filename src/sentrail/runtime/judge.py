@@ -238,10 +238,12 @@ class OpenAIChatJudge:
         self._api_key_env = api_key_env
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
         # ``max_cache``: answers kept, the least recently used dropped first (None: all).
-        # ``deadline``: seconds for a whole call (httpx's ``timeout`` bounds each phase).
+        # ``deadline``: seconds for a whole call (httpx's ``timeout`` bounds each phase);
+        # ``timeout`` when not given: a reply trickled a byte at a time within each
+        # phase's timeout would otherwise keep the caller waiting for ever.
         self._cache: collections.OrderedDict[str, JudgeAnswer] = collections.OrderedDict()
         self._max_cache = max_cache
-        self._deadline = deadline
+        self._deadline = deadline if deadline is not None else timeout
         self._cache_path = cache_path
         if cache_path is not None:
             self._cache.update(_read_cache(cache_path, model))
@@ -300,7 +302,7 @@ class OpenAIChatJudge:
                     reply += chunk
                     if len(reply) > MAX_REPLY:
                         raise ValueError(f"a reply longer than {MAX_REPLY} bytes")
-                    if self._deadline is not None and (time.monotonic() - started > self._deadline):
+                    if time.monotonic() - started > self._deadline:
                         raise ValueError(f"no complete reply within {self._deadline:g} s")
         except self._httpx.HTTPError as exc:
             # Named by its type and the URL without credentials: never the headers or body.
