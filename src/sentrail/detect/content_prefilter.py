@@ -485,7 +485,7 @@ def _compile_set() -> Any:
     for expr in _expressions():
         compiled.Add(expr)
     compiled.Compile()
-    return compiled._set  # the bound RE2::Set (its wrapper only encodes str)
+    return compiled
 
 
 _SET: Any = None if os.environ.get("SENTRAIL_NO_RE2") else _compile_set()
