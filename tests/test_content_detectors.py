@@ -404,6 +404,34 @@ def test_without_the_compiled_matcher_the_python_path_answers(
     assert without[1] == P.anchor_mask(*P.prepared(text))
 
 
+class _GivesUp:
+    """An RE2 Set whose DFA ran out of memory: it answers nothing (no error)."""
+
+    def Match(self, raw: bytes) -> None:
+        return None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_MATCHER_PIECES), max_size=30))
+def test_when_the_compiled_matcher_answers_nothing_python_decides(pieces: list[str]) -> None:
+    from sentrail.detect import content_prefilter as P
+
+    text = " ".join(pieces)
+    if not text.isascii():
+        return
+    saved = P._SET
+    P._SET = _GivesUp()
+    P._compiled_needs.cache_clear()
+    try:
+        got = P.compiled_needs(text)
+        cue = P.has_cue(text)
+    finally:
+        P._SET = saved
+        P._compiled_needs.cache_clear()
+    assert got == P.ascii_needs_reference(text), text
+    assert cue == P.has_cue_reference(text)
+
+
 @given(st.text(alphabet="aZ09+/=-_ .\u00e9\u0660\uff21", max_size=80))
 def test_blob_prefilter_never_hides_a_hex_or_base64_run(text: str) -> None:
     from sentrail.detect import deobfuscate as d
