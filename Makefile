@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-EXTRAS := dev evidence postgres server alerts witness-s3 nats mcp openai-agents langchain
+EXTRAS := dev fast evidence postgres server alerts witness-s3 nats mcp openai-agents langchain
 
 DEMO   := .demo
 

@@ -25,9 +25,8 @@ import re
 from sentrail.detect.content_anchors import ANCHORS
 from sentrail.detect.content_prefilter import (
     FULL_MASK,
-    anchor_mask,
+    ascii_needs,
     has_cue,
-    prepared,
     scan_anchor,
 )
 from sentrail.detect.deobfuscate import (
@@ -147,8 +146,7 @@ def _all(text: str, *, prefilter: bool = True) -> list[Instruction]:
     found: list[Instruction] = []
     ascii_ = prefilter and text.isascii()
     if ascii_:
-        low_bytes, words = prepared(text)
-        mask = anchor_mask(low_bytes, words)
+        mask, words = ascii_needs(text)
         low: str | None = text.lower()
     else:
         words, mask, low = frozenset(), FULL_MASK, None
