@@ -10,11 +10,10 @@ sends something out. A pattern runs only when one of its literal hints is presen
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from sentrail.detect.base import Detector, StepFacts
 from sentrail.detect.content_values import words_of
-from sentrail.detect.text import iter_strings
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.compiled import CompiledAction
 from sentrail.policy.risk import tool_words
@@ -34,12 +33,13 @@ _SENDS = words_of(
 )
 
 
-def _texts(params: dict[str, Any]) -> tuple[str, str]:
-    """(arguments outside free-text fields, all arguments), each bounded."""
+def _texts(strings: list[tuple[str, str]]) -> tuple[str, str]:
+    """(arguments outside free-text fields, all arguments), each bounded, from the
+    parameters' (path, text) list (``StepFacts.param_strings``)."""
     code: list[str] = []
     everything: list[str] = []
     size = 0
-    for path, value in iter_strings(params):
+    for path, value in strings:
         value = value[:MAX_TEXT]
         key = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
         everything.append(value)
@@ -68,7 +68,7 @@ class DangerousActions(Detector):
             return
         if not facts.params:
             return
-        code, everything = _texts(facts.params)
+        code, everything = _texts(facts.param_strings)
         if not everything:
             return
         low_all = everything.lower()
