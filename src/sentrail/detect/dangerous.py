@@ -33,22 +33,29 @@ _SENDS = words_of(
 )
 
 
-def _texts(strings: list[tuple[str, str]]) -> tuple[str, str]:
-    """(arguments outside free-text fields, all arguments), each bounded, from the
-    parameters' (path, text) list (``StepFacts.param_strings``)."""
-    code: list[str] = []
+def _everything(strings: list[tuple[str, str]]) -> tuple[str, int]:
+    """All arguments as one bounded text, from the parameters' (path, text) list
+    (``StepFacts.param_strings``), and how many strings it took."""
     everything: list[str] = []
     size = 0
-    for path, value in strings:
+    for _, value in strings:
         value = value[:MAX_TEXT]
-        key = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
         everything.append(value)
-        if key not in FREE_TEXT:
-            code.append(value)
         size += len(value)
         if size >= MAX_TEXT:
             break
-    return "\n".join(code), "\n".join(everything)
+    return "\n".join(everything), len(everything)
+
+
+def _code(strings: list[tuple[str, str]], used: int) -> str:
+    """The arguments outside free-text fields among the first ``used`` strings (those
+    ``_everything`` read): built only when a pattern's hint is in the arguments."""
+    code: list[str] = []
+    for path, value in strings[:used]:
+        key = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+        if key not in FREE_TEXT:
+            code.append(value[:MAX_TEXT])
+    return "\n".join(code)
 
 
 class DangerousActions(Detector):
@@ -68,13 +75,15 @@ class DangerousActions(Detector):
             return
         if not facts.params:
             return
-        code, everything = _texts(facts.param_strings)
+        strings = facts.param_strings
+        everything, used = _everything(strings)
         if not everything:
             return
         low_all = everything.lower()
         hints = self.ctx.policy.dangerous_hints
         if hints is not None and hints.search(low_all) is None:
             return
+        code = _code(strings, used)
         low_code = code.lower()
         sends = bool(set(tool_words(facts.tool)) & _SENDS) and facts.is_write
         trigger = (self.ctx.header.trigger or "").lower()
