@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from sentrail.detect.text import json_text
+from sentrail.detect.text import bounded, iter_strings, json_text
 from sentrail.model.baseline import AgentBaseline
 from sentrail.model.finding import Category, Finding, Severity
 from sentrail.model.status import DENIED_STATUSES, FAILED_STATUSES
@@ -23,6 +23,7 @@ class StepFacts:
     """One step with the facts detectors share, derived once."""
 
     __slots__ = (
+        "_param_strings",
         "_result_text",
         "_time",
         "denied",
@@ -59,6 +60,7 @@ class StepFacts:
         self.has_approval = bool(step.approval_id)
         self._time: dt.datetime | bool | None = False
         self._result_text: str | None = None
+        self._param_strings: list[tuple[str, str]] | None = None
 
     @property
     def is_write(self) -> bool:
@@ -81,6 +83,18 @@ class StepFacts:
             else:
                 self._result_text = json_text([res.data, res.error])
         return self._result_text
+
+    @property
+    def param_strings(self) -> list[tuple[str, str]]:
+        """(json path, bounded text) for every string of the call's parameters, in
+        ``iter_strings`` order: walked once per step and shared by the detectors (each
+        stops reading where its own limit says). Do not modify the list."""
+        strings = self._param_strings
+        if strings is None:
+            strings = self._param_strings = (
+                [(p, bounded(t)) for p, t in iter_strings(self.params)] if self.params else []
+            )
+        return strings
 
     @property
     def verb(self) -> str:

@@ -11,11 +11,10 @@ sends something out. A pattern runs only when one of its literal hints is presen
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from sentrail.detect.base import Detector, StepFacts
 from sentrail.detect.content_values import words_of
-from sentrail.detect.text import iter_strings
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.compiled import CompiledAction
 from sentrail.policy.risk import tool_words
@@ -54,14 +53,14 @@ _SENDS = words_of(
 )
 
 
-def _texts(params: dict[str, Any]) -> tuple[str, str, bool]:
+def _texts(strings: list[tuple[str, str]]) -> tuple[str, str, bool]:
     """(arguments outside free-text fields as a shell reads them, all arguments, whether
-    the shell's reading changed anything), each bounded; the same object twice when they
-    are the same text."""
+    the shell's reading changed anything), each bounded, from the parameters' (path, text)
+    list (``StepFacts.param_strings``); the same object twice when they are the same text."""
     code: list[str] = []
     everything: list[str] = []
     size = 0
-    for path, value in iter_strings(params):
+    for path, value in strings:
         value = value[:MAX_TEXT]
         key = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
         everything.append(value)
@@ -95,7 +94,7 @@ class DangerousActions(Detector):
             return
         if not facts.params:
             return
-        code, everything, noisy = _texts(facts.params)
+        code, everything, noisy = _texts(facts.param_strings)
         if not everything:
             return
         low_all = everything.lower()

