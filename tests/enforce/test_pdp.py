@@ -59,6 +59,9 @@ def test_hijacked_transfer_is_denied_and_the_requested_one_allowed() -> None:
         ),
     )
     assert any(f.category.value == "untrusted_instruction" for f in found)
+    # The observed result is its call's: the finding names the tool, not "a step".
+    injected = next(f for f in found if f.rule == "untrusted_instruction.tool_result")
+    assert "in the result of http.get " in injected.message, injected.message
     attack = pdp.decide(req("payments.transfer", {"account": "99887766", "amount": 5000}))
     assert attack.outcome is Outcome.DENY and attack.control is Control.FINDINGS
     assert any(r.startswith("tainted_action.") for r in attack.rule_ids)

@@ -34,6 +34,7 @@ class StepFacts:
         "params",
         "permissions",
         "registered",
+        "result_of",
         "risk",
         "status",
         "step",
@@ -45,6 +46,8 @@ class StepFacts:
         self.index = step.step_index
         call = step.tool_call
         self.tool: str | None = call.tool if call is not None else None
+        # A result that arrived after its call (the decision point): the call's tool.
+        self.result_of: str | None = None
         self.params: dict[str, Any] = call.parameters if call is not None else {}
         self.risk: RiskClass | None = None
         self.registered = False

@@ -166,13 +166,13 @@ class UntrustedInstruction(Detector):
         if isinstance(data, str) and len(data) > SCAN_HEAD + SCAN_TAIL:
             evidence["scanned_chars"] = SCAN_HEAD + SCAN_TAIL
             evidence["total_chars"] = len(data)
+        tool = facts.tool or facts.result_of or "a step"
         ctx.emit(
             "untrusted_instruction.tool_result",
             Category.UNTRUSTED_INSTRUCTION,
             Severity.WARNING,
             facts,
-            f"Instruction-like text{how} in the result of {facts.tool or 'a step'} "
-            f"({path}): {found.excerpt[:80]!r}",
+            f"Instruction-like text{how} in the result of {tool} ({path}): {found.excerpt[:80]!r}",
             evidence,
         )
 

@@ -220,11 +220,12 @@ class RunFolder:
         self.ctx.findings.append(finding)
         self._new.append(finding)
 
-    def _step(self, step: Step) -> list[Finding]:
+    def _step(self, step: Step, result_of: str | None = None) -> list[Finding]:
         if self.result is not None:
             raise InputError("step after the run was completed", f"step {step.step_index}")
         ctx = self.ctx
         facts = StepFacts(step, self.engine.policy, self.header.environment)
+        facts.result_of = result_of
         self._new = []
         for det in self.detectors:
             det.on_step(facts)
@@ -270,7 +271,7 @@ class RunFolder:
             step_index=self.steps, action="tool_result", result=ev.result, timestamp=ev.timestamp
         )
         seen = len(ctx.injections)
-        found = self._step(step)
+        found = self._step(step, facts.tool if facts is not None else None)
         if facts is not None:
             # The result is the call's too: an instruction injected in it taints the values
             # taken from the call's step, where the result was attached.
