@@ -215,6 +215,19 @@ def test_memoised_rules_agree_with_direct_evaluation(cond: str, steps: list[Any]
             assert not expected, ("static prefilter excluded a matching rule", cond, full)
 
 
+def _held_directly(programs: list[Any], variables: dict[str, Any]) -> list[str]:
+    """The rules (``r<n>``) whose whole condition holds, each evaluated on its own."""
+    held = []
+    for n, program in enumerate(programs):
+        try:
+            ok = program.execute({k: variables[k] for k in program.variables()}) is True
+        except Exception:
+            ok = False
+        if ok:
+            held.append(f"r{n}")
+    return held
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.sampled_from(CONDITIONS), min_size=1, max_size=8),
@@ -250,14 +263,7 @@ def test_a_rule_plan_answers_as_each_rule_evaluated_directly_in_order(
             "run": {},
             "history": {},
         }
-        expected = []
-        for n, program in enumerate(programs):
-            try:
-                held = program.execute({k: full[k] for k in program.variables()}) is True
-            except Exception:
-                held = False
-            if held:
-                expected.append(f"r{n}")
+        expected = _held_directly(programs, full)
         variables = StepVariables({k: (lambda v=v: v) for k, v in full.items()})
         assert [r.rule.id for r in plan.matching(variables)] == expected, (conds, full)
 
@@ -312,14 +318,7 @@ def test_a_plan_that_drops_exactly_true_static_conjuncts_agrees_with_the_whole_c
         }
         variables = StepVariables({k: (lambda v=v: v) for k, v in full.items()})
         plan = policy.rule_plan(tool, "agent", run_var, variables)
-        expected = []
-        for n, program in enumerate(programs):
-            try:
-                held = program.execute({k: full[k] for k in program.variables()}) is True
-            except Exception:
-                held = False
-            if held:
-                expected.append(f"r{n}")
+        expected = _held_directly(programs, full)
         assert [r.rule.id for r in plan.matching(variables)] == expected, (conds, full)
 
 
