@@ -219,15 +219,11 @@ def decoded_blobs(text: str) -> list[tuple[str, str]]:
         _hex_and_base64(text, out)
         if len(out) >= MAX_BLOBS:
             return out
-    if "%" in text:
-        for m in _PERCENT.finditer(text):
-            decoded = unquote_plus(m.group(0)[:MAX_BLOB])
-            if _printable(decoded):
-                out.append(("url-encoding", decoded))
-                if len(out) >= MAX_BLOBS:
-                    return out
-    if "+" in text:
-        for m in _PLUS_WORDS.finditer(text):
+    # Percent-escaped runs, then "+"-joined words: both read as a form value is.
+    for mark, rx in (("%", _PERCENT), ("+", _PLUS_WORDS)):
+        if mark not in text:
+            continue
+        for m in rx.finditer(text):
             decoded = unquote_plus(m.group(0)[:MAX_BLOB])
             if _printable(decoded):
                 out.append(("url-encoding", decoded))
