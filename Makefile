@@ -8,15 +8,27 @@ EXTRAS := dev fast evidence postgres server alerts witness-s3 nats mcp openai-ag
 
 DEMO   := .demo
 
-.PHONY: demo test lint typecheck layers unit bench clean lock screenshots
+# The per-step hot path compiled by mypyc (setup.py); SENTRAIL_COMPILE=0 keeps it pure Python.
+export SENTRAIL_COMPILE ?= 1
+INSTALL_SELF := $(BIN)/pip install -qq --no-deps --no-build-isolation -e .
+
+.PHONY: demo test lint typecheck layers unit bench clean lock screenshots native
 
 # Exactly the locked set: every transitive dependency pinned with its hashes
 # (requirements.lock), then sentrail itself, editable, without resolving anything.
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -qq --require-hashes --no-deps -r requirements.lock
-	$(BIN)/pip install -qq --no-deps --no-build-isolation -e .
+	@echo 'Installing sentrail (compiling its hot path with mypyc: a minute or two)'
+	$(INSTALL_SELF)
 	touch $(STAMP)
+
+# Rebuild the compiled modules when a source changed since the build (sentrail/_native.py
+# would otherwise run the stale ones' sources, correctly but slower, with a warning).
+native: $(STAMP)
+	@$(BIN)/python -c 'import sys, sentrail._native as n; sys.exit(n.main(["--check"]))' \
+	    > /dev/null 2>&1 || \
+	    { echo 'Rebuilding the compiled modules (sources changed)'; $(INSTALL_SELF); }
 
 # Refresh the lock after changing dependencies in pyproject.toml (needs the registry).
 lock:
@@ -28,7 +40,7 @@ lock:
 	rm -rf .venv-lock
 
 # The example set holds one deliberately truncated file: the batch reports it and exits 2.
-demo: $(STAMP)
+demo: native
 	@echo '$$ sentrail trace analyze examples/traces --batch --policy examples/policy.yaml --output demo-report.json'
 	@$(BIN)/sentrail trace analyze examples/traces --batch --policy examples/policy.yaml \
 	    --output demo-report.json --fail-on never || [ $$? -eq 2 ]
@@ -50,8 +62,8 @@ demo: $(STAMP)
 	@echo "                 on the Verifier key page to see the provenance badges verified in the browser."
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks setup.py
+	$(BIN)/ruff format --check src tests benchmarks setup.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -59,12 +71,12 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: native
 	$(BIN)/pytest
 
 test: lint typecheck layers unit
 
-bench: $(STAMP)
+bench: native
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/content_bench.py
 	$(BIN)/python benchmarks/evidence_bench.py
@@ -75,8 +87,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/replay_bench.py
 
 # Screenshots of every dashboard view (docs/screenshots/), taken by the system Chromium.
-screenshots: $(STAMP)
+screenshots: native
 	$(BIN)/python -m tests.ui.screenshots docs/screenshots
 
 clean:
-	rm -rf $(VENV) .venv-lock .mypy_cache .pytest_cache .ruff_cache demo-report.json $(DEMO)
+	rm -rf $(VENV) .venv-lock .mypy_cache .pytest_cache .ruff_cache demo-report.json $(DEMO) build
+	rm -f src/*__mypyc.*.so src/sentrail/_native.json
+	find src -name '*.cpython-*.so' -delete

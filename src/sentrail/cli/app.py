@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sentrail import __version__
+from sentrail import __version__, _native
 from sentrail.cli import (
     baseline,
     enforce,
@@ -67,7 +67,7 @@ def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit"),
 ) -> None:
     if version:
-        typer.echo(f"sentrail {__version__}")
+        typer.echo(f"sentrail {__version__} ({_native.running()})")
         raise typer.Exit(0)
 
 

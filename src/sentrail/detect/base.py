@@ -7,6 +7,8 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from mypy_extensions import mypyc_attr
+
 from sentrail.detect.text import bounded, iter_strings, json_text
 from sentrail.model.baseline import AgentBaseline
 from sentrail.model.finding import Category, Finding, Severity
@@ -233,6 +235,7 @@ class RunContext:
         return finding
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Detector:
     """Base class. One instance per run; ``on_step`` sees steps in arrival order.
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from mypy_extensions import mypyc_attr
+
 from sentrail.detect.base import TRIGGER_STEP, Detector, RunContext, StepFacts
 from sentrail.detect.content_instructions import (
     MIN_LEN,
@@ -117,6 +119,7 @@ def scan_result(
     return hits[0][0], hits[0][1], len(hits)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the hooks' RecordedInstruction
 class UntrustedInstruction(Detector):
     name = "injection"
     category = Category.UNTRUSTED_INSTRUCTION
