@@ -20,6 +20,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from content_corpus import ensure_content_corpus
+from sentrail import _native
 from sentrail.detect.content_instructions import clear_caches
 from sentrail.engine.engine import Engine
 from sentrail.model.decode import decode_run
@@ -70,6 +71,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "build": _native.running(),
                 "content_traces": len(blobs),
                 "content_steps": steps,
                 "content_tool_results": results,

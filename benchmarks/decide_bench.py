@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sentrail import _native
 from sentrail.enforce.model import DecisionRequest
 from sentrail.enforce.pdp import DecisionPoint
 from sentrail.engine.engine import Engine
@@ -146,6 +147,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "build": _native.running(),
                 "decide_calls": len(times),
                 "decide_rules": len(spec["rules"]),
                 "decide_tools": len(spec["tools"]),

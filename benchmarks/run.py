@@ -16,6 +16,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import ensure_corpus
+from sentrail import _native
 from sentrail.detect.content_instructions import clear_caches
 from sentrail.engine.config import EngineConfig
 from sentrail.engine.engine import Engine
@@ -86,6 +87,7 @@ def main() -> None:
     mem_s = time.perf_counter() - t0
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     figures = {
+        "build": _native.running(),  # compiled (make) or pure Python (SENTRAIL_PURE=1)
         "traces": len(sample),
         "steps": steps,
         "raw_parse_steps_per_s": round(steps / raw_s),

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import make_trace
+from sentrail import _native
 from sentrail.bus.nats import NatsBus
 from sentrail.engine.engine import Engine
 from sentrail.evidence.note import Signer
@@ -190,7 +191,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        out: dict[str, object] = {"stream_steps": args.steps}
+        out: dict[str, object] = {"build": _native.running(), "stream_steps": args.steps}
         if args.only != "saturation":
             out.update(latency(args.steps, args.rate, tmp))
             # The same at a rate one worker sustains on this machine, to show the pipeline's

@@ -6,6 +6,7 @@ import gzip
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from sentrail.errors import InputError
 from sentrail.model.decode import decode_event, decode_run
 from sentrail.model.events import RunStarted, StepEvent
+from sentrail.model.trace import Run
 from sentrail.runtime.sources import read_document
 from tests.strategies import json_values, traces
 
@@ -192,15 +194,70 @@ def _exact_unique(data: bytes) -> bool:
 @settings(max_examples=400)
 @given(json_texts())
 def test_fast_duplicate_check_never_passes_a_duplicate(text: str) -> None:
-    from sentrail.model.decode import _surely_unique_keys
+    from sentrail.model.decode import _NOT_DECODED, _surely_unique_keys
 
     data = text.encode()
     try:
         json.loads(data)
     except ValueError:
         return  # not JSON: the exact check and msgspec report it
-    if _surely_unique_keys(data):
+    if _surely_unique_keys(data) is not _NOT_DECODED:
         assert _exact_unique(data)
     elif "\\\\u003a" not in text and _exact_unique(data):
         # Without a literal backslash before an escape, a unique document is seen as such.
         pytest.fail(text)
+
+
+# What a field of a trace can be replaced with: its own type or another (an error then).
+_WRONG = st.sampled_from([None, "x", 7, 1.5, True, [], {}, [1, "a"], {"k": "v"}, 2**70])
+
+
+@settings(max_examples=300)
+@given(
+    doc=traces(),
+    where=st.integers(0, 50),
+    value=_WRONG,
+    key=st.sampled_from(
+        [
+            "step_index",
+            "action",
+            "tool_call",
+            "parameters",
+            "result",
+            "status",
+            "data",
+            "permissions_used",
+            "timestamp",
+            "environment",
+            "approval_id",
+            "run_id",
+            "steps",
+            "permissions_summary",
+            "granted",
+            "duration_ms",
+        ]
+    ),
+)
+def test_decoding_types_the_checked_values_as_the_parser_would(
+    doc: dict[str, Any], where: int, value: Any, key: str
+) -> None:
+    """decode_run types the values the duplicate check decoded (msgspec.convert) instead of
+    parsing again: the same Run, or the same error, as the typed parser gives."""
+    objects = [doc, *doc["steps"], *(s["tool_call"] for s in doc["steps"] if s["tool_call"])]
+    if where % 2:  # half the documents have one field replaced
+        target = objects[where % len(objects)]
+        target[key] = value
+    data = json.dumps(doc).encode()
+    from sentrail.model.decode import _located
+
+    try:
+        expected: Any = msgspec.json.Decoder(Run).decode(data)
+        if not expected.run_id:
+            expected = "run_id: must be a non-empty string"  # decode_run's own check
+    except msgspec.ValidationError as exc:
+        expected = str(_located(exc, data))
+    try:
+        got: Any = decode_run(data)
+    except InputError as exc:
+        got = str(exc)
+    assert got == expected

@@ -9,8 +9,9 @@ therefore checks the record and, if any compiled module's source changed, or
 of them, because compiled modules call each other directly and cannot be mixed with
 sources. A stale build also says so on stderr once.
 
-``sentrail --version`` names the form that runs; :func:`main` with ``--check`` exits 1 when a
-build was asked for (``SENTRAIL_COMPILE=1``) but is missing or stale: ``make`` rebuilds then.
+``sentrail --version`` names the form that runs; :func:`main` with ``--check`` exits 1 when
+the install does not match ``SENTRAIL_COMPILE``: a build asked for (``1``) but missing or
+stale, or one there but not asked for. ``make`` reinstalls then.
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def running() -> str:
 
 def main(argv: Sequence[str]) -> int:
     print(running())
-    if "--check" in argv and os.environ.get("SENTRAIL_COMPILE") == "1":
-        recorded = _read_manifest()
+    if "--check" not in argv:
+        return 0
+    recorded = _read_manifest()
+    if os.environ.get("SENTRAIL_COMPILE") == "1":
         return 0 if recorded and not stale(recorded) else 1
-    return 0
+    return 1 if recorded else 0  # a build is there that was not asked for

@@ -11,6 +11,8 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sentrail.detect.base import Detector, StepFacts
+from sentrail.detect.registry import DETECTORS
 from sentrail.enforce.model import Control, DecisionRequest, Outcome, args_hash
 from sentrail.enforce.pdp import DecisionPoint, verify_decision
 from sentrail.enforce.state import EnforcementError
@@ -293,8 +295,14 @@ def test_errors_timeouts_and_unrecordable_decisions_deny() -> None:
     assert d.outcome is Outcome.DENY and d.control is Control.ERROR
     assert "could not be recorded" in d.explanation
 
-    crashing = make_pdp()
-    crashing.policy = None  # type: ignore[assignment]  # any internal error
+    class Crashing(Detector):  # any internal error, from a detector that fails
+        name = "crashing"
+
+        def on_step(self, facts: StepFacts) -> None:
+            raise KeyError("detector bug")
+
+    policy = Policy(load_policy(str(POLICY)))
+    crashing = DecisionPoint(Engine(policy, detectors=[*DETECTORS.values(), Crashing]), SIGNER)
     d = crashing.decide(req("db.query", {}))
     assert d.outcome is Outcome.DENY and d.control is Control.ERROR
 

@@ -204,21 +204,19 @@ def test_partial_file_names_are_safe_private_and_never_overwrite(tmp_path: Path)
     assert decode_run(first.read_bytes()).run_id == hostile
 
 
-def test_an_internal_error_on_one_event_is_reported_and_the_watch_goes_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from sentrail.engine.fold import RunFolder
+def test_an_internal_error_on_one_event_is_reported_and_the_watch_goes_on() -> None:
+    from sentrail.detect.base import Detector, StepFacts
+    from sentrail.detect.registry import DETECTORS
 
-    real = RunFolder._step
+    class Flaky(Detector):
+        name = "flaky"
 
-    def flaky(self: RunFolder, step: Any) -> Any:
-        if step.step_index == 1:
-            raise KeyError("detector bug")
-        return real(self, step)
+        def on_step(self, facts: StepFacts) -> None:
+            if facts.index == 1:
+                raise KeyError("detector bug")
 
-    monkeypatch.setattr(RunFolder, "_step", flaky)
     seen: list[WatchRecord] = []
-    w = Watcher(Engine(), seen.append)
+    w = Watcher(Engine(detectors=[*DETECTORS.values(), Flaky]), seen.append)
     for line in TRIAGE_EVENTS.read_bytes().splitlines(keepends=True):
         w.feed_line(line, "stdin")
     problems = [r for r in seen if isinstance(r, WatchProblem)]

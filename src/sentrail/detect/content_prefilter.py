@@ -488,7 +488,9 @@ def _compile_set() -> Any:
     for expr in _expressions():
         compiled.Add(expr)
     compiled.Compile()
-    return compiled
+    # The wrapper's Match is a Python method around the compiled one (bytes in, a list of
+    # ids out; an empty list where the wrapper says None): call the compiled one.
+    return getattr(compiled, "_set", compiled)
 
 
 _SET: Any = None if os.environ.get("SENTRAIL_NO_RE2") else _compile_set()

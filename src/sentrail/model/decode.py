@@ -108,26 +108,32 @@ _ENCODE = msgspec.json.Encoder().encode
 _ESCAPED_COLONS = (b"\\u003a", b"\\u003A")
 
 
-def _surely_unique_keys(data: bytes) -> bool:
-    """True only when no object of ``data`` repeats a key, found without a second full
-    parse in Python: decoded (msgspec keeps the last of repeated keys) and encoded again,
-    the text holds exactly as many colons as ``data`` spells (raw or escaped) when no key
-    was dropped, and fewer when one was. Any doubt (a count that differs for another
-    reason, a document msgspec refuses) answers False: the exact check decides then.
-    (msgspec refuses text that is not UTF-8, as the exact check does.)"""
+_NOT_DECODED: Any = object()
+
+
+def _surely_unique_keys(data: bytes) -> Any:
+    """The document as plain values when surely no object of ``data`` repeats a key,
+    found without a second full parse in Python: decoded (msgspec keeps the last of
+    repeated keys) and encoded again, the text holds exactly as many colons as ``data``
+    spells (raw or escaped) when no key was dropped, and fewer when one was. Any doubt (a
+    count that differs for another reason, a document msgspec refuses) answers
+    ``_NOT_DECODED``: the exact check decides then. (msgspec refuses text that is not
+    UTF-8, as the exact check does.)"""
     try:
         value = _ANY_DECODER.decode(data)
     except Exception:
-        return False
+        return _NOT_DECODED
     spelled = data.count(b":") + sum(data.count(e) for e in _ESCAPED_COLONS)
-    return spelled == _ENCODE(value).count(b":")
+    return value if spelled == _ENCODE(value).count(b":") else _NOT_DECODED
 
 
-def check_structure(data: bytes) -> None:
+def check_structure(data: bytes) -> Any:
     """Refuse duplicate keys. (Nesting is bounded by both parsers, which raise
-    ``RecursionError`` near 1,000 levels; that becomes a clear error below.)"""
-    if _surely_unique_keys(data):  # msgspec decoded it: it is UTF-8 too
-        return
+    ``RecursionError`` near 1,000 levels; that becomes a clear error below.) Returns the
+    document as plain values when the fast check decoded it, else ``_NOT_DECODED``."""
+    value = _surely_unique_keys(data)
+    if value is not _NOT_DECODED:  # msgspec decoded it: it is UTF-8 too
+        return value
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -138,15 +144,24 @@ def check_structure(data: bytes) -> None:
         raise InputError(TOO_DEEP) from None
     except ValueError:
         # Syntax and encoding errors are reported, with a better location, by msgspec.
-        return
+        pass
+    return _NOT_DECODED
 
 
-def _decode(data: bytes, decoder: msgspec.json.Decoder[T], *, checked: bool) -> T:
+def _decode(data: bytes, decoder: msgspec.json.Decoder[T], kind: Any, *, checked: bool) -> T:
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InputError(f"document is {len(data)} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes")
     data = normalise_encoding(data)
     if not checked:
-        check_structure(data)
+        value = check_structure(data)
+        if value is not _NOT_DECODED:
+            # The check parsed the text already: typing its values is cheaper than a second
+            # parse. A value the types refuse is parsed again below, for the parser's error.
+            try:
+                typed: T = msgspec.convert(value, kind)
+                return typed
+            except (msgspec.ValidationError, RecursionError):
+                pass
     try:
         return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
@@ -157,7 +172,7 @@ def _decode(data: bytes, decoder: msgspec.json.Decoder[T], *, checked: bool) -> 
 
 def decode_run(data: bytes, *, checked: bool = False) -> Run:
     """Decode one trace document. ``checked=True`` skips the structure check."""
-    run = _decode(data, _RUN_DECODER, checked=checked)
+    run = _decode(data, _RUN_DECODER, Run, checked=checked)
     if not run.run_id:
         raise InputError("must be a non-empty string", "run_id")
     return run
@@ -165,5 +180,5 @@ def decode_run(data: bytes, *, checked: bool = False) -> Run:
 
 def decode_event(data: bytes) -> Event:
     """Decode one NDJSON event line."""
-    event: Event = _decode(data, _EVENT_DECODER, checked=False)
+    event: Event = _decode(data, _EVENT_DECODER, Event, checked=False)
     return event
