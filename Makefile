@@ -28,7 +28,7 @@ $(STAMP): requirements.lock pyproject.toml setup.py
 native: $(STAMP)
 	@$(BIN)/python -c 'import sys, sentrail._native as n; sys.exit(n.main(["--check"]))' \
 	    > /dev/null 2>&1 || \
-	    { echo 'Rebuilding the compiled modules (sources changed)'; $(INSTALL_SELF); }
+	    { echo 'Rebuilding: the compiled build does not match its sources or SENTRAIL_COMPILE'; $(INSTALL_SELF); }
 
 # Refresh the lock after changing dependencies in pyproject.toml (needs the registry).
 lock:

@@ -261,3 +261,16 @@ def test_decoding_types_the_checked_values_as_the_parser_would(
     except InputError as exc:
         got = str(exc)
     assert got == expected
+
+
+def test_a_duplicate_key_beside_a_number_too_long_for_int_is_refused() -> None:
+    """Python's int() refuses more than 4,300 digits; the exact check must not stop there
+    (found by an outsider: the run was judged as its last "tool" key)."""
+    doc = (
+        b'{"run_id":"r","agent_id":"a","padding":' + b"1" * 4301 + b',"steps":[{"step_index":0,'
+        b'"tool_call":{"tool":"web.fetch","tool":"bank.transfer","parameters":{}}}]}'
+    )
+    with pytest.raises(InputError, match="duplicate key 'tool'"):
+        decode_run(doc)
+    unique = doc.replace(b'"tool":"web.fetch",', b"")
+    assert decode_run(unique).steps[0].tool_call.tool == "bank.transfer"  # type: ignore[union-attr]

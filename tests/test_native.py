@@ -168,29 +168,76 @@ def test_sentrail_pure_runs_the_sources() -> None:
     assert out.stdout.strip().endswith("taint.py")
 
 
-def test_a_source_changed_after_the_build_runs_from_source_with_a_warning(
-    tmp_path: Path,
-) -> None:
-    """The guard, on a copy of the record whose digest of one module no longer matches."""
+def test_the_guard_names_every_module_that_must_not_run_compiled() -> None:
+    found = _native.compiled_modules()
     recorded = json.loads(_native.MANIFEST.read_text())["modules"]
-    assert "sentrail.detect.taint" in recorded
+    assert set(found) == set(recorded) and "sentrail.detect.taint" in found
+    assert _native.stale(found, recorded) == []
     changed = dict(recorded, **{"sentrail.detect.taint": "0" * 64})
-    assert _native.stale(changed) == ["sentrail.detect.taint"]
-    assert _native.stale(recorded) == []
-    # A whole process whose record says a source changed: every compiled module from source.
+    assert _native.stale(found, changed) == ["sentrail.detect.taint"]
+    unrecorded = {k: v for k, v in recorded.items() if k != "sentrail.engine.fold"}
+    assert _native.stale(found, unrecorded) == ["sentrail.engine.fold"]
+    assert _native.stale(found, {}) == sorted(found)  # no record: nothing may run compiled
+    # Recorded but no longer built: the others would call into it directly.
+    assert _native.stale({}, recorded) == sorted(recorded)
+    assert _native.stale({}, {"sentrail./tmp/x": "0", "os.path": "0"}) == []
+
+
+def _run_with_record(record: str | None, tmp_path: Path, **env: str) -> tuple[str, str]:
+    """A process whose guard reads ``record`` (None: no record at all) instead of the build's
+    own: what it says it runs, and where sentrail.engine.fold came from."""
     patched = tmp_path / "native.json"
-    patched.write_text(json.dumps({"compiler": "mypyc", "modules": changed}))
+    if record is not None:
+        patched.write_text(record)
     code = (
-        "import sys, json, pathlib\n"
+        "import sys, pathlib\n"
         "import sentrail._native as n\n"
         f"n.MANIFEST = pathlib.Path({str(patched)!r})\n"
         "sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != '_FromSource']\n"
         "n.install()\n"
-        "import sentrail.engine.fold as f\n"
-        "print(n.running()); print(f.__file__)\n"
+        "import sentrail.engine.fold as f, sentrail.detect.taint as t\n"
+        "print(n.running()); print(f.__file__); print(t.__file__)\n"
     )
-    out = _python(code)
+    out = _python(code, **env)
     assert out.returncode == 0, out.stderr
-    assert "compiled build is older than its sources (sentrail.detect.taint)" in out.stderr
-    assert out.stdout.startswith("pure Python: stale build")
-    assert out.stdout.strip().endswith("fold.py")
+    return out.stdout, out.stderr
+
+
+@pytest.mark.parametrize(
+    "record",
+    [None, "{bad", '{"modules": []}', '{"modules": {"sentrail.engine.fold": "00"}}'],
+    ids=["missing", "not-json", "wrong-shape", "partial"],
+)
+def test_a_missing_damaged_or_partial_record_runs_every_module_from_source(
+    record: str | None, tmp_path: Path
+) -> None:
+    stdout, stderr = _run_with_record(record, tmp_path)
+    assert "compiled build does not match its sources" in stderr
+    lines = stdout.split()
+    assert stdout.startswith("pure Python: stale build")
+    assert lines[-2].endswith("fold.py") and lines[-1].endswith("taint.py")  # all, not some
+
+
+def test_a_source_changed_after_the_build_runs_from_source_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    recorded = json.loads(_native.MANIFEST.read_text())["modules"]
+    changed = dict(recorded, **{"sentrail.detect.taint": "0" * 64})
+    stdout, stderr = _run_with_record(json.dumps({"modules": changed}), tmp_path)
+    assert "does not match its sources (sentrail.detect.taint)" in stderr
+    assert stdout.startswith("pure Python: stale build")
+    assert stdout.split()[-2].endswith("fold.py")
+    # The record itself, unchanged, runs the build.
+    stdout, stderr = _run_with_record(json.dumps({"modules": recorded}), tmp_path)
+    assert stdout.startswith("compiled by mypyc") and stderr == ""
+
+
+def test_sentrail_pure_takes_the_usual_spellings_and_says_when_it_cannot_read_one(
+    tmp_path: Path,
+) -> None:
+    for value in ("1", "true", " Yes "):
+        stdout, _ = _run_with_record(None, tmp_path, SENTRAIL_PURE=value)
+        assert stdout.startswith("pure Python: SENTRAIL_PURE=1"), value
+    out = _python("import sentrail._native as n; print(n.running())", SENTRAIL_PURE="maybe")
+    assert "SENTRAIL_PURE='maybe' is neither 1 nor 0" in out.stderr
+    assert out.stdout.startswith("compiled by mypyc")

@@ -1,13 +1,15 @@
 """Compiled or pure: which form of the hot path runs, and a guard against stale builds.
 
 An optional build (``setup.py``, ``SENTRAIL_COMPILE=1``; ``make`` does it) compiles the
-per-step modules with mypyc next to their sources and records each source's SHA-256 in
-``_native.json``. Python imports a compiled module before its source, so a source edited
-after the build would silently not run. :func:`install` (called by ``sentrail/__init__``)
-therefore checks the record and, if any compiled module's source changed, or
-``SENTRAIL_PURE=1`` is set, makes every compiled module load from its source instead: all
-of them, because compiled modules call each other directly and cannot be mixed with
-sources. A stale build also says so on stderr once.
+per-step modules with mypyc next to their sources, with one shared library beside the
+package (``sentrail__mypyc``), and records each source's SHA-256 in ``_native.json``.
+Python imports a compiled module before its source, so a source edited after the build
+would silently not run. :func:`install` (called by ``sentrail/__init__``) therefore finds
+the compiled modules from the files present (not from the record, which may be missing or
+damaged) and, unless every one of them has its record, its source unchanged and the shared
+library beside it, or when ``SENTRAIL_PURE`` is set, makes every one of them load from its
+source: all of them, because compiled modules call each other directly and cannot be mixed
+with sources. A stale build also says so on stderr once.
 
 ``sentrail --version`` names the form that runs; :func:`main` with ``--check`` exits 1 when
 the install does not match ``SENTRAIL_COMPILE``: a build asked for (``1``) but missing or
@@ -29,6 +31,10 @@ from types import ModuleType
 
 _PACKAGE = Path(__file__).resolve().parent
 MANIFEST = _PACKAGE / "_native.json"
+SHARED_LIBRARY = "sentrail__mypyc"
+_SKIP_DIRS = frozenset({"__pycache__", "static", "templates"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 # What install() found: "compiled", "pure" (no build), "pure: SENTRAIL_PURE=1" or
 # "pure: stale build (...)".
@@ -40,73 +46,116 @@ def _source(name: str) -> Path:
     return _PACKAGE.parent.joinpath(*name.split(".")).with_suffix(".py")
 
 
+def compiled_modules() -> dict[str, Path]:
+    """Every compiled module in the package (name -> its source), from the files present."""
+    found: dict[str, Path] = {}
+    for root, dirs, files in os.walk(_PACKAGE):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+        for file in files:
+            stem = _extension_stem(file)
+            if stem is None or not stem.isidentifier():
+                continue
+            rel = Path(root, stem).relative_to(_PACKAGE.parent)
+            found[".".join(rel.parts)] = Path(root, stem + ".py")
+    return found
+
+
+def _extension_stem(file: str) -> str | None:
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        if file.endswith(suffix):
+            return file[: -len(suffix)]
+    return None
+
+
+def _shared_library_present() -> bool:
+    return any(
+        (_PACKAGE.parent / (SHARED_LIBRARY + s)).exists()
+        for s in importlib.machinery.EXTENSION_SUFFIXES
+    )
+
+
 def _read_manifest() -> dict[str, str]:
     try:
-        data = json.loads(MANIFEST.read_text())
-        recorded = data["modules"]
+        recorded = json.loads(MANIFEST.read_text())["modules"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     if not isinstance(recorded, dict):
         return {}
-    return {str(k): str(v) for k, v in recorded.items() if str(k).startswith("sentrail.")}
+    return {k: v for k, v in recorded.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def _built(name: str) -> bool:
-    path = _source(name)
-    suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    return any(path.with_suffix(s).exists() for s in suffixes)
-
-
-def stale(recorded: dict[str, str]) -> list[str]:
-    """The compiled modules whose source changed since the build (or whose build is gone)."""
+def stale(found: dict[str, Path], recorded: dict[str, str]) -> list[str]:
+    """Why the compiled modules must not run, by module: one with no record or whose
+    source changed or is missing, one recorded but no longer built, or no shared library
+    beside the package (every module then)."""
+    if found and not _shared_library_present():
+        return sorted(found)
     out = []
-    for name, digest in recorded.items():
+    for name, source in sorted(found.items()):
         try:
-            data = _source(name).read_bytes()
+            digest = hashlib.sha256(source.read_bytes()).hexdigest()
         except OSError:
-            continue  # no source to run instead: the compiled module is all there is
-        if hashlib.sha256(data).hexdigest() != digest or not _built(name):
+            digest = None
+        if digest is None or recorded.get(name) != digest:
             out.append(name)
+    out += sorted(n for n in recorded if n not in found and _module_name(n))
     return out
+
+
+def _module_name(name: str) -> bool:
+    parts = name.split(".")
+    return len(parts) > 1 and parts[0] == "sentrail" and all(p.isidentifier() for p in parts)
+
+
+def _flag(name: str) -> bool:
+    """An environment switch: 1/true/yes/on, or 0/false/no/off/unset; anything else is
+    refused on stderr and read as unset."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value not in _FALSE:
+        print(f"sentrail: {name}={value!r} is neither 1 nor 0; read as 0", file=sys.stderr)
+    return False
 
 
 class _FromSource(importlib.abc.MetaPathFinder):
     """Loads the named modules from their ``.py`` files, never a compiled file."""
 
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = frozenset(names)
+    def __init__(self, sources: dict[str, Path]) -> None:
+        self.sources = dict(sources)
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.names:
+        source = self.sources.get(fullname)
+        if source is None:
             return None
-        return importlib.util.spec_from_file_location(fullname, _source(fullname))
+        return importlib.util.spec_from_file_location(fullname, source)
 
 
 def install() -> None:
     """Decide once per process which form runs (see the module's docstring)."""
     global state, modules
-    recorded = _read_manifest()
-    if not recorded:
+    found = compiled_modules()
+    if not found:
         return
-    modules = tuple(sorted(recorded))
-    changed = stale(recorded)
-    if os.environ.get("SENTRAIL_PURE") == "1":
+    modules = tuple(sorted(found))
+    changed = stale(found, _read_manifest())
+    if _flag("SENTRAIL_PURE"):
         state = "pure: SENTRAIL_PURE=1"
     elif changed:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         shown = ", ".join(changed[:3]) + more
         state = f"pure: stale build ({shown} changed)"
         print(
-            f"sentrail: the compiled build is older than its sources ({shown}); running the "
-            "Python sources. Rebuild with `make` (or SENTRAIL_COMPILE=1 pip install -e .).",
+            f"sentrail: the compiled build does not match its sources ({shown}); running "
+            "the Python sources. Rebuild with `make` (or SENTRAIL_COMPILE=1 pip install -e .).",
             file=sys.stderr,
         )
     else:
         state = "compiled"
         return
-    sys.meta_path.insert(0, _FromSource(modules))
+    sys.meta_path.insert(0, _FromSource({k: v for k, v in found.items() if v.exists()}))
 
 
 def running() -> str:
@@ -121,7 +170,7 @@ def main(argv: Sequence[str]) -> int:
     print(running())
     if "--check" not in argv:
         return 0
-    recorded = _read_manifest()
+    found = compiled_modules()
     if os.environ.get("SENTRAIL_COMPILE") == "1":
-        return 0 if recorded and not stale(recorded) else 1
-    return 1 if recorded else 0  # a build is there that was not asked for
+        return 0 if found and not stale(found, _read_manifest()) else 1
+    return 1 if found or MANIFEST.exists() else 0  # a build is there that was not asked for

@@ -98,7 +98,8 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-_PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicates)
+# Numbers stay text: int() refuses more than 4,300 digits, which must not end the check.
+_PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicates, parse_int=str)
 
 
 _ANY_DECODER = msgspec.json.Decoder()
@@ -143,9 +144,19 @@ def check_structure(data: bytes) -> Any:
     except RecursionError:
         raise InputError(TOO_DEEP) from None
     except ValueError:
-        # Syntax and encoding errors are reported, with a better location, by msgspec.
-        pass
+        # Syntax and encoding errors are reported, with a better location, by msgspec; a
+        # document msgspec reads but this check cannot is refused: never unchecked.
+        if _msgspec_reads(data):
+            raise InputError("duplicate keys could not be ruled out (ambiguous input)") from None
     return _NOT_DECODED
+
+
+def _msgspec_reads(data: bytes) -> bool:
+    try:
+        _ANY_DECODER.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True
 
 
 def _decode(data: bytes, decoder: msgspec.json.Decoder[T], kind: Any, *, checked: bool) -> T:
