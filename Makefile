@@ -28,7 +28,10 @@ $(STAMP): requirements.lock pyproject.toml setup.py
 native: $(STAMP)
 	@$(BIN)/python -c 'import sys, sentrail._native as n; sys.exit(n.main(["--check"]))' \
 	    > /dev/null 2>&1 || \
-	    { echo 'Rebuilding: the compiled build does not match its sources or SENTRAIL_COMPILE'; $(INSTALL_SELF); }
+	    { if [ "$$SENTRAIL_COMPILE" = 1 ]; then \
+	          echo 'Compiling the hot path with mypyc (sources changed since the build; about 2 minutes)'; \
+	      else echo 'Removing the compiled build (SENTRAIL_COMPILE=0)'; fi; \
+	      $(INSTALL_SELF); }
 
 # Refresh the lock after changing dependencies in pyproject.toml (needs the registry).
 lock:
@@ -91,6 +94,6 @@ screenshots: native
 	$(BIN)/python -m tests.ui.screenshots docs/screenshots
 
 clean:
-	rm -rf $(VENV) .venv-lock .mypy_cache .pytest_cache .ruff_cache demo-report.json $(DEMO) build
+	rm -rf $(VENV) .venv-lock .mypy_cache .pytest_cache .ruff_cache .hypothesis demo-report.json $(DEMO) build
 	rm -f src/*__mypyc.*.so src/sentrail/_native.json
 	find src -name '*.cpython-*.so' -delete

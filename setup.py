@@ -59,10 +59,17 @@ def _remove_builds() -> None:
 
 
 def _ext_modules() -> list[object]:
-    _remove_builds()
     if os.environ.get("SENTRAIL_COMPILE", "0") != "1":
+        _remove_builds()
         return []
-    from mypyc.build import mypycify  # the dev extra's mypy; the Makefile installs it first
+    try:  # the dev extra's mypy, which the Makefile installs first
+        from mypyc.build import mypycify
+    except ImportError:
+        raise SystemExit(
+            "SENTRAIL_COMPILE=1 needs mypyc (mypy) where setup.py runs: install the locked "
+            "set first and pass --no-build-isolation (the Makefile does both)"
+        ) from None
+    _remove_builds()
 
     # Paths under src/ (no __init__.py there): mypy names the modules sentrail.*.
     modules = mypycify([f"src/{p}" for p in NATIVE], opt_level="3", group_name="sentrail")

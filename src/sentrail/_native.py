@@ -102,6 +102,15 @@ def stale(found: dict[str, Path], recorded: dict[str, str]) -> list[str]:
     return out
 
 
+def _why(changed: list[str], recorded: dict[str, str]) -> str:
+    if not _shared_library_present():
+        return f"the shared library {SHARED_LIBRARY} is missing"
+    if not recorded:
+        return f"no readable build record {MANIFEST.name}"
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    return ", ".join(changed[:3]) + more + " changed since the build"
+
+
 def _module_name(name: str) -> bool:
     parts = name.split(".")
     return len(parts) > 1 and parts[0] == "sentrail" and all(p.isidentifier() for p in parts)
@@ -140,16 +149,17 @@ def install() -> None:
     if not found:
         return
     modules = tuple(sorted(found))
-    changed = stale(found, _read_manifest())
+    recorded = _read_manifest()
+    changed = stale(found, recorded)
     if _flag("SENTRAIL_PURE"):
         state = "pure: SENTRAIL_PURE=1"
     elif changed:
-        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        shown = ", ".join(changed[:3]) + more
-        state = f"pure: stale build ({shown} changed)"
+        why = _why(changed, recorded)
+        state = f"pure: stale build ({why})"
         print(
-            f"sentrail: the compiled build does not match its sources ({shown}); running "
-            "the Python sources. Rebuild with `make` (or SENTRAIL_COMPILE=1 pip install -e .).",
+            f"sentrail: the compiled build does not match its sources ({why}); running the "
+            "Python sources. Rebuild with `make native` (or `SENTRAIL_COMPILE=1 pip install "
+            "--no-build-isolation -e .`).",
             file=sys.stderr,
         )
     else:

@@ -53,6 +53,7 @@ def learn_(
         typer.echo(f"invalid: {safe_text(e)}", err=True)
     typer.echo(
         f"Learned baselines for {len(baselines.agents)} agents from {counted} runs"
-        f" ({len(errors)} invalid files); written to {safe_text(output)}"
+        f" ({len(errors)} invalid file{'' if len(errors) == 1 else 's'}); written to "
+        f"{safe_text(output)}"
     )
     raise typer.Exit(EXIT_USAGE if errors else EXIT_OK)  # the rest were learned, as in a batch
