@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from sentrail.detect.base import Detector, StepFacts
+from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.detect.content_values import words_of
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.compiled import CompiledAction
@@ -83,6 +83,12 @@ class DangerousActions(Detector):
     rules: ClassVar[dict[str, tuple[Severity, ...]]] = {
         "policy.dangerous.*": (Severity.INFO, Severity.WARNING, Severity.CRITICAL),
     }
+
+    def __init__(self, ctx: RunContext) -> None:
+        # Every detector defines __init__: mypyc's compiled construction through an
+        # inherited __init__ of a base that allows interpreted subclasses keeps one
+        # reference to ctx too many (the run's whole state then outlives it).
+        super().__init__(ctx)
 
     def on_step(self, facts: StepFacts) -> None:
         if facts.tool is None:

@@ -88,6 +88,12 @@ class DangerousOutput(Detector):
         "policy.dangerous_output.*": (Severity.WARNING, Severity.CRITICAL),
     }
 
+    def __init__(self, ctx: RunContext) -> None:
+        # Every detector defines __init__: mypyc's compiled construction through an
+        # inherited __init__ of a base that allows interpreted subclasses keeps one
+        # reference to ctx too many (the run's whole state then outlives it).
+        super().__init__(ctx)
+
     def on_step(self, facts: StepFacts) -> None:
         if facts.tool is not None:
             return
