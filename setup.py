@@ -23,7 +23,7 @@ SRC = Path(__file__).resolve().parent / "src"
 MANIFEST = SRC / "sentrail" / "_native.json"
 
 # Every step of every run passes through these: the detectors, the fold, the policy rules
-# and matching, scoring and the decision point's per-call state. Package __init__ files stay
+# and matching, scoring, the decision point and decoding. Package __init__ files stay
 # Python (docstrings only).
 NATIVE = sorted(
     [
