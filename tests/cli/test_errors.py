@@ -61,3 +61,12 @@ def test_policy_test_on_a_copied_bundle_names_the_path_it_tried(cli: Cli, tmp_pa
     assert f"relative to the bundle's directory ({copy.parent})" in r.output
     shutil.copytree(TRACES, copy.parent / "traces")  # examples copied along: it works
     assert cli("policy", "test", copy).exit_code == 0
+
+
+def test_a_folder_without_trace_files_is_an_error_not_an_empty_success(
+    cli: Cli, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a trace")
+    r = cli("trace", "analyze", str(tmp_path))
+    assert r.exit_code == 2
+    assert f"error: no trace files in {tmp_path} (looked for *.json" in r.output

@@ -28,7 +28,7 @@ from sentrail.report.json_report import JsonReportWriter
 from sentrail.report.text import render_judgement, render_not_asked, render_run
 from sentrail.runtime.batch import Analysis, run_batch
 from sentrail.runtime.judge import DEFAULT_API_KEY_ENV, JudgeTally, OpenAIChatJudge
-from sentrail.runtime.sources import STDIN, iter_trace_paths
+from sentrail.runtime.sources import EVENT_SUFFIXES, STDIN, TRACE_SUFFIXES, iter_trace_paths
 
 app = typer.Typer(help="Analyse run traces.", no_args_is_help=True)
 
@@ -131,6 +131,9 @@ def analyze(
     except SentrailError as exc:
         fail(str(exc))
     is_dir = path != STDIN and os.path.isdir(path)
+    if is_dir and not paths:  # a wrong folder must not pass as "nothing found"
+        kinds = ", ".join("*" + s for s in TRACE_SUFFIXES + EVENT_SUFFIXES)
+        fail(f"no trace files in {path} (looked for {kinds}, in subfolders too)")
     batch = batch or is_dir or len(paths) != 1
     policy_info = {"path": engine.policy.path, "sha256": engine.policy.sha256}
     threshold = None if fail_on is FailOn.never else Severity(fail_on.value)
