@@ -312,6 +312,6 @@ def test_a_finished_run_leaves_nothing_behind() -> None:
         if isinstance(o, RunFolder | RunContext) and o.header.run_id.startswith(mine)
     ]
     assert kept == []
-    # Every detector says how it is built (see the note in detect/dangerous.py).
+    # Every detector says how it is built (see Detector's docstring).
     for cls in DETECTORS.values():
         assert "__init__" in vars(cls), cls.__name__

@@ -42,10 +42,6 @@ state = "pure"
 modules: tuple[str, ...] = ()
 
 
-def _source(name: str) -> Path:
-    return _PACKAGE.parent.joinpath(*name.split(".")).with_suffix(".py")
-
-
 def compiled_modules() -> dict[str, Path]:
     """Every compiled module in the package (name -> its source), from the files present."""
     found: dict[str, Path] = {}

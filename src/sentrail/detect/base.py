@@ -243,6 +243,10 @@ class Detector:
     :mod:`sentrail.detect.registry`, lists detectors by ``name``): its ``category`` and,
     per rule id, the severities that rule can have. A rule id ending in ``*`` stands for
     a family (the policy's own rules, ``policy.rule.<id>``).
+
+    Every subclass defines ``__init__``: compiled by mypyc, a class constructed through an
+    ``__init__`` inherited from this base (which allows interpreted subclasses, for the
+    hooks) keeps one reference to ``ctx`` too many, and the run's whole state outlives it.
     """
 
     name: ClassVar[str] = ""

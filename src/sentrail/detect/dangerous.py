@@ -85,9 +85,7 @@ class DangerousActions(Detector):
     }
 
     def __init__(self, ctx: RunContext) -> None:
-        # Every detector defines __init__: mypyc's compiled construction through an
-        # inherited __init__ of a base that allows interpreted subclasses keeps one
-        # reference to ctx too many (the run's whole state then outlives it).
+        # Not inherited: see Detector (compiled, an inherited __init__ leaks ctx).
         super().__init__(ctx)
 
     def on_step(self, facts: StepFacts) -> None:
