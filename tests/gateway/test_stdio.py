@@ -38,8 +38,12 @@ class RawProxy:
         self.raw_lines: list[bytes] = []
         self.lines: queue.Queue[bytes] = queue.Queue()
         self.stderr = b""
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
+        self.readers = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=self._read_err, daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -68,7 +72,10 @@ class RawProxy:
     def close(self) -> int:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
-        return self.proc.wait(timeout=DEADLINE)
+        code = self.proc.wait(timeout=DEADLINE)
+        for reader in self.readers:  # the pipes are at their end: what was written is read
+            reader.join(timeout=DEADLINE)
+        return code
 
 
 def call(rid: Any, tool: str, arguments: Any) -> bytes:
