@@ -36,6 +36,7 @@ from sentrail.detect.deobfuscate import (
     fix_misspellings,
     fold,
 )
+from sentrail.detect.fast_re import ascii_re2, compile_set
 
 THRESHOLD = 4
 MIN_LEN = 12
@@ -107,20 +108,35 @@ class Instruction:
         self.text = text or excerpt
 
 
+_FEATURES = (
+    ("first_person", _FIRST_PERSON),
+    ("destination", _DESTINATION),
+    ("sensitive", _SENSITIVE),
+    ("urgency", _URGENT),
+)
+# The four features of a window in one pass (RE2's Set) when the window is ASCII; the
+# Python expressions are the reference, the fallback, and what non-ASCII text reads.
+_FEATURE_SET = compile_set([*(ascii_re2(rx.pattern) for _, rx in _FEATURES), "^"])
+_FEATURE_SEEN = len(_FEATURES)  # the id of "^": every text has it
+
+
+def window_features(window: str) -> list[str]:
+    """The features found in ``window``, in ``_FEATURES`` order."""
+    if _FEATURE_SET is not None and window.isascii():
+        ids = _FEATURE_SET.Match(window.encode())
+        if ids and _FEATURE_SEEN in ids:
+            return [name for k, (name, _) in enumerate(_FEATURES) if k in ids]
+    return window_features_reference(window)
+
+
+def window_features_reference(window: str) -> list[str]:
+    """``window_features`` from Python's expressions."""
+    return [name for name, rx in _FEATURES if rx.search(window)]
+
+
 def _window_score(text: str, start: int, points: int) -> tuple[int, list[str]]:
-    window = text[start : start + WINDOW]
-    feats: list[str] = []
-    score = points
-    for name, rx in (
-        ("first_person", _FIRST_PERSON),
-        ("destination", _DESTINATION),
-        ("sensitive", _SENSITIVE),
-        ("urgency", _URGENT),
-    ):
-        if rx.search(window):
-            score += _WEIGHTS[name]
-            feats.append(name)
-    return score, feats
+    feats = window_features(text[start : start + WINDOW])
+    return points + sum(_WEIGHTS[name] for name in feats), feats
 
 
 def _excerpt(text: str, start: int) -> str:

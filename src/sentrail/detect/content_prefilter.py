@@ -16,12 +16,12 @@ Each is compared with the plain expression by a property test
 from __future__ import annotations
 
 import functools
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from sentrail.detect.content_anchors import ANCHORS, STRONG_VERBS, WEAK_VERBS
+from sentrail.detect.fast_re import compile_set
 
 _PERCENT_RUN = re.compile(rb"(?:%[0-9A-Fa-f]{2}){2}")
 
@@ -475,25 +475,7 @@ def _expressions() -> list[str]:
     return [*out, _PERCENT_RUN.pattern.decode(), "^"]
 
 
-def _compile_set() -> Any:
-    try:
-        import re2
-    except ImportError:
-        return None
-    options = re2.Options()
-    options.case_sensitive = False
-    options.max_mem = 64 << 20
-    options.log_errors = False
-    compiled = re2.Set.SearchSet(options)
-    for expr in _expressions():
-        compiled.Add(expr)
-    compiled.Compile()
-    # The wrapper's Match is a Python method around the compiled one (bytes in, a list of
-    # ids out; an empty list where the wrapper says None): call the compiled one.
-    return getattr(compiled, "_set", compiled)
-
-
-_SET: Any = None if os.environ.get("SENTRAIL_NO_RE2") else _compile_set()
+_SET: Any = compile_set(_expressions())
 _N_WORDS, _N_SUBS = len(VOCABULARY), len(SUBSTRINGS)
 _MARKER_IDS = frozenset(_N_WORDS + SUBSTRINGS.index(m) for m in _MARKERS)
 _CUE_IDS = (

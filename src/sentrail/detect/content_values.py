@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from sentrail.detect.fast_re import compile_one
 from sentrail.detect.text import destinations
 
 MAX_CANDIDATES = 400  # per text
@@ -173,8 +174,20 @@ _SECRET_HINTS_ASCII = (
 )
 
 
+# ``SECRET`` on ASCII text in one pass (RE2), or None: the hints below and Python's ``re``.
+_SECRET_FAST = compile_one(SECRET.pattern)
+
+
 def maybe_secret(text: str) -> bool:
-    """False when ``SECRET`` certainly finds nothing in ``text``."""
+    """False when ``SECRET`` certainly finds nothing in ``text`` (exact on ASCII text when
+    RE2 is installed)."""
+    if _SECRET_FAST is not None and text.isascii():
+        return _SECRET_FAST.search(text) is not None
+    return maybe_secret_reference(text)
+
+
+def maybe_secret_reference(text: str) -> bool:
+    """``maybe_secret`` from substring hints: no expression is run unless a digit run is."""
     low = text.lower()
     hints = _SECRET_HINTS_ASCII if text.isascii() else _SECRET_HINTS
     for h in hints:
@@ -198,10 +211,21 @@ def _may_hold_digit_run(text: str) -> bool:
 
 def secrets_in(text: str, limit: int = 8) -> list[str]:
     """Secret-looking values in ``text`` (each cut to 60 characters)."""
-    if not maybe_secret(text):
+    if _SECRET_FAST is not None and text.isascii():
+        return _first(_SECRET_FAST.finditer(text), limit)
+    if not maybe_secret_reference(text):
         return []
+    return _first(SECRET.finditer(text), limit)
+
+
+def secrets_in_reference(text: str, limit: int = 8) -> list[str]:
+    """``secrets_in`` from Python's ``re`` alone."""
+    return _first(SECRET.finditer(text), limit)
+
+
+def _first(matches: Iterator[Any], limit: int) -> list[str]:
     out: list[str] = []
-    for m in SECRET.finditer(text):
+    for m in matches:
         out.append(m.group(0)[:60])
         if len(out) >= limit:
             break
