@@ -600,3 +600,18 @@ def test_without_re2_secrets_come_from_python(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(V, "_SECRET_FAST", None)
     assert V.secrets_in(text) == fast == V.secrets_in_reference(text)
     assert V.maybe_secret(text) and not V.maybe_secret("plain words")
+
+
+_CANDIDATE_PIECES = [
+    *("a", "Z", "GB", "29", "NWBK", "6016", "1331", "9268", "19", " ", "-", "_", ".", ",", ":"),
+    *("/", "\\", "~", "C:\\", "#", "@", "'", '"', "`", "$", "\u20ac", "\u00a3", "usd", "USD"),
+    *("eur", "gbp", "dollars", "btc", "eth", "u\u017fd", "\u212a", "://", "https", "www"),
+    *("example", "com", "io", "10", "0", "255", "+", "1234567", "2026-03-14", "item", "x1y2"),
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_CANDIDATE_PIECES), max_size=24))
+def test_candidate_prefilters_never_change_the_candidates(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert list(candidates(text)) == list(candidates(text, prefilter=False)), text

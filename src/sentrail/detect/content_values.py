@@ -65,28 +65,43 @@ def norm_number(text: str) -> str:
 _MAYBE = re.compile(r"[\d@/\\'\"`#$€£~]|\.[A-Za-z]{2}")
 
 
-def candidates(text: str) -> Iterator[Candidate]:
-    """Candidate values in ``text`` (bounded by the caller), at most ``MAX_CANDIDATES``."""
+# What a match of each expression must contain, tested with substring searches before the
+# expression runs (most values are plain words and numbers): a URL "://", an e-mail address,
+# IP or host name a dot; an IBAN an upper-case letter; a path "/", "\\" or "~"; a handle
+# "#" or "@"; a quoted value a quote; an amount a currency sign or word (on ASCII text).
+_CURRENCY = ("$", "€", "£", "usd", "eur", "gbp", "dollars", "btc", "eth")
+
+
+def candidates(text: str, *, prefilter: bool = True) -> Iterator[Candidate]:
+    """Candidate values in ``text`` (bounded by the caller), at most ``MAX_CANDIDATES``.
+    ``prefilter=False`` runs every expression (the reference the property test uses)."""
     if len(text) < 3 or _MAYBE.search(text) is None:
         return
+    low = text.lower()
     n = 0
-    for d in destinations(text):
-        if d.kind == "url":
-            yield Candidate("url", d.value.lower().rstrip("/"), d.value)
-            if d.host:
-                yield Candidate("host", d.host, d.host)
-        else:
-            yield Candidate(d.kind, d.value.lower(), d.value)
-        n += 1
-    for m in _IBAN.finditer(text):
-        yield Candidate("account", m.group(0).replace(" ", "").lower(), m.group(0))
+    if not prefilter or "." in text or "://" in text:
+        for d in destinations(text):
+            if d.kind == "url":
+                yield Candidate("url", d.value.lower().rstrip("/"), d.value)
+                if d.host:
+                    yield Candidate("host", d.host, d.host)
+            else:
+                yield Candidate(d.kind, d.value.lower(), d.value)
+            n += 1
+    if not prefilter or low != text:
+        for m in _IBAN.finditer(text):
+            yield Candidate("account", m.group(0).replace(" ", "").lower(), m.group(0))
     for m in _DIGITS.finditer(text):
         raw = m.group(0)
         if _DATE.match(raw) or (raw.isdigit() and len(raw) < 8):
             continue  # a date, or a plain number too short to be an account
         yield Candidate("phone" if raw.startswith("+") else "account", _NON_DIGIT.sub("", raw), raw)
         n += 1
+    path = not prefilter or "/" in text or "\\" in text or "~" in text
+    handle = not prefilter or "#" in text or "@" in text
     for rx, kind in ((_PATH, "path"), (_IDENT, "ident"), (_HANDLE, "handle")):
+        if (kind == "path" and not path) or (kind == "handle" and not handle):
+            continue
         for m in rx.finditer(text):
             raw = m.group(0)
             if kind == "path" and len(raw) < 3:
@@ -98,12 +113,16 @@ def candidates(text: str) -> Iterator[Candidate]:
             n += 1
             if n >= MAX_CANDIDATES:
                 return
-    for m in _QUOTED.finditer(text):
-        raw = m.group(1) or m.group(2) or m.group(3) or ""
-        key = norm(raw)
-        if len(key) >= 3:
-            yield Candidate("quoted", key, raw)
-            n += 1
+    if not prefilter or "'" in text or '"' in text or "`" in text:
+        for m in _QUOTED.finditer(text):
+            raw = m.group(1) or m.group(2) or m.group(3) or ""
+            key = norm(raw)
+            if len(key) >= 3:
+                yield Candidate("quoted", key, raw)
+                n += 1
+    # (ASCII text only: under re.I the long s, U+017F, reads as "s" in a currency word.)
+    if prefilter and text.isascii() and not any(c in low for c in _CURRENCY):
+        return
     for m in _AMOUNT.finditer(text):
         raw = m.group(1) or m.group(2) or ""
         yield Candidate("amount", norm_number(raw), m.group(0))

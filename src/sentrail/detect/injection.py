@@ -46,6 +46,11 @@ MAX_JOINED = 16 * 1024  # characters of a result's strings judged joined togethe
 NEAR_MISS = 2
 MAX_TOOLS = 1_000  # tools remembered per run
 MAX_DESCRIPTION = 8 * 1024
+# A result's JSON text is tested for a cue as a whole only when short: then it usually has
+# none (a record, a status) and one test dismisses every string. Longer texts nearly always
+# have one (prose says "you", "and", "i": every result of 1 KB or more in the content
+# benchmark did), and each string is tested anyway.
+BLOB_CUE_MAX = 1024
 
 
 def scan_all(
@@ -56,7 +61,7 @@ def scan_all(
     ``blob`` (the result's JSON text) lets a benign result be dismissed with one search."""
     if data is None or isinstance(data, bool | int | float):
         return []
-    if blob is not None and len(blob) < SCAN_HEAD and not has_cue(blob):
+    if blob is not None and len(blob) < BLOB_CUE_MAX and not has_cue(blob):
         return []
     if isinstance(data, str):
         if len(data) < MIN_LEN:
