@@ -615,3 +615,15 @@ _CANDIDATE_PIECES = [
 def test_candidate_prefilters_never_change_the_candidates(pieces: list[str]) -> None:
     text = "".join(pieces)
     assert list(candidates(text)) == list(candidates(text, prefilter=False)), text
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="0123456789 ,-.aB\n\t\u0660\u00e9", max_size=40))
+def test_digit_groups_are_joined_as_the_expression_joins_them(text: str) -> None:
+    from sentrail.detect.taint import _NUMBER_GLUE, _glue_shape, searchable
+
+    low = " ".join(text.lower().split())
+    if "0-0" not in _glue_shape(low):
+        assert searchable(text) == low
+    else:
+        assert searchable(text) == f"{low}\n{_NUMBER_GLUE.sub('', low)}", text

@@ -478,9 +478,24 @@ def searchable(text: str) -> str:
     substring: lower case with runs of spaces folded, then again with digit groups joined
     (``DE44 5001`` -> ``de445001``, ``1,000.50`` -> ``1000.50``) when there are any."""
     low = " ".join(text.lower().split())
-    if "0-0" not in _glue_shape(low):
+    shape = _glue_shape(low)
+    if "0-0" not in shape:
         return low
-    return low + "\n" + _NUMBER_GLUE.sub("", low)
+    return low + "\n" + (_glued(low, shape) if low.isascii() else _NUMBER_GLUE.sub("", low))
+
+
+def _glued(low: str, shape: str) -> str:
+    """``_NUMBER_GLUE.sub("", low)`` for ASCII ``low`` (``\\d`` is 0-9 there), from its
+    shape: each "0-0" marks a separator between two digits (occurrences overlap)."""
+    parts: list[str] = []
+    last = 0
+    at = shape.find("0-0")
+    while at >= 0:
+        parts.append(low[last : at + 1])
+        last = at + 2
+        at = shape.find("0-0", at + 2)
+    parts.append(low[last:])
+    return "".join(parts)
 
 
 def _glue_shape(text: str) -> str:
