@@ -116,7 +116,7 @@ _FEATURES = (
 )
 # The four features of a window in one pass (RE2's Set) when the window is ASCII; the
 # Python expressions are the reference, the fallback, and what non-ASCII text reads.
-_FEATURE_SET = compile_set([*(ascii_re2(rx.pattern) for _, rx in _FEATURES), "^"])
+_FEATURE_SET = compile_set([*(ascii_re2(rx) for _, rx in _FEATURES), "^"])
 _FEATURE_SEEN = len(_FEATURES)  # the id of "^": every text has it
 
 

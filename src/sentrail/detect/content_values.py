@@ -194,7 +194,7 @@ _SECRET_HINTS_ASCII = (
 
 
 # ``SECRET`` on ASCII text in one pass (RE2), or None: the hints below and Python's ``re``.
-_SECRET_FAST = compile_one(SECRET.pattern)
+_SECRET_FAST = compile_one(SECRET)
 
 
 def maybe_secret(text: str) -> bool:

@@ -12,15 +12,24 @@ reference, which property tests compare with the compiled form.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 # On ASCII text Python's \s is these characters (RE2's \s lacks \v and \x1c-\x1f).
 _ASCII_SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f "
 
 
-def ascii_re2(pattern: str) -> str:
-    """``pattern`` (Python syntax, no look-around) as RE2 reads it identically on ASCII
-    text. A ``\\S`` inside brackets has no such spelling: ValueError."""
+_SAME_FLAGS = re.IGNORECASE | re.UNICODE | re.ASCII  # the only flags RE2 reads alike here
+
+
+def ascii_re2(rx: re.Pattern[str]) -> str:
+    """``rx`` (case-insensitive, no look-around) as RE2 reads it identically on ASCII text.
+    What RE2 would read otherwise is refused (ValueError) rather than translated: other
+    flags, ``$`` (Python's also matches before a final newline), ``\\Z``, ``{,n}`` (a
+    literal to RE2), and ``\\S`` inside brackets (no such spelling)."""
+    if not rx.flags & re.IGNORECASE or rx.flags & ~_SAME_FLAGS:
+        raise ValueError(f"only case-insensitive expressions are read alike: {rx.pattern!r}")
+    pattern = rx.pattern
     out: list[str] = []
     in_class = False
     i = 0
@@ -30,14 +39,16 @@ def ascii_re2(pattern: str) -> str:
             escape = pattern[i + 1]
             if escape == "s":
                 out.append(_ASCII_SPACE if in_class else f"[{_ASCII_SPACE}]")
-            elif escape == "S":
-                if in_class:
-                    raise ValueError(f"\\S inside brackets: {pattern!r}")
+            elif escape == "S" and not in_class:
                 out.append(f"[^{_ASCII_SPACE}]")
+            elif escape in "SZ":
+                raise ValueError(f"\\{escape} reads differently in RE2: {pattern!r}")
             else:
                 out.append(pattern[i : i + 2])
             i += 2
             continue
+        if not in_class and (c == "$" or pattern.startswith("{,", i)):
+            raise ValueError(f"{c!r} at {i} reads differently in RE2: {pattern!r}")
         if c == "[" and not in_class:
             in_class = True
             out.append(c)
@@ -75,18 +86,18 @@ def _options(re2: Any, max_mem: int) -> Any:
     return options
 
 
-def compile_one(pattern: str) -> Any:
-    """A case-insensitive RE2 expression for ``pattern`` (Python syntax, run through
-    ``ascii_re2``; its ``search`` and ``finditer`` take ASCII ``str``), or None without
-    RE2."""
+def compile_one(rx: re.Pattern[str]) -> Any:
+    """RE2's reading of ``rx`` (through ``ascii_re2``; its ``search`` and ``finditer`` take
+    ASCII ``str``), or None without RE2."""
     re2 = _re2()
     if re2 is None:
         return None
-    return re2.compile(ascii_re2(pattern), _options(re2, 8 << 20))
+    return re2.compile(ascii_re2(rx), _options(re2, 8 << 20))
 
 
 def compile_set(expressions: list[str], max_mem: int = 64 << 20) -> Any:
-    """A case-insensitive RE2 ``Set`` of ``expressions`` (RE2 syntax; its compiled
+    """A case-insensitive RE2 ``Set`` of ``expressions`` (RE2 syntax, e.g. from
+    ``ascii_re2``; its compiled
     ``Match``: bytes in, the ids of the expressions found out), or None without RE2.
     Callers add ``"^"`` last: RE2's Set answers nothing, not an error, when its DFA gives
     up, so an answer without that id is not trusted."""

@@ -25,19 +25,38 @@ def bounded(text: str) -> str:
 _JSON_ENCODE = msgspec.json.Encoder().encode
 
 
+# The escapes msgspec writes besides \n, \t, \r, \b, \f, \" and \\: other control characters.
+_CONTROL_ESCAPE = re.compile(r"\\u00[01][0-9a-fA-F]")
+
+
+def _control(m: re.Match[str]) -> str:
+    # U+0000 reads as U+0001, which every expression here treats alike (neither a word
+    # character nor white space): a raw NUL stands for an escaped backslash meanwhile.
+    return chr(int(m.group(0)[2:], 16) or 1)
+
+
 def json_text(value: Any) -> str:
-    """``value`` as one JSON text with the common escapes undone (a ``\\n`` escape is a
-    newline again), so that words and values inside strings can be searched in one pass.
-    Bounded like any other scanned text."""
+    """``value`` as one JSON text with its escapes undone (a ``\\n`` escape is a newline
+    again), so that words and values inside strings can be searched in one pass: a word or
+    secret after a control character must not read as one word with the escape's letter
+    (``\\fIgnore``), nor a literal backslash lose the letter after it (``C:\\forget``).
+    Escaped backslashes are set aside first (paired left to right, as JSON reads them; a
+    JSON text holds no raw control character, so NUL marks them), then every other escape
+    is a real one. Bounded like any other scanned text."""
     text = _JSON_ENCODE(value).decode("utf-8", "replace")
     if "\\" in text:
         text = (
-            text.replace("\\n", "\n")
+            text.replace("\\\\", "\x00")
+            .replace("\\n", "\n")
             .replace("\\t", "\t")
             .replace("\\r", "\r")
+            .replace("\\b", "\b")
+            .replace("\\f", "\f")
             .replace('\\"', '"')
-            .replace("\\\\", "\\")
         )
+        if "\\u00" in text:
+            text = _CONTROL_ESCAPE.sub(_control, text)
+        text = text.replace("\x00", "\\")
     return bounded(text)
 
 
