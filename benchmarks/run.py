@@ -1,6 +1,7 @@
 """`make bench`: throughput against a raw-parse baseline measured in the same run, and the
-peak memory of a 50,000-trace batch. Prints one JSON object. No figure here is asserted
-by a test; machines are shared and noisy."""
+peak memory of `trace analyze --batch` over a quarter of and all of 75,000 traces (1.0 GB).
+Prints one JSON object (fields in docs/performance.md). No figure here is asserted by a
+test; machines are shared and noisy."""
 
 from __future__ import annotations
 
