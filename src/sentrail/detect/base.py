@@ -9,7 +9,14 @@ from typing import Any, ClassVar
 
 from mypy_extensions import mypyc_attr
 
-from sentrail.detect.text import bounded, iter_strings, json_text
+from sentrail.detect.text import (
+    SCAN_HEAD,
+    SCAN_TAIL,
+    bounded,
+    iter_strings,
+    json_text,
+    strings_text,
+)
 from sentrail.model.baseline import AgentBaseline
 from sentrail.model.finding import Category, Finding, Severity
 from sentrail.model.status import DENIED_STATUSES, FAILED_STATUSES
@@ -36,6 +43,7 @@ class StepFacts:
         "params",
         "permissions",
         "registered",
+        "result_cut",
         "result_of",
         "risk",
         "status",
@@ -65,6 +73,7 @@ class StepFacts:
         self.has_approval = bool(step.approval_id)
         self._time: dt.datetime | bool | None = False
         self._result_text: str | None = None
+        self.result_cut = False  # set with result_text: it does not hold the whole result
         self._param_strings: list[tuple[str, str]] | None = None
 
     @property
@@ -80,13 +89,21 @@ class StepFacts:
     @property
     def result_text(self) -> str:
         """The result (data and error) as one text, computed once and shared: for cheap
-        prefilters and substring checks before any per-string work. Bounded."""
+        prefilters and substring checks before any per-string work. A JSON text too long to
+        keep whole would lose the middle of the result, so a long result is its strings one
+        by one instead, each bounded as the per-string detectors read it (up to
+        ``MAX_STRINGS_TEXT``); ``result_cut`` says so: a prefilter must not answer "no"
+        then, substring searches find any value of a string's head or tail."""
         if self._result_text is None:
             res = self.step.result
+            self.result_cut = False
             if res is None or (res.data is None and res.error is None):
                 self._result_text = ""
             else:
-                self._result_text = json_text([res.data, res.error])
+                text = json_text([res.data, res.error])
+                if len(text) > SCAN_HEAD + SCAN_TAIL:  # json_text kept its head and tail
+                    text, self.result_cut = strings_text([res.data, res.error]), True
+                self._result_text = text
         return self._result_text
 
     @property

@@ -25,11 +25,14 @@ _SAME_FLAGS = re.IGNORECASE | re.UNICODE | re.ASCII  # the only flags RE2 reads 
 def ascii_re2(rx: re.Pattern[str]) -> str:
     """``rx`` (case-insensitive, no look-around) as RE2 reads it identically on ASCII text.
     What RE2 would read otherwise is refused (ValueError) rather than translated: other
-    flags, ``$`` (Python's also matches before a final newline), ``\\Z``, ``{,n}`` (a
-    literal to RE2), and ``\\S`` inside brackets (no such spelling)."""
+    flags, non-ASCII characters, ``$`` (Python's also matches before a final newline),
+    ``\\Z``, ``{,n}`` (a literal to RE2), ``[:`` in brackets (a POSIX class to RE2), and
+    ``\\S`` in brackets (no such spelling)."""
     if not rx.flags & re.IGNORECASE or rx.flags & ~_SAME_FLAGS:
         raise ValueError(f"only case-insensitive expressions are read alike: {rx.pattern!r}")
     pattern = rx.pattern
+    if not pattern.isascii():  # case folding of non-ASCII letters differs between them
+        raise ValueError(f"only ASCII expressions are read alike: {pattern!r}")
     out: list[str] = []
     in_class = False
     i = 0
@@ -61,6 +64,8 @@ def ascii_re2(rx: re.Pattern[str]) -> str:
                 out.append("\\]")
                 i += 1
             continue
+        if in_class and pattern.startswith("[:", i):  # a POSIX class to RE2 only
+            raise ValueError(f"'[:' in brackets reads differently in RE2: {pattern!r}")
         if c == "]" and in_class:
             in_class = False
         out.append(c)

@@ -25,14 +25,28 @@ def bounded(text: str) -> str:
 _JSON_ENCODE = msgspec.json.Encoder().encode
 
 
-# The escapes msgspec writes besides \n, \t, \r, \b, \f, \" and \\: other control characters.
-_CONTROL_ESCAPE = re.compile(r"\\u00[01][0-9a-fA-F]")
+# The control characters msgspec writes as \u00XX (the others are \b, \t, \n, \f, \r).
+_CONTROL_ESCAPES = tuple(
+    (f"\\u{code:04x}", chr(code or 1)) for code in range(32) if code not in (8, 9, 10, 12, 13)
+)  # U+0000 reads as U+0001 (a raw NUL marks escaped backslashes meanwhile): every
+# expression here treats the two alike, neither a word character nor white space.
 
 
-def _control(m: re.Match[str]) -> str:
-    # U+0000 reads as U+0001, which every expression here treats alike (neither a word
-    # character nor white space): a raw NUL stands for an escaped backslash meanwhile.
-    return chr(int(m.group(0)[2:], 16) or 1)
+MAX_STRINGS_TEXT = 4 * 1024 * 1024  # characters of a long result's strings searched
+
+
+def strings_text(value: Any) -> str:
+    """The strings of ``value`` one by one, each bounded, joined by newlines, up to
+    ``MAX_STRINGS_TEXT`` characters."""
+    parts: list[str] = []
+    size = 0
+    for text in iter_texts(value):
+        part = bounded(text)
+        parts.append(part)
+        size += len(part) + 1
+        if size >= MAX_STRINGS_TEXT:
+            break
+    return "\n".join(parts)
 
 
 def json_text(value: Any) -> str:
@@ -54,8 +68,10 @@ def json_text(value: Any) -> str:
             .replace("\\f", "\f")
             .replace('\\"', '"')
         )
-        if "\\u00" in text:
-            text = _CONTROL_ESCAPE.sub(_control, text)
+        if "\\u00" in text:  # rare: one C-level pass per escape present
+            for escape, char in _CONTROL_ESCAPES:
+                if escape in text:
+                    text = text.replace(escape, char)
         text = text.replace("\x00", "\\")
     return bounded(text)
 

@@ -266,6 +266,7 @@ class RunFolder:
             # Detectors that read results lazily (data reads, taint sources) see it there.
             facts.step.result = ev.result
             facts._result_text = None
+            facts.result_cut = False
             self._decided(facts.index, ev.result.status or "")
         step = Step(
             step_index=self.steps, action="tool_result", result=ev.result, timestamp=ev.timestamp
