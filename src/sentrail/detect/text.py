@@ -32,7 +32,7 @@ _CONTROL_ESCAPES = tuple(
 # expression here treats the two alike, neither a word character nor white space.
 
 
-MAX_STRINGS_TEXT = 4 * 1024 * 1024  # characters of a long result's strings searched
+MAX_STRINGS_TEXT = 1024 * 1024  # characters of a long result's strings kept in its one-text view
 
 
 def strings_text(value: Any) -> str:
