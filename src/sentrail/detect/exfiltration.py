@@ -147,9 +147,8 @@ class DataExfiltration(Detector):
             reasons.append(f"tool name suggests sensitive data ({', '.join(named[:3])})")
             sensitive = True
         blob = facts.result_text
-        whole = not facts.result_cut
-        if whole and not maybe_secret(blob) and not _SECRET_KEY_IN_TEXT.search(blob):
-            # no secret anywhere: skip the walk; the JSON text's length is the size
+        if not facts.result_cut and not maybe_secret(blob) and not _SECRET_KEY_IN_TEXT.search(blob):
+            # no secret anywhere in the whole JSON text: skip the walk; its length is the size
             size = len(blob) if len(blob) < SCAN_HEAD else text_size(data)
             secrets: list[str] = []
         else:
