@@ -31,3 +31,9 @@ def test_api_keys_are_listed_under_a_header(cli: Cli) -> None:
 
 def test_pending_approvals_are_listed_under_a_header(cli: Cli) -> None:
     assert cli("approvals", "list").output == "no pending approvals\n"
+
+
+def test_an_empty_run_list_names_where_it_looked(cli: Cli) -> None:
+    assert cli("runs", "list", "--tenant", "other").output == "No runs stored for tenant other.\n"
+    scoped = cli("runs", "list", "--tenant", "acme", "--app", "pay", "--verdict", "unauthorized")
+    assert scoped.output == "No runs stored for tenant acme, app pay that match the filters.\n"

@@ -136,7 +136,9 @@ def list_runs(
         emit_json({"tenant": tenant, "items": [run_item(r) for r in rows]})
         raise typer.Exit(EXIT_OK)
     if not rows:
-        typer.echo("No runs.")
+        where = f"tenant {safe_text(tenant)}" + (f", app {safe_text(app)}" if app else "")
+        filtered = agent or verdict or status or since or until
+        typer.echo(f"No runs stored for {where}{' that match the filters' if filtered else ''}.")
     for r in rows:
         worst = (
             "critical" if r.counts.get("critical") else "warning" if r.counts.get("warning") else ""

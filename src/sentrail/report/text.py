@@ -83,7 +83,9 @@ def render_run(
     lines.append("Anomalies:")
     anomalies = [f for f in result.findings if f.category is not Category.POLICY_VIOLATION]
     if not anomalies:
-        lines.append("  (none)")
+        # "(none)" alone, above a policy violation, reads as "nothing was found".
+        violated = len(result.findings) > 0
+        lines.append("  (none; the policy violations are listed below)" if violated else "  (none)")
     for f in anomalies:
         where = f"Step {f.step_index}" if f.step_index is not None else "Run"
         lines.append(f"  {_badge(_LABEL[f.severity], colour)} {where}: {safe_text(f.message)}")
