@@ -481,12 +481,16 @@ _SECRET_PIECES = [
     *("secret", "password", "token", "sk", "live", " ", '"', "\u017f", "a1B2c3D4e5F6g7H8i9J0"),
     *("aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", "4111", "123-45-6789", "api_key=", "API-Key: "),
     *("apikey=", "ghp_", "GHO_", "ghu_", "ghs_", "ghr_", "gh\u017f_", "sk_live_"),
+    # The four non-ASCII letters ``re.I`` matches with ASCII ones: long s, dotted and
+    # dotless i, the Kelvin sign ("pa\u017f\u017fword=" is a password field to SECRET).
+    *("pa", "word", "pr", "vate_key=", "\u0130", "\u0131", "\u212a", "c\u0131ent_"),
 ]
 
 
 @settings(max_examples=500)
 @given(st.lists(st.sampled_from(_SECRET_PIECES), max_size=8))
 def test_secret_prefilter_never_hides_a_secret(pieces: list[str]) -> None:
+    """Also where a non-ASCII letter stands for an ASCII one (``paſſword=``)."""
     from sentrail.detect.content_values import SECRET, maybe_secret, maybe_secret_reference
 
     text = "".join(pieces)
@@ -714,3 +718,23 @@ def test_a_value_in_the_middle_of_a_long_result_stays_in_sight() -> None:
         ("bank.transfer", {"to_account": iban, "amount": 100}, "ok"),
     )
     assert _of(analyze_doc(paid), Category.TAINTED_ACTION)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pa\u017f\u017fword=hunter22",  # long s
+        "pr\u0130vate_key: abcdef",  # dotted capital I
+        "cl\u0131ent_secret=abcdef",  # dotless i
+        "AP\u0130_KEY=abcdef",
+        "\u212aEY api_\u212aey=abcdef",  # Kelvin sign
+    ],
+)
+def test_a_secret_field_spelled_with_a_look_alike_letter_is_found(text: str) -> None:
+    """Python's ``re.I`` matches these letters with ASCII ones, so SECRET finds the field;
+    the substring gate before it must not rule the text out (an evasion before the fix)."""
+    from sentrail.detect import content_values as V
+
+    assert V.SECRET.search(text) is not None
+    assert V.maybe_secret_reference(text) and V.maybe_secret(text)
+    assert V.secrets_in(text) == V.secrets_in_reference(text) != []

@@ -205,10 +205,18 @@ def maybe_secret(text: str) -> bool:
     return maybe_secret_reference(text)
 
 
+# The non-ASCII letters ``re.I`` matches with ASCII ones (long s, dotted and dotless i, the
+# Kelvin sign): folded before the hints are looked for, or "pa\u017f\u017fword=" would pass
+# the gate unseen although SECRET reads it as a password field.
+_ASCII_LOOKALIKES = str.maketrans({"\u017f": "s", "\u0130": "i", "\u0131": "i", "\u212a": "k"})
+
+
 def maybe_secret_reference(text: str) -> bool:
     """``maybe_secret`` from substring hints: no expression is run unless a digit run is."""
-    low = text.lower()
-    hints = _SECRET_HINTS_ASCII if text.isascii() else _SECRET_HINTS
+    if text.isascii():
+        low, hints = text.lower(), _SECRET_HINTS_ASCII
+    else:
+        low, hints = text.translate(_ASCII_LOOKALIKES).lower(), _SECRET_HINTS
     for h in hints:
         if h in low:
             return True
