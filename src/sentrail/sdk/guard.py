@@ -120,19 +120,36 @@ def run_context(
         _current.reset(token)
 
 
+def utf8_safe(text: str) -> str:
+    """``text`` as UTF-8 can carry it. A Python string may hold lone surrogates (a file name
+    that is not UTF-8, read with ``os.fsdecode``; ``json.loads`` of a ``\\udc80`` escape),
+    which no JSON encoder writes: each becomes its escape (``\\udc80``), as text, so the
+    call is decided and its result observed like any other, the odd bytes visible."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def jsonable(value: Any, depth: int = 0) -> Any:
     """A JSON-safe copy of ``value`` (pydantic models dumped, other objects as ``repr``),
-    with long strings cut and nesting bounded."""
+    with long strings cut, lone surrogates escaped (:func:`utf8_safe`) and nesting
+    bounded."""
     if depth > 32:
         return "<nested too deep>"
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
-        return value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "…"
+        cut = value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "…"
+        return utf8_safe(cut)
     if isinstance(value, bytes | bytearray):
         return f"<{len(value)} bytes>"
     if isinstance(value, Mapping):
-        return {str(k)[:200]: jsonable(v, depth + 1) for k, v in list(value.items())[:1000]}
+        items = list(value.items())[:1000]
+        return {utf8_safe(str(k)[:200]): jsonable(v, depth + 1) for k, v in items}
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(v, depth + 1) for v in list(value)[:1000]]
     dump = getattr(value, "model_dump", None)  # pydantic v2
@@ -162,7 +179,7 @@ def bind_arguments(
             continue
         kind = bound.signature.parameters[name].kind
         if kind is inspect.Parameter.VAR_KEYWORD:
-            params.update({k: jsonable(v) for k, v in value.items()})
+            params.update({utf8_safe(k): jsonable(v) for k, v in value.items()})
         else:
             params[name] = jsonable(value)
     return params
@@ -198,7 +215,7 @@ class GuardedCall:
         self.pdp: DecisionPoint = chosen
         self.request = DecisionRequest(
             tool=tool,
-            parameters={str(k): jsonable(v) for k, v in parameters.items()},
+            parameters={utf8_safe(str(k)): jsonable(v) for k, v in parameters.items()},
             tenant_id=tenant_id or (ctx.tenant_id if ctx else "default"),
             agent_id=agent_id or (ctx.agent_id if ctx else None),
             agent_type=ctx.agent_type if ctx else None,
@@ -241,7 +258,9 @@ class GuardedCall:
     # -- observing ------------------------------------------------------------------------
     def tool_result(self, exc: BaseException | None) -> ToolResult:
         if exc is not None:
-            return ToolResult(status="error", error=f"{type(exc).__name__}: {exc}"[:4096])
+            return ToolResult(
+                status="error", error=utf8_safe(f"{type(exc).__name__}: {exc}"[:4096])
+            )
         return ToolResult(status="success", data=jsonable(self.result))
 
     def observe(self, exc: BaseException | None = None) -> list[Finding]:
