@@ -88,8 +88,14 @@ def main() -> None:
         for b in blobs:
             engine.analyze(decode_run(b))
 
+    def fold_only() -> None:  # decoding and the fold with no detector: the floor below them
+        engine = Engine(policy, detectors=())
+        for b in blobs:
+            engine.analyze(decode_run(b))
+
     raw_s = best_of(raw)
     analyze_s = best_of(analyze, repeat=2)
+    floor_s = best_of(fold_only, repeat=2)
     config = EngineConfig(policy_path=str(POLICY) if POLICY.exists() else None)
     t0 = time.perf_counter()
     n = sum(1 for _ in run_batch([str(p) for p in sample], config, jobs=2))
@@ -108,6 +114,9 @@ def main() -> None:
         "raw_parse_steps_per_s": round(steps / raw_s),
         "analyze_steps_per_s": round(steps / analyze_s),
         "ratio": round((steps / analyze_s) / (steps / raw_s), 4),
+        # What the detectors leave: decode_run and the fold with none of them.
+        "no_detectors_steps_per_s": round(steps / floor_s),
+        "no_detectors_ratio": round(raw_s / floor_s, 4),
         "batch_jobs2_steps_per_s": round(steps / batch_s),
         "memory_batch_traces": len(whole),
         "memory_batch_bytes": sum(p.stat().st_size for p in whole),
