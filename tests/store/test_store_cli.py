@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +106,17 @@ def test_an_event_id_reused_with_other_bytes_is_named_and_the_rest_stored(
     assert r.exit_code == 2, r.output
     assert "b.ndjson" in r.output and "'e1' is already stored" in r.output
     assert "1 new event(s), 1 duplicate(s), 1 invalid" in r.output
+
+
+def test_a_new_home_and_store_are_private_and_an_existing_file_keeps_its_mode(
+    home: Path, tmp_path: Path
+) -> None:
+    assert run("ingest", TRIAGE, "--tenant", "acme").exit_code == 0
+    mode = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in [home, *home.iterdir()]}
+    assert mode["home"] == mode["keys"] == 0o700
+    assert all(m == 0o600 for name, m in mode.items() if name.startswith("sentrail.db"))
+    shared = tmp_path / "shared.db"  # a store the operator made shared on purpose
+    shared.touch(mode=0o640)
+    os.chmod(shared, 0o640)
+    assert run("db", "upgrade", "--database", f"sqlite:///{shared}").exit_code == 0
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o640

@@ -117,7 +117,9 @@ class KeyStore:
         )
 
     def _prepare_dir(self) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The home it lives in, when made here, is private too (it holds the store).
+        self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, exist_ok=True)
         st = self.directory.lstat()
         if not stat.S_ISDIR(st.st_mode):
             raise EvidenceError("not a directory", str(self.directory))

@@ -8,6 +8,7 @@ lock); with WAL and ``synchronous=FULL`` the commit is on disk when ``append`` r
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -38,7 +39,7 @@ class SqliteStore(LogStore):
         in_memory = str(path) == ":memory:"
         try:
             if not in_memory:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(self.path)
             self._conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30
             )
@@ -90,3 +91,15 @@ class SqliteStore(LogStore):
     def _close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _create_private(path: Path) -> None:
+    """A new store is its owner's alone: the folder made for it 0700, the file 0600 (SQLite
+    gives its ``-wal`` and ``-shm`` files the database's mode). Existing ones are left as
+    they are."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
