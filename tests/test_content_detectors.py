@@ -639,7 +639,7 @@ def test_candidate_prefilters_never_change_the_candidates(pieces: list[str]) -> 
 @settings(max_examples=1000, deadline=None)
 @given(st.text(alphabet="0123456789 ,-.aB\n\t\u0660\u00e9", max_size=40))
 def test_digit_groups_are_joined_as_the_expression_joins_them(text: str) -> None:
-    from sentrail.detect.taint import _NUMBER_GLUE, _glue_shape, searchable
+    from sentrail.detect.taint_corpus import _NUMBER_GLUE, _glue_shape, searchable
 
     low = " ".join(text.lower().split())
     if "0-0" not in _glue_shape(low):

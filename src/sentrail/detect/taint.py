@@ -1,13 +1,15 @@
 """tainted_action: a value from an untrusted tool result flows into a later sensitive action.
 
 Values are indexed lazily: results are only read when a write step arrives, from a cursor
-into ``ctx.history``, so read-only runs cost nothing here. A value is *known* (not tainted)
-when the run's trigger mentions it, when it is a trusted destination of the agent's profile,
-or when an earlier tool call carried it before any result did (it came from the user or the
-agent's own plan). Destinations (addresses, URLs, accounts, paths...) are tainted on their
-own (warning); any value from a step that carried an injection makes the action critical,
-and so does a write whose verb and object repeat an injected instruction
-("Please unlock my front door" → ``SmartLockUnlockDoor``).
+into ``ctx.history``, so read-only runs cost nothing here; a value is looked for in the
+results' searchable texts (``taint_corpus.ResultCorpus``) before any result's values are
+extracted. A value is *known* (not tainted) when the run's trigger mentions it, when it is
+a trusted destination of the agent's profile, or when an earlier tool call carried it
+before any result did (it came from the user or the agent's own plan). Destinations
+(addresses, URLs, accounts, paths...) are tainted on their own (warning); any value from a
+step that carried an injection makes the action critical, and so does a write whose verb
+and object repeat an injected instruction ("Please unlock my front door" →
+``SmartLockUnlockDoor``).
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ from sentrail.detect.content_values import (
     words_of,
 )
 from sentrail.detect.links import named_tools, output_tokens, refuses, tool_key
+from sentrail.detect.taint_corpus import ResultCorpus
 from sentrail.detect.text import bounded, iter_strings
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.bundle import RiskClass
 from sentrail.policy.risk import tool_words
 
 MAX_INDEX = 20_000  # candidate values per result
-MAX_CORPUS = 4 * 1024 * 1024  # searchable text kept per run
-CHUNK = 64 * 1024
 MAX_CACHE = 16_384  # short strings whose candidates are remembered (process-wide LRU)
 CACHE_LEN = 256
 MAX_STRINGS = 2_000  # per result or call
@@ -97,12 +98,8 @@ class TaintedAction(Detector):
         self._known: set[str] = set()
         self._trigger = ""
         self._trigger_stems: set[str] = set()
-        self._cursor = 0
         self._started = False
-        # Per earlier step: (step, facts, searchable text of its parameters and result).
-        self._steps: list[tuple[int, StepFacts, str]] = []
-        self._chunks: list[str] = []  # the steps' texts, joined into chunks of < CHUNK
-        self._corpus_size = 0
+        self._corpus = ResultCorpus()
         self._sources: dict[str, tuple[_Source | None, int]] = {}
         self._step_index: dict[int, dict[str, _Source]] = {}
         self._param_first: dict[str, int] = {}  # value key -> first step whose call had it
@@ -155,50 +152,16 @@ class TaintedAction(Detector):
             return self.ctx.profile.trusted.host_trusted(host.split(":")[0])
         return False
 
-    def _catch_up(self) -> None:
-        """Make earlier steps searchable: one normalised text per step, no extraction yet."""
-        history = self.ctx.history
-        while self._cursor < len(history):
-            facts = history[self._cursor]
-            self._cursor += 1
-            if self._corpus_size >= MAX_CORPUS:
-                continue
-            # Results only: a value a call carried is "known", found via _register_params.
-            text = searchable(facts.result_text)
-            self._steps.append((facts.index, facts, text))
-            self._corpus_size += len(text)
-            chunks = self._chunks
-            if chunks and len(chunks[-1]) + len(text) < CHUNK:
-                chunks[-1] = chunks[-1] + "\n" + text  # bounded copy: chunks stay small
-            else:
-                chunks.append(text)
-
-    def _in_corpus(self, key: str) -> bool:
-        return any(key in chunk for chunk in self._chunks)
-
-    def _needle(self, c: Candidate) -> str | None:
-        """How ``c`` reads in the corpus (None when it is not there): itself, or, for an
-        IBAN, the groups of four it is printed in (``GB29 NWBK 6016 …``)."""
-        if not self._chunks:
-            return None
-        key = c.key
-        if self._in_corpus(key):
-            return key
-        if 15 <= len(key) <= 34 and _IBAN_KEY.match(key):
-            grouped = " ".join(key[i : i + 4] for i in range(0, len(key), 4))
-            if self._in_corpus(grouped):
-                return grouped
-        return None
-
     def _source(self, key: str, needle: str | None = None) -> _Source | None:
         """The earlier result where ``key`` first appeared, unless a call or the trigger
         carried it first. The corpus search is only a prefilter: the answer comes from
         the same candidate extraction as always, run on the steps that contain the key."""
         cached = self._sources.get(key)
-        if cached is not None and (cached[0] is not None or cached[1] == len(self._steps)):
+        steps = self._corpus.steps
+        if cached is not None and (cached[0] is not None or cached[1] == len(steps)):
             return cached[0]  # a source never changes; "none yet" holds until new steps
         found: _Source | None = None
-        for n, (_, facts, text) in enumerate(self._steps):
+        for n, (_, facts, text) in enumerate(steps):
             self._register_params(n)
             if (needle or key) not in text:
                 continue
@@ -208,13 +171,13 @@ class TaintedAction(Detector):
             if key in index:
                 found = index[key]
                 break
-        self._sources[key] = (found, len(self._steps))
+        self._sources[key] = (found, len(steps))
         return found
 
     def _register_params(self, upto: int) -> None:
         """Record the values of the calls of steps ``0..upto`` (in order, once each)."""
         while self._params_done <= upto:
-            index, facts, _ = self._steps[self._params_done]
+            index, facts, _ = self._corpus.steps[self._params_done]
             self._params_done += 1
             for _, value in _params(facts):
                 for c in self._candidates(value, whole=True):
@@ -262,21 +225,21 @@ class TaintedAction(Detector):
             return
         if not self._started:
             self._start()
-        self._catch_up()
+        self._corpus.catch_up(self.ctx.history)
         sensitive = risk.rank >= RiskClass.SENSITIVE_WRITE.rank
         injected = {i for i, _ in self.ctx.injections}
         moves = write and bool(set(tool_words(facts.tool)) & _MOVES)
         hits: list[tuple[int, str, str, _Source]] = []
         clean = False  # a destination from a clean field of an injected result
         from_task = self._trigger_values
-        for path, value in _params(facts) if self._chunks or from_task else ():
+        for path, value in _params(facts) if self._corpus.steps or from_task else ():
             if _last_key(path) in FREE_TEXT:
                 continue
             for c in self._candidates(value, whole=True):
                 if from_task and write and c.key in from_task:
                     hits.append((_INJECTED, path, value, from_task[c.key]))
                     break
-                needle = self._needle(c)
+                needle = self._corpus.needle(c)
                 if needle is None:
                     continue
                 src = self._source(c.key, needle)
@@ -467,43 +430,6 @@ class TaintedAction(Detector):
                     },
                 )
                 return
-
-
-_IBAN_KEY = re.compile(r"^[a-z]{2}\d{2}[a-z0-9]+$")
-_NUMBER_GLUE = re.compile(r"(?<=\d)[ ,-](?=\d)")
-
-
-def searchable(text: str) -> str:
-    """Text in which every key ``value_keys``/``candidates`` can produce from it is a
-    substring: lower case with runs of spaces folded, then again with digit groups joined
-    (``DE44 5001`` -> ``de445001``, ``1,000.50`` -> ``1000.50``) when there are any."""
-    low = " ".join(text.lower().split())
-    shape = _glue_shape(low)
-    if "0-0" not in shape:
-        return low
-    return low + "\n" + (_glued(low, shape) if low.isascii() else _NUMBER_GLUE.sub("", low))
-
-
-def _glued(low: str, shape: str) -> str:
-    """``_NUMBER_GLUE.sub("", low)`` for ASCII ``low`` (``\\d`` is 0-9 there), from its
-    shape: each "0-0" marks a separator between two digits (occurrences overlap)."""
-    parts: list[str] = []
-    last = 0
-    at = shape.find("0-0")
-    while at >= 0:
-        parts.append(low[last : at + 1])
-        last = at + 2
-        at = shape.find("0-0", at + 2)
-    parts.append(low[last:])
-    return "".join(parts)
-
-
-def _glue_shape(text: str) -> str:
-    """Digits as 0 and separators as -: ``"0-0" in shape`` says a digit group may be split."""
-    return text.encode("ascii", "replace").translate(_GLUE_BYTES).decode("ascii")
-
-
-_GLUE_BYTES = bytes(48 if 48 <= c <= 57 else 45 if c in (32, 44, 45) else 120 for c in range(256))
 
 
 @lru_cache(maxsize=MAX_CACHE)
