@@ -27,8 +27,9 @@ _PERCENT_RUN = re.compile(rb"(?:%[0-9A-Fa-f]{2}){2}")
 
 # One cheap test first: no cue at all means no anchor can match. A cue is any word an anchor
 # starts with (a set lookup over the text's words: Python's re is slow on long
-# alternations), or a marker character sequence. It is a superset of what the anchors need,
-# so it only decides how much work a string costs, never what is found.
+# alternations), or a marker character sequence; and, to stay a superset of what the
+# anchors need whatever anchor is added, any anchor whose needs are present
+# (``anchor_mask``). So it only decides how much work a string costs, never what is found.
 _CUE_WORDS = frozenset(
     [
         "please",
@@ -137,8 +138,9 @@ def has_cue_reference(text: str) -> bool:
         return True
     if not raw.isascii():
         return True  # folded (look-alikes, invisible characters) and scored in full
-    if not _CUE_BYTES.isdisjoint(prepared(text)[1]):
-        return True
+    low, words = prepared(text)
+    if not _CUE_BYTES.isdisjoint(words) or anchor_mask(low, words):
+        return True  # the cue words, and what any anchor needs (the anchors added since)
     return _B64_RUN in raw.translate(_B64_TABLE)
 
 
@@ -203,8 +205,11 @@ _NEED_SPECS: tuple[tuple[tuple[str, ...], ...] | None, ...] = (
         *(("=for", w) for w in ("=ai", "=llm", "=assistant", "=agent", "=model", "=bot")),
         ("=user", "=has"),
     ),
-    tuple((w,) for w in ("call", "invoke", "use", "using", "run", "execute", "trigger")),
-    (*((w,) for w in ("would", "pretend", "expected", "required", "correct")), ("you", "now")),
+    tuple((w,) for w in ("=call", "=invoke", "=use", "=using", "=run", "=execute", "=trigger")),
+    (
+        *((w,) for w in ("=would", "=pretend", "=expected", "=required", "=correct")),
+        ("=you", "=now"),
+    ),
     tuple(
         (w,) for w in ("reply", "respond", "answer", "output", "print", "say", "return", "write")
     ),
@@ -504,7 +509,7 @@ def needs_from_hits(hits: frozenset[int]) -> _Needs3:
     for bit, verbs in _BY_VERBS:
         if mask & bit and verbs.isdisjoint(words):
             mask &= ~bit
-    return not _CUE_IDS.isdisjoint(hits), mask, words
+    return bool(mask) or not _CUE_IDS.isdisjoint(hits), mask, words
 
 
 @functools.lru_cache(maxsize=8)

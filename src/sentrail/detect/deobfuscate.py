@@ -25,7 +25,21 @@ MAX_BLOBS = 4
 MAX_BLOB = 8192
 MAX_FIX_WORDS = 400  # words examined per text for misspellings
 
-INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
+# Characters that draw nothing: zero-width, bidi marks and controls, the soft hyphen, the
+# combining grapheme joiner, invisible vowels, variation selectors. Removed.
+INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u2069\ufe00-\ufe0f\ufeff]"
+)
+# Hangul fillers draw as blank space: read as a space (NFKC turns the half-width one, U+FFA0,
+# into U+3164, not into a space).
+_FILLERS = re.compile("[\u115f\u1160\u3164\uffa0]")
+# Tag characters (U+E0020-U+E007E) draw nothing either, but spell ASCII that a model reads
+# ("ASCII smuggling"): they are read as that ASCII; the tag's begin and cancel dropped.
+_TAGS = re.compile("[\U000e0000-\U000e007f]")
+_FROM_TAGS = {
+    c: (chr(c - 0xE0000) if 0xE0020 <= c <= 0xE007E else None) for c in range(0xE0000, 0xE0080)
+}
 
 # Letters of other scripts that render like Latin ones (a deliberately small table).
 _CONFUSABLES = str.maketrans(
@@ -99,6 +113,15 @@ def fold(text: str) -> tuple[str, str]:
     if INVISIBLE.search(text):
         text = INVISIBLE.sub("", text)
         how = "invisible characters"
+    if _FILLERS.search(text):
+        text = _FILLERS.sub(" ", text)
+        how = "invisible characters"
+    if _TAGS.search(text):
+        text = text.translate(_FROM_TAGS)
+        how = "invisible tag characters"
+    # U+FFFD stands where a reader met bytes it could not decode; it reads past it
+    # ("Ign\ufffdore" is "Ignore"). Common in badly decoded text: not counted as hiding.
+    text = text.replace("\ufffd", "")
     normal = unicodedata.normalize("NFKC", text)
     folded = normal.translate(_CONFUSABLES)
     if folded != normal:
