@@ -65,6 +65,7 @@ from sentrail.model.finding import Category, Finding, Severity
 from sentrail.model.status import DENIED, PENDING_APPROVAL
 from sentrail.model.trace import RunHeader, Step, ToolCall, ToolResult
 from sentrail.policy.bundle import Enforcement, RiskClass
+from sentrail.report.escape import utf8_safe
 
 MAX_RUNS = 100_000
 
@@ -104,10 +105,10 @@ class DecisionPoint(Controls):
         """Decide, sign and record; any failure on the way is a (recorded if possible) deny."""
         with self._lock:
             try:
-                decision = self._decide(req)
-            except Exception as exc:
-                decision = self._failure(req, f"the decision point failed: {type(exc).__name__}")
-            decision = self._sign(decision)
+                decision = self._sign(self._decide(req))
+            except Exception as exc:  # signing included: a request no encoder can write
+                failed = self._failure(req, f"the decision point failed: {type(exc).__name__}")
+                decision = self._sign(failed)
             try:
                 self.recorder(decision)  # log before act
             except Exception as exc:
@@ -342,20 +343,20 @@ class DecisionPoint(Controls):
                 outcome = Outcome(prof.profile.enforcement.on_unknown)
             except Exception:
                 outcome = Outcome.DENY
-        return Decision(
+        return Decision(  # every string UTF-8-safe: this one must sign and record
             decision_id=f"dec_{secrets.token_hex(8)}",
             outcome=outcome,
             control=Control.ERROR,
-            explanation=f"fail closed: {why}",
-            tool=str(getattr(req, "tool", "")),
-            tenant_id=str(getattr(req, "tenant_id", "")),
-            run_id=str(getattr(req, "run_id", "") or ""),
-            agent_id=str(getattr(req, "agent_id", "") or ""),
+            explanation=utf8_safe(f"fail closed: {why}"),
+            tool=_field(req, "tool"),
+            tenant_id=_field(req, "tenant_id"),
+            run_id=_field(req, "run_id"),
+            agent_id=_field(req, "agent_id"),
             args_sha256=_safe_args_hash(getattr(req, "parameters", {})),
             step_index=-1,
             decided_at=self.clock(),
             rule_ids=["fail_closed"],
-            app_id=str(getattr(req, "app_id", "default") or "default"),
+            app_id=_field(req, "app_id") or "default",
         )
 
     def _sign(self, d: Decision) -> Decision:
@@ -365,6 +366,10 @@ class DecisionPoint(Controls):
         d = msgspec.structs.replace(d, key=self._key_ref[1], signature="")
         sig = signer.sign(msgspec.json.encode(d))  # d.signed_bytes(): its signature is ""
         return msgspec.structs.replace(d, signature=base64.b64encode(sig).decode())
+
+
+def _field(req: DecisionRequest, name: str) -> str:
+    return utf8_safe(str(getattr(req, name, "") or ""))
 
 
 def _safe_args_hash(parameters: Any) -> str:

@@ -25,17 +25,25 @@ from sentrail.model.judgement import JudgeAnswer, judged_verdict
 
 REPORT_FORMAT = "sentrail.report/1"
 
-# The UTF-8 encodings of DEL, U+0080-U+009F, U+200B-U+200F, U+202A-U+202E, U+2060-U+2069,
-# U+FEFF and U+FFF9-U+FFFB (the set escape.py makes visible). UTF-8 is self-synchronising,
-# so these byte sequences only ever match whole characters, and only inside JSON strings.
+# The UTF-8 encodings of the set escape.py makes visible (bar the C0 controls and lone
+# surrogates, which JSON never holds raw): DEL, U+0080-U+009F, U+00AD, U+034F, U+061C,
+# U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B-U+200F, U+2028-U+202E, U+2060-U+2069,
+# U+3164, U+FEFF, U+FFA0, U+FFF9-U+FFFB and the tag characters U+E0000-U+E007F. UTF-8 is
+# self-synchronising, so these byte sequences only ever match whole characters, and only
+# inside JSON strings.
 _UNSAFE_UTF8 = re.compile(
-    rb"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\x8b-\x8f\xaa-\xae]|\xe2\x81[\xa0-\xa9]"
-    rb"|\xef\xbb\xbf|\xef\xbf[\xb9-\xbb]"
+    rb"\x7f|\xc2[\x80-\x9f\xad]|\xcd\x8f|\xd8\x9c|\xe1\x85[\x9f\xa0]|\xe1\x9e[\xb4\xb5]"
+    rb"|\xe1\xa0\x8e|\xe2\x80[\x8b-\x8f\xa8-\xae]|\xe2\x81[\xa0-\xa9]|\xe3\x85\xa4"
+    rb"|\xef\xbb\xbf|\xef\xbe\xa0|\xef\xbf[\xb9-\xbb]|\xf3\xa0[\x80\x81][\x80-\xbf]"
 )
 
 
 def _json_escape(m: re.Match[bytes]) -> bytes:
-    return b"\\u%04x" % ord(m.group(0).decode("utf-8"))
+    c = ord(m.group(0).decode("utf-8"))
+    if c < 0x10000:
+        return b"\\u%04x" % c
+    c -= 0x10000  # a tag character: JSON writes it as its UTF-16 surrogate pair
+    return b"\\u%04x\\u%04x" % (0xD800 + (c >> 10), 0xDC00 + (c & 0x3FF))
 
 
 def terminal_safe_json(data: bytes) -> bytes:

@@ -32,6 +32,7 @@ import contextvars
 import dataclasses
 import functools
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast, overload
@@ -43,7 +44,7 @@ from sentrail.enforce.pdp import DecisionPoint
 from sentrail.errors import SentrailError
 from sentrail.model.finding import Category, Finding
 from sentrail.model.trace import Attestation, ToolResult
-from sentrail.report.escape import safe_text
+from sentrail.report.escape import safe_text, utf8_safe
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -120,27 +121,15 @@ def run_context(
         _current.reset(token)
 
 
-def utf8_safe(text: str) -> str:
-    """``text`` as UTF-8 can carry it. A Python string may hold lone surrogates (a file name
-    that is not UTF-8, read with ``os.fsdecode``; ``json.loads`` of a ``\\udc80`` escape),
-    which no JSON encoder writes: each becomes its escape (``\\udc80``), as text, so the
-    call is decided and its result observed like any other, the odd bytes visible."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
 def jsonable(value: Any, depth: int = 0) -> Any:
     """A JSON-safe copy of ``value`` (pydantic models dumped, other objects as ``repr``),
     with long strings cut, lone surrogates escaped (:func:`utf8_safe`) and nesting
     bounded."""
     if depth > 32:
         return "<nested too deep>"
-    if value is None or isinstance(value, bool | int | float):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if _INT_MIN <= value <= _INT_MAX else _wide_int(value)
+    if value is None or isinstance(value, bool | float):
         return value
     if isinstance(value, str):
         cut = value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "…"
@@ -148,8 +137,10 @@ def jsonable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, bytes | bytearray):
         return f"<{len(value)} bytes>"
     if isinstance(value, Mapping):
-        items = list(value.items())[:1000]
-        return {utf8_safe(str(k)[:200]): jsonable(v, depth + 1) for k, v in items}
+        out: dict[str, Any] = {}
+        for k, v in list(value.items())[:1000]:
+            put(out, str(k)[:200], jsonable(v, depth + 1))
+        return out
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(v, depth + 1) for v in list(value)[:1000]]
     dump = getattr(value, "model_dump", None)  # pydantic v2
@@ -157,11 +148,47 @@ def jsonable(value: Any, depth: int = 0) -> Any:
         try:
             return jsonable(dump(mode="json"), depth + 1)
         except Exception:  # a model that cannot dump itself is shown as its repr
-            return repr(value)[:MAX_VALUE_CHARS]
+            return _repr(value)
     try:
         return jsonable(msgspec.to_builtins(value), depth + 1)  # dataclasses, structs, enums
     except (TypeError, ValueError):
-        return repr(value)[:MAX_VALUE_CHARS]
+        return _repr(value)
+
+
+# What JSON (msgspec) carries as an integer; a wider one is given as the nearest float, so
+# that a policy's comparisons (``double(params.amount) > 10000.0``) still hold.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _wide_int(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # beyond the largest float: the largest float, with its sign
+        return sys.float_info.max if value > 0 else -sys.float_info.max
+
+
+def _repr(value: Any) -> str:
+    try:
+        return utf8_safe(repr(value)[:MAX_VALUE_CHARS])
+    except Exception:  # a __repr__ that raises
+        return f"<{type(value).__name__}>"
+
+
+def _safe(text: str | None) -> str | None:
+    return None if text is None else utf8_safe(text)
+
+
+def put(out: dict[str, Any], key: str, value: Any) -> None:
+    """``out[key] = value`` with ``key`` made UTF-8-safe, never over a key already there:
+    two keys that read alike once made safe (``a\\udc80`` and ``a\\udc81``) stay two
+    (``a\ufffd``, ``a\ufffd#2``), so the decision sees every value the function gets."""
+    key = utf8_safe(key)
+    if key in out:
+        n = 2
+        while f"{key}#{n}" in out:
+            n += 1
+        key = f"{key}#{n}"
+    out[key] = value
 
 
 def bind_arguments(
@@ -178,10 +205,11 @@ def bind_arguments(
         if name in exclude:
             continue
         kind = bound.signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_KEYWORD:
-            params.update({utf8_safe(k): jsonable(v) for k, v in value.items()})
+        if kind is inspect.Parameter.VAR_KEYWORD:  # after the named ones: never over them
+            for k, v in value.items():
+                put(params, k, jsonable(v))
         else:
-            params[name] = jsonable(value)
+            put(params, name, jsonable(value))
     return params
 
 
@@ -213,21 +241,24 @@ class GuardedCall:
         if chosen is None:
             raise GuardError(f"no decision point for {tool}: pass pdp= or use run_context()")
         self.pdp: DecisionPoint = chosen
-        self.request = DecisionRequest(
-            tool=tool,
-            parameters={utf8_safe(str(k)): jsonable(v) for k, v in parameters.items()},
-            tenant_id=tenant_id or (ctx.tenant_id if ctx else "default"),
-            agent_id=agent_id or (ctx.agent_id if ctx else None),
-            agent_type=ctx.agent_type if ctx else None,
-            runtime_mode=ctx.runtime_mode if ctx else None,
-            run_id=run_id or (ctx.run_id if ctx else None),
-            resource=resource,
-            environment=ctx.environment if ctx else None,
-            permissions=list(permissions),
+        params: dict[str, Any] = {}
+        for k, v in parameters.items():
+            put(params, str(k), jsonable(v))
+        self.request = DecisionRequest(  # every string UTF-8-safe (utf8_safe)
+            tool=utf8_safe(tool),
+            parameters=params,
+            tenant_id=utf8_safe(tenant_id or (ctx.tenant_id if ctx else "default")),
+            agent_id=_safe(agent_id or (ctx.agent_id if ctx else None)),
+            agent_type=_safe(ctx.agent_type if ctx else None),
+            runtime_mode=_safe(ctx.runtime_mode if ctx else None),
+            run_id=_safe(run_id or (ctx.run_id if ctx else None)),
+            resource=_safe(resource),
+            environment=_safe(ctx.environment if ctx else None),
+            permissions=[utf8_safe(p) for p in permissions],
             cost=cost,
             attestation=ctx.attestation if ctx else None,
-            approval_id=approval_id,
-            trigger=ctx.trigger if ctx else None,
+            approval_id=_safe(approval_id),
+            trigger=_safe(ctx.trigger if ctx else None),
         )
         self.timeout = timeout
         self.observe_result = observe
@@ -258,9 +289,11 @@ class GuardedCall:
     # -- observing ------------------------------------------------------------------------
     def tool_result(self, exc: BaseException | None) -> ToolResult:
         if exc is not None:
-            return ToolResult(
-                status="error", error=utf8_safe(f"{type(exc).__name__}: {exc}"[:4096])
-            )
+            try:
+                message = f"{type(exc).__name__}: {exc}"
+            except Exception:  # an exception whose __str__ raises
+                message = f"{type(exc).__name__}: <its message could not be read>"
+            return ToolResult(status="error", error=utf8_safe(message[:4096]))
         return ToolResult(status="success", data=jsonable(self.result))
 
     def observe(self, exc: BaseException | None = None) -> list[Finding]:
