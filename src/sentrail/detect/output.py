@@ -101,7 +101,9 @@ class DangerousOutput(Detector):
         text = output_text(facts)
         if len(text) < 4:
             return
-        low = text.lower()
+        # The hints are literals with single spaces ("rm ", "nc "); the expressions read
+        # any white space (``\s``): the hints are looked for with every run of it one space.
+        low = " ".join(text.lower().split())
         hints = self.ctx.policy.dangerous_hints
         if hints is not None and hints.search(low) is None:
             return
