@@ -272,3 +272,46 @@ def test_an_invalid_file_in_baseline_learn_exits_2_and_the_rest_are_learned(
     r = cli("baseline", "learn", TRACES, "--output", out)
     assert r.exit_code == 2 and "1 invalid" in r.output
     assert json.loads(out.read_bytes())["agents"]
+
+
+def test_a_closed_output_pipe_is_not_a_failed_check(tmp_path: Path) -> None:
+    """``sentrail … | head -1``: the reader stops reading. click would exit 1 ("the check
+    failed"); the command exits as Unix tools do, 141 (128 + SIGPIPE). The report is
+    several times the size of a pipe's buffer, so the write certainly fails."""
+    import subprocess
+    import sys
+
+    for n in range(4):
+        for trace in TRACES.glob("*.json"):
+            if trace.name != "truncated.json":
+                shutil.copy(trace, tmp_path / f"{n}-{trace.name}")
+    sentrail = Path(sys.executable).with_name("sentrail")
+    cmd = [str(sentrail), "trace", "analyze", str(tmp_path), "--format", "json"]
+    proc = subprocess.Popen(
+        [*cmd, "--fail-on", "never"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.read(1)
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141
+
+
+def test_an_argument_that_is_not_utf8_is_an_input_error(tmp_path: Path) -> None:
+    """Raw bytes Python cannot decode reach the store as lone surrogates: a clear error and
+    exit 2, not a traceback and exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    sentrail = Path(sys.executable).with_name("sentrail")
+    env = {**os.environ, "SENTRAIL_HOME": str(tmp_path / "home")}
+    env.pop("SENTRAIL_DATABASE", None)
+    done = subprocess.run(
+        [os.fsencode(sentrail), b"runs", b"list", b"--tenant", b"t\xff"],
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert b"error: not valid UTF-8: t\\udcff" in done.stderr
+    assert b"Traceback" not in done.stderr

@@ -37,3 +37,13 @@ def test_an_empty_run_list_names_where_it_looked(cli: Cli) -> None:
     assert cli("runs", "list", "--tenant", "other").output == "No runs stored for tenant other.\n"
     scoped = cli("runs", "list", "--tenant", "acme", "--app", "pay", "--verdict", "unauthorized")
     assert scoped.output == "No runs stored for tenant acme, app pay that match the filters.\n"
+
+
+def test_an_empty_finding_list_names_where_it_looked_and_empty_filters_count(cli: Cli) -> None:
+    assert cli("findings", "list", "--tenant", "x").output == ("No findings stored for tenant x.\n")
+    assert cli("findings", "list", "--open").output == (
+        "No findings stored for tenant default that match the filters.\n"
+    )
+    assert cli("runs", "list", "--agent", "").output == (
+        "No runs stored for tenant default that match the filters.\n"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from sentrail import __version__, _native
@@ -23,7 +25,9 @@ from sentrail.cli import keys as keys_cli
 from sentrail.cli import mcp as mcp_cli
 from sentrail.cli import redact as redact_cli
 from sentrail.cli import watch as watch_cli
+from sentrail.cli.common import EXIT_USAGE
 from sentrail.cli.usage import plain_help
+from sentrail.report.escape import safe_text
 
 app = typer.Typer(
     name="sentrail",
@@ -71,5 +75,22 @@ def _root(
         raise typer.Exit(0)
 
 
+# What a shell reports for a program stopped by a closed pipe (128 + SIGPIPE).
+EXIT_PIPE_CLOSED = 141
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except UnicodeEncodeError as exc:
+        # A value that is not UTF-8 (an argument or environment variable given as raw bytes
+        # Python could not decode) reached a store or an encoder: an input error.
+        shown = safe_text(exc.object, limit=200) if isinstance(exc.object, str) else "?"
+        typer.echo(f"error: not valid UTF-8: {shown} (check the arguments)", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    except SystemExit:
+        # The reader stopped reading (``| head``): click then exits 1, which here means "the
+        # check failed". Exit as Unix tools do instead, the output incomplete.
+        if type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):
+            raise SystemExit(EXIT_PIPE_CLOSED) from None
+        raise

@@ -136,9 +136,8 @@ def list_runs(
         emit_json({"tenant": tenant, "items": [run_item(r) for r in rows]})
         raise typer.Exit(EXIT_OK)
     if not rows:
-        where = f"tenant {safe_text(tenant)}" + (f", app {safe_text(app)}" if app else "")
-        filtered = agent or verdict or status or since or until
-        typer.echo(f"No runs stored for {where}{' that match the filters' if filtered else ''}.")
+        filtered = any(v is not None for v in (agent, verdict, status, since, until))
+        typer.echo(f"No runs stored for {_where(tenant, app, filtered)}.")
     for r in rows:
         worst = (
             "critical" if r.counts.get("critical") else "warning" if r.counts.get("warning") else ""
@@ -234,6 +233,12 @@ def finding_item(row: FindingRow, because: str | None = None) -> dict[str, Any]:
     return item
 
 
+def _where(tenant: str, app: str | None, filtered: bool) -> str:
+    """Where an empty list looked: "tenant t, app a that match the filters"."""
+    where = f"tenant {safe_text(tenant)}" + ("" if app is None else f", app {safe_text(app)}")
+    return where + (" that match the filters" if filtered else "")
+
+
 @findings_app.command("list")
 def list_findings(
     tenant: Tenant = "default",
@@ -279,7 +284,8 @@ def list_findings(
         emit_json({"tenant": tenant, "items": [finding_item(r, b) for r, b in items]})
         raise typer.Exit(EXIT_OK)
     if not items:
-        typer.echo("No findings.")
+        filtered = any(v is not None for v in (run, category, severity, resolved))
+        typer.echo(f"No findings stored for {_where(tenant, app, filtered)}.")
     for r, because in items:
         state = f"resolved by {safe_text(r.resolved_by)}" if r.resolved else "open"
         typer.echo(
