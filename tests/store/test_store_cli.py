@@ -120,3 +120,18 @@ def test_a_new_home_and_store_are_private_and_an_existing_file_keeps_its_mode(
     os.chmod(shared, 0o640)
     assert run("db", "upgrade", "--database", f"sqlite:///{shared}").exit_code == 0
     assert stat.S_IMODE(os.stat(shared).st_mode) == 0o640
+
+
+def test_evidence_verify_says_what_is_wrong_with_what_it_was_given(
+    home: Path, tmp_path: Path
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    r = run("evidence", "verify", str(text))
+    assert r.exit_code == 1 and "FAIL" in r.output and "not an evidence bundle" in r.output
+    assert "NOT pinned" not in r.output  # nothing was checked: no word on who signed it
+    r = run("evidence", "verify", str(tmp_path))
+    assert r.exit_code == 2 and "a directory, not a bundle file" in r.output
+    r = run("evidence", "verify", str(text), "--key", str(tmp_path / "missing.key"))
+    assert r.exit_code == 2
+    assert "missing.key: no such file, and not a verifier key" in r.output

@@ -158,14 +158,8 @@ def verify(
     corrupt, or not signed by --key); 2 the file cannot be read or --key is malformed."""
     trusted = trusted_keys(key) if key is not None else None
     if not bundle.is_file():
-        fail(f"cannot read {bundle}: no such file")
-    if trusted is None:
-        typer.echo(
-            "WARNING: no --key given: the signer is NOT pinned. The bundle was checked "
-            "against the keys it carries itself, which proves it is intact but not who "
-            "signed it. Pass --key VERIFIER_KEY to pin the signer.",
-            err=True,
-        )
+        why = "a directory, not a bundle file" if bundle.is_dir() else "no such file"
+        fail(f"cannot read {bundle}: {why}")
     try:
         report = verify_bundle(bundle, trusted)
     except SentrailError as exc:
@@ -183,7 +177,12 @@ def verify(
     for r in report.redactions:
         typer.echo(_redaction_line(r))
     if not report.key_pinned:
-        typer.echo("WARNING: signer not pinned", err=True)
+        typer.echo(
+            "WARNING: no --key given: the signer is NOT pinned. The bundle was checked "
+            "against the keys it carries itself, which proves it is intact but not who "
+            "signed it. Pass --key VERIFIER_KEY to pin the signer.",
+            err=True,
+        )
 
 
 def trusted_keys(key: str) -> list[str]:
@@ -198,6 +197,8 @@ def trusted_keys(key: str) -> list[str]:
         keys = [ln.strip() for ln in text.splitlines() if ln.strip()]
         if not keys:
             fail(f"--key: {key} holds no verifier key")
+    elif "+" not in key:  # neither a file nor a key: most likely a mistyped path
+        fail(f"--key: {key}: no such file, and not a verifier key (name+keyid+base64)")
     else:
         keys = [key]
     for k in keys:

@@ -109,7 +109,9 @@ def read_members(
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise EvidenceError(f"not a readable zip: {e}", str(path)) from None
+        raise EvidenceError(
+            f"not an evidence bundle (not a readable zip: {e})", str(path)
+        ) from None
     out: dict[str, bytes] = {}
     total = 0
     with zf:
@@ -122,7 +124,7 @@ def read_members(
             if _unsafe(name):
                 raise EvidenceError("unsafe member path (absolute or '..')", where)
             if name not in MEMBERS:
-                raise EvidenceError("unexpected member (not part of a bundle)", where)
+                raise EvidenceError("not an evidence bundle: unexpected member", where)
             if name in out:
                 raise EvidenceError("duplicate member", where)
             if stat.S_ISLNK(info.external_attr >> 16) or info.is_dir():
