@@ -161,6 +161,16 @@ def test_policy_validate_and_test() -> None:
     assert "13 agent profiles and a default profile, " in v.output
 
 
+def test_policy_validate_warns_of_a_file_that_sets_nothing(tmp_path: Path) -> None:
+    """Valid (the built-in defaults), but most likely a wrong or emptied file."""
+    for text in ("", "# nothing yet\n", "{}\n"):
+        p = tmp_path / "p.yaml"
+        p.write_text(text)
+        v = run("policy", "validate", str(p))
+        assert v.exit_code == 0 and "WARNING: the file sets nothing" in v.output, text
+    assert "WARNING" not in run("policy", "validate", POLICY).output
+
+
 def test_policy_validate_counts_changes_to_the_dangerous_actions_pack(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
     p.write_text("dangerous_actions:\n  - {id: pipe-to-shell, enabled: false}\n")

@@ -11,6 +11,7 @@ from sentrail.cli.common import EXIT_FINDINGS, EXIT_USAGE, colour_for, fail
 from sentrail.engine.engine import Engine
 from sentrail.errors import SentrailError
 from sentrail.model.decode import decode_run
+from sentrail.policy.bundle import PolicyBundle
 from sentrail.policy.compiled import Policy
 from sentrail.policy.load import LoadedBundle, load_policy
 from sentrail.report.escape import safe_text
@@ -47,6 +48,12 @@ def validate(file: Annotated[Path, typer.Argument(help="Policy bundle YAML")]) -
     counts = ", ".join(parts)
     typer.echo(f"OK: {safe_text(file)} — policy {safe_text(b.name)!s}: {counts}")
     typer.echo(f"sha256 {loaded.sha256}")
+    if b == PolicyBundle():  # valid, but most likely not the file that was meant
+        typer.echo(
+            "WARNING: the file sets nothing (empty, or only comments): the built-in "
+            "defaults apply",
+            err=True,
+        )
 
 
 @app.command("test")
