@@ -47,6 +47,7 @@ demo: native
 	@echo '$$ sentrail trace analyze examples/traces --batch --policy examples/policy.yaml --output demo-report.json'
 	@$(BIN)/sentrail trace analyze examples/traces --batch --policy examples/policy.yaml \
 	    --output demo-report.json --fail-on never || [ $$? -eq 2 ]
+	@echo '(examples/traces/truncated.json is broken on purpose: it is reported, the rest analysed.)'
 	@echo
 	@echo '$$ sentrail trace analyze examples/traces/triage-restart.json --policy examples/policy.yaml'
 	@$(BIN)/sentrail trace analyze examples/traces/triage-restart.json --policy examples/policy.yaml \
@@ -63,6 +64,7 @@ demo: native
 	@echo "                 $$(cat $(DEMO)/demo-key)   (also in $(DEMO)/demo-key)"
 	@echo "           pin   $$($(BIN)/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["keys"][0]["verifier_key"])' $(DEMO)/keys/keys.json)"
 	@echo "                 on the Verifier key page to see the provenance badges verified in the browser."
+	@echo "Investigate: SENTRAIL_HOME=$(DEMO) $(BIN)/sentrail runs list --tenant demo   (docs/forensics.md)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks setup.py
