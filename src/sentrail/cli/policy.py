@@ -50,8 +50,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Policy bundle YAML")]) -
     typer.echo(f"sha256 {loaded.sha256}")
     if b == PolicyBundle():  # valid, but most likely not the file that was meant
         typer.echo(
-            "WARNING: the file sets nothing (empty, or only comments): the built-in "
-            "defaults apply",
+            "WARNING: the file sets nothing (empty, or only comments): the built-in defaults apply",
             err=True,
         )
 
