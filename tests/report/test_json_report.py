@@ -44,11 +44,12 @@ def test_escaping_never_changes_what_a_json_reader_reads(text: str) -> None:
 
 def test_the_json_report_escapes_exactly_what_the_text_report_escapes() -> None:
     """Both lists of characters a terminal could act on, or that draw nothing, agree:
-    every character of the basic plane and the tag block, but the C0 controls (JSON escapes
-    them itself) and lone surrogates (JSON text never holds them)."""
+    every character of the basic plane and of the astral blocks in the set, but the C0
+    controls (JSON escapes them itself) and lone surrogates (JSON never holds them)."""
     from sentrail.report.escape import safe_text
 
-    for cp in [*range(0x20, 0xD800), *range(0xE000, 0x10000), *range(0xE0000, 0xE0100)]:
+    astral = [range(0x1BC90, 0x1BCB0), range(0x1D160, 0x1D180), range(0xE0000, 0xE1010)]
+    for cp in [*range(0x20, 0xD800), *range(0xE000, 0x10000), *(c for r in astral for c in r)]:
         c = chr(cp)
         encoded = terminal_safe_json(json.dumps(c, ensure_ascii=False).encode())
         shown = safe_text(c, one_line=False)

@@ -35,6 +35,7 @@ from sentrail.detect.deobfuscate import (
     decoded_blobs,
     fix_misspellings,
     fold,
+    without_controls,
 )
 from sentrail.detect.fast_re import ascii_re2, compile_set
 
@@ -212,7 +213,7 @@ def find_instructions(text: str) -> tuple[list[Instruction], int]:
     and the best score seen at all (below the threshold too: a near miss, which callers use
     to try fields joined together). Pure: the answer for a text seen before is reused (new
     objects every time: callers may change them)."""
-    if len(text) < MIN_LEN or not has_cue(text):
+    if len(text) < MIN_LEN or not has_cue(without_controls(text)):
         return [], 0
     key: str | bytes = (
         text

@@ -25,21 +25,76 @@ MAX_BLOBS = 4
 MAX_BLOB = 8192
 MAX_FIX_WORDS = 400  # words examined per text for misspellings
 
-# Characters that draw nothing: zero-width, bidi marks and controls, the soft hyphen, the
-# combining grapheme joiner, invisible vowels, variation selectors. Removed.
+# Characters that draw nothing (Unicode's Default_Ignorable_Code_Point: zero-width, bidi
+# marks and controls, the soft hyphen, the combining grapheme joiner, invisible vowels and
+# operators, Mongolian selectors, fillers, variation selectors, shorthand and musical format
+# controls, tag characters), as runs. Removed; Hangul fillers, which draw a blank, read as a
+# space; tag characters read as the ASCII they spell (below).
 INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
-    "\u2066-\u2069\ufe00-\ufe0f\ufeff]"
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]+"
 )
-# Hangul fillers draw as blank space: read as a space (NFKC turns the half-width one, U+FFA0,
-# into U+3164, not into a space).
-_FILLERS = re.compile("[\u115f\u1160\u3164\uffa0]")
-# Tag characters (U+E0020-U+E007E) draw nothing either, but spell ASCII that a model reads
-# ("ASCII smuggling"): they are read as that ASCII; the tag's begin and cancel dropped.
-_TAGS = re.compile("[\U000e0000-\U000e007f]")
-_FROM_TAGS = {
-    c: (chr(c - 0xE0000) if 0xE0020 <= c <= 0xE007E else None) for c in range(0xE0000, 0xE0080)
-}
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
+# Tag characters (U+E0020-U+E007E) spell ASCII that a model reads ("ASCII smuggling"). In an
+# emoji tag sequence (the flags of England, Scotland, Wales: U+1F3F4, lower-case letters
+# and digits, U+E007F) they are part of the picture.
+_TAG_FLAG = re.compile("\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,8}\U000e007f")
+_FROM_TAGS = {c: chr(c - 0xE0000) for c in range(0xE0020, 0xE007F)}
+# Variation selectors (U+FE00-U+FE0F, U+E0100-U+E01EF) after a character: one picks the
+# emoji or text style of what it follows; a run of them can carry bytes, one each
+# ("emoji smuggling"), which are decoded and read.
+_SELECTOR_RUN = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{2,}")
+# ASCII controls that are neither white space to Python's ``\s`` nor printable: NUL, BS,
+# ESC, DEL... A model reads past them; so does the scorer.
+_ASCII_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f]+")
+_CONTROLS_IN_WORD = re.compile("[A-Za-z0-9][\x00-\x08\x0e-\x1b\x7f]+[A-Za-z0-9]")
+
+
+def _selector_byte(c: str) -> int:
+    n = ord(c)
+    return n - 0xFE00 if n <= 0xFE0F else n - 0xE0100 + 16
+
+
+def _smuggled(run: str) -> str | None:
+    """The text a run of variation selectors spells, one byte each; None when it is no text."""
+    try:
+        decoded = bytes(_selector_byte(c) for c in run).decode("utf-8")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return decoded if len(decoded) >= 2 and decoded.isprintable() else None
+
+
+def _reveal(text: str) -> tuple[str, str]:
+    """``text`` with the characters that draw nothing taken out or read, and how they hid
+    text ("" when they only decorated it: after a symbol such as an emoji, the variation
+    selector and joiners of emoji sequences, a flag's tags, fillers)."""
+    how = ""
+    if "\U0001f3f4" in text:
+        text = _TAG_FLAG.sub("\U0001f3f4", text)
+    out: list[str] = []
+    last = 0
+    for m in INVISIBLE.finditer(text):
+        run = m.group(0)
+        out.append(text[last : m.start()])
+        last = m.end()
+        smuggled = _smuggled(run) if _SELECTOR_RUN.fullmatch(run) else None
+        tags = run.translate(_FROM_TAGS)
+        if smuggled is not None:
+            out.append(f" {smuggled} ")
+            how = how or "invisible variation selectors"
+        elif tags != run:  # tag characters spelled something
+            out.append(INVISIBLE.sub("", tags))
+            how = "invisible tag characters"
+        elif run[0] in _FILLERS:
+            out.append(" ")
+        else:
+            before = text[m.start() - 1] if m.start() else " "
+            if not unicodedata.category(before).startswith("S"):
+                how = how or "invisible characters"  # after a letter, digit, space...
+    out.append(text[last:])
+    return "".join(out), how
+
 
 # Letters of other scripts that render like Latin ones (a deliberately small table).
 _CONFUSABLES = str.maketrans(
@@ -105,20 +160,16 @@ _CONFUSABLES = str.maketrans(
 
 
 def fold(text: str) -> tuple[str, str]:
-    """``text`` with invisible characters removed and look-alike letters folded to ASCII,
-    and what was undone ("" when nothing was)."""
+    """``text`` with invisible characters removed or read (:func:`_reveal`) and look-alike
+    letters folded to ASCII, and what was undone ("" when nothing was)."""
+    controls = False  # inside a word ("Ig\x00nore"), not around one (ANSI colours in a log)
+    if _ASCII_CONTROLS.search(text) is not None:
+        controls = _CONTROLS_IN_WORD.search(text) is not None
+        text = _ASCII_CONTROLS.sub("", text)
     if text.isascii():
-        return text, ""
-    how = ""
-    if INVISIBLE.search(text):
-        text = INVISIBLE.sub("", text)
-        how = "invisible characters"
-    if _FILLERS.search(text):
-        text = _FILLERS.sub(" ", text)
-        how = "invisible characters"
-    if _TAGS.search(text):
-        text = text.translate(_FROM_TAGS)
-        how = "invisible tag characters"
+        return text, "control characters" if controls else ""
+    text, how = _reveal(text)
+    how = how or ("control characters" if controls else "")
     # U+FFFD stands where a reader met bytes it could not decode; it reads past it
     # ("Ign\ufffdore" is "Ignore"). Common in badly decoded text: not counted as hiding.
     text = text.replace("\ufffd", "")
@@ -129,6 +180,12 @@ def fold(text: str) -> tuple[str, str]:
     elif normal != text and not how:
         how = "styled characters"
     return folded, how
+
+
+def without_controls(text: str) -> str:
+    """``text`` without the ASCII controls a reader skips (what the cue test reads: a NUL
+    inside every cue word must not make a text look cue-free)."""
+    return text if _ASCII_CONTROLS.search(text) is None else _ASCII_CONTROLS.sub("", text)
 
 
 # -- misspelled cue words ---------------------------------------------------------------------

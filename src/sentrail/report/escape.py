@@ -6,13 +6,15 @@ import re
 
 # C0 and C1 controls (ESC starts ANSI sequences), DEL, the Unicode format characters that
 # reorder or hide text (bidi marks, overrides and isolates, zero-width characters, the soft
-# hyphen), the characters that draw nothing (fillers, invisible vowels, tag characters, which
-# can also spell text a model reads), line and paragraph separators, and lone surrogates
-# (no encoder writes them). json_report.py escapes the same set in JSON.
+# hyphen), the characters that draw nothing (Unicode's default-ignorable ones: fillers,
+# invisible vowels and operators, format controls, tag characters, which can also spell text
+# a model reads; but the variation selectors U+FE00-U+FE0F, part of every emoji), line and
+# paragraph separators, and lone surrogates (no encoder writes them). json_report.py escapes
+# the same set in JSON.
 _UNSAFE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e"
-    "\u200b-\u200f\u2028-\u202e\u2060-\u2069\u3164\ud800-\udfff\ufeff\uffa0\ufff9-\ufffb"
-    "\U000e0000-\U000e007f]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ud800-\udfff\ufeff\uffa0\ufff0-\ufffb"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _NEWLINES = re.compile("[\n\t]")

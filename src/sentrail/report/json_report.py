@@ -27,14 +27,16 @@ REPORT_FORMAT = "sentrail.report/1"
 
 # The UTF-8 encodings of the set escape.py makes visible (bar the C0 controls and lone
 # surrogates, which JSON never holds raw): DEL, U+0080-U+009F, U+00AD, U+034F, U+061C,
-# U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B-U+200F, U+2028-U+202E, U+2060-U+2069,
-# U+3164, U+FEFF, U+FFA0, U+FFF9-U+FFFB and the tag characters U+E0000-U+E007F. UTF-8 is
+# U+115F, U+1160, U+17B4, U+17B5, U+180B-U+180F, U+200B-U+200F, U+2028-U+202E,
+# U+2060-U+206F, U+3164, U+FEFF, U+FFA0, U+FFF0-U+FFFB, U+1BCA0-U+1BCA3, U+1D173-U+1D17A
+# and U+E0000-U+E0FFF (tag characters, variation selectors supplement). UTF-8 is
 # self-synchronising, so these byte sequences only ever match whole characters, and only
 # inside JSON strings.
 _UNSAFE_UTF8 = re.compile(
     rb"\x7f|\xc2[\x80-\x9f\xad]|\xcd\x8f|\xd8\x9c|\xe1\x85[\x9f\xa0]|\xe1\x9e[\xb4\xb5]"
-    rb"|\xe1\xa0\x8e|\xe2\x80[\x8b-\x8f\xa8-\xae]|\xe2\x81[\xa0-\xa9]|\xe3\x85\xa4"
-    rb"|\xef\xbb\xbf|\xef\xbe\xa0|\xef\xbf[\xb9-\xbb]|\xf3\xa0[\x80\x81][\x80-\xbf]"
+    rb"|\xe1\xa0[\x8b-\x8f]|\xe2\x80[\x8b-\x8f\xa8-\xae]|\xe2\x81[\xa0-\xaf]|\xe3\x85\xa4"
+    rb"|\xef\xbb\xbf|\xef\xbe\xa0|\xef\xbf[\xb0-\xbb]|\xf0\x9b\xb2[\xa0-\xa3]"
+    rb"|\xf0\x9d\x85[\xb3-\xba]|\xf3\xa0[\x80-\xbf][\x80-\xbf]"
 )
 
 
