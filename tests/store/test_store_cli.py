@@ -132,6 +132,10 @@ def test_evidence_verify_says_what_is_wrong_with_what_it_was_given(
     assert "NOT pinned" not in r.output  # nothing was checked: no word on who signed it
     r = run("evidence", "verify", str(tmp_path))
     assert r.exit_code == 2 and "a directory, not a bundle file" in r.output
+    r = run("evidence", "verify", "/dev/null")
+    assert r.exit_code == 2 and "not a regular file" in r.output
+    r = run("evidence", "verify", str(text), "--key", str(tmp_path))
+    assert r.exit_code == 2 and "is a directory" in r.output
     r = run("evidence", "verify", str(text), "--key", str(tmp_path / "missing.key"))
     assert r.exit_code == 2
     assert "missing.key: no such file, and not a verifier key" in r.output

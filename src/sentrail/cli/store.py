@@ -158,7 +158,13 @@ def verify(
     corrupt, or not signed by --key); 2 the file cannot be read or --key is malformed."""
     trusted = trusted_keys(key) if key is not None else None
     if not bundle.is_file():
-        why = "a directory, not a bundle file" if bundle.is_dir() else "no such file"
+        why = (
+            "a directory, not a bundle file"
+            if bundle.is_dir()
+            else "not a regular file"
+            if bundle.exists()
+            else "no such file"
+        )
         fail(f"cannot read {bundle}: {why}")
     try:
         report = verify_bundle(bundle, trusted)
@@ -197,6 +203,8 @@ def trusted_keys(key: str) -> list[str]:
         keys = [ln.strip() for ln in text.splitlines() if ln.strip()]
         if not keys:
             fail(f"--key: {key} holds no verifier key")
+    elif path.is_dir():
+        fail(f"--key: {key} is a directory, not a key or a file of keys")
     elif "+" not in key:  # neither a file nor a key: most likely a mistyped path
         fail(f"--key: {key}: no such file, and not a verifier key (name+keyid+base64)")
     else:

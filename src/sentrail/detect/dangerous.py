@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.detect.content_values import words_of
+from sentrail.detect.text import hint_view
 from sentrail.model.finding import Category, Severity
 from sentrail.policy.compiled import CompiledAction
 from sentrail.policy.risk import tool_words
@@ -101,16 +102,18 @@ class DangerousActions(Detector):
         code, everything, noisy = _texts(facts.param_strings)
         if not everything:
             return
-        low_all = everything.lower()
+        # Hints are literals with single spaces; the expressions read any run of white space
+        # (``\s+``): the hints are looked for with each run one space ("bash  -i").
+        low_all = hint_view(everything)
         hints = self.ctx.policy.dangerous_hints
         # the hints in the arguments, or as the shell reads them ("rm${IFS}-rf")
+        low_code = low_all if code is everything else hint_view(code)
         if (
             hints is not None
             and hints.search(low_all) is None
-            and (not noisy or hints.search(code.lower()) is None)
+            and (not noisy or hints.search(low_code) is None)
         ):
             return
-        low_code = low_all if code is everything else code.lower()
         sends = bool(set(tool_words(facts.tool)) & _SENDS) and facts.is_write
         trigger = self._requested_by()
         fired = 0

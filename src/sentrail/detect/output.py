@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from sentrail.detect.base import Detector, RunContext, StepFacts
 from sentrail.detect.content_values import secrets_in
 from sentrail.detect.deobfuscate import fold
-from sentrail.detect.text import destinations
+from sentrail.detect.text import destinations, hint_view
 from sentrail.model.finding import Category, Severity
 
 MAX_TEXT = 16 * 1024  # characters of one step's output judged
@@ -101,9 +101,7 @@ class DangerousOutput(Detector):
         text = output_text(facts)
         if len(text) < 4:
             return
-        # The hints are literals with single spaces ("rm ", "nc "); the expressions read
-        # any white space (``\s``): the hints are looked for with every run of it one space.
-        low = " ".join(text.lower().split())
+        low = hint_view(text)  # as in the arguments: "rm<TAB>-rf" holds the hint "rm "
         hints = self.ctx.policy.dangerous_hints
         if hints is not None and hints.search(low) is None:
             return

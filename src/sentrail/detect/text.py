@@ -191,3 +191,10 @@ def destinations(text: str) -> list[Destination]:
             seen.add(host)
             found.append(Destination("host", host, host))
     return found
+
+
+def hint_view(text: str) -> str:
+    r"""``text`` as the dangerous-action pack's literal hints are looked for in it: lower
+    case, every run of white space one space (the hints are written with single spaces,
+    the expressions read ``\s+``)."""
+    return " ".join(text.lower().split())

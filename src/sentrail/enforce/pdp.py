@@ -36,6 +36,7 @@ import base64
 import binascii
 import collections
 import datetime as dt
+import math
 import secrets
 import threading
 import time
@@ -105,7 +106,13 @@ class DecisionPoint(Controls):
         """Decide, sign and record; any failure on the way is a (recorded if possible) deny."""
         with self._lock:
             try:
-                decision = self._sign(self._decide(req))
+                if not 0.0 <= req.cost < math.inf:  # NaN too: it would disable the budget
+                    failed = self._failure(
+                        req, "a call's cost is a finite number >= 0", always=True
+                    )
+                    decision = self._sign(failed)
+                else:
+                    decision = self._sign(self._decide(req))
             except Exception as exc:  # signing included: a request no encoder can write
                 failed = self._failure(req, f"the decision point failed: {type(exc).__name__}")
                 decision = self._sign(failed)

@@ -33,7 +33,7 @@ import dataclasses
 import functools
 import inspect
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
@@ -123,24 +123,34 @@ def run_context(
 
 def jsonable(value: Any, depth: int = 0) -> Any:
     """A JSON-safe copy of ``value`` (pydantic models dumped, other objects as ``repr``),
-    with long strings cut, lone surrogates escaped (:func:`utf8_safe`) and nesting
-    bounded."""
+    with long strings cut, lone surrogates replaced (:func:`utf8_safe`) and nesting
+    bounded. Never raises: a value that breaks while it is read (an ``__iter__`` or
+    ``__getitem__`` that raises) is shown as its ``repr``."""
+    try:
+        return _jsonable(value, depth)
+    except Exception:
+        return _repr(value)
+
+
+def _jsonable(value: Any, depth: int) -> Any:
     if depth > 32:
         return "<nested too deep>"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if _INT_MIN <= value <= _INT_MAX else _wide_int(value)
-    if value is None or isinstance(value, bool | float):
+    if value is None or isinstance(value, bool):
         return value
+    # Subclasses (numpy.float64, markupsafe.Markup...) as the plain type: JSON knows no more.
+    if isinstance(value, int):
+        plain = int.__int__(value)
+        return plain if _INT_MIN <= plain <= _INT_MAX else _wide_int(plain)
+    if isinstance(value, float):
+        return float.__float__(value)
     if isinstance(value, str):
-        cut = value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "…"
-        return utf8_safe(cut)
+        cut = str.__str__(value)[:MAX_VALUE_CHARS]
+        return utf8_safe(cut if len(value) <= MAX_VALUE_CHARS else cut + "…")
     if isinstance(value, bytes | bytearray):
         return f"<{len(value)} bytes>"
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in list(value.items())[:1000]:
-            put(out, str(k)[:200], jsonable(v, depth + 1))
-        return out
+        items = list(value.items())[:1000]
+        return keyed((_key(k), jsonable(v, depth + 1)) for k, v in items)
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(v, depth + 1) for v in list(value)[:1000]]
     dump = getattr(value, "model_dump", None)  # pydantic v2
@@ -153,6 +163,13 @@ def jsonable(value: Any, depth: int = 0) -> Any:
         return jsonable(msgspec.to_builtins(value), depth + 1)  # dataclasses, structs, enums
     except (TypeError, ValueError):
         return _repr(value)
+
+
+def _key(key: Any) -> str:
+    try:
+        return str.__str__(key)[:200] if isinstance(key, str) else str(key)[:200]
+    except Exception:  # a __str__ that raises or gives no string
+        return f"<{type(key).__name__}>"
 
 
 # What JSON (msgspec) carries as an integer; a wider one is given as the nearest float, so
@@ -178,17 +195,23 @@ def _safe(text: str | None) -> str | None:
     return None if text is None else utf8_safe(text)
 
 
-def put(out: dict[str, Any], key: str, value: Any) -> None:
-    """``out[key] = value`` with ``key`` made UTF-8-safe, never over a key already there:
-    two keys that read alike once made safe (``a\\udc80`` and ``a\\udc81``) stay two
-    (``a\ufffd``, ``a\ufffd#2``), so the decision sees every value the function gets."""
-    key = utf8_safe(key)
-    if key in out:
-        n = 2
-        while f"{key}#{n}" in out:
-            n += 1
-        key = f"{key}#{n}"
-    out[key] = value
+def keyed(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """The pairs as a dict, keys made UTF-8-safe, none lost: keys that read alike once made
+    safe (``a\\udc80`` and ``a\\udc81``) stay two, the later one ``a\ufffd#N`` with an N that
+    no key of the pairs holds. So the decision sees every value the function gets, each
+    under the name it has there or a name no other value has."""
+    items = [(utf8_safe(k), v) for k, v in pairs]
+    taken = {k for k, _ in items}
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if key in out:
+            n = 2
+            while f"{key}#{n}" in taken:
+                n += 1
+            key = f"{key}#{n}"
+            taken.add(key)
+        out[key] = value
+    return out
 
 
 def bind_arguments(
@@ -200,17 +223,16 @@ def bind_arguments(
     except TypeError as exc:
         raise GuardError(f"cannot bind the arguments of {fn.__qualname__}: {exc}") from None
     bound.apply_defaults()
-    params: dict[str, Any] = {}
+    pairs: list[tuple[str, Any]] = []
     for name, value in bound.arguments.items():
         if name in exclude:
             continue
         kind = bound.signature.parameters[name].kind
         if kind is inspect.Parameter.VAR_KEYWORD:  # after the named ones: never over them
-            for k, v in value.items():
-                put(params, k, jsonable(v))
+            pairs.extend((_key(k), jsonable(v)) for k, v in value.items())
         else:
-            put(params, name, jsonable(value))
-    return params
+            pairs.append((name, jsonable(value)))
+    return keyed(pairs)
 
 
 class GuardedCall:
@@ -241,12 +263,9 @@ class GuardedCall:
         if chosen is None:
             raise GuardError(f"no decision point for {tool}: pass pdp= or use run_context()")
         self.pdp: DecisionPoint = chosen
-        params: dict[str, Any] = {}
-        for k, v in parameters.items():
-            put(params, str(k), jsonable(v))
         self.request = DecisionRequest(  # every string UTF-8-safe (utf8_safe)
             tool=utf8_safe(tool),
-            parameters=params,
+            parameters=keyed((_key(k), jsonable(v)) for k, v in parameters.items()),
             tenant_id=utf8_safe(tenant_id or (ctx.tenant_id if ctx else "default")),
             agent_id=_safe(agent_id or (ctx.agent_id if ctx else None)),
             agent_type=_safe(ctx.agent_type if ctx else None),
