@@ -840,3 +840,13 @@ def test_characters_that_only_decorate_are_not_counted_as_hiding(text: str) -> N
 
 def test_tag_characters_alone_in_a_benign_text_are_not_an_instruction() -> None:
     assert score_text("Flag: \U0001f3f4" + _tags("gbsct") + "\U000e007f Scotland") is None
+
+
+@given(
+    st.text(alphabet=st.characters(max_codepoint=0x7F) | st.sampled_from("é\u200b"), max_size=40)
+)
+def test_the_control_character_test_in_one_pass_is_pythons(text: str) -> None:
+    from sentrail.detect import deobfuscate as d
+
+    assert d._CONTROLS_FAST is not None  # google-re2 is part of the dev (and the fast) extra
+    assert d._has_controls(text) == (d._ASCII_CONTROLS.search(text) is not None), repr(text)

@@ -21,6 +21,8 @@ import re
 import unicodedata
 from urllib.parse import unquote_plus
 
+from sentrail.detect.fast_re import compile_one
+
 MAX_BLOBS = 4
 MAX_BLOB = 8192
 MAX_FIX_WORDS = 400  # words examined per text for misspellings
@@ -47,8 +49,17 @@ _FROM_TAGS = {c: chr(c - 0xE0000) for c in range(0xE0020, 0xE007F)}
 _SELECTOR_RUN = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{2,}")
 # ASCII controls that are neither white space to Python's ``\s`` nor printable: NUL, BS,
 # ESC, DEL... A model reads past them; so does the scorer.
-_ASCII_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f]+")
-_CONTROLS_IN_WORD = re.compile("[A-Za-z0-9][\x00-\x08\x0e-\x1b\x7f]+[A-Za-z0-9]")
+_ASCII_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]+", re.I)  # re.I: no letters
+_CONTROLS_IN_WORD = re.compile(r"[A-Za-z0-9][\x00-\x08\x0e-\x1b\x7f]+[A-Za-z0-9]")
+# Every string scored is tested for them first: RE2 on ASCII text (ten times Python's
+# speed on this class), else Python's ``re``.
+_CONTROLS_FAST = compile_one(_ASCII_CONTROLS)
+
+
+def _has_controls(text: str) -> bool:
+    if _CONTROLS_FAST is not None and text.isascii():
+        return _CONTROLS_FAST.search(text) is not None
+    return _ASCII_CONTROLS.search(text) is not None
 
 
 def _selector_byte(c: str) -> int:
@@ -163,7 +174,7 @@ def fold(text: str) -> tuple[str, str]:
     """``text`` with invisible characters removed or read (:func:`_reveal`) and look-alike
     letters folded to ASCII, and what was undone ("" when nothing was)."""
     controls = False  # inside a word ("Ig\x00nore"), not around one (ANSI colours in a log)
-    if _ASCII_CONTROLS.search(text) is not None:
+    if _has_controls(text):
         controls = _CONTROLS_IN_WORD.search(text) is not None
         text = _ASCII_CONTROLS.sub("", text)
     if text.isascii():
@@ -185,7 +196,7 @@ def fold(text: str) -> tuple[str, str]:
 def without_controls(text: str) -> str:
     """``text`` without the ASCII controls a reader skips (what the cue test reads: a NUL
     inside every cue word must not make a text look cue-free)."""
-    return text if _ASCII_CONTROLS.search(text) is None else _ASCII_CONTROLS.sub("", text)
+    return _ASCII_CONTROLS.sub("", text) if _has_controls(text) else text
 
 
 # -- misspelled cue words ---------------------------------------------------------------------
