@@ -42,6 +42,7 @@ try:
     from nats.errors import Error as NatsError
     from nats.js import api
     from nats.js.errors import (
+        BadRequestError,
         KeyDeletedError,
         KeyNotFoundError,
         KeyWrongLastSequenceError,
@@ -51,6 +52,10 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
     raise BusError("NATS needs the extra: pip install 'sentrail[nats]'") from _exc
 
 PUBLISHED_AT = "Sentrail-Published-At"
+# JetStream's answers to adding a stream whose name or subjects are taken (10058, 10065):
+# after a restart, a stream not yet restored. Tried again for about 5 s.
+_BEING_RESTORED = frozenset({10058, 10065})
+_STREAM_TRIES = 10
 # The ASCII characters for which ``str.isspace()`` is true.
 _NAME_SPACE = re.compile("[\t\n\x0b\x0c\r\x1c-\x1f ]")
 
@@ -312,14 +317,30 @@ class NatsBus:
             duplicate_window=self.duplicate_window,
         )
         try:
-            try:
-                await self.js.stream_info(name)
-            except NotFoundError:
-                await self.js.add_stream(config)
+            await self._find_or_add(config)
         except NatsError as exc:
             raise BusError(f"cannot create the JetStream stream {name}: {exc}") from exc
         self._streams.add(name)
         return name
+
+    async def _find_or_add(self, config: api.StreamConfig) -> None:
+        """The stream ``config`` names, made when it is not there. Right after a server
+        restart JetStream may still be restoring it from disk: not found by name, yet its
+        name or subjects taken. Then it is looked for again, for a few seconds."""
+        assert config.name is not None
+        for attempt in range(_STREAM_TRIES):
+            try:
+                await self.js.stream_info(config.name)
+                return
+            except NotFoundError:
+                pass
+            try:
+                await self.js.add_stream(config)
+                return
+            except BadRequestError as exc:
+                if exc.err_code not in _BEING_RESTORED or attempt == _STREAM_TRIES - 1:
+                    raise
+            await asyncio.sleep(0.1 * (attempt + 1))
 
     async def publish(
         self, tenant: str, agent_id: str, event_id: str, data: bytes
