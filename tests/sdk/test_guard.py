@@ -13,7 +13,8 @@ import pytest
 from sentrail.enforce.model import Decision, Outcome
 from sentrail.enforce.pdp import DecisionPoint, verify_decision
 from sentrail.sdk import GuardedCall, GuardError, ToolDenied, current_run, guard, run_context
-from sentrail.sdk.guard import bind_arguments, jsonable
+from sentrail.sdk.guard import bind_arguments
+from sentrail.sdk.values import jsonable
 from tests.sdk.conftest import AGENT, INJECTED, SIGNER, TRIGGER, make_pdp
 
 

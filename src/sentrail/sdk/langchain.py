@@ -42,10 +42,10 @@ from sentrail.sdk.guard import (
     ToolDenied,
     ToolNames,
     injection_notice,
-    jsonable,
     refusal,
     tool_name,
 )
+from sentrail.sdk.values import jsonable
 
 
 def _tool_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | dict[str, Any]:
